@@ -1,0 +1,42 @@
+# Everything a fresh machine needs, installed by the targets themselves.
+# `make test` : virtualenv + packages, then ruff, mypy and the whole pytest suite.
+# `make demo` : the main job on examples/ against an embedded SQLite store.
+# `make bench`: benchmarks that print figures (see bench/README.md).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed-stamp
+
+.PHONY: test lint typecheck pytest demo bench clean system-deps
+
+system-deps:
+	@bash .ci/system-deps
+
+$(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory system-deps
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check reconciler tests bench
+	$(BIN)/ruff format --check reconciler tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+demo: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_pipeline.py
+
+clean:
+	rm -rf $(VENV) .reconciler .mypy_cache .ruff_cache .pytest_cache

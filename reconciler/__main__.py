@@ -1,0 +1,5 @@
+"""`python -m reconciler` runs the CLI."""
+
+from reconciler.cli.main import main
+
+main()

@@ -1,0 +1,45 @@
+"""Apply: the only code that writes reconciled objects to the store.
+
+One transaction for the whole plan, opened at the revision the plan was made from (so a plan
+made from a store that has since changed is refused, and the engine plans again). Deletes run
+first, deployments before queues before pools; then creates and updates, pools first.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from reconciler.errors import PlanRefused
+from reconciler.masking import Masker
+from reconciler.plan.model import Action, Plan
+from reconciler.store.base import Store
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    revision: int
+    plan_id: int | None
+
+
+def apply_plan(store: Store, plan: Plan, masker: Masker) -> ApplyResult:
+    if any(d.is_error for d in plan.diagnostics):
+        raise PlanRefused("the plan has errors; nothing was applied")
+    deletes = sorted(
+        (c for c in plan.changes if c.action is Action.DELETE),
+        key=lambda c: (-c.kind.order, c.key),
+    )
+    writes = [c for c in plan.changes if c.action is not Action.DELETE]
+    plan_id = None
+    with store.transaction(expected_revision=plan.observed_revision) as tx:
+        for change in deletes:
+            tx.delete(change.kind, change.key)
+        for change in writes:
+            assert change.desired is not None
+            tx.put(change.desired)
+        for source in plan.sources:
+            tx.record_repository(source.repo, source.location, source.commit)
+        if plan.has_changes:
+            recorded = json.loads(masker(json.dumps(plan.to_json())))
+            plan_id = tx.record_plan(recorded)
+    return ApplyResult(store.revision(), plan_id)

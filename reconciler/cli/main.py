@@ -1,0 +1,117 @@
+"""`reconcile`: plan and apply prefect.yaml from git. `reconcile [REPO...]` is `reconcile apply`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from reconciler import __version__
+from reconciler.cli import read, values
+from reconciler.cli.output import echo_diagnostics, user_errors
+from reconciler.desired import DEFAULT_PREFECT_GLOB
+from reconciler.engine import ReconcileRequest, reconcile
+
+OUTPUTS = ("text", "json", "markdown")
+
+
+class DefaultCommandGroup(click.Group):
+    """A group whose first argument, when it is not a subcommand, goes to `apply`."""
+
+    default_command = "apply"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "--version")):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="reconcile")
+def cli() -> None:
+    """Make git the source of truth for Prefect deployments and work pools.
+
+    \b
+    reconcile --dry-run [REPO...]   show what would change (touches nothing)
+    reconcile [REPO...]             plan and apply to the store
+    """
+
+
+@cli.command("apply")
+@click.argument("repositories", nargs=-1, metavar="[REPO]...")
+@click.option("--dry-run", is_flag=True, help="Plan only: run no step, write nothing.")
+@click.option("--ref", default="HEAD", show_default=True, help="Commit, branch or tag to read.")
+@click.option("--worktree", is_flag=True, help="Read uncommitted files from the working copy.")
+@click.option(
+    "--prefect-file",
+    "prefect_glob",
+    default=DEFAULT_PREFECT_GLOB,
+    show_default=True,
+    help="Glob naming the prefect.yaml files (a bare name matches in every directory).",
+)
+@click.option(
+    "--store",
+    "store_url",
+    help="Store URL (default $RECONCILER_STORE or sqlite:///.reconciler/state.db).",
+)
+@click.option("--output", "-o", type=click.Choice(OUTPUTS), default="text", show_default=True)
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
+@click.option("--strict", is_flag=True, help="Unknown keys are errors, not warnings.")
+@click.option("--skip-build", is_flag=True, help="Apply without running build and push steps.")
+@click.option("--no-prune", is_flag=True, help="Never delete objects that left the files.")
+@click.option("--allow-empty", is_flag=True, help="Allow deleting every object of a file.")
+@click.option("--no-color", is_flag=True, help="Plain text output.")
+@click.option("--quiet", "-q", is_flag=True, help="Print errors only (and the plan).")
+@user_errors
+def apply_command(repositories: tuple[str, ...], **options: Any) -> None:
+    """Plan the repositories (default: the current directory) and apply the plan."""
+    from reconciler.plan.render_json import render_json
+    from reconciler.plan.render_markdown import render_markdown
+    from reconciler.plan.render_text import render_text
+
+    request = ReconcileRequest(
+        repositories=repositories or (".",),
+        ref=options["ref"],
+        worktree=options["worktree"],
+        prefect_glob=options["prefect_glob"],
+        store_url=options["store_url"],
+        dry_run=options["dry_run"],
+        strict=options["strict"],
+        skip_build=options["skip_build"],
+        prune=not options["no_prune"],
+        allow_empty=options["allow_empty"],
+    )
+    outcome = reconcile(request)
+    plan, mask = outcome.plan, outcome.masker
+    echo_diagnostics(plan.diagnostics, mask, quiet=options["quiet"])
+    color = not options["no_color"] and sys.stdout.isatty()
+    if options["output"] == "json":
+        click.echo(render_json(plan, mask=mask))
+    elif options["output"] == "markdown":
+        click.echo(render_markdown(plan, mask=mask))
+    else:
+        click.echo(render_text(plan, color=color, mask=mask), color=color)
+    if outcome.errors:
+        click.secho("error: the plan was refused; nothing was applied", fg="red", err=True)
+        sys.exit(1)
+    if outcome.applied is not None and plan.has_changes and options["output"] == "text":
+        summary = plan.summary
+        click.echo(
+            f"Apply complete! Resources: {summary.add} added, {summary.change} changed, "
+            f"{summary.destroy} destroyed.",
+        )
+    if options["detailed_exitcode"] and plan.has_changes:
+        sys.exit(2)
+
+
+cli.add_command(read.deployment)
+cli.add_command(read.work_pool)
+cli.add_command(read.work_queue)
+cli.add_command(read.history)
+cli.add_command(values.variable)
+cli.add_command(values.secret)
+
+
+def main() -> None:
+    cli(prog_name="reconcile")

@@ -1,0 +1,64 @@
+"""How the CLI talks to people: diagnostics and errors on stderr, never a traceback for a
+user error, tables and JSON on stdout."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from reconciler.diagnostics import Diagnostic, sorted_diagnostics
+from reconciler.errors import ConfigError, ReconcilerError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def echo_diagnostics(
+    diagnostics: Sequence[Diagnostic], mask: Callable[[str], str] = str, *, quiet: bool = False
+) -> None:
+    for diag in sorted_diagnostics(diagnostics):
+        if quiet and not diag.is_error:
+            continue
+        color = "red" if diag.is_error else "yellow"
+        text = diag.render(mask)
+        head, _, rest = text.partition("\n")
+        click.secho(head, fg=color, err=True)
+        if rest:
+            click.echo(rest, err=True)
+
+
+def user_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn ReconcilerError into a clean message and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            echo_diagnostics(exc.diagnostics)
+            click.secho(f"error: {exc.message}; nothing was applied", fg="red", err=True)
+            sys.exit(1)
+        except ReconcilerError as exc:
+            click.secho(f"error: {exc.message}", fg="red", err=True)
+            if exc.hint:
+                click.echo(f"  hint: {exc.hint}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+def echo_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())

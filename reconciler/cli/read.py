@@ -1,0 +1,230 @@
+"""Read commands: `deployment ls|inspect`, `work-pool ls|inspect`, `work-queue ls`, `history`.
+Tables for people, `--output json` for scripts. They never create a store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from reconciler.cli.output import echo_json, echo_table, user_errors
+from reconciler.errors import UserError
+from reconciler.model import Kind, Resource
+from reconciler.store import open_store
+from reconciler.store.base import Store
+
+store_option = click.option("--store", "store_url", help="Store URL (default $RECONCILER_STORE).")
+output_option = click.option(
+    "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+
+
+def _store(url: str | None) -> Store:
+    return open_store(url, readonly=True)
+
+
+def _resource_json(resource: Resource) -> dict[str, Any]:
+    return {
+        "kind": resource.kind.value,
+        "key": resource.key,
+        "owner": resource.owner.to_json() if resource.owner else None,
+        "source_commit": resource.source_commit,
+        "content_hash": resource.hash,
+        "spec": resource.spec,
+    }
+
+
+def _owner_text(resource: Resource) -> str:
+    return str(resource.owner) if resource.owner else "(made by hand)"
+
+
+def _inspect(kind: Kind, key: str, store_url: str | None) -> None:
+    store = _store(store_url)
+    try:
+        found = store.get(kind, key)
+        if found is None:
+            keys = [r.key for r in store.list_resources(kind)]
+            from reconciler.spec.validation import did_you_mean
+
+            raise UserError(
+                f'{kind.label} "{key}" not found in {store.url}',
+                did_you_mean(key, keys) or f"`reconcile {kind.label} ls` lists them",
+            )
+        echo_json(_resource_json(found))
+    finally:
+        store.close()
+
+
+@click.group("deployment")
+def deployment() -> None:
+    """Deployments in the store."""
+
+
+@deployment.command("ls")
+@store_option
+@output_option
+@user_errors
+def deployment_ls(store_url: str | None, output: str) -> None:
+    store = _store(store_url)
+    try:
+        rows = store.list_resources(Kind.DEPLOYMENT)
+    finally:
+        store.close()
+    if output == "json":
+        echo_json([_resource_json(r) for r in rows])
+        return
+    table = []
+    for r in rows:
+        spec = r.spec
+        schedules = len(spec.get("schedules") or [])
+        table.append(
+            [
+                r.key,
+                f"{spec.get('work_pool_name')}/{spec.get('work_queue_name')}",
+                "yes" if spec.get("paused") else "no",
+                schedules,
+                _owner_text(r),
+                (r.source_commit or "")[:8],
+            ]
+        )
+    echo_table(["deployment", "pool/queue", "paused", "schedules", "owner", "commit"], table)
+
+
+@deployment.command("inspect")
+@click.argument("key", metavar="FLOW/DEPLOYMENT")
+@store_option
+@user_errors
+def deployment_inspect(key: str, store_url: str | None) -> None:
+    """Everything recorded about one deployment, as JSON."""
+    _inspect(Kind.DEPLOYMENT, key, store_url)
+
+
+@click.group("work-pool")
+def work_pool() -> None:
+    """Work pools in the store."""
+
+
+@work_pool.command("ls")
+@store_option
+@output_option
+@user_errors
+def work_pool_ls(store_url: str | None, output: str) -> None:
+    store = _store(store_url)
+    try:
+        rows = store.list_resources(Kind.WORK_POOL)
+        queues = store.list_resources(Kind.WORK_QUEUE)
+    finally:
+        store.close()
+    if output == "json":
+        echo_json([_resource_json(r) for r in rows])
+        return
+    count = {r.key: sum(1 for q in queues if q.spec["pool"] == r.key) for r in rows}
+    echo_table(
+        ["work pool", "type", "paused", "concurrency", "queues", "owner"],
+        [
+            [
+                r.key,
+                r.spec["type"],
+                "yes" if r.spec.get("paused") else "no",
+                r.spec.get("concurrency_limit") or "-",
+                count[r.key],
+                _owner_text(r),
+            ]
+            for r in rows
+        ],
+    )
+
+
+@work_pool.command("inspect")
+@click.argument("name")
+@store_option
+@user_errors
+def work_pool_inspect(name: str, store_url: str | None) -> None:
+    """Everything recorded about one work pool, as JSON."""
+    _inspect(Kind.WORK_POOL, name, store_url)
+
+
+@click.group("work-queue")
+def work_queue() -> None:
+    """Work queues in the store."""
+
+
+@work_queue.command("ls")
+@click.option("--pool", help="Only the queues of this pool.")
+@store_option
+@output_option
+@user_errors
+def work_queue_ls(pool: str | None, store_url: str | None, output: str) -> None:
+    store = _store(store_url)
+    try:
+        rows = [
+            r for r in store.list_resources(Kind.WORK_QUEUE) if not pool or r.spec["pool"] == pool
+        ]
+    finally:
+        store.close()
+    if output == "json":
+        echo_json([_resource_json(r) for r in rows])
+        return
+    echo_table(
+        ["pool", "queue", "priority", "paused", "concurrency", "owner"],
+        [
+            [
+                r.spec["pool"],
+                r.spec["name"],
+                r.spec["priority"],
+                "yes" if r.spec.get("paused") else "no",
+                r.spec.get("concurrency_limit") or "-",
+                _owner_text(r),
+            ]
+            for r in rows
+        ],
+    )
+
+
+@click.command("history")
+@click.argument("plan_id", type=int, required=False)
+@click.option("--limit", default=20, show_default=True, help="How many applied plans to list.")
+@store_option
+@output_option
+@user_errors
+def history(plan_id: int | None, limit: int, store_url: str | None, output: str) -> None:
+    """Applied plans, newest first; with PLAN_ID, that plan in full (JSON)."""
+    store = _store(store_url)
+    try:
+        if plan_id is not None:
+            record = store.applied_plan(plan_id)
+            if record is None:
+                raise UserError(f"no applied plan {plan_id}", "`reconcile history` lists them")
+            echo_json(record.plan)
+            return
+        records = store.history(limit)
+    finally:
+        store.close()
+    if output == "json":
+        echo_json(
+            [
+                {
+                    "id": r.id,
+                    "applied_at": r.applied_at,
+                    "revision": r.revision,
+                    "sources": r.sources,
+                    "summary": r.summary,
+                }
+                for r in records
+            ]
+        )
+        return
+    echo_table(
+        ["id", "applied at", "repositories", "add", "change", "destroy"],
+        [
+            [
+                r.id,
+                r.applied_at,
+                ", ".join(f"{s['repo']}@{(s.get('commit') or 'worktree')[:8]}" for s in r.sources),
+                r.summary.get("add", 0),
+                r.summary.get("change", 0),
+                r.summary.get("destroy", 0),
+            ]
+            for r in records
+        ],
+    )

@@ -1,0 +1,117 @@
+"""The objects reconciler manages, as values shared by desired state, observed state and plans.
+
+A `Resource` is a work pool, a work queue or a deployment: its kind, its key, its owner and
+its `spec`, the whole JSON-able desired body. The spec is held as canonical JSON text so a
+resource is immutable and hashable, two specs compare equal exactly when their text is equal,
+and the content hash recorded in the store is the hash of that text.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+UNKNOWN_MARKER_KEY = "$unknown"
+"""How a spec writes a value only a build step produces: `{"$unknown": "known after build"}`."""
+
+
+class Kind(enum.Enum):
+    """Kinds in dependency order: pools before their queues before the deployments using them."""
+
+    WORK_POOL = "work_pool"
+    WORK_QUEUE = "work_queue"
+    DEPLOYMENT = "deployment"
+
+    @property
+    def order(self) -> int:
+        return _KIND_ORDER[self]
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", "-")
+
+
+_KIND_ORDER = {Kind.WORK_POOL: 0, Kind.WORK_QUEUE: 1, Kind.DEPLOYMENT: 2}
+
+
+@dataclass(frozen=True, order=True)
+class Owner:
+    """Who wrote an object: a repository identity and the file, relative to its root."""
+
+    repo: str
+    file: str
+
+    def __str__(self) -> str:
+        return f"{self.repo}:{self.file}"
+
+    def to_json(self) -> dict[str, str]:
+        return {"repo": self.repo, "file": self.file}
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON text: sorted keys, no extra whitespace, UTF-8 kept."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def content_hash(spec_json: str) -> str:
+    return hashlib.sha256(spec_json.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One managed object. Build it with `Resource.of(...)` from a JSON-able spec."""
+
+    kind: Kind
+    key: str
+    spec_json: str
+    owner: Owner | None
+    source_commit: str | None = None
+    hash: str = field(default="", compare=False)
+
+    @classmethod
+    def of(
+        cls,
+        kind: Kind,
+        key: str,
+        spec: dict[str, Any],
+        owner: Owner | None,
+        source_commit: str | None = None,
+    ) -> Resource:
+        text = canonical_json(spec)
+        return cls(kind, key, text, owner, source_commit, content_hash(text))
+
+    def __post_init__(self) -> None:
+        if not self.hash:
+            object.__setattr__(self, "hash", content_hash(self.spec_json))
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """A fresh copy of the body: callers may not mutate the resource through it."""
+        value: dict[str, Any] = json.loads(self.spec_json)
+        return value
+
+    @property
+    def ident(self) -> tuple[Kind, str]:
+        return (self.kind, self.key)
+
+    @property
+    def sort_key(self) -> tuple[int, str]:
+        return (self.kind.order, self.key)
+
+
+def queue_key(pool: str, queue: str) -> str:
+    return f"{pool}/{queue}"
+
+
+def deployment_key(flow_name: str, deployment_name: str) -> str:
+    return f"{flow_name}/{deployment_name}"
+
+
+def is_unknown(value: object) -> bool:
+    return isinstance(value, dict) and set(value) == {UNKNOWN_MARKER_KEY}
+
+
+UNKNOWN_VALUE: dict[str, str] = {UNKNOWN_MARKER_KEY: "known after build"}

@@ -1,0 +1,1 @@
+"""Plans: the pure diff between desired and observed state, and its renderers."""

@@ -1,0 +1,142 @@
+"""The planner: a pure function from desired and observed state to a Plan.
+
+Rules (design.md, "Ownership"): objects are created, updated, or, when pruning, deleted only if
+their owner is a file this run read (or would have read, had it not been deleted). Objects
+made by hand are adopted when a file declares them; objects owned by a repository outside this
+run are never touched, and declaring one is an error. A plan that would delete every object of
+an owner is refused unless `allow_empty`, because that is what a failed read looks like.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from reconciler.desired import DesiredState
+from reconciler.diagnostics import Diagnostic, error
+from reconciler.model import Kind, Owner, Resource
+from reconciler.plan.model import Action, Change, Plan, SourceInfo, diff_values
+from reconciler.store.base import ObservedState
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    prune: bool = True
+    allow_empty: bool = False
+
+
+def make_plan(desired: DesiredState, observed: ObservedState, options: PlanOptions) -> Plan:
+    changes: list[Change] = []
+    problems: list[Diagnostic] = []
+    unchanged = 0
+    wanted = {r.ident: r for r in desired.resources}
+
+    for resource in desired.resources:
+        current = observed.get(resource.kind, resource.key)
+        if current is None:
+            changes.append(Change(Action.CREATE, resource.kind, resource.key, resource, None))
+            continue
+        if resource.ident in desired.implicit and current.owner != resource.owner:
+            unchanged += 1  # an implicit queue that already exists: leave it as it is
+            continue
+        if current.owner is not None and current.owner.repo not in desired.repos:
+            problems.append(_owned_elsewhere(resource, current.owner))
+            continue
+        if current.hash == resource.hash and current.owner == resource.owner:
+            unchanged += 1
+            continue
+        diffs = tuple(diff_values(current.spec, resource.spec))
+        changes.append(Change(Action.UPDATE, resource.kind, resource.key, resource, current, diffs))
+
+    if options.prune:
+        for ident, current in observed.resources.items():
+            if ident in wanted or not desired.in_scope(current.owner):
+                continue
+            changes.append(Change(Action.DELETE, current.kind, current.key, None, current))
+        if not options.allow_empty:
+            problems.extend(_emptied_owners(desired, observed, changes))
+
+    problems.extend(_dangling_references(desired, observed, changes))
+    changes.sort(key=lambda c: c.sort_key)
+    sources = tuple(
+        SourceInfo(s.repo, s.location, s.ref, s.commit, s.files) for s in desired.scopes
+    )
+    return Plan(
+        changes=tuple(changes),
+        sources=sources,
+        diagnostics=(*desired.diagnostics, *problems),
+        observed_revision=observed.revision,
+        unchanged=unchanged,
+    )
+
+
+def _owned_elsewhere(resource: Resource, owner: Owner) -> Diagnostic:
+    declared = resource.owner
+    return error(
+        f'{resource.kind.label} "{resource.key}" already exists and belongs to {owner}; '
+        f"{declared} declares it too",
+        None,
+        "remove it from one of the two repositories (reconciler never takes objects over from "
+        "another repository)",
+    )
+
+
+def _emptied_owners(
+    desired: DesiredState, observed: ObservedState, changes: list[Change]
+) -> list[Diagnostic]:
+    deleted: dict[Owner, list[Change]] = defaultdict(list)
+    for change in changes:
+        if change.action is Action.DELETE and change.observed and change.observed.owner:
+            deleted[change.observed.owner].append(change)
+    kept: set[Owner] = {r.owner for r in desired.resources if r.owner is not None}
+    problems = []
+    for owner, removed in sorted(deleted.items()):
+        if owner in kept:
+            continue
+        names = ", ".join(f"{c.kind.label} {c.key}" for c in removed[:5])
+        more = f" and {len(removed) - 5} more" if len(removed) > 5 else ""
+        problems.append(
+            error(
+                f"the plan would delete every object of {owner} ({len(removed)}: {names}{more})",
+                None,
+                "this is what a file that failed to read looks like, so it is refused; if the "
+                "file or its deployments were removed on purpose, run again with --allow-empty",
+            )
+        )
+    return problems
+
+
+def _dangling_references(
+    desired: DesiredState, observed: ObservedState, changes: list[Change]
+) -> list[Diagnostic]:
+    """A pool or queue being deleted must not be used by a deployment that stays."""
+    deleted = {(c.kind, c.key) for c in changes if c.action is Action.DELETE}
+    if not deleted:
+        return []
+    remaining: dict[str, Resource] = {
+        r.key: r
+        for r in observed.of_kind(Kind.DEPLOYMENT)
+        if (Kind.DEPLOYMENT, r.key) not in deleted
+    }
+    for resource in desired.resources:
+        if resource.kind is Kind.DEPLOYMENT:
+            remaining[resource.key] = resource
+    problems = []
+    for key, deployment in sorted(remaining.items()):
+        spec = deployment.spec
+        pool = spec.get("work_pool_name")
+        queue = spec.get("work_queue_name") or "default"
+        if pool and (Kind.WORK_POOL, pool) in deleted:
+            problems.append(_still_used("work-pool", pool, key, deployment.owner))
+        elif pool and (Kind.WORK_QUEUE, f"{pool}/{queue}") in deleted:
+            problems.append(_still_used("work-queue", f"{pool}/{queue}", key, deployment.owner))
+    return problems
+
+
+def _still_used(label: str, name: str, deployment: str, owner: Owner | None) -> Diagnostic:
+    by = f" ({owner})" if owner else " (made by hand)"
+    return error(
+        f'{label} "{name}" would be deleted but deployment "{deployment}"{by} still uses it',
+        None,
+        "move or delete that deployment in the same change, or keep the pool declared",
+    )

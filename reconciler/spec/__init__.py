@@ -1,0 +1,1 @@
+"""Pure specification stages: load YAML with positions, validate, template, read flows."""

@@ -1,0 +1,666 @@
+"""Desired state: every file of every repository in this run, turned into Resources.
+
+Pure stage between validation and planning. Inputs are the snapshots, the observed store state
+(for variables, blocks and pools that already exist) and the environment; nothing else is read.
+For each deployment it follows `prefect deploy`'s order (research notes section 1.8): variables,
+then the environment, then step outputs; it reads the flow with `ast`, checks parameters against
+the flow's signature and job variables against the pool's schema, and reports every problem of
+the run together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import posixpath
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+import jsonschema
+
+from reconciler.desired import (
+    DEFAULT_PREFECT_GLOB,
+    POOLS_FILE_NAME,
+    DesiredState,
+    RepoScope,
+    matches_glob,
+)
+from reconciler.diagnostics import Diagnostic, Location, error, warning
+from reconciler.model import (
+    UNKNOWN_VALUE,
+    Kind,
+    Owner,
+    Resource,
+    deployment_key,
+    queue_key,
+)
+from reconciler.pools.job_templates import job_variable_problems
+from reconciler.sources.base import Snapshot
+from reconciler.spec import templating as tpl
+from reconciler.spec.flows import EntrypointError, FlowInfo, read_flow
+from reconciler.spec.pools_file import DEFAULT_QUEUE, load_pools_file
+from reconciler.spec.prefect_file import DeploymentDraft, PrefectFile, load_prefect_file
+from reconciler.spec.schedules import ScheduleError, normalize_schedule
+from reconciler.spec.steps import StepSpec
+from reconciler.spec.validation import did_you_mean, show_value
+from reconciler.spec.yamlload import LoadedDocument, Path
+from reconciler.store.base import ObservedState
+
+_BAD_NAME = re.compile(r"[/%&><]")
+_SECRET_ENV_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE|CREDENTIAL", re.I)
+_TRUE = {"1", "on", "t", "true", "y", "yes"}
+_FALSE = {"0", "off", "f", "false", "n", "no"}
+# Outputs of the built-in steps, unknown until a build runs: `{{ image }}` works like Prefect.
+_STEP_OUTPUT_NAMES = (
+    "image",
+    "image_name",
+    "image_id",
+    "tag",
+    "additional_tags",
+    "directory",
+    "stdout",
+    "stderr",
+)
+
+
+@dataclass(frozen=True)
+class RepoInput:
+    snapshot: Snapshot
+    ref: str = "HEAD"
+    prefect_glob: str = DEFAULT_PREFECT_GLOB
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    environ: Mapping[str, str] = field(default_factory=dict)
+    strict: bool = False
+    build_outputs_known: bool = False
+    """False (dry-run, or until steps run): values from build/push steps are unknown and shown
+    as `(known after build)`. True with no outputs (`--skip-build`): they are removed with a
+    warning, as Prefect does when no build ran."""
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """The build and push steps a deployment needs, kept out of its spec."""
+
+    deployment: str
+    owner: Owner
+    build: tuple[StepSpec, ...]
+    push: tuple[StepSpec, ...]
+
+
+@dataclass
+class BuildResult:
+    desired: DesiredState | None
+    diagnostics: list[Diagnostic]
+    secrets: list[str]
+    build_plans: list[BuildPlan]
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.is_error]
+
+
+def build_desired(
+    repos: Sequence[RepoInput], observed: ObservedState, options: BuildOptions
+) -> BuildResult:
+    builder = _Builder(observed, options)
+    for repo in repos:
+        builder.add_repository(repo)
+    return builder.finish()
+
+
+@dataclass
+class _Declared:
+    resource: Resource
+    where: Location
+
+
+class _Builder:
+    def __init__(self, observed: ObservedState, options: BuildOptions) -> None:
+        self.observed = observed
+        self.options = options
+        self.diagnostics: list[Diagnostic] = []
+        self.secrets: list[str] = list(observed.secret_values)
+        self.scopes: list[RepoScope] = []
+        self.pools: dict[str, _Declared] = {}
+        self.queues: dict[str, _Declared] = {}
+        self.deployments: dict[str, _Declared] = {}
+        self.implicit: dict[str, Resource] = {}
+        self.build_plans: list[BuildPlan] = []
+        self.pending: list[tuple[Snapshot, PrefectFile]] = []
+
+    # -- files ----------------------------------------------------------------------------
+
+    def add_repository(self, repo: RepoInput) -> None:
+        snapshot = repo.snapshot
+        files = list(snapshot.files())
+        prefect_files = [f for f in files if matches_glob(f, repo.prefect_glob)]
+        pool_files = [f for f in files if matches_glob(f, POOLS_FILE_NAME)]
+        self.scopes.append(
+            RepoScope(
+                snapshot.repo_id,
+                snapshot.display_root,
+                repo.ref,
+                snapshot.commit,
+                tuple(sorted([*prefect_files, *pool_files])),
+                repo.prefect_glob,
+            )
+        )
+        if not prefect_files and not pool_files:
+            self.diagnostics.append(
+                warning(
+                    f"no file matching {repo.prefect_glob!r} or {POOLS_FILE_NAME!r} in "
+                    f"{snapshot.display_root} at {repo.ref}",
+                    None,
+                    "commit a prefect.yaml, or pass --prefect-file to name it",
+                )
+            )
+        for path in pool_files:
+            self._add_pools_file(snapshot, path)
+        for path in prefect_files:
+            loaded, problems = load_prefect_file(
+                snapshot, path, strict=self.options.strict, display=_display(snapshot, path)
+            )
+            self.diagnostics.extend(problems)
+            if loaded is not None:
+                self.pending.append((snapshot, loaded))
+
+    def _add_pools_file(self, snapshot: Snapshot, path: str) -> None:
+        loaded, problems = load_pools_file(snapshot, path, display=_display(snapshot, path))
+        self.diagnostics.extend(problems)
+        if loaded is None:
+            return
+        owner = Owner(snapshot.repo_id, path)
+        for declaration in loaded.pools:
+            where = loaded.document.location((*declaration.path, "name"))
+            pool = Resource.of(
+                Kind.WORK_POOL, declaration.spec["name"], declaration.spec, owner, snapshot.commit
+            )
+            self._declare(self.pools, pool, where)
+            for queue in declaration.queues:
+                key = queue_key(queue["pool"], queue["name"])
+                self._declare(
+                    self.queues,
+                    Resource.of(Kind.WORK_QUEUE, key, queue, owner, snapshot.commit),
+                    where,
+                )
+
+    def _declare(self, table: dict[str, _Declared], resource: Resource, where: Location) -> None:
+        first = table.get(resource.key)
+        if first is not None:
+            self.diagnostics.append(
+                error(
+                    f'{resource.kind.label} "{resource.key}" is declared twice: here and at '
+                    f"{first.where}",
+                    where,
+                    "keep one declaration",
+                )
+            )
+            return
+        table[resource.key] = _Declared(resource, where)
+
+    # -- deployments ----------------------------------------------------------------------
+
+    def finish(self) -> BuildResult:
+        for snapshot, prefect_file in self.pending:
+            for draft in prefect_file.deployments:
+                _DeploymentBuilder(self, snapshot, prefect_file, draft).build()
+        if any(d.is_error for d in self.diagnostics):
+            return BuildResult(None, self.diagnostics, self.secrets, self.build_plans)
+        resources = [
+            *(d.resource for d in self.pools.values()),
+            *(d.resource for d in self.queues.values()),
+            *self.implicit.values(),
+            *(d.resource for d in self.deployments.values()),
+        ]
+        resources.sort(key=lambda r: r.sort_key)
+        desired = DesiredState(
+            tuple(resources),
+            tuple(self.scopes),
+            tuple(d for d in self.diagnostics if not d.is_error),
+            frozenset((Kind.WORK_QUEUE, key) for key in self.implicit),
+        )
+        return BuildResult(desired, self.diagnostics, self.secrets, self.build_plans)
+
+    def pool_template(self, name: str) -> dict[str, Any] | None:
+        declared = self.pools.get(name)
+        if declared is not None:
+            template: dict[str, Any] = declared.resource.spec["base_job_template"]
+            return template
+        existing = self.observed.get(Kind.WORK_POOL, name)
+        if existing is not None:
+            found: dict[str, Any] = existing.spec.get("base_job_template") or {}
+            return found
+        return None
+
+    def known_pools(self) -> list[str]:
+        return sorted({*self.pools, *(r.key for r in self.observed.of_kind(Kind.WORK_POOL))})
+
+    def ensure_queue(self, pool: str, queue: str, owner: Owner, commit: str | None) -> None:
+        key = queue_key(pool, queue)
+        if key in self.queues or key in self.implicit:
+            return
+        if self.observed.get(Kind.WORK_QUEUE, key) is not None:
+            return
+        if queue == DEFAULT_QUEUE and pool not in self.pools:
+            return  # the default queue of an existing pool exists with it
+        taken = {
+            r.spec["priority"]
+            for r in [*self.observed.of_kind(Kind.WORK_QUEUE), *self.implicit.values()]
+            if r.spec.get("pool") == pool
+        } | {
+            d.resource.spec["priority"]
+            for d in self.queues.values()
+            if d.resource.spec["pool"] == pool
+        }
+        priority = next(p for p in range(1, len(taken) + 2) if p not in taken)
+        spec = {
+            "pool": pool,
+            "name": queue,
+            "description": None,
+            "priority": priority,
+            "concurrency_limit": None,
+            "paused": False,
+        }
+        self.implicit[key] = Resource.of(Kind.WORK_QUEUE, key, spec, owner, commit)
+
+
+class _DeploymentBuilder:
+    """Turns one DeploymentDraft into a deployment Resource, or into diagnostics."""
+
+    def __init__(
+        self, run: _Builder, snapshot: Snapshot, prefect_file: PrefectFile, draft: DeploymentDraft
+    ) -> None:
+        self.run = run
+        self.snapshot = snapshot
+        self.file = prefect_file
+        self.document: LoadedDocument = prefect_file.document
+        self.draft = draft
+        self.owner = Owner(snapshot.repo_id, prefect_file.path)
+        self.problems: list[Diagnostic] = []
+        self.notes: list[Diagnostic] = []
+
+    def location(self, *keys: str | int) -> Location:
+        return self.document.location(self.draft.at(*keys))
+
+    def fail(self, message: str, *keys: str | int, hint: str | None = None) -> None:
+        self.problems.append(error(message, self.location(*keys), hint))
+
+    def note(self, message: str, *keys: str | int, hint: str | None = None) -> None:
+        self.notes.append(warning(message, self.location(*keys), hint))
+
+    def build(self) -> None:
+        spec = self._spec()
+        self.run.diagnostics.extend(self.notes)
+        self.run.diagnostics.extend(self.problems)
+        if spec is None or self.problems:
+            return
+        key = deployment_key(spec["flow_name"], spec["name"])
+        resource = Resource.of(Kind.DEPLOYMENT, key, spec, self.owner, self.snapshot.commit)
+        self.run._declare(self.run.deployments, resource, self.location("name"))
+        if self.draft.build or self.draft.push:
+            self.run.build_plans.append(
+                BuildPlan(
+                    key,
+                    self.owner,
+                    tuple(p.step for p in self.draft.build),
+                    tuple(p.step for p in self.draft.push),
+                )
+            )
+        pool = spec["work_pool_name"]
+        self.run.ensure_queue(pool, spec["work_queue_name"], self.owner, self.snapshot.commit)
+
+    def _spec(self) -> dict[str, Any] | None:
+        config = copy.deepcopy(self.draft.config)
+        schedule_paths = config.pop("_schedule_paths", None)
+        config = self._resolve_store_references(config)
+        config = tpl.apply_values(
+            config,
+            self.run.options.environ,
+            environ=self.run.options.environ,
+            remove_notset=False,
+        )
+        self._remember_secret_env(self.draft.config)
+        outputs = self._step_outputs()
+        raw_schedules = config.pop("schedules", None)
+        triggers = config.pop("triggers", None)
+        config = tpl.apply_values(
+            config,
+            outputs,
+            environ=self.run.options.environ,
+            skip_prefixes=["ctx."],
+            on_missing=self._missing(()),
+        )
+        schedules = self._schedules(raw_schedules, outputs, schedule_paths)
+        flow = self._flow(config.get("entrypoint"))
+        name = self._name(config.get("name"))
+        if flow is None or name is None:
+            return None
+        parameters = self._parameters(config.get("parameters"), flow, config)
+        pool, queue, job_variables = self._work_pool(config.get("work_pool") or {})
+        limit, options = self._concurrency(config.get("concurrency_limit"))
+        if config.get("sla"):
+            self.note("`sla` is ignored: SLAs exist only in Prefect Cloud", "sla")
+        if pool is None or self.problems:
+            return None
+        spec: dict[str, Any] = _known_after_build(
+            {
+                "name": name,
+                "flow_name": flow.name,
+                "entrypoint": config["entrypoint"],
+                "path": self.file.base_dir,
+                "flow_path": flow.path,
+                "description": config.get("description") or flow.description,
+                "version": config.get("version"),
+                "tags": self._tags(config.get("tags")),
+                "parameters": parameters,
+                "parameter_openapi_schema": flow.parameter_schema,
+                "enforce_parameter_schema": self._lax_bool(
+                    config.get("enforce_parameter_schema"), True, "enforce_parameter_schema"
+                ),
+                "paused": self._lax_bool(config.get("paused"), False, "paused"),
+                "schedules": schedules,
+                "concurrency_limit": limit,
+                "concurrency_options": options,
+                "work_pool_name": pool,
+                "work_queue_name": queue,
+                "job_variables": job_variables,
+                "pull_steps": self._pull_steps(outputs),
+                "triggers": triggers if isinstance(triggers, list) else None,
+            }
+        )
+        return spec
+
+    # -- templating -----------------------------------------------------------------------
+
+    def _resolve_store_references(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Variables are resolved now (Prefect's deploy-time rule). Block references are
+        checked now but kept as references: secrets never land in the plan or the store;
+        the worker resolves them when a run starts."""
+        variables, blocks = tpl.references(config)
+        for name in sorted(variables):
+            if name not in self.run.observed.variables:
+                self.note(
+                    f'variable "{name}" is not set; Prefect would use an empty string',
+                    hint=f"set it with `reconcile variable set {name} VALUE`",
+                )
+        for slug, name in sorted(blocks):
+            if (slug, name) not in self.run.observed.blocks:
+                self.fail(
+                    f'"{{{{ prefect.blocks.{slug}.{name} }}}}" refers to a block that is not '
+                    "defined",
+                    hint=f"define it with `reconcile secret set {slug}/{name}`",
+                )
+        try:
+            tpl.resolve_blocks(config, lambda s, n: self.run.observed.blocks.get((s, n)))
+        except tpl.TemplateError as exc:
+            if "not found" not in exc.message.lower():
+                self.problems.append(
+                    error(exc.message, self.document.location(self.draft.at(*exc.path)))
+                )
+        resolved: dict[str, Any] = tpl.resolve_variables(config, self.run.observed.variables)
+        return resolved
+
+    def _remember_secret_env(self, config: dict[str, Any]) -> None:
+        for placeholder in tpl.find_placeholders(config):
+            if placeholder.kind is tpl.PlaceholderKind.ENV:
+                name = placeholder.name.lstrip("$")
+                value = self.run.options.environ.get(name)
+                if value and _SECRET_ENV_NAME.search(name):
+                    self.run.secrets.append(value)
+
+    def _step_outputs(self) -> dict[str, Any]:
+        steps = [p.step for p in (*self.draft.build, *self.draft.push)]
+        if not steps or self.run.options.build_outputs_known:
+            return {}
+        outputs: dict[str, Any] = {name: tpl.KNOWN_AFTER_BUILD for name in _STEP_OUTPUT_NAMES}
+        for step in steps:
+            if step.id:
+                outputs[step.id] = tpl.KNOWN_AFTER_BUILD
+        return outputs
+
+    def _missing(self, prefix: Path) -> tpl.MissingCallback:
+        def report(path: tpl.TemplatePath, name: str) -> None:
+            self.notes.append(
+                warning(
+                    f'placeholder "{{{{ {name} }}}}" has no value; the key is removed (or the '
+                    "text left empty), as Prefect does",
+                    self.document.location(self.draft.at(*prefix, *path)),
+                    "set the environment variable, or check the step id"
+                    if name.startswith("$") or "." in name
+                    else None,
+                )
+            )
+
+        return report
+
+    # -- fields ---------------------------------------------------------------------------
+
+    def _schedules(
+        self, raw: Any, outputs: dict[str, Any], legacy_paths: list[Path] | None
+    ) -> list[dict[str, Any]]:
+        if not raw:
+            return []
+        templated = tpl.apply_values(raw, outputs, environ=self.run.options.environ)
+        found = []
+        for index, entry in enumerate(templated):
+            at: Path = legacy_paths[index] if legacy_paths else ("schedules", index)
+            try:
+                found.append(normalize_schedule(entry))
+            except ScheduleError as exc:
+                keys = tuple(exc.key.split(".")) if exc.key else ()
+                where = self.draft.at(*at[len(self.draft.path) :] if legacy_paths else at, *keys)
+                self.problems.append(error(exc.message, self.document.key_location(where)))
+        return found
+
+    def _flow(self, entrypoint: Any) -> FlowInfo | None:
+        if not entrypoint:
+            self.fail(
+                "deployment has no entrypoint",
+                hint="add `entrypoint: path/to/flows.py:my_flow` (relative to this file)",
+            )
+            return None
+        if entrypoint is tpl.KNOWN_AFTER_BUILD:
+            self.fail("the entrypoint cannot come from a build step", "entrypoint")
+            return None
+        try:
+            return read_flow(self.snapshot, self.file.base_dir, str(entrypoint))
+        except EntrypointError as exc:
+            self.fail(exc.message, "entrypoint", hint=exc.hint)
+            return None
+
+    def _name(self, value: Any) -> str | None:
+        if not value or not isinstance(value, str):
+            self.fail(
+                "deployment has no name",
+                hint="add `name: <deployment name>`; Prefect skips unnamed deployments silently",
+            )
+            return None
+        name = PurePosixPath(value).stem if value.endswith(".py") else value
+        if _BAD_NAME.search(name):
+            self.fail(f"deployment name {value!r} contains one of / % & > <", "name")
+            return None
+        return name
+
+    def _parameters(self, value: Any, flow: FlowInfo, config: dict[str, Any]) -> dict[str, Any]:
+        parameters: dict[str, Any] = value if isinstance(value, dict) else {}
+        properties = flow.parameter_schema.get("properties", {})
+        if not flow.accepts_any_parameter:
+            for name in parameters:
+                if name not in properties:
+                    self.fail(
+                        f'parameter "{name}" is not a parameter of flow {flow.function_name}() '
+                        f"in {flow.path}",
+                        "parameters",
+                        name,
+                        hint=did_you_mean(name, properties)
+                        or f"its parameters: {', '.join(properties) or '(none)'}",
+                    )
+        enforce = config.get("enforce_parameter_schema")
+        if self._lax_bool(enforce, True, "enforce_parameter_schema"):
+            self._check_parameter_types(parameters, flow)
+        missing = [p for p in flow.parameter_schema.get("required", []) if p not in parameters]
+        if missing:
+            names = ", ".join(missing)
+            if enforce is not None and self._lax_bool(enforce, True, "enforce_parameter_schema"):
+                self.fail(
+                    f"required parameter(s) of {flow.function_name}() not given: {names}",
+                    "parameters",
+                    hint="give them under `parameters:`, or set enforce_parameter_schema: false",
+                )
+        return parameters
+
+    def _check_parameter_types(self, parameters: dict[str, Any], flow: FlowInfo) -> None:
+        known = {k: v for k, v in parameters.items() if not _is_unresolved(v)}
+        schema = dict(flow.parameter_schema)
+        schema.pop("required", None)
+        if "definitions" in schema:
+            schema["$defs"] = schema["definitions"]
+        validator = jsonschema.Draft202012Validator(schema)
+        for problem in validator.iter_errors(known):
+            path = tuple(problem.absolute_path)
+            self.fail(
+                f"parameter {'.'.join(str(p) for p in path)}: {show_value(problem.instance)} "
+                f"does not fit the flow's signature ({problem.message})",
+                "parameters",
+                *path,
+            )
+
+    def _work_pool(self, pool_config: dict[str, Any]) -> tuple[str | None, str, dict[str, Any]]:
+        name = pool_config.get("name")
+        queue = pool_config.get("work_queue_name") or DEFAULT_QUEUE
+        job_variables = pool_config.get("job_variables") or {}
+        if not name:
+            self.fail(
+                "deployment has no work pool",
+                "work_pool",
+                hint="set `work_pool: {name: <pool>}`; declare the pool in work-pools.yaml",
+            )
+            return None, queue, job_variables
+        template = self.run.pool_template(name)
+        if template is None:
+            self.fail(
+                f'work pool "{name}" does not exist',
+                "work_pool",
+                "name",
+                hint=did_you_mean(name, self.run.known_pools())
+                or f"declare it in {POOLS_FILE_NAME}, or create it with `reconcile work-pool "
+                "create`",
+            )
+            return None, queue, job_variables
+        checked = {k: v for k, v in job_variables.items() if v is not tpl.KNOWN_AFTER_BUILD}
+        with contextlib.suppress(tpl.TemplateError):  # reported with the block references
+            checked = tpl.resolve_blocks(checked, lambda s, n: self.run.observed.blocks.get((s, n)))
+        for problem in job_variable_problems(template, checked):
+            self.fail(
+                f'{problem.message} (work pool "{name}")',
+                "work_pool",
+                "job_variables",
+                *problem.path,
+            )
+        return name, queue, job_variables
+
+    def _concurrency(self, value: Any) -> tuple[int | None, dict[str, Any] | None]:
+        if value is None:
+            return None, None
+        if isinstance(value, dict):
+            strategy = value.get("collision_strategy")
+            if strategy is None:
+                self.fail(
+                    "concurrency_limit.collision_strategy is required when concurrency_limit "
+                    "is a mapping",
+                    "concurrency_limit",
+                    hint="add `collision_strategy: ENQUEUE` (wait) or `CANCEL_NEW`",
+                )
+            options: dict[str, Any] = {"collision_strategy": strategy}
+            if value.get("grace_period_seconds") is not None:
+                options["grace_period_seconds"] = value["grace_period_seconds"]
+            return self._positive_int(value.get("limit"), "concurrency_limit", "limit"), options
+        return self._positive_int(value, "concurrency_limit"), None
+
+    def _positive_int(self, value: Any, *keys: str) -> int | None:
+        if value is None:
+            return None
+        number: int | None = None
+        if isinstance(value, bool):
+            number = int(value)
+        elif isinstance(value, int):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str):
+            try:
+                parsed = float(value)
+                number = int(parsed) if parsed.is_integer() else None
+            except ValueError:
+                number = None
+        if number is None or number < 1:
+            self.fail(
+                f"{'.'.join(keys)} must be a whole number of at least 1; got {show_value(value)}",
+                *keys,
+            )
+            return None
+        return number
+
+    def _lax_bool(self, value: Any, default: bool, key: str) -> bool:
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        self.fail(f"{key} must be true or false; got {show_value(value)}", key)
+        return default
+
+    def _tags(self, value: Any) -> list[str]:
+        if isinstance(value, str):
+            self.note(
+                f"tags is the string {value!r}; reading it as one tag (Prefect 3.9 would split "
+                "it into single characters)",
+                "tags",
+                hint=f"write `tags: [{value}]`",
+            )
+            return [value] if value.strip() else []
+        if not isinstance(value, list):
+            return []
+        return [str(tag) for tag in value if str(tag).strip()]
+
+    def _pull_steps(self, outputs: dict[str, Any]) -> list[dict[str, Any]] | None:
+        if self.draft.pull is None:
+            return None
+        steps = [placed.step.to_json() for placed in self.draft.pull]
+        templated: list[dict[str, Any]] = tpl.apply_values(
+            steps, outputs, environ=self.run.options.environ, remove_notset=False
+        )
+        return templated
+
+
+def _is_unresolved(value: Any) -> bool:
+    if value is tpl.KNOWN_AFTER_BUILD:
+        return True
+    return isinstance(value, str) and bool(tpl.find_placeholders(value))
+
+
+def _known_after_build(value: Any) -> Any:
+    """Replace the templating marker with the JSON form a plan shows as `(known after build)`."""
+    if value is tpl.KNOWN_AFTER_BUILD:
+        return dict(UNKNOWN_VALUE)
+    if isinstance(value, dict):
+        return {k: _known_after_build(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_known_after_build(v) for v in value]
+    return value
+
+
+def _display(snapshot: Snapshot, path: str) -> str:
+    root = snapshot.display_root
+    if root in ("", "."):
+        return path
+    return posixpath.join(root.rstrip("/"), path)

@@ -1,0 +1,198 @@
+"""Load one prefect.yaml the way Prefect 3.9's `prefect deploy --all` reads it, but loudly.
+
+Stage "load + validate" of the pipeline for one file: YAML with positions, our JSON Schema,
+then Prefect's loading rules (single-mapping steps wrapped in a list, defaults merged into each
+deployment, the legacy singular `schedule`, and how deployment-level build/push/pull replace
+the top-level lists). The result is one `DeploymentDraft` per deployment, still untemplated.
+Where Prefect skips an invalid file silently, we return errors with file:line.
+"""
+
+from __future__ import annotations
+
+import copy
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.diagnostics import Diagnostic, error
+from reconciler.sources.base import Snapshot
+from reconciler.spec.steps import StepSpec, step_from_mapping, step_problem
+from reconciler.spec.validation import validate_document
+from reconciler.spec.yamlload import LoadedDocument, Path, YamlLoadError, load_yaml
+
+SCHEMA = "prefect.schema.json"
+
+DEPLOYMENT_DEFAULTS: dict[str, Any] = {
+    "name": None,
+    "version": None,
+    "tags": [],
+    "concurrency_limit": None,
+    "description": None,
+    "flow_name": None,
+    "entrypoint": None,
+    "parameters": {},
+    "work_pool": {"name": None, "work_queue_name": None, "job_variables": {}},
+}
+
+
+@dataclass(frozen=True)
+class PlacedStep:
+    """A step and where it was written."""
+
+    step: StepSpec
+    path: Path
+
+
+@dataclass
+class DeploymentDraft:
+    """One deployment after Prefect's loading rules, before templating and flow reading."""
+
+    index: int
+    config: dict[str, Any]
+    build: list[PlacedStep] = field(default_factory=list)
+    push: list[PlacedStep] = field(default_factory=list)
+    pull: list[PlacedStep] | None = None  # None: nothing configured
+    path: Path = ()
+
+    def at(self, *keys: str | int) -> Path:
+        return (*self.path, *keys)
+
+
+@dataclass
+class PrefectFile:
+    path: str
+    document: LoadedDocument
+    deployments: list[DeploymentDraft]
+
+    @property
+    def base_dir(self) -> str:
+        """Entrypoints are relative to the file's directory, as when `prefect deploy` runs there."""
+        return posixpath.dirname(self.path)
+
+
+def load_prefect_file(
+    snapshot: Snapshot, path: str, *, strict: bool = False, display: str | None = None
+) -> tuple[PrefectFile | None, list[Diagnostic]]:
+    """Read and check one prefect.yaml. Returns (None, errors) when it cannot be used."""
+    try:
+        document = load_yaml(snapshot.read(path), display or path)
+    except YamlLoadError as exc:
+        return None, [exc.diagnostic]
+    diagnostics = list(document.diagnostics)
+    if not isinstance(document.data, dict):
+        found = "empty" if document.data is None else f"a {type(document.data).__name__}"
+        diagnostics.append(
+            error(
+                f"the file is {found}; a prefect.yaml is a mapping with a `deployments` list",
+                document.location(()),
+                "Prefect would skip this file without a word; add `deployments:` or remove it",
+            )
+        )
+        return None, diagnostics
+    diagnostics.extend(validate_document(document, SCHEMA, strict=strict))
+    if any(d.is_error for d in diagnostics):
+        return None, diagnostics
+    actions = {key: _wrap(document.data.get(key)) for key in ("build", "push", "pull")}
+    drafts = []
+    for index, raw in enumerate(document.data.get("deployments") or []):
+        draft, problems = _draft(index, raw, actions, document)
+        diagnostics.extend(problems)
+        if draft is not None:
+            drafts.append(draft)
+    for draft in drafts:
+        diagnostics.extend(_step_name_problems(draft, document))
+    if any(d.is_error for d in diagnostics):
+        return None, diagnostics
+    return PrefectFile(path, document, drafts), diagnostics
+
+
+def _wrap(value: Any) -> Any:
+    """A single non-empty step mapping means a one-step list (`{}` and null stay as they are)."""
+    if isinstance(value, dict) and value:
+        return [value]
+    return value
+
+
+def _draft(
+    index: int, raw: dict[str, Any], actions: dict[str, Any], document: LoadedDocument
+) -> tuple[DeploymentDraft | None, list[Diagnostic]]:
+    path: Path = ("deployments", index)
+    config = copy.deepcopy(raw)
+    for key, default in DEPLOYMENT_DEFAULTS.items():
+        if key not in config:
+            config[key] = copy.deepcopy(default)
+        elif key == "work_pool" and isinstance(config[key], dict):
+            for sub, sub_default in default.items():
+                config[key].setdefault(sub, copy.deepcopy(sub_default))
+    if config["work_pool"] is None:
+        return None, [
+            error(
+                "work_pool is empty; it needs at least a `name`",
+                document.location((*path, "work_pool")),
+                "write `work_pool: {name: <pool>}`",
+            )
+        ]
+    legacy = config.pop("schedule", None)
+    if legacy and "schedules" in config:
+        return None, [
+            error(
+                "both `schedule` and `schedules` are given; Prefect refuses this",
+                document.key_location((*path, "schedule")),
+                "move the schedule into the `schedules` list",
+            )
+        ]
+    if isinstance(legacy, dict) and legacy:
+        config["schedules"] = [legacy]
+        config["_schedule_paths"] = [(*path, "schedule")]
+    draft = DeploymentDraft(index, config, path=path)
+    for kind in ("build", "push", "pull"):
+        setattr(draft, kind, _effective_steps(kind, raw, actions, path))
+    return draft, []
+
+
+def _effective_steps(
+    kind: str, raw: dict[str, Any], actions: dict[str, Any], path: Path
+) -> list[PlacedStep] | None:
+    """Prefect's replacement rules (research notes section 1.6)."""
+    own = _wrap(raw.get(kind))
+    top = actions.get(kind)
+    if kind == "build":
+        chosen, where = (own, (*path, kind)) if kind in raw else (top, (kind,))
+        return _place(chosen, where) or []
+    if kind == "push":
+        chosen, where = (own, (*path, kind)) if own else (top, (kind,))
+        return _place(chosen, where) or []
+    effective = own if kind in raw else top
+    if effective == []:
+        return []  # explicit: no pull steps
+    if own:
+        return _place(own, (*path, kind))
+    if top:
+        return _place(top, (kind,))
+    return None
+
+
+def _place(steps: Any, where: Path) -> list[PlacedStep]:
+    if not isinstance(steps, list):
+        return []
+    return [
+        PlacedStep(step_from_mapping(item), (*where, i))
+        for i, item in enumerate(steps)
+        if isinstance(item, dict) and item
+    ]
+
+
+def _step_name_problems(draft: DeploymentDraft, document: LoadedDocument) -> list[Diagnostic]:
+    found: list[Diagnostic] = []
+    seen: set[Path] = set()
+    for placed in [*draft.build, *draft.push, *(draft.pull or [])]:
+        if placed.path in seen:
+            continue  # a top-level step shared by many deployments is reported once
+        seen.add(placed.path)
+        problem = step_problem(placed.step.name)
+        if problem:
+            message, hint = problem
+            found.append(
+                error(message, document.key_location((*placed.path, placed.step.name)), hint)
+            )
+    return found

@@ -1,0 +1,255 @@
+"""Load a YAML document into plain Python values while remembering where every value came from.
+
+First stage of the pipeline. Uses the safe (and libyaml-backed, when available) composer, so
+anchors, aliases and `<<` merge keys mean what they mean to `yaml.safe_load`, which Prefect
+uses. What safe_load does not do, we do: a size limit, a bound on alias expansion (YAML
+bombs), warnings for keys written twice in one mapping, and a map from each value's path to
+its line and column so later stages can say `file:line:col`.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from reconciler.diagnostics import Diagnostic, Location, error, warning
+
+MAX_FILE_BYTES = 10 * 1024 * 1024
+MIN_EXPANSION_BUDGET = 100_000
+EXPANSION_FACTOR = 20
+
+Path = tuple[str | int, ...]
+Position = tuple[int, int]  # 1-based line, 1-based column
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass
+class LoadedDocument:
+    """The values of one YAML file and the position of each value (and of each mapping key)."""
+
+    file: str
+    data: Any
+    positions: dict[Path, Position] = field(default_factory=dict)
+    key_positions: dict[Path, Position] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def location(self, path: Path) -> Location:
+        """Where the value at `path` was written; the nearest enclosing value when unknown."""
+        return self._locate(self.positions, path)
+
+    def key_location(self, path: Path) -> Location:
+        """Where the key of the value at `path` was written (falls back to the value)."""
+        if path in self.key_positions:
+            line, column = self.key_positions[path]
+            return Location(self.file, line, column)
+        return self.location(path)
+
+    def _locate(self, table: dict[Path, Position], path: Path) -> Location:
+        probe = path
+        while True:
+            if probe in table:
+                line, column = table[probe]
+                return Location(self.file, line, column)
+            if not probe:
+                return Location(self.file)
+            probe = probe[:-1]
+
+
+class YamlLoadError(Exception):
+    """The file could not be read as YAML; `diagnostic` says where and why."""
+
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+def load_yaml(content: bytes, file: str) -> LoadedDocument:
+    """Parse `content` (the bytes of `file`) into a LoadedDocument, or raise YamlLoadError."""
+    if len(content) > MAX_FILE_BYTES:
+        raise YamlLoadError(
+            error(
+                f"file is {len(content) / 1_048_576:.1f} MB; the limit is "
+                f"{MAX_FILE_BYTES // 1_048_576} MB",
+                Location(file),
+                "split the file, or move large data out of the configuration",
+            )
+        )
+    loader = _Loader(content)
+    try:
+        node = loader.get_single_node()
+        builder = _Builder(file, loader, _count_nodes(node))
+        data = builder.build(node, ()) if node is not None else None
+    except _ExpansionLimit as exc:
+        line, column = _position(exc.node)
+        raise YamlLoadError(
+            error(
+                f"aliases expand to more than {exc.budget:,} values: this looks like a YAML "
+                "bomb (anchors that reference anchors, multiplying at each level)",
+                Location(file, line, column),
+                "write the values out, or reference each anchor from fewer places",
+            )
+        ) from None
+    except yaml.MarkedYAMLError as exc:
+        raise YamlLoadError(_yaml_error(exc, file)) from None
+    except yaml.YAMLError as exc:  # reader errors (bad encoding) carry a position too
+        raise YamlLoadError(_reader_error(exc, file)) from None
+    except RecursionError:
+        raise YamlLoadError(error("the YAML nests too deeply to be read", Location(file))) from None
+    finally:
+        loader.dispose()
+    return LoadedDocument(file, data, builder.positions, builder.key_positions, builder.diagnostics)
+
+
+class _ExpansionLimit(Exception):
+    def __init__(self, budget: int, node: Node) -> None:
+        super().__init__(budget)
+        self.budget = budget
+        self.node = node
+
+
+class _Builder:
+    """Turns a composed node graph into values, expanding aliases within a budget."""
+
+    def __init__(self, file: str, loader: yaml.SafeLoader, node_count: int) -> None:
+        self.file = file
+        self.loader = loader
+        self.budget = max(MIN_EXPANSION_BUDGET, EXPANSION_FACTOR * node_count)
+        self.built = 0
+        self.positions: dict[Path, Position] = {}
+        self.key_positions: dict[Path, Position] = {}
+        self.diagnostics: list[Diagnostic] = []
+        self.active: set[int] = set()
+        self.checked_for_duplicates: set[int] = set()
+
+    def build(self, node: Node, path: Path) -> Any:
+        self.built += 1
+        if self.built > self.budget:
+            raise _ExpansionLimit(self.budget, node)
+        self.positions[path] = _position(node)
+        if isinstance(node, ScalarNode):
+            return _plain(self.loader.construct_object(node, deep=True))
+        if id(node) in self.active:
+            raise yaml.constructor.ConstructorError(
+                None, None, "an alias refers to a value that contains it", node.start_mark
+            )
+        self.active.add(id(node))
+        try:
+            if isinstance(node, SequenceNode):
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            if isinstance(node, MappingNode):
+                return self._mapping(node, path)
+        finally:
+            self.active.discard(id(node))
+        raise yaml.constructor.ConstructorError(
+            None, None, f"unsupported YAML node {node.tag}", node.start_mark
+        )
+
+    def _mapping(self, node: MappingNode, path: Path) -> dict[str, Any]:
+        self._warn_duplicates(node)
+        self.loader.flatten_mapping(node)  # resolves `<<` merge keys as safe_load does
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = self._key(key_node)
+            child = (*path, key)
+            self.key_positions[child] = _position(key_node)
+            result[key] = self.build(value_node, child)
+        return result
+
+    def _key(self, key_node: Node) -> str:
+        if not isinstance(key_node, ScalarNode):
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "a mapping key must be a plain value, not a list or mapping",
+                key_node.start_mark,
+            )
+        key = self.loader.construct_object(key_node, deep=True)
+        if isinstance(key, str):
+            return key
+        if isinstance(key, bool):
+            return "true" if key else "false"
+        if key is None:
+            return "null"
+        return str(key)
+
+    def _warn_duplicates(self, node: MappingNode) -> None:
+        if id(node) in self.checked_for_duplicates:  # an aliased mapping is checked once
+            return
+        self.checked_for_duplicates.add(id(node))
+        seen: dict[Hashable, Node] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = key_node.value
+            if key in seen:
+                first = _position(seen[key])
+                line, column = _position(key_node)
+                self.diagnostics.append(
+                    warning(
+                        f'key "{key}" is written twice in this mapping (first at line '
+                        f"{first[0]}); the last one wins, as in Prefect",
+                        Location(self.file, line, column),
+                        "delete one of the two",
+                    )
+                )
+            seen[key] = key_node
+
+
+def _count_nodes(root: Node | None) -> int:
+    """Distinct nodes in the composed graph (aliases are shared, so this stays small)."""
+    if root is None:
+        return 0
+    seen: set[int] = set()
+    stack: list[Node] = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, MappingNode):
+            for key, value in node.value:
+                stack.append(key)
+                stack.append(value)
+    return len(seen)
+
+
+def _plain(value: Any) -> Any:
+    """Scalars as safe_load gives them; bytes (!!binary) become text we can show."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value
+
+
+def _position(node: Node) -> Position:
+    mark = node.start_mark
+    return (mark.line + 1, mark.column + 1)
+
+
+def _yaml_error(exc: yaml.MarkedYAMLError, file: str) -> Diagnostic:
+    mark = exc.problem_mark or exc.context_mark
+    location = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
+    parts = [p for p in (exc.context, exc.problem) if p]
+    message = "not valid YAML: " + ("; ".join(parts) if parts else str(exc))
+    return error(message, location, "fix the YAML syntax at that position")
+
+
+def _reader_error(exc: yaml.YAMLError, file: str) -> Diagnostic:
+    position = getattr(exc, "position", None)
+    reason = getattr(exc, "reason", None) or str(exc)
+    message = f"cannot read the file as text: {reason}"
+    hint = "save the file as UTF-8"
+    if position is not None:
+        return error(f"{message} (byte {position})", Location(file), hint)
+    return error(message, Location(file), hint)
+
+
+def is_timestamp(value: object) -> bool:
+    return isinstance(value, datetime.date)

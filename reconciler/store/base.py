@@ -1,0 +1,151 @@
+"""The store interface. Each method's docstring is its contract; every backend honours it and
+tests/contract/test_store_contract.py checks it against each backend.
+
+Reads return immutable values. All writes happen inside `transaction()`, which is atomic (all
+or nothing), serialised against every other writer on the same store, and bumps the store's
+revision. A transaction opened with `expected_revision` fails with StaleStateError, writing
+nothing, when another writer got there first: this is how "what is applied is what was
+planned" holds across processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from reconciler.model import Kind, Resource
+
+
+@dataclass(frozen=True)
+class BlockRecord:
+    """A block document (`{{ prefect.blocks.<slug>.<name> }}`); its value is secret."""
+
+    type_slug: str
+    name: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class RepositoryRecord:
+    repo: str
+    location: str
+    last_commit: str | None
+    last_applied_at: str | None
+
+
+@dataclass(frozen=True)
+class AppliedPlanRecord:
+    id: int
+    applied_at: str
+    revision: int
+    sources: list[dict[str, Any]]
+    summary: dict[str, int]
+    plan: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ObservedState:
+    """Everything a plan reads from the store, taken at one revision."""
+
+    revision: int
+    resources: Mapping[tuple[Kind, str], Resource] = field(default_factory=dict)
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    blocks: Mapping[tuple[str, str], Any] = field(default_factory=dict)
+
+    def of_kind(self, kind: Kind) -> Iterator[Resource]:
+        return (r for (k, _), r in self.resources.items() if k is kind)
+
+    def get(self, kind: Kind, key: str) -> Resource | None:
+        return self.resources.get((kind, key))
+
+    @property
+    def secret_values(self) -> list[str]:
+        """Every string inside a block value: what renderers and errors must mask."""
+        found: list[str] = []
+        for value in self.blocks.values():
+            _collect_strings(value, found)
+        return found
+
+
+def _collect_strings(value: Any, into: list[str]) -> None:
+    if isinstance(value, str):
+        into.append(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_strings(item, into)
+    elif isinstance(value, list):
+        for item in value:
+            _collect_strings(item, into)
+
+
+class WriteTransaction(Protocol):
+    """Writes inside one store transaction. Nothing is visible to others until it commits."""
+
+    def put(self, resource: Resource) -> None:
+        """Create or replace the object with `resource.kind` and `resource.key`."""
+        ...
+
+    def delete(self, kind: Kind, key: str) -> None:
+        """Delete that object; deleting a work pool deletes its queues."""
+        ...
+
+    def record_repository(self, repo: str, location: str, commit: str | None) -> None:
+        """Remember the commit last applied from `repo`."""
+        ...
+
+    def record_plan(self, plan_json: dict[str, Any]) -> int:
+        """Append an applied plan to the history; returns its id."""
+        ...
+
+    def set_variable(self, name: str, value: Any) -> None: ...
+
+    def delete_variable(self, name: str) -> bool:
+        """True when the variable existed."""
+        ...
+
+    def set_block(self, type_slug: str, name: str, value: Any) -> None: ...
+
+    def delete_block(self, type_slug: str, name: str) -> bool: ...
+
+
+class Store(Protocol):
+    url: str
+
+    def observe(self) -> ObservedState:
+        """A consistent snapshot of every object, variable and block, with its revision."""
+        ...
+
+    def revision(self) -> int:
+        """Increases with every committed transaction. 0 for an empty store."""
+        ...
+
+    def list_resources(self, kind: Kind) -> list[Resource]:
+        """Objects of one kind, sorted by key."""
+        ...
+
+    def get(self, kind: Kind, key: str) -> Resource | None: ...
+
+    def variables(self) -> dict[str, Any]: ...
+
+    def blocks(self) -> list[BlockRecord]: ...
+
+    def repositories(self) -> list[RepositoryRecord]: ...
+
+    def history(self, limit: int = 20) -> list[AppliedPlanRecord]:
+        """Applied plans, newest first (without the plan body)."""
+        ...
+
+    def applied_plan(self, plan_id: int) -> AppliedPlanRecord | None:
+        """One applied plan with its full plan JSON."""
+        ...
+
+    def transaction(
+        self, expected_revision: int | None = None
+    ) -> AbstractContextManager[WriteTransaction]:
+        """Serialised, atomic writes. Raises StaleStateError on entry when the revision is not
+        `expected_revision`. An exception inside the block rolls everything back."""
+        ...
+
+    def close(self) -> None: ...

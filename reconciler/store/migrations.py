@@ -1,0 +1,99 @@
+"""Versioned schema migrations. Each migration runs once, in order, inside a transaction;
+`schema_migrations` records which ran. Never edit a released migration: add the next one.
+
+The SQL is written to run on SQLite and PostgreSQL alike (TEXT JSON, ON CONFLICT upserts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+_OWNED_COLUMNS = """
+    spec TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    owner_repo TEXT,
+    owner_file TEXT,
+    source_commit TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "initial schema",
+        (
+            """CREATE TABLE store_meta (
+                key TEXT PRIMARY KEY,
+                value TEXT NOT NULL
+            )""",
+            "INSERT INTO store_meta (key, value) VALUES ('revision', '0')",
+            """CREATE TABLE repositories (
+                repo TEXT PRIMARY KEY,
+                location TEXT NOT NULL,
+                last_commit TEXT,
+                last_applied_at TEXT
+            )""",
+            f"""CREATE TABLE work_pools (
+                name TEXT PRIMARY KEY,
+                type TEXT NOT NULL,
+                paused BOOLEAN NOT NULL,
+                concurrency_limit INTEGER,
+                {_OWNED_COLUMNS}
+            )""",
+            f"""CREATE TABLE work_queues (
+                pool_name TEXT NOT NULL REFERENCES work_pools(name) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                priority INTEGER NOT NULL,
+                paused BOOLEAN NOT NULL,
+                concurrency_limit INTEGER,
+                {_OWNED_COLUMNS},
+                PRIMARY KEY (pool_name, name)
+            )""",
+            f"""CREATE TABLE deployments (
+                key TEXT PRIMARY KEY,
+                flow_name TEXT NOT NULL,
+                name TEXT NOT NULL,
+                pool_name TEXT,
+                queue_name TEXT,
+                paused BOOLEAN NOT NULL,
+                entrypoint TEXT NOT NULL,
+                parameter_schema TEXT NOT NULL,
+                pull_steps TEXT NOT NULL,
+                {_OWNED_COLUMNS}
+            )""",
+            "CREATE INDEX deployments_owner ON deployments (owner_repo, owner_file)",
+            "CREATE INDEX deployments_pool ON deployments (pool_name, queue_name)",
+            """CREATE TABLE variables (
+                name TEXT PRIMARY KEY,
+                value TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE blocks (
+                type_slug TEXT NOT NULL,
+                name TEXT NOT NULL,
+                value TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                PRIMARY KEY (type_slug, name)
+            )""",
+            """CREATE TABLE applied_plans (
+                id INTEGER PRIMARY KEY,
+                applied_at TEXT NOT NULL,
+                revision INTEGER NOT NULL,
+                sources TEXT NOT NULL,
+                summary TEXT NOT NULL,
+                plan TEXT NOT NULL
+            )""",
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version

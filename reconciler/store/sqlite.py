@@ -1,0 +1,404 @@
+"""The embedded SQLite store backend (the default).
+
+WAL journal so readers never block the writer; `BEGIN IMMEDIATE` so two writers (two
+`reconcile` processes) queue up instead of interleaving; a busy timeout so the second one
+waits rather than fails.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from reconciler.errors import StaleStateError, StoreUrlError
+from reconciler.model import Kind, Owner, Resource, canonical_json
+from reconciler.store.base import (
+    AppliedPlanRecord,
+    BlockRecord,
+    ObservedState,
+    RepositoryRecord,
+)
+from reconciler.store.migrations import LATEST_VERSION, MIGRATIONS
+
+BUSY_TIMEOUT_SECONDS = 60.0
+
+_TABLE = {
+    Kind.WORK_POOL: "work_pools",
+    Kind.WORK_QUEUE: "work_queues",
+    Kind.DEPLOYMENT: "deployments",
+}
+_OWNED = "spec, content_hash, owner_repo, owner_file, source_commit"
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+class SqliteStore:
+    def __init__(self, path: str, *, url: str, readonly: bool = False) -> None:
+        self.url = url
+        self.path = path
+        self.readonly = readonly
+        self._conn: sqlite3.Connection | None = None
+        if readonly and not os.path.exists(path):
+            return  # reads as an empty store; nothing is created
+        if not readonly:
+            directory = os.path.dirname(os.path.abspath(path))
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except OSError as exc:
+                raise StoreUrlError(
+                    f"cannot create the store directory {directory}: {exc}"
+                ) from None
+        try:
+            self._conn = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            if not readonly:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._check_schema()
+        except sqlite3.DatabaseError as exc:
+            raise StoreUrlError(
+                f"cannot open the store {path}: {exc}",
+                "check the path in --store / RECONCILER_STORE; the file must be a reconciler "
+                "SQLite store",
+            ) from None
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def _check_schema(self) -> None:
+        conn = self._require()
+        if not self.readonly:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+        version = self._schema_version()
+        if version > LATEST_VERSION:
+            raise StoreUrlError(
+                f"the store {self.path} has schema version {version}, newer than this "
+                f"reconciler understands ({LATEST_VERSION})",
+                "upgrade reconciler",
+            )
+        if version == LATEST_VERSION:
+            return
+        if self.readonly:
+            raise StoreUrlError(
+                f"the store {self.path} needs a schema upgrade (version {version} to "
+                f"{LATEST_VERSION}), which a dry-run does not do",
+                "run `reconcile` once without --dry-run to upgrade it",
+            )
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._schema_version()
+            for migration in MIGRATIONS:
+                if migration.version <= version:
+                    continue
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, _now()),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _schema_version(self) -> int:
+        conn = self._require()
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        ).fetchone()
+        if not exists:
+            return 0
+        row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        return int(row[0] or 0)
+
+    def _require(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("store is not open")
+        return self._conn
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def revision(self) -> int:
+        if self._conn is None:
+            return 0
+        row = self._conn.execute("SELECT value FROM store_meta WHERE key = 'revision'").fetchone()
+        return int(row[0])
+
+    def observe(self) -> ObservedState:
+        if self._conn is None:
+            return ObservedState(revision=0)
+        conn = self._conn
+        conn.execute("BEGIN")  # one read snapshot for everything below
+        try:
+            revision = self.revision()
+            resources: dict[tuple[Kind, str], Resource] = {}
+            for kind in Kind:
+                for resource in self._rows(kind):
+                    resources[resource.ident] = resource
+            variables = self.variables()
+            blocks = {(b.type_slug, b.name): b.value for b in self.blocks()}
+        finally:
+            conn.execute("COMMIT")
+        return ObservedState(revision, resources, variables, blocks)
+
+    def _rows(self, kind: Kind, key: str | None = None) -> list[Resource]:
+        conn = self._require()
+        key_expr = (
+            "pool_name || '/' || name"
+            if kind is Kind.WORK_QUEUE
+            else ("name" if kind is Kind.WORK_POOL else "key")
+        )
+        sql = f"SELECT {key_expr}, {_OWNED} FROM {_TABLE[kind]}"
+        params: tuple[str, ...] = ()
+        if key is not None:
+            sql += f" WHERE {key_expr} = ?"
+            params = (key,)
+        sql += f" ORDER BY {key_expr}"
+        found = []
+        for row_key, spec, digest, owner_repo, owner_file, commit in conn.execute(sql, params):
+            owner = Owner(owner_repo, owner_file) if owner_repo is not None else None
+            found.append(Resource(kind, row_key, spec, owner, commit, digest))
+        return found
+
+    def list_resources(self, kind: Kind) -> list[Resource]:
+        if self._conn is None:
+            return []
+        return self._rows(kind)
+
+    def get(self, kind: Kind, key: str) -> Resource | None:
+        if self._conn is None:
+            return None
+        rows = self._rows(kind, key)
+        return rows[0] if rows else None
+
+    def variables(self) -> dict[str, Any]:
+        if self._conn is None:
+            return {}
+        rows = self._conn.execute("SELECT name, value FROM variables ORDER BY name")
+        return {name: json.loads(value) for name, value in rows}
+
+    def blocks(self) -> list[BlockRecord]:
+        if self._conn is None:
+            return []
+        rows = self._conn.execute(
+            "SELECT type_slug, name, value FROM blocks ORDER BY type_slug, name"
+        )
+        return [BlockRecord(slug, name, json.loads(value)) for slug, name, value in rows]
+
+    def repositories(self) -> list[RepositoryRecord]:
+        if self._conn is None:
+            return []
+        rows = self._conn.execute(
+            "SELECT repo, location, last_commit, last_applied_at FROM repositories ORDER BY repo"
+        )
+        return [RepositoryRecord(*row) for row in rows]
+
+    def history(self, limit: int = 20) -> list[AppliedPlanRecord]:
+        if self._conn is None:
+            return []
+        rows = self._conn.execute(
+            "SELECT id, applied_at, revision, sources, summary FROM applied_plans "
+            "ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            AppliedPlanRecord(id_, at, rev, json.loads(sources), json.loads(summary))
+            for id_, at, rev, sources, summary in rows
+        ]
+
+    def applied_plan(self, plan_id: int) -> AppliedPlanRecord | None:
+        if self._conn is None:
+            return None
+        row = self._conn.execute(
+            "SELECT id, applied_at, revision, sources, summary, plan FROM applied_plans "
+            "WHERE id = ?",
+            (plan_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        id_, at, rev, sources, summary, plan = row
+        return AppliedPlanRecord(
+            id_, at, rev, json.loads(sources), json.loads(summary), json.loads(plan)
+        )
+
+    # -- writes ---------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, expected_revision: int | None = None) -> Iterator[_SqliteTransaction]:
+        if self.readonly:
+            raise RuntimeError("a read-only store cannot write")
+        conn = self._require()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = self.revision()
+            if expected_revision is not None and current != expected_revision:
+                raise StaleStateError(
+                    f"the store changed while planning (revision {expected_revision} became "
+                    f"{current})",
+                    "plan again",
+                )
+            tx = _SqliteTransaction(conn, current + 1)
+            yield tx
+            conn.execute(
+                "UPDATE store_meta SET value = ? WHERE key = 'revision'", (str(current + 1),)
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class _SqliteTransaction:
+    def __init__(self, conn: sqlite3.Connection, revision: int) -> None:
+        self._conn = conn
+        self.revision = revision
+        self._now = _now()
+
+    def put(self, resource: Resource) -> None:
+        spec = resource.spec
+        owner = resource.owner
+        owned = (
+            resource.spec_json,
+            resource.hash,
+            owner.repo if owner else None,
+            owner.file if owner else None,
+            resource.source_commit,
+            self._now,
+            self._now,
+        )
+        owned_columns = f"{_OWNED}, created_at, updated_at"
+        owned_updates = ", ".join(
+            f"{c} = excluded.{c}" for c in [*_OWNED.split(", "), "updated_at"]
+        )
+        if resource.kind is Kind.WORK_POOL:
+            self._conn.execute(
+                f"INSERT INTO work_pools (name, type, paused, concurrency_limit, {owned_columns}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                f"type = excluded.type, paused = excluded.paused, "
+                f"concurrency_limit = excluded.concurrency_limit, {owned_updates}",
+                (
+                    resource.key,
+                    spec["type"],
+                    bool(spec.get("paused")),
+                    spec.get("concurrency_limit"),
+                    *owned,
+                ),
+            )
+        elif resource.kind is Kind.WORK_QUEUE:
+            self._conn.execute(
+                "INSERT INTO work_queues (pool_name, name, priority, paused, concurrency_limit, "
+                f"{owned_columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (pool_name, name) DO UPDATE SET priority = excluded.priority, "
+                "paused = excluded.paused, concurrency_limit = excluded.concurrency_limit, "
+                f"{owned_updates}",
+                (
+                    spec["pool"],
+                    spec["name"],
+                    spec["priority"],
+                    bool(spec.get("paused")),
+                    spec.get("concurrency_limit"),
+                    *owned,
+                ),
+            )
+        else:
+            self._conn.execute(
+                "INSERT INTO deployments (key, flow_name, name, pool_name, queue_name, paused, "
+                f"entrypoint, parameter_schema, pull_steps, {owned_columns}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET flow_name = excluded.flow_name, "
+                "name = excluded.name, pool_name = excluded.pool_name, "
+                "queue_name = excluded.queue_name, paused = excluded.paused, "
+                "entrypoint = excluded.entrypoint, parameter_schema = excluded.parameter_schema, "
+                f"pull_steps = excluded.pull_steps, {owned_updates}",
+                (
+                    resource.key,
+                    spec["flow_name"],
+                    spec["name"],
+                    spec.get("work_pool_name"),
+                    spec.get("work_queue_name"),
+                    bool(spec.get("paused")),
+                    spec["entrypoint"],
+                    canonical_json(spec.get("parameter_openapi_schema", {})),
+                    canonical_json(spec.get("pull_steps", [])),
+                    *owned,
+                ),
+            )
+
+    def delete(self, kind: Kind, key: str) -> None:
+        if kind is Kind.WORK_QUEUE:
+            pool, name = key.split("/", 1)
+            self._conn.execute(
+                "DELETE FROM work_queues WHERE pool_name = ? AND name = ?", (pool, name)
+            )
+        elif kind is Kind.WORK_POOL:
+            self._conn.execute("DELETE FROM work_pools WHERE name = ?", (key,))
+        else:
+            self._conn.execute("DELETE FROM deployments WHERE key = ?", (key,))
+
+    def record_repository(self, repo: str, location: str, commit: str | None) -> None:
+        self._conn.execute(
+            "INSERT INTO repositories (repo, location, last_commit, last_applied_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (repo) DO UPDATE SET location = excluded.location, "
+            "last_commit = excluded.last_commit, last_applied_at = excluded.last_applied_at",
+            (repo, location, commit, self._now),
+        )
+
+    def record_plan(self, plan_json: dict[str, Any]) -> int:
+        sources = [
+            {"repo": s["repo"], "commit": s["commit"], "ref": s["ref"]}
+            for s in plan_json.get("sources", [])
+        ]
+        cursor = self._conn.execute(
+            "INSERT INTO applied_plans (applied_at, revision, sources, summary, plan) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (
+                self._now,
+                self.revision,
+                canonical_json(sources),
+                canonical_json(plan_json.get("summary", {})),
+                canonical_json(plan_json),
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def set_variable(self, name: str, value: Any) -> None:
+        self._conn.execute(
+            "INSERT INTO variables (name, value, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value, "
+            "updated_at = excluded.updated_at",
+            (name, canonical_json(value), self._now),
+        )
+
+    def delete_variable(self, name: str) -> bool:
+        cursor = self._conn.execute("DELETE FROM variables WHERE name = ?", (name,))
+        return cursor.rowcount > 0
+
+    def set_block(self, type_slug: str, name: str, value: Any) -> None:
+        self._conn.execute(
+            "INSERT INTO blocks (type_slug, name, value, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (type_slug, name) DO UPDATE SET value = excluded.value, "
+            "updated_at = excluded.updated_at",
+            (type_slug, name, canonical_json(value), self._now),
+        )
+
+    def delete_block(self, type_slug: str, name: str) -> bool:
+        cursor = self._conn.execute(
+            "DELETE FROM blocks WHERE type_slug = ? AND name = ?", (type_slug, name)
+        )
+        return cursor.rowcount > 0
