@@ -13,7 +13,6 @@ import copy
 import difflib
 import functools
 import json
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -25,12 +24,9 @@ from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 
 from reconciler.errors import UserError
+from reconciler.spec.templating import PLACEHOLDER_PATTERN, KnownAfterBuild
 
 POOL_TYPES: Final[tuple[str, ...]] = ("process", "docker")
-
-# The placeholder grammar of Prefect's templating: `{{ name }}`, where a name is made of word
-# characters, `.`, `-`, `[`, `]` and `$`. It is not Jinja.
-_PLACEHOLDER: Final = re.compile(r"\{\{\s*([\w.\-\[\]$]+)\s*\}\}")
 
 # Placeholder prefixes that a job configuration cannot use (they are not declared variables).
 _RESOLVED_ELSEWHERE: Final = ("prefect.blocks.", "prefect.variables.", "$", "ctx.")
@@ -363,7 +359,8 @@ def _undeclared_placeholder_problems(
     used: set[str] = set()
     for value in job_configuration.values():
         # Like Prefect, scan the JSON text so that nested keys and values are both seen.
-        used.update(_PLACEHOLDER.findall(json.dumps(value, default=str)))
+        text = json.dumps(value, default=str)
+        used.update(match.group(2) for match in PLACEHOLDER_PATTERN.finditer(text))
     declared = _declared_properties(variables)
     undeclared = sorted(used.difference(declared))
     if not undeclared:
@@ -867,9 +864,12 @@ def _render_path(path: Iterable[str | int]) -> str:
 
 
 def _is_unresolved_reference(value: Any) -> bool:
-    """A `{{ ... }}` placeholder string, or a `{"$ref": {...}}` block reference."""
+    """A string with a `{{ ... }}` placeholder, a `{"$ref": {...}}` block reference, or a value
+    a build step will produce (its type is not known while planning)."""
+    if isinstance(value, KnownAfterBuild):
+        return True
     if isinstance(value, str):
-        return _PLACEHOLDER.search(value) is not None
+        return PLACEHOLDER_PATTERN.search(value) is not None
     return isinstance(value, Mapping) and isinstance(value.get("$ref"), Mapping)
 
 

@@ -42,10 +42,14 @@ SIMPLE_TYPES: dict[str, dict[str, Any]] = {
     "str": {"type": "string"},
     "bool": {"type": "boolean"},
     "None": {"type": "null"},
-    "list": {"type": "array"},
-    "List": {"type": "array"},
-    "dict": {"type": "object"},
-    "Dict": {"type": "object"},
+    "list": {"type": "array", "items": {}},
+    "List": {"type": "array", "items": {}},
+    "dict": {"type": "object", "additionalProperties": True},
+    "Dict": {"type": "object", "additionalProperties": True},
+}
+_VARIADIC_SCHEMA: dict[bool, dict[str, Any]] = {
+    True: {"type": "array", "items": {}, "default": []},
+    False: {"type": "object", "additionalProperties": True, "default": {}},
 }
 UNION_TYPES = frozenset({"Optional", "Union"})
 TRANSPARENT_MODULES = ("typing.", "typing_extensions.", "builtins.")
@@ -405,9 +409,12 @@ def _parameter_schema(args: ast.arguments, imports: dict[str, str]) -> dict[str,
     properties: dict[str, Any] = {}
     required: list[str] = []
     for position, param in enumerate(_signature(args)):
-        if param.variadic:
-            continue
         prop: dict[str, Any] = {"title": param.name, "position": position}
+        if param.variadic:
+            # Prefect lists *args and **kwargs too, as an optional list and mapping.
+            prop.update(_VARIADIC_SCHEMA[param.name == args.vararg.arg if args.vararg else False])
+            properties[param.name] = prop
+            continue
         if param.annotation is not None:
             prop.update(_type_schema(param.annotation, imports) or {})
         if param.default is None:

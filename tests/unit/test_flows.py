@@ -588,7 +588,13 @@ def test_parameter_schema_shape_for_a_sample_signature() -> None:
                 "items": {"type": "string"},
                 "default": ["a"],
             },
-            "options": {"title": "options", "position": 5, "type": "object", "default": {"k": 1}},
+            "options": {
+                "title": "options",
+                "position": 5,
+                "type": "object",
+                "additionalProperties": True,
+                "default": {"k": 1},
+            },
             "limit": {
                 "title": "limit",
                 "position": 6,
@@ -622,7 +628,8 @@ def test_required_covers_positional_only_regular_and_keyword_only() -> None:
     }
 
 
-def test_variadic_parameters_are_skipped_but_keep_their_positions() -> None:
+def test_variadic_parameters_are_listed_as_optional_list_and_mapping() -> None:
+    """As Prefect's schema does: *args an array defaulting to [], **kwargs an open object."""
     info = read_one(
         """
         def main(a, *args, b, **kwargs):
@@ -630,7 +637,26 @@ def test_variadic_parameters_are_skipped_but_keep_their_positions() -> None:
         """
     )
     properties = info.parameter_schema["properties"]
-    assert {name: prop["position"] for name, prop in properties.items()} == {"a": 0, "b": 2}
+    assert {name: prop["position"] for name, prop in properties.items()} == {
+        "a": 0,
+        "args": 1,
+        "b": 2,
+        "kwargs": 3,
+    }
+    assert properties["args"] == {
+        "title": "args",
+        "position": 1,
+        "type": "array",
+        "items": {},
+        "default": [],
+    }
+    assert properties["kwargs"] == {
+        "title": "kwargs",
+        "position": 3,
+        "type": "object",
+        "additionalProperties": True,
+        "default": {},
+    }
     assert info.parameter_schema["required"] == ["a", "b"]
     assert info.accepts_any_parameter
 
@@ -681,12 +707,12 @@ def test_negative_and_nested_literals_are_defaults() -> None:
     ("annotation", "expected"),
     [
         ("int", {"type": "integer"}),
-        ("list", {"type": "array"}),
+        ("list", {"type": "array", "items": {}}),
         ("list[int]", {"type": "array", "items": {"type": "integer"}}),
-        ("list[Widget]", {"type": "array"}),
+        ("list[Widget]", {"type": "array", "items": {}}),
         ("typing.List[bool]", {"type": "array", "items": {"type": "boolean"}}),
-        ("t.Dict[str, int]", {"type": "object"}),
-        ("dict[str, list[int]]", {"type": "object"}),
+        ("t.Dict[str, int]", {"type": "object", "additionalProperties": True}),
+        ("dict[str, list[int]]", {"type": "object", "additionalProperties": True}),
         ("t.Optional[str]", {"anyOf": [{"type": "string"}, {"type": "null"}]}),
         ("int | None", {"anyOf": [{"type": "integer"}, {"type": "null"}]}),
         ("None | int", {"anyOf": [{"type": "null"}, {"type": "integer"}]}),

@@ -16,6 +16,7 @@ from reconciler.pools.job_templates import (
     template_problems,
     with_job_variable_defaults,
 )
+from reconciler.spec.templating import KNOWN_AFTER_BUILD
 
 
 @pytest.fixture
@@ -322,6 +323,11 @@ def test_registry_credentials_of_the_wrong_type(docker: dict[str, Any]) -> None:
 def test_placeholder_strings_are_not_type_checked(
     docker: dict[str, Any], job_variables: dict[str, Any]
 ) -> None:
+    assert job_variable_problems(docker, job_variables) == []
+
+
+def test_values_known_after_build_are_not_type_checked(docker: dict[str, Any]) -> None:
+    job_variables = {"image": KNOWN_AFTER_BUILD, "env": {"TAG": KNOWN_AFTER_BUILD}}
     assert job_variable_problems(docker, job_variables) == []
 
 
