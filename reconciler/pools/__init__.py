@@ -1,0 +1,1 @@
+"""Work pools: base job templates and job-variable validation (Prefect semantics)."""
