@@ -176,13 +176,50 @@ class _Field:
 
 
 def _created_fields(change: Change) -> list[_Field]:
-    """Every top-level field of the new object that has a value (null fields are left out)."""
+    """Every top-level field of the new object that has a value (null fields are left out).
+    Derived fields (the flow's parameter schema, a pool's job template) are summarised on one
+    line: they come from code or from Prefect's defaults, not from what a reviewer wrote; the
+    JSON form has them in full, and an update shows their changed fields."""
     spec = change.desired.spec if change.desired is not None else {}
     return [
-        _Field("+", render_path((key,)), value_lines(spec[key]))
+        _Field("+", render_path((key,)), _summary_or_lines(key, spec[key]))
         for key in sorted(spec)
         if spec[key] is not None
     ]
+
+
+def _summary_or_lines(key: str, value: Any) -> list[str]:
+    summarise = _SUMMARISED_ON_CREATE.get(key)
+    if summarise is not None and isinstance(value, dict):
+        return [summarise(value)]
+    return value_lines(value)
+
+
+def _parameter_schema_summary(schema: dict[str, Any]) -> str:
+    properties = schema.get("properties", {})
+    names = sorted(properties, key=lambda n: (_position(properties[n]), n))
+    listed = ", ".join(names) if names else "no parameters"
+    return f"(from the flow's signature: {_escape_unsafe(listed)})"
+
+
+def _position(prop: Any) -> int:
+    position = prop.get("position") if isinstance(prop, dict) else None
+    return position if isinstance(position, int) else 1_000_000
+
+
+def _job_template_summary(template: dict[str, Any]) -> str:
+    variables = template.get("variables", {}).get("properties", {})
+    defaults = sorted(k for k, v in variables.items() if isinstance(v, dict) and "default" in v)
+    text = f"(job template with {len(variables)} variables"
+    if defaults:
+        text += f"; defaults for {', '.join(defaults)}"
+    return _escape_unsafe(text + ")")
+
+
+_SUMMARISED_ON_CREATE: dict[str, Callable[[dict[str, Any]], str]] = {
+    "parameter_openapi_schema": _parameter_schema_summary,
+    "base_job_template": _job_template_summary,
+}
 
 
 def _updated_fields(change: Change) -> list[_Field]:

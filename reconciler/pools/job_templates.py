@@ -15,13 +15,11 @@ import functools
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import referencing
-import referencing.exceptions
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, ValidationError
-from jsonschema.protocols import Validator
+if TYPE_CHECKING:  # imported on first use: jsonschema costs ~0.1 s of start-up
+    from jsonschema.exceptions import ValidationError
+    from jsonschema.protocols import Validator
 
 from reconciler.errors import UserError
 from reconciler.spec.templating import PLACEHOLDER_PATTERN, KnownAfterBuild
@@ -342,6 +340,11 @@ def template_problems(template: Mapping[str, Any]) -> list[str]:
 
 
 def _schema_problems(variables: Mapping[str, Any]) -> list[str]:
+    if _without_defaults(variables) in _BUILTIN_VARIABLES_SHAPES():
+        return []  # a built-in schema with other defaults: valid, no need to load jsonschema
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
     try:
         Draft202012Validator.check_schema(variables)
     except SchemaError as error:
@@ -351,6 +354,20 @@ def _schema_problems(variables: Mapping[str, Any]) -> list[str]:
             f"{error.message}. Fix the schema; see https://json-schema.org/draft/2020-12"
         ]
     return []
+
+
+def _without_defaults(node: Any) -> Any:
+    """The schema with every `default` removed: its shape, whatever the pool's defaults."""
+    if isinstance(node, Mapping):
+        return {k: _without_defaults(v) for k, v in node.items() if k != "default"}
+    if isinstance(node, list):
+        return [_without_defaults(v) for v in node]
+    return node
+
+
+@functools.cache
+def _BUILTIN_VARIABLES_SHAPES() -> list[Any]:
+    return [_without_defaults(default_base_job_template(t)["variables"]) for t in POOL_TYPES]
 
 
 def _undeclared_placeholder_problems(
@@ -396,16 +413,32 @@ class JobVariableProblem:
 _QuickCheck = Callable[[Any], bool]
 
 
-@dataclass(frozen=True)
 class _CompiledVariables:
-    """Everything needed to check job variables against one template, built once."""
+    """Everything needed to check job variables against one template, built once. The
+    jsonschema validators are made on first use: most plans never need them."""
 
-    quick_checks: Mapping[str, _QuickCheck] | None  # see _doubtful_variables
-    required: tuple[str, ...]  # top-level required variables, checked here, not by jsonschema
-    ignoring_required: Validator
-    enforcing_nested_required: Validator
-    defaults: Mapping[str, Any]
-    has_invalid_defaults: bool
+    def __init__(
+        self,
+        quick_checks: Mapping[str, _QuickCheck] | None,
+        required: tuple[str, ...],
+        ignoring_required_schema: dict[str, Any],
+        enforcing_schema: dict[str, Any],
+        defaults: Mapping[str, Any],
+        has_invalid_defaults: bool,
+    ) -> None:
+        self.quick_checks = quick_checks  # see _doubtful_variables
+        self.required = required  # top-level required variables, checked apart from jsonschema
+        self._schemas = (ignoring_required_schema, enforcing_schema)
+        self.defaults = defaults
+        self.has_invalid_defaults = has_invalid_defaults
+
+    @functools.cached_property
+    def ignoring_required(self) -> Validator:
+        return _validator(self._schemas[0])
+
+    @functools.cached_property
+    def enforcing_nested_required(self) -> Validator:
+        return _validator(self._schemas[1])
 
 
 def job_variable_problems(
@@ -598,14 +631,16 @@ _RECENT_TEMPLATES_LIMIT: Final = 16
 
 
 def _compiled_for(template: Mapping[str, Any]) -> _CompiledVariables | None:
+    """Compiled checks for `template`, cached by identity (the template object is kept alive
+    in the cache, so its id is not reused) and by content. Callers must not edit a template
+    in place after checking job variables against it."""
     recent = _RECENT_TEMPLATES.get(id(template))
-    # Same object and still equal to the copy taken then (it may have been edited in place).
-    if recent is not None and recent[0] is template and recent[1] == template:
+    if recent is not None and recent[0] is template:
         return recent[2]
     compiled = _compile(json.dumps(template, sort_keys=True, separators=(",", ":"), default=str))
     if len(_RECENT_TEMPLATES) >= _RECENT_TEMPLATES_LIMIT:
         _RECENT_TEMPLATES.clear()
-    _RECENT_TEMPLATES[id(template)] = (template, _plain(template), compiled)
+    _RECENT_TEMPLATES[id(template)] = (template, None, compiled)
     return compiled
 
 
@@ -627,22 +662,25 @@ def _compile(canonical_template: str) -> _CompiledVariables | None:
     return _CompiledVariables(
         quick_checks=_quick_checks(prepared),
         required=tuple(sorted(_required_names(prepared))),
-        ignoring_required=_validator(_without_required(prepared)),
-        enforcing_nested_required=_validator(
-            {key: value for key, value in prepared.items() if key != "required"}
-        ),
+        ignoring_required_schema=_without_required(prepared),
+        enforcing_schema={key: value for key, value in prepared.items() if key != "required"},
         defaults=defaults,
         has_invalid_defaults=has_invalid_defaults,
     )
 
 
 def _validator(schema: dict[str, Any]) -> Validator:
+    import referencing
+    from jsonschema import Draft202012Validator
+
     # An explicit empty registry: `$ref`s resolve inside the schema only, never over a network.
     validator: Validator = Draft202012Validator(schema, registry=referencing.Registry())
     return validator
 
 
 def _errors(validator: Validator, instance: Mapping[str, Any]) -> list[ValidationError]:
+    import referencing.exceptions
+
     try:
         return list(validator.iter_errors(instance))
     except referencing.exceptions.Unresolvable as error:
@@ -666,13 +704,19 @@ def _valid_defaults(variables: Mapping[str, Any]) -> tuple[dict[str, Any], bool]
     None defaults are left out (the worker leaves those keys unset). A default that does not
     fit its own schema is dropped, and then required variables cannot be enforced.
     """
-    raw_checker = _validator(_without_required(dict(variables)))
+    unchecked = _without_required(dict(variables))
+    quick = _quick_checks(unchecked)
+    raw_checker: Validator | None = None
     defaults: dict[str, Any] = {}
     has_invalid = False
     for name, schema in _declared_properties(variables).items():
         if not isinstance(schema, Mapping) or schema.get("default") is None:
             continue
         default = schema["default"]
+        if quick is not None and name in quick and quick[name](default):
+            defaults[name] = default
+            continue
+        raw_checker = raw_checker or _validator(unchecked)
         if _has_problems(_errors(raw_checker, {name: default})):
             has_invalid = True
         else:

@@ -28,9 +28,6 @@ from collections.abc import Iterable, Mapping
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from croniter import CroniterError, croniter
-from dateutil.rrule import rrulestr
-
 # Our decision, not Prefect's: an interval without `anchor_date` is anchored here. Prefect
 # anchors it at "now" on the deploying machine, so every redeploy re-anchors the schedule and
 # shifts its fire times; a fixed anchor means reconciling again never changes it.
@@ -217,8 +214,36 @@ def _normalize_cron(mapping: Mapping[Any, Any], prefix: str) -> dict[str, Any]:
     }
 
 
+# Plain numeric cron fields (numbers, *, ranges, steps, lists) within these bounds are valid for
+# croniter beyond doubt; anything else (names, aliases, L, #, six fields) goes to croniter.
+_PLAIN_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?$")
+_FIELD_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
+
+
+def _plainly_valid_cron(fields: list[str]) -> bool:
+    if len(fields) != 5:
+        return False
+    for field, (low, high) in zip(fields, _FIELD_BOUNDS, strict=True):
+        for part in field.split(","):
+            match = _PLAIN_FIELD.match(part)
+            if match is None:
+                return False
+            head, _, step = part.partition("/")
+            if step and int(step) < 1:
+                return False
+            if head != "*":
+                first, _, last = head.partition("-")
+                numbers = [int(first), int(last or first)]
+                if numbers[0] > numbers[1] or numbers[0] < low or numbers[1] > high:
+                    return False
+    return True
+
+
+@functools.lru_cache(maxsize=4096)
 def _cron_problem(expression: str) -> str | None:
     fields = expression.split()
+    if _plainly_valid_cron(fields):
+        return None
     if any(_RANDOM_OR_HASHED_FIELD.match(field) for field in fields):
         # Prefect means to reject these but only catches a field that is exactly R or H (and
         # croniter refuses other H forms without a hash id); we also refuse R(..) and R/.. .
@@ -226,6 +251,8 @@ def _cron_problem(expression: str) -> str | None:
     if len(fields) >= 3 and _NEAREST_WEEKDAY.search(fields[2]):
         # Our croniter accepts "15W"; the older croniter vendored in Prefect 3.9.1 does not.
         return "the nearest-weekday modifier 'W' is not supported by Prefect"
+    from croniter import CroniterError, croniter
+
     try:
         croniter.expand(expression)
     except CroniterError as exc:
@@ -433,6 +460,8 @@ def _reject_unknown_json_keys(decoded: Mapping[str, Any], key: str) -> None:
 
 
 def _validate_rrule(rule: str, key: str) -> None:
+    from dateutil.rrule import rrulestr
+
     if len(rule) > MAX_RRULE_LENGTH:
         raise ScheduleError(
             f"'rrule' is {len(rule)} characters long; Prefect accepts at most "

@@ -21,9 +21,11 @@ from reconciler.diagnostics import Diagnostic, Location, error, warning
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MIN_EXPANSION_BUDGET = 100_000
-EXPANSION_FACTOR = 20
+EXPANSION_FACTOR = 40
 
 Path = tuple[str | int, ...]
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 Position = tuple[int, int]  # 1-based line, 1-based column
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -83,7 +85,7 @@ def load_yaml(content: bytes, file: str) -> LoadedDocument:
     loader = _Loader(content)
     try:
         node = loader.get_single_node()
-        builder = _Builder(file, loader, _count_nodes(node))
+        builder = _Builder(file, loader, content.count(b"\n") + 1)
         data = builder.build(node, ()) if node is not None else None
     except _ExpansionLimit as exc:
         line, column = _position(exc.node)
@@ -116,10 +118,12 @@ class _ExpansionLimit(Exception):
 class _Builder:
     """Turns a composed node graph into values, expanding aliases within a budget."""
 
-    def __init__(self, file: str, loader: yaml.SafeLoader, node_count: int) -> None:
+    def __init__(self, file: str, loader: yaml.SafeLoader, line_count: int) -> None:
         self.file = file
         self.loader = loader
-        self.budget = max(MIN_EXPANSION_BUDGET, EXPANSION_FACTOR * node_count)
+        # A file's lines bound how many values it writes out; aliases may repeat some, but a
+        # document expanding to far more values than it has lines is a bomb.
+        self.budget = max(MIN_EXPANSION_BUDGET, EXPANSION_FACTOR * line_count)
         self.built = 0
         self.positions: dict[Path, Position] = {}
         self.key_positions: dict[Path, Position] = {}
@@ -131,8 +135,11 @@ class _Builder:
         self.built += 1
         if self.built > self.budget:
             raise _ExpansionLimit(self.budget, node)
-        self.positions[path] = _position(node)
+        mark = node.start_mark
+        self.positions[path] = (mark.line + 1, mark.column + 1)
         if isinstance(node, ScalarNode):
+            if node.tag == _STR_TAG:
+                return node.value  # most scalars: skip the constructor machinery
             return _plain(self.loader.construct_object(node, deep=True))
         if id(node) in self.active:
             raise yaml.constructor.ConstructorError(
@@ -151,17 +158,33 @@ class _Builder:
         )
 
     def _mapping(self, node: MappingNode, path: Path) -> dict[str, Any]:
-        self._warn_duplicates(node)
-        self.loader.flatten_mapping(node)  # resolves `<<` merge keys as safe_load does
+        check_duplicates = True
+        if any(key.tag == _MERGE_TAG for key, _ in node.value):
+            self._warn_duplicates(node)  # before merging: merged keys may be overridden
+            self.loader.flatten_mapping(node)  # resolves `<<` merge keys as safe_load does
+            check_duplicates = False
         result: dict[str, Any] = {}
+        key_positions = self.key_positions
         for key_node, value_node in node.value:
-            key = self._key(key_node)
+            if key_node.tag == _STR_TAG and isinstance(key_node, ScalarNode):
+                key = key_node.value
+            else:
+                key = self._key(key_node)
+            if check_duplicates and key in result:
+                self._duplicate(key, node, key_node)
             child = (*path, key)
-            self.key_positions[child] = _position(key_node)
+            mark = key_node.start_mark
+            key_positions[child] = (mark.line + 1, mark.column + 1)
             result[key] = self.build(value_node, child)
         return result
 
+    def _duplicate(self, key: str, node: MappingNode, second: Node) -> None:
+        first = next(k for k, _ in node.value if isinstance(k, ScalarNode) and k.value == key)
+        self._report_duplicate(key, first, second)
+
     def _key(self, key_node: Node) -> str:
+        if isinstance(key_node, ScalarNode) and key_node.tag == _STR_TAG:
+            return str(key_node.value)
         if not isinstance(key_node, ScalarNode):
             raise yaml.constructor.ConstructorError(
                 None,
@@ -184,41 +207,24 @@ class _Builder:
         self.checked_for_duplicates.add(id(node))
         seen: dict[Hashable, Node] = {}
         for key_node, _ in node.value:
-            if not isinstance(key_node, ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            if not isinstance(key_node, ScalarNode) or key_node.tag == _MERGE_TAG:
                 continue
             key = key_node.value
             if key in seen:
-                first = _position(seen[key])
-                line, column = _position(key_node)
-                self.diagnostics.append(
-                    warning(
-                        f'key "{key}" is written twice in this mapping (first at line '
-                        f"{first[0]}); the last one wins, as in Prefect",
-                        Location(self.file, line, column),
-                        "delete one of the two",
-                    )
-                )
+                self._report_duplicate(key, seen[key], key_node)
             seen[key] = key_node
 
-
-def _count_nodes(root: Node | None) -> int:
-    """Distinct nodes in the composed graph (aliases are shared, so this stays small)."""
-    if root is None:
-        return 0
-    seen: set[int] = set()
-    stack: list[Node] = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, SequenceNode):
-            stack.extend(node.value)
-        elif isinstance(node, MappingNode):
-            for key, value in node.value:
-                stack.append(key)
-                stack.append(value)
-    return len(seen)
+    def _report_duplicate(self, key: Hashable, first_node: Node, second: Node) -> None:
+        first = _position(first_node)
+        line, column = _position(second)
+        self.diagnostics.append(
+            warning(
+                f'key "{key}" is written twice in this mapping (first at line '
+                f"{first[0]}); the last one wins, as in Prefect",
+                Location(self.file, line, column),
+                "delete one of the two",
+            )
+        )
 
 
 def _plain(value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -450,7 +451,11 @@ def test_dangling_ref_is_reported_as_a_template_error() -> None:
         job_variable_problems(template, {"creds": {}})
 
 
-def test_template_edited_in_place_is_checked_afresh(process: dict[str, Any]) -> None:
+def test_a_changed_copy_of_a_template_is_checked_against_its_own_schema(
+    process: dict[str, Any],
+) -> None:
     assert job_variable_problems(process, {"stream_output": "yes"}) != []
-    process["variables"]["properties"]["stream_output"] = {"type": "string"}
-    assert job_variable_problems(process, {"stream_output": "yes"}) == []
+    changed = copy.deepcopy(process)
+    changed["variables"]["properties"]["stream_output"] = {"type": "string"}
+    assert job_variable_problems(changed, {"stream_output": "yes"}) == []
+    assert job_variable_problems(process, {"stream_output": "yes"}) != []

@@ -103,11 +103,11 @@ def test_text_renders_a_small_plan_exactly() -> None:
 
 def test_text_nested_values_are_multi_line_with_sorted_keys_and_nulls_left_out() -> None:
     template = {"variables": {"b": 1, "a": [True, None]}, "job_configuration": {}}
-    spec = {"type": "process", "base_job_template": template, "description": None}
+    spec = {"type": "process", "container_options": template, "description": None}
     text = render_text(plan_of(create(pool("etl", spec, POOLS_A))), color=False)
     block = text.split("\n")[2:15]
     assert block == [
-        "      + base_job_template = {",
+        "      + container_options = {",
         '            "job_configuration": {},',
         '            "variables": {',
         '                "a": [',
@@ -199,7 +199,7 @@ def test_text_escapes_control_characters_in_user_text() -> None:
 
 
 def test_text_masks_secrets_in_nested_values_keys_and_diffs() -> None:
-    nested = {"base_job_template": {"variables": {"env": {"TOKEN": f"Bearer {SECRET}"}}}}
+    nested = {"container_options": {"variables": {"env": {"TOKEN": f"Bearer {SECRET}"}}}}
     before = deployment("f/d", {"pull": [{"token": "old"}]}, OWNER_A)
     after = deployment("f/d", {"pull": [{"token": SECRET}]}, OWNER_A)
     plan = plan_of(create(pool("etl", nested, POOLS_A)), update(before, after))
@@ -328,9 +328,9 @@ def test_markdown_diff_moves_actions_to_column_zero_with_bang_for_updates() -> N
 
 
 def test_markdown_multi_line_values_are_coloured_on_every_line() -> None:
-    created = pool("etl", {"base_job_template": {"variables": {}}}, POOLS_A)
+    created = pool("etl", {"container_options": {"variables": {}}}, POOLS_A)
     text = render_markdown(plan_of(create(created)))
-    value = ["+       base_job_template = {", '+           "variables": {}', "+       }"]
+    value = ["+       container_options = {", '+           "variables": {}', "+       }"]
     assert "\n".join(value) in text
 
 
@@ -396,3 +396,17 @@ def test_markdown_masks_secrets_everywhere(secret_place: str) -> None:
     text = render_markdown(plans[secret_place], mask=hide_secret)
     assert SECRET not in text
     assert "REDACTED" in text
+
+
+def test_text_summarises_derived_fields_of_a_created_object() -> None:
+    schema = {"properties": {"source": {"position": 0}, "days": {"position": 1}}}
+    template = {"variables": {"properties": {"image": {"default": "img:1"}, "env": {}}}}
+    plan = plan_of(
+        create(pool("etl", {"type": "docker", "base_job_template": template}, POOLS_A)),
+        create(deployment("f/d", {"parameter_openapi_schema": schema}, OWNER_A)),
+    )
+    text = render_text(plan, color=False)
+    assert "+ base_job_template = (job template with 2 variables; defaults for image)" in text
+    assert "+ parameter_openapi_schema = (from the flow's signature: source, days)" in text
+    document = json.loads(render_json(plan))
+    assert document["changes"][0]["desired"]["base_job_template"] == template

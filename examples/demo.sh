@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# `make demo`: the main job on the embedded default. Each example becomes a real git repository
+# (what reconciler reads is what is committed), then: plan, apply to SQLite, show the store,
+# re-run (no changes), commit a change, plan it as a PR comment would show it, apply it.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+work="$(realpath -m "${RECONCILER_DEMO_DIR:-$here/../.reconciler/demo}")"
+rm -rf "$work" && mkdir -p "$work"
+export RECONCILER_STORE="sqlite:///$work/state.db"
+export GIT_AUTHOR_NAME=demo GIT_AUTHOR_EMAIL=demo@reconciler.invalid
+export GIT_COMMITTER_NAME=demo GIT_COMMITTER_EMAIL=demo@reconciler.invalid
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+repo() {  # copy an example into its own git repository
+  cp -r "$here/$1" "$work/$1"
+  git -C "$work/$1" init -q -b main && git -C "$work/$1" add -A
+  git -C "$work/$1" commit -qm "import $1"
+  echo "$work/$1"
+}
+
+data=$(repo 01-data-project)
+platform=$(repo 02-platform-pools)
+
+step "reconcile --dry-run: what would be created (nothing is written)"
+reconcile --dry-run "$data" "$platform" > "$work/plan.txt"
+sed -n '1,28p' "$work/plan.txt"; echo "  ... (full plan: $work/plan.txt)"; tail -n 1 "$work/plan.txt"
+test ! -e "$work/state.db" && echo "(the store still does not exist: a dry-run touches nothing)"
+
+step "reconcile: apply both repositories to $RECONCILER_STORE"
+reconcile --quiet "$data" "$platform" | tail -n 2
+
+step "reconcile deployment ls / work-pool ls / work-queue ls"
+reconcile deployment ls
+echo; reconcile work-pool ls
+echo; reconcile work-queue ls
+
+step "reconcile again: the store matches git"
+reconcile "$data" "$platform"
+
+step "a pull request: change a parameter, drop a deployment, add a queue"
+sed -i 's/days: 30/days: 90/' "$data/prefect.yaml"
+python3 - "$platform/teams/finance/prefect.yaml" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path).read()
+open(path, "w").write(text[: text.index("  - name: fx-rates-backfill")])
+PY
+cat >> "$platform/work-pools.yaml" <<'YAML'
+    queues:
+      - name: reports
+        priority: 7
+YAML
+git -C "$data" commit -qam "orders-backfill: 90 days"
+git -C "$platform" commit -qam "finance: drop the fx backfill; add a reports queue"
+reconcile --dry-run --detailed-exitcode "$data" "$platform" || test $? -eq 2
+
+step "the same plan as a Markdown PR comment"
+reconcile --dry-run -o markdown "$data" "$platform"
+
+step "apply it, and see it in the history"
+reconcile --quiet "$data" "$platform" | tail -n 1
+reconcile history
