@@ -31,6 +31,7 @@ _VALUE_COLUMN = _FIELD_COLUMN + 2
 _NESTED_INDENT = "    "
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_PLAIN_STRING = re.compile('[^"\\\\\x00-\x1f\x7f-\x9f\u2028\u2029]*\\Z')
 _SYMBOL_COLORS = {"+": "green", "~": "yellow", "-": "red"}
 _HEADINGS = {
     Action.CREATE: "will be created",
@@ -144,6 +145,12 @@ def _container_lines(opening: str, closing: str, entries: list[tuple[str, Any]])
 
 def _json_literal(value: Any) -> str:
     """JSON text that stays on one line and carries no terminal control characters."""
+    if isinstance(value, str) and _PLAIN_STRING.match(value):
+        return f'"{value}"'  # the common case, without json.dumps's overhead
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else ("true" if value else "false")
+    if isinstance(value, int):
+        return str(value)
     return _escape_unsafe(json.dumps(value, ensure_ascii=False))
 
 

@@ -252,7 +252,8 @@ def test_json_schema_rejects_shapes_the_plan_never_has() -> None:
 def test_json_is_byte_identical_across_renders() -> None:
     first = render_json(full_plan()).encode()
     assert first == render_json(full_plan()).encode()
-    assert first.decode().startswith('{\n  "changes": [')
+    assert first.decode().startswith('{"changes": [')
+    assert "\n" not in first.decode(), "one line, like terraform show -json"
 
 
 def test_json_masks_secrets_in_desired_values_and_diagnostics() -> None:

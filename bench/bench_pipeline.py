@@ -1,0 +1,120 @@
+"""Benchmark of the pipeline (issue 2): dry-run, first apply and no-op re-run of generated
+repositories with 1,000 and 10,000 deployments over 10 prefect.yaml files.
+
+Prints a Markdown table. Each figure is the median wall time of `--repeat` runs of the real
+CLI (a fresh process, as users run it), with CPU time beside it. The baseline, measured in the
+same run on the same files, is the floor for any Python tool: a process that only imports
+PyYAML and parses the files with its C loader.
+
+    .venv/bin/python bench/bench_pipeline.py [--sizes 1000 10000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from generate import generate
+
+RECONCILE = [sys.executable, "-m", "reconciler"]
+BASELINE = (
+    "import glob, sys, yaml\n"
+    "for f in glob.glob(sys.argv[1] + '/*/prefect.yaml'):\n"
+    "    yaml.load(open(f, 'rb'), Loader=yaml.CSafeLoader)\n"
+)
+
+
+def run(args: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of one child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode not in (0, 2):
+        raise SystemExit(f"{' '.join(args)} failed:\n{done.stderr.decode()}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def median_of(samples: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
+
+
+def measure(size: int, repeat: int, scratch: Path) -> dict[str, tuple[float, float]]:
+    repo = scratch / f"repo-{size}"
+    generate(repo, size, 10)
+    figures: dict[str, tuple[float, float]] = {}
+    figures["baseline: parse YAML only"] = median_of(
+        [run([sys.executable, "-c", BASELINE, str(repo)], repo) for _ in range(repeat)]
+    )
+    empty = f"sqlite:///{scratch / f'empty-{size}.db'}"
+    figures["--dry-run (text)"] = median_of(
+        [run([*RECONCILE, "--dry-run", "-q", "--store", empty], repo) for _ in range(repeat)]
+    )
+    figures["--dry-run -o json"] = median_of(
+        [
+            run([*RECONCILE, "--dry-run", "-q", "-o", "json", "--store", empty], repo)
+            for _ in range(repeat)
+        ]
+    )
+    applies = []
+    for attempt in range(repeat):
+        store = f"sqlite:///{scratch / f'state-{size}-{attempt}.db'}"
+        applies.append(run([*RECONCILE, "-q", "--store", store], repo))
+    figures["first apply"] = median_of(applies)
+    store = f"sqlite:///{scratch / f'state-{size}-0.db'}"
+    figures["no-op second run"] = median_of(
+        [run([*RECONCILE, "-q", "--store", store], repo) for _ in range(repeat)]
+    )
+    return figures
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}, load average {os.getloadavg()[0]:.2f} at start"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    print(f"machine: {machine()}\n")
+    with tempfile.TemporaryDirectory(prefix="reconciler-bench-") as tmp:
+        results = {size: measure(size, args.repeat, Path(tmp)) for size in args.sizes}
+    sizes = args.sizes
+    header = " | ".join(f"{s:,} deployments (wall / cpu)" for s in sizes)
+    print(f"| step | {header} |" + (" 10k / 1k |" if len(sizes) == 2 else ""))
+    print("|---|" + "---|" * len(sizes) + ("---|" if len(sizes) == 2 else ""))
+    for step in results[sizes[0]]:
+        cells = " | ".join(
+            f"{results[s][step][0]:.2f} s / {results[s][step][1]:.2f} s" for s in sizes
+        )
+        ratio = ""
+        if len(sizes) == 2:
+            ratio = f" {results[sizes[1]][step][0] / results[sizes[0]][step][0]:.1f}x |"
+        print(f"| {step} | {cells} |{ratio}")
+
+
+if __name__ == "__main__":
+    main()
