@@ -201,9 +201,10 @@ def diff_values(before: Any, after: Any, path: tuple[PathPart, ...] = ()) -> lis
     """Field-level differences between two JSON values, in path order.
 
     Mappings are compared key by key; lists of equal length item by item; anything else (and
-    lists whose length changed) as a whole value.
+    lists whose length changed) as a whole value. Values differ when their JSON differs, so `1`
+    becoming `1.0` or `true` is a change even deep inside a mapping.
     """
-    if before == after and type(before) is type(after):
+    if _same_json(before, after):
         return []
     whole = is_unknown(before) or is_unknown(after)
     if isinstance(before, dict) and isinstance(after, dict) and not whole:
@@ -222,3 +223,18 @@ def diff_values(before: Any, after: Any, path: tuple[PathPart, ...] = ()) -> lis
             found.extend(diff_values(old, new, (*path, index)))
         return found
     return [FieldDiff(path, canonical_json(before), canonical_json(after))]
+
+
+def _same_json(before: Any, after: Any) -> bool:
+    """Equal as JSON: `==` alone holds `1 == 1.0 == True`, also inside containers."""
+    if type(before) is not type(after):
+        return False
+    if isinstance(before, dict):
+        return before.keys() == after.keys() and all(
+            _same_json(value, after[key]) for key, value in before.items()
+        )
+    if isinstance(before, list):
+        return len(before) == len(after) and all(
+            _same_json(old, new) for old, new in zip(before, after, strict=True)
+        )
+    return bool(before == after)

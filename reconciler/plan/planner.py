@@ -5,18 +5,23 @@ their owner is a file this run read (or would have read, had it not been deleted
 made by hand are adopted when a file declares them; objects owned by a repository outside this
 run are never touched, and declaring one is an error. A plan that would delete every object of
 an owner is refused unless `allow_empty`, because that is what a failed read looks like.
+Queues that deployments use without a pools file declaring them are created when missing, as
+Prefect does, and otherwise left alone: never updated, and never pruned while still used.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from reconciler.desired import DesiredState
 from reconciler.diagnostics import Diagnostic, error
-from reconciler.model import Kind, Owner, Resource
+from reconciler.model import Kind, Owner, Resource, queue_key
 from reconciler.plan.model import Action, Change, Plan, SourceInfo, diff_values
 from reconciler.store.base import ObservedState
+
+_DEFAULT_QUEUE = "default"
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,7 @@ def make_plan(desired: DesiredState, observed: ObservedState, options: PlanOptio
         if current is None:
             changes.append(Change(Action.CREATE, resource.kind, resource.key, resource, None))
             continue
-        if resource.ident in desired.implicit and current.owner != resource.owner:
+        if resource.ident in desired.implicit:
             unchanged += 1  # an implicit queue that already exists: leave it as it is
             continue
         if current.owner is not None and current.owner.repo not in desired.repos:
@@ -48,13 +53,16 @@ def make_plan(desired: DesiredState, observed: ObservedState, options: PlanOptio
         diffs = tuple(diff_values(current.spec, resource.spec))
         changes.append(Change(Action.UPDATE, resource.kind, resource.key, resource, current, diffs))
 
-    if options.prune:
-        for ident, current in observed.resources.items():
-            if ident in wanted or not desired.in_scope(current.owner):
-                continue
+    used = _queues_used(desired)
+    for ident, current in observed.resources.items():
+        if ident in wanted or not desired.in_scope(current.owner):
+            continue
+        if ident in used:
+            unchanged += 1  # a queue a declared deployment still runs on: keep it
+        elif options.prune:
             changes.append(Change(Action.DELETE, current.kind, current.key, None, current))
-        if not options.allow_empty:
-            problems.extend(_emptied_owners(desired, observed, changes))
+    if options.prune and not options.allow_empty:
+        problems.extend(_emptied_owners(desired, observed, changes))
 
     problems.extend(_dangling_references(desired, observed, changes))
     changes.sort(key=lambda c: c.sort_key)
@@ -68,6 +76,21 @@ def make_plan(desired: DesiredState, observed: ObservedState, options: PlanOptio
         observed_revision=observed.revision,
         unchanged=unchanged,
     )
+
+
+def _queues_used(desired: DesiredState) -> set[tuple[Kind, str]]:
+    """The queues desired deployments run on. Prune keeps them: Prefect would create a missing
+    one again on deploy, so deleting it can only break the deployment."""
+    used = (_queue_of(r.spec) for r in desired.resources if r.kind is Kind.DEPLOYMENT)
+    return {(Kind.WORK_QUEUE, key) for key in used if key is not None}
+
+
+def _queue_of(deployment_spec: dict[str, Any]) -> str | None:
+    """The key of the queue a deployment runs on (its pool's default queue when unnamed)."""
+    pool = deployment_spec.get("work_pool_name")
+    if not pool:
+        return None
+    return queue_key(pool, deployment_spec.get("work_queue_name") or _DEFAULT_QUEUE)
 
 
 def _owned_elsewhere(resource: Resource, owner: Owner) -> Diagnostic:
@@ -125,11 +148,11 @@ def _dangling_references(
     for key, deployment in sorted(remaining.items()):
         spec = deployment.spec
         pool = spec.get("work_pool_name")
-        queue = spec.get("work_queue_name") or "default"
+        queue = _queue_of(spec)
         if pool and (Kind.WORK_POOL, pool) in deleted:
             problems.append(_still_used("work-pool", pool, key, deployment.owner))
-        elif pool and (Kind.WORK_QUEUE, f"{pool}/{queue}") in deleted:
-            problems.append(_still_used("work-queue", f"{pool}/{queue}", key, deployment.owner))
+        elif queue and (Kind.WORK_QUEUE, queue) in deleted:
+            problems.append(_still_used("work-queue", queue, key, deployment.owner))
     return problems
 
 

@@ -65,16 +65,21 @@ class SqliteStore:
                 self._conn.execute("PRAGMA synchronous = NORMAL")
             self._check_schema()
         except sqlite3.DatabaseError as exc:
+            self.close()
             raise StoreUrlError(
                 f"cannot open the store {path}: {exc}",
                 "check the path in --store / RECONCILER_STORE; the file must be a reconciler "
                 "SQLite store",
             ) from None
+        except BaseException:
+            self.close()
+            raise
 
     # -- schema ---------------------------------------------------------------------------
 
     def _check_schema(self) -> None:
         conn = self._require()
+        self._refuse_foreign_database()
         if not self.readonly:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -111,6 +116,23 @@ class SqliteStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _refuse_foreign_database(self) -> None:
+        """A SQLite file with tables but no migration record belongs to something else: adding
+        our tables to it would damage it."""
+        tables = {
+            row[0]
+            for row in self._require().execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
+        if tables and "schema_migrations" not in tables:
+            shown = ", ".join(sorted(tables)[:5])
+            raise StoreUrlError(
+                f"{self.path} is a SQLite database but not a reconciler store (it has the tables "
+                f"{shown} and no schema_migrations)",
+                "point --store / RECONCILER_STORE at a new file or an existing reconciler store",
+            )
 
     def _schema_version(self) -> int:
         conn = self._require()
