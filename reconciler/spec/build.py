@@ -11,15 +11,15 @@ the run together.
 from __future__ import annotations
 
 import contextlib
-import copy
 import posixpath
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
+if TYPE_CHECKING:
+    import jsonschema
 
 from reconciler.desired import (
     DEFAULT_PREFECT_GLOB,
@@ -45,7 +45,7 @@ from reconciler.spec.pools_file import DEFAULT_QUEUE, load_pools_file
 from reconciler.spec.prefect_file import DeploymentDraft, PrefectFile, load_prefect_file
 from reconciler.spec.schedules import ScheduleError, normalize_schedule
 from reconciler.spec.steps import StepSpec
-from reconciler.spec.validation import did_you_mean, show_value
+from reconciler.spec.validation import did_you_mean, show_value, type_name
 from reconciler.spec.yamlload import LoadedDocument, Path
 from reconciler.store.base import ObservedState
 
@@ -53,17 +53,23 @@ _BAD_NAME = re.compile(r"[/%&><]")
 _SECRET_ENV_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE|CREDENTIAL", re.I)
 _TRUE = {"1", "on", "t", "true", "y", "yes"}
 _FALSE = {"0", "off", "f", "false", "n", "no"}
-# Outputs of the built-in steps, unknown until a build runs: `{{ image }}` works like Prefect.
-_STEP_OUTPUT_NAMES = (
-    "image",
-    "image_name",
-    "image_id",
-    "tag",
-    "additional_tags",
-    "directory",
-    "stdout",
-    "stderr",
-)
+# What each step we know returns (research notes 3.2, 3.3), unknown until a build runs. Prefect
+# merges every output flat into the values later templates read, so `{{ image }}` works too.
+_STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "build_docker_image": ("image_name", "tag", "image", "image_id", "additional_tags"),
+    "push_docker_image": ("image_name", "tag", "image", "additional_tags"),
+    "run_shell_script": ("stdout", "stderr"),
+    "pip_install_requirements": ("stdout", "stderr"),
+    "git_clone": ("directory",),
+    "set_working_directory": ("directory",),
+    "pull_from_remote_storage": ("directory",),
+    "pull_with_block": ("directory",),
+    "push_to_s3": ("bucket", "folder"),
+    "push_to_gcs": ("bucket", "folder"),
+    "push_to_azure_blob_storage": ("container", "folder"),
+}
+# A custom step may return anything: any name a built-in step returns is taken as its output.
+_ANY_STEP_OUTPUT = tuple(sorted({name for names in _STEP_OUTPUTS.values() for name in names}))
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,9 @@ class _Builder:
         self.implicit: dict[str, Resource] = {}
         self.build_plans: list[BuildPlan] = []
         self.pending: list[tuple[Snapshot, PrefectFile]] = []
+        self._templates: dict[str, dict[str, Any] | None] = {}
+        self._flows: dict[tuple[int, str, str], FlowInfo | EntrypointError] = {}
+        self._parameter_validators: dict[int, jsonschema.protocols.Validator] = {}
 
     # -- files ----------------------------------------------------------------------------
 
@@ -228,6 +237,39 @@ class _Builder:
         return BuildResult(desired, self.diagnostics, self.secrets, self.build_plans)
 
     def pool_template(self, name: str) -> dict[str, Any] | None:
+        """The pool's base job template, parsed once per run (a plan checks thousands of
+        deployments against the same few pools)."""
+        if name not in self._templates:
+            self._templates[name] = self._find_pool_template(name)
+        return self._templates[name]
+
+    def read_flow(self, snapshot: Snapshot, base_dir: str, entrypoint: str) -> FlowInfo:
+        """`flows.read_flow`, once per (repository, directory, entrypoint)."""
+        key = (id(snapshot), base_dir, entrypoint)
+        if key not in self._flows:
+            try:
+                self._flows[key] = read_flow(snapshot, base_dir, entrypoint)
+            except EntrypointError as exc:
+                self._flows[key] = exc
+        found = self._flows[key]
+        if isinstance(found, EntrypointError):
+            raise found
+        return found
+
+    def parameter_validator(self, flow: FlowInfo) -> jsonschema.protocols.Validator:
+        """A validator of the flow's parameters with `required` left out (checked apart)."""
+        import jsonschema
+
+        key = id(flow)
+        if key not in self._parameter_validators:
+            schema = dict(flow.parameter_schema)
+            schema.pop("required", None)
+            if "definitions" in schema:
+                schema["$defs"] = schema["definitions"]
+            self._parameter_validators[key] = jsonschema.Draft202012Validator(schema)
+        return self._parameter_validators[key]
+
+    def _find_pool_template(self, name: str) -> dict[str, Any] | None:
         declared = self.pools.get(name)
         if declared is not None:
             template: dict[str, Any] = declared.resource.spec["base_job_template"]
@@ -245,7 +287,10 @@ class _Builder:
         key = queue_key(pool, queue)
         if key in self.queues or key in self.implicit:
             return
-        if self.observed.get(Kind.WORK_QUEUE, key) is not None:
+        existing = self.observed.get(Kind.WORK_QUEUE, key)
+        if existing is not None:
+            # Still wanted, exactly as it is, whoever owns it: never pruned while used.
+            self.implicit[key] = existing
             return
         if queue == DEFAULT_QUEUE and pool not in self.pools:
             return  # the default queue of an existing pool exists with it
@@ -316,64 +361,71 @@ class _DeploymentBuilder:
         self.run.ensure_queue(pool, spec["work_queue_name"], self.owner, self.snapshot.commit)
 
     def _spec(self) -> dict[str, Any] | None:
-        config = copy.deepcopy(self.draft.config)
-        schedule_paths = config.pop("_schedule_paths", None)
-        config = self._resolve_store_references(config)
-        config = tpl.apply_values(
-            config,
-            self.run.options.environ,
-            environ=self.run.options.environ,
-            remove_notset=False,
-        )
-        self._remember_secret_env(self.draft.config)
+        # A shallow copy: nothing below edits nested values in place (templating builds anew).
+        config = dict(self.draft.config)
+        templated = self.file.has_placeholders
+        if templated:
+            config = self._resolve_store_references(config)
+            config = tpl.apply_values(
+                config,
+                self.run.options.environ,
+                environ=self.run.options.environ,
+                remove_notset=False,
+            )
+            self._remember_secret_env(self.draft.config)
         outputs = self._step_outputs()
         raw_schedules = config.pop("schedules", None)
         triggers = config.pop("triggers", None)
-        config = tpl.apply_values(
-            config,
-            outputs,
-            environ=self.run.options.environ,
-            skip_prefixes=["ctx."],
-            on_missing=self._missing(()),
-        )
-        schedules = self._schedules(raw_schedules, outputs, schedule_paths)
+        if templated:
+            config = tpl.apply_values(
+                config,
+                outputs,
+                environ=self.run.options.environ,
+                skip_prefixes=["ctx."],
+                on_missing=self._missing(()),
+            )
+        schedules = self._schedules(raw_schedules, outputs)
+        # Every field is checked even when an earlier one failed: one run reports them all.
         flow = self._flow(config.get("entrypoint"))
         name = self._name(config.get("name"))
-        if flow is None or name is None:
-            return None
-        parameters = self._parameters(config.get("parameters"), flow, config)
+        enforce_written = config.get("enforce_parameter_schema")
+        enforce = self._lax_bool(enforce_written, True, "enforce_parameter_schema")
+        paused = self._lax_bool(config.get("paused"), False, "paused")
+        tags = self._tags(config.get("tags"))
+        parameters: dict[str, Any] = {}
+        if flow is not None:
+            required = enforce and enforce_written is not None
+            parameters = self._parameters(config.get("parameters"), flow, enforce, required)
         pool, queue, job_variables = self._work_pool(config.get("work_pool") or {})
         limit, options = self._concurrency(config.get("concurrency_limit"))
         if config.get("sla"):
             self.note("`sla` is ignored: SLAs exist only in Prefect Cloud", "sla")
-        if pool is None or self.problems:
+        if flow is None or name is None or pool is None or self.problems:
             return None
-        spec: dict[str, Any] = _known_after_build(
-            {
-                "name": name,
-                "flow_name": flow.name,
-                "entrypoint": config["entrypoint"],
-                "path": self.file.base_dir,
-                "flow_path": flow.path,
-                "description": config.get("description") or flow.description,
-                "version": config.get("version"),
-                "tags": self._tags(config.get("tags")),
-                "parameters": parameters,
-                "parameter_openapi_schema": flow.parameter_schema,
-                "enforce_parameter_schema": self._lax_bool(
-                    config.get("enforce_parameter_schema"), True, "enforce_parameter_schema"
-                ),
-                "paused": self._lax_bool(config.get("paused"), False, "paused"),
-                "schedules": schedules,
-                "concurrency_limit": limit,
-                "concurrency_options": options,
-                "work_pool_name": pool,
-                "work_queue_name": queue,
-                "job_variables": job_variables,
-                "pull_steps": self._pull_steps(outputs),
-                "triggers": triggers if isinstance(triggers, list) else None,
-            }
-        )
+        spec: dict[str, Any] = {
+            "name": name,
+            "flow_name": flow.name,
+            "entrypoint": config["entrypoint"],
+            "path": self.file.base_dir,
+            "flow_path": flow.path,
+            "description": config.get("description") or flow.description,
+            "version": config.get("version"),
+            "tags": tags,
+            "parameters": parameters,
+            "parameter_openapi_schema": flow.parameter_schema,
+            "enforce_parameter_schema": enforce,
+            "paused": paused,
+            "schedules": schedules,
+            "concurrency_limit": limit,
+            "concurrency_options": options,
+            "work_pool_name": pool,
+            "work_queue_name": queue,
+            "job_variables": job_variables,
+            "pull_steps": self._pull_steps(outputs),
+            "triggers": triggers if isinstance(triggers, list) else None,
+        }
+        if outputs and self.file.has_placeholders:
+            spec = _known_after_build(spec)
         return spec
 
     # -- templating -----------------------------------------------------------------------
@@ -387,6 +439,7 @@ class _DeploymentBuilder:
             if name not in self.run.observed.variables:
                 self.note(
                     f'variable "{name}" is not set; Prefect would use an empty string',
+                    *_first_use(config, _names_variable(name)),
                     hint=f"set it with `reconcile variable set {name} VALUE`",
                 )
         for slug, name in sorted(blocks):
@@ -394,6 +447,7 @@ class _DeploymentBuilder:
                 self.fail(
                     f'"{{{{ prefect.blocks.{slug}.{name} }}}}" refers to a block that is not '
                     "defined",
+                    *_first_use(config, _names_block(slug, name)),
                     hint=f"define it with `reconcile secret set {slug}/{name}`",
                 )
         try:
@@ -418,8 +472,10 @@ class _DeploymentBuilder:
         steps = [p.step for p in (*self.draft.build, *self.draft.push)]
         if not steps or self.run.options.build_outputs_known:
             return {}
-        outputs: dict[str, Any] = {name: tpl.KNOWN_AFTER_BUILD for name in _STEP_OUTPUT_NAMES}
+        outputs: dict[str, Any] = {}
         for step in steps:
+            for name in _STEP_OUTPUTS.get(step.short_name, _ANY_STEP_OUTPUT):
+                outputs[name] = tpl.KNOWN_AFTER_BUILD
             if step.id:
                 outputs[step.id] = tpl.KNOWN_AFTER_BUILD
         return outputs
@@ -441,21 +497,19 @@ class _DeploymentBuilder:
 
     # -- fields ---------------------------------------------------------------------------
 
-    def _schedules(
-        self, raw: Any, outputs: dict[str, Any], legacy_paths: list[Path] | None
-    ) -> list[dict[str, Any]]:
+    def _schedules(self, raw: Any, outputs: dict[str, Any]) -> list[dict[str, Any]]:
         if not raw:
             return []
         templated = tpl.apply_values(raw, outputs, environ=self.run.options.environ)
         found = []
         for index, entry in enumerate(templated):
-            at: Path = legacy_paths[index] if legacy_paths else ("schedules", index)
             try:
                 found.append(normalize_schedule(entry))
             except ScheduleError as exc:
+                at: Path = ("schedule",) if self.draft.legacy_schedule else ("schedules", index)
                 keys = tuple(exc.key.split(".")) if exc.key else ()
-                where = self.draft.at(*at[len(self.draft.path) :] if legacy_paths else at, *keys)
-                self.problems.append(error(exc.message, self.document.key_location(where)))
+                where = self.document.key_location(self.draft.at(*at, *keys))
+                self.problems.append(error(exc.message, where))
         return found
 
     def _flow(self, entrypoint: Any) -> FlowInfo | None:
@@ -469,7 +523,7 @@ class _DeploymentBuilder:
             self.fail("the entrypoint cannot come from a build step", "entrypoint")
             return None
         try:
-            return read_flow(self.snapshot, self.file.base_dir, str(entrypoint))
+            return self.run.read_flow(self.snapshot, self.file.base_dir, str(entrypoint))
         except EntrypointError as exc:
             self.fail(exc.message, "entrypoint", hint=exc.hint)
             return None
@@ -487,7 +541,12 @@ class _DeploymentBuilder:
             return None
         return name
 
-    def _parameters(self, value: Any, flow: FlowInfo, config: dict[str, Any]) -> dict[str, Any]:
+    def _parameters(
+        self, value: Any, flow: FlowInfo, enforce: bool, require_all: bool
+    ) -> dict[str, Any]:
+        """Parameters checked against the flow's signature: unknown names always (a run would
+        fail on them); types when `enforce`; required ones only when `require_all` (with
+        enforce_parameter_schema written out as true)."""
         parameters: dict[str, Any] = value if isinstance(value, dict) else {}
         properties = flow.parameter_schema.get("properties", {})
         if not flow.accepts_any_parameter:
@@ -501,27 +560,22 @@ class _DeploymentBuilder:
                         hint=did_you_mean(name, properties)
                         or f"its parameters: {', '.join(properties) or '(none)'}",
                     )
-        enforce = config.get("enforce_parameter_schema")
-        if self._lax_bool(enforce, True, "enforce_parameter_schema"):
+        if enforce:
             self._check_parameter_types(parameters, flow)
         missing = [p for p in flow.parameter_schema.get("required", []) if p not in parameters]
-        if missing:
-            names = ", ".join(missing)
-            if enforce is not None and self._lax_bool(enforce, True, "enforce_parameter_schema"):
-                self.fail(
-                    f"required parameter(s) of {flow.function_name}() not given: {names}",
-                    "parameters",
-                    hint="give them under `parameters:`, or set enforce_parameter_schema: false",
-                )
+        if missing and require_all:
+            self.fail(
+                f"required parameter(s) of {flow.function_name}() not given: {', '.join(missing)}",
+                "parameters",
+                hint="give them under `parameters:`, or set enforce_parameter_schema: false",
+            )
         return parameters
 
     def _check_parameter_types(self, parameters: dict[str, Any], flow: FlowInfo) -> None:
         known = {k: v for k, v in parameters.items() if not _is_unresolved(v)}
-        schema = dict(flow.parameter_schema)
-        schema.pop("required", None)
-        if "definitions" in schema:
-            schema["$defs"] = schema["definitions"]
-        validator = jsonschema.Draft202012Validator(schema)
+        if _plainly_fits(known, flow.parameter_schema.get("properties", {})):
+            return
+        validator = self.run.parameter_validator(flow)
         for problem in validator.iter_errors(known):
             path = tuple(problem.absolute_path)
             self.fail(
@@ -630,16 +684,91 @@ class _DeploymentBuilder:
             return [value] if value.strip() else []
         if not isinstance(value, list):
             return []
+        for index, tag in enumerate(value):
+            if isinstance(tag, (list, dict)):
+                self.note(
+                    f"tags[{index}] is a {type_name(tag)}; like Prefect, the tag is its text "
+                    f"{str(tag)!r}",
+                    "tags",
+                    index,
+                    hint="list each tag on its own line (an alias of a list inside a list does "
+                    "not merge into it)",
+                )
         return [str(tag) for tag in value if str(tag).strip()]
 
     def _pull_steps(self, outputs: dict[str, Any]) -> list[dict[str, Any]] | None:
         if self.draft.pull is None:
             return None
         steps = [placed.step.to_json() for placed in self.draft.pull]
+        if not self.file.has_placeholders:
+            return steps
         templated: list[dict[str, Any]] = tpl.apply_values(
             steps, outputs, environ=self.run.options.environ, remove_notset=False
         )
         return templated
+
+
+_JSON_TYPE_CHECKS: dict[str, Any] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+}
+_PLAIN_KEYWORDS = frozenset({"type", "title", "position", "default", "description", "anyOf"})
+
+
+def _plainly_fits(parameters: dict[str, Any], properties: dict[str, Any]) -> bool:
+    """True when every value obviously matches its parameter's simple type: then the costly
+    JSON Schema validation can be skipped. False means "ask jsonschema", not "invalid"."""
+    for name, value in parameters.items():
+        prop = properties.get(name)
+        if prop is None:
+            continue
+        if not set(prop) <= _PLAIN_KEYWORDS | {"items", "additionalProperties"}:
+            return False
+        if prop.get("items") not in (None, {}) or prop.get("additionalProperties") not in (
+            None,
+            True,
+        ):
+            return False
+        branches = prop.get("anyOf", [prop] if "type" in prop else [])
+        types = [b.get("type") for b in branches if isinstance(b, dict)]
+        if not types:
+            continue
+        if len(types) != len(branches) or any(not isinstance(t, str) for t in types):
+            return False
+        if not any(t in _JSON_TYPE_CHECKS and _JSON_TYPE_CHECKS[t](value) for t in types):
+            return False
+    return True
+
+
+def _first_use(value: Any, names_it: Callable[[str], bool], path: Path = ()) -> Path:
+    """The key path of the first text in `value` that `names_it` accepts; () when none does,
+    which locates a diagnostic at the deployment itself."""
+    if isinstance(value, str):
+        return path if names_it(value) else ()
+    if isinstance(value, dict):
+        items: list[tuple[str | int, Any]] = list(value.items())
+    elif isinstance(value, list):
+        items = list(enumerate(value))
+    else:
+        return ()
+    for key, item in items:
+        found = _first_use(item, names_it, (*path, key))
+        if found:
+            return found
+    return ()
+
+
+def _names_variable(name: str) -> Callable[[str], bool]:
+    return lambda text: name in tpl.references(text)[0]
+
+
+def _names_block(slug: str, name: str) -> Callable[[str], bool]:
+    return lambda text: (slug, name) in tpl.references(text)[1]
 
 
 def _is_unresolved(value: Any) -> bool:

@@ -10,6 +10,7 @@ Where Prefect skips an invalid file silently, we return errors with file:line.
 from __future__ import annotations
 
 import copy
+import datetime
 import posixpath
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,7 @@ class DeploymentDraft:
     push: list[PlacedStep] = field(default_factory=list)
     pull: list[PlacedStep] | None = None  # None: nothing configured
     path: Path = ()
+    legacy_schedule: bool = False  # `schedules` came from the singular `schedule:` key
 
     def at(self, *keys: str | int) -> Path:
         return (*self.path, *keys)
@@ -63,6 +65,8 @@ class PrefectFile:
     path: str
     document: LoadedDocument
     deployments: list[DeploymentDraft]
+    has_placeholders: bool = True
+    """False when the file has no `{{` at all: every templating pass can be skipped."""
 
     @property
     def base_dir(self) -> str:
@@ -75,7 +79,8 @@ def load_prefect_file(
 ) -> tuple[PrefectFile | None, list[Diagnostic]]:
     """Read and check one prefect.yaml. Returns (None, errors) when it cannot be used."""
     try:
-        document = load_yaml(snapshot.read(path), display or path)
+        content = snapshot.read(path)
+        document = load_yaml(content, display or path)
     except YamlLoadError as exc:
         return None, [exc.diagnostic]
     diagnostics = list(document.diagnostics)
@@ -90,20 +95,54 @@ def load_prefect_file(
         )
         return None, diagnostics
     diagnostics.extend(validate_document(document, SCHEMA, strict=strict))
+    if "deployments" not in document.data:
+        diagnostics.append(_no_deployments(document))
     if any(d.is_error for d in diagnostics):
         return None, diagnostics
-    actions = {key: _wrap(document.data.get(key)) for key in ("build", "push", "pull")}
+    actions = {key: _wrap(_json_dates(document.data.get(key))) for key in ("build", "push", "pull")}
     drafts = []
-    for index, raw in enumerate(document.data.get("deployments") or []):
+    for index, raw in enumerate(document.data["deployments"]):
         draft, problems = _draft(index, raw, actions, document)
         diagnostics.extend(problems)
         if draft is not None:
             drafts.append(draft)
+    reported: set[Path] = set()  # a top-level step shared by many deployments is reported once
     for draft in drafts:
-        diagnostics.extend(_step_name_problems(draft, document))
+        diagnostics.extend(_step_name_problems(draft, document, reported))
     if any(d.is_error for d in diagnostics):
         return None, diagnostics
-    return PrefectFile(path, document, drafts), diagnostics
+    return PrefectFile(path, document, drafts, b"{{" in content), diagnostics
+
+
+def _json_dates(value: Any) -> Any:
+    """A copy in which dates YAML read from unquoted text are ISO strings, as Prefect's JSON
+    dump of the config makes them (only fields typed "any", such as parameters, can hold one)."""
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _json_dates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_dates(v) for v in value]
+    return value
+
+
+_DEPLOYMENT_KEYS = ("entrypoint", "work_pool", "schedule", "schedules", "parameters", "flow_name")
+
+
+def _no_deployments(document: LoadedDocument) -> Diagnostic:
+    """Prefect deploys one empty configuration for such a file and fails; we say so here."""
+    misplaced = [key for key in _DEPLOYMENT_KEYS if key in document.data]
+    hint = (
+        f"{', '.join(misplaced)} belong inside an item of a `deployments:` list"
+        if misplaced
+        else "add `deployments:` with one item per deployment (name, entrypoint, work_pool)"
+    )
+    return error(
+        "the file has no `deployments` list: `prefect deploy --all` would deploy one empty "
+        'configuration and fail with "An entrypoint must be provided"',
+        document.location(()),
+        f"{hint}; write `deployments: []` to declare no deployments on purpose",
+    )
 
 
 def _wrap(value: Any) -> Any:
@@ -117,7 +156,7 @@ def _draft(
     index: int, raw: dict[str, Any], actions: dict[str, Any], document: LoadedDocument
 ) -> tuple[DeploymentDraft | None, list[Diagnostic]]:
     path: Path = ("deployments", index)
-    config = copy.deepcopy(raw)
+    config = _json_dates(raw)
     for key, default in DEPLOYMENT_DEFAULTS.items():
         if key not in config:
             config[key] = copy.deepcopy(default)
@@ -141,10 +180,10 @@ def _draft(
                 "move the schedule into the `schedules` list",
             )
         ]
+    draft = DeploymentDraft(index, config, path=path)
     if isinstance(legacy, dict) and legacy:
         config["schedules"] = [legacy]
-        config["_schedule_paths"] = [(*path, "schedule")]
-    draft = DeploymentDraft(index, config, path=path)
+        draft.legacy_schedule = True
     for kind in ("build", "push", "pull"):
         setattr(draft, kind, _effective_steps(kind, raw, actions, path))
     return draft, []
@@ -182,13 +221,14 @@ def _place(steps: Any, where: Path) -> list[PlacedStep]:
     ]
 
 
-def _step_name_problems(draft: DeploymentDraft, document: LoadedDocument) -> list[Diagnostic]:
+def _step_name_problems(
+    draft: DeploymentDraft, document: LoadedDocument, reported: set[Path]
+) -> list[Diagnostic]:
     found: list[Diagnostic] = []
-    seen: set[Path] = set()
     for placed in [*draft.build, *draft.push, *(draft.pull or [])]:
-        if placed.path in seen:
-            continue  # a top-level step shared by many deployments is reported once
-        seen.add(placed.path)
+        if placed.path in reported:
+            continue
+        reported.add(placed.path)
         problem = step_problem(placed.step.name)
         if problem:
             message, hint = problem

@@ -8,6 +8,7 @@ outside our list, that its top-level package is installed) and reports unknown n
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,37 +62,41 @@ RESERVED_KEYS = ("id", "requires")
 
 @dataclass(frozen=True)
 class StepSpec:
-    """One step as written: its name, keyword arguments, optional id and requirements."""
+    """One step as written: its name and its body (keyword arguments, plus the reserved
+    `id` and `requires`). The body is kept as written, so a stored pull step is exactly
+    what Prefect would store."""
 
     name: str
-    kwargs: dict[str, Any] = field(hash=False)
-    id: str | None = None
-    requires: tuple[str, ...] = ()
+    body: dict[str, Any] = field(hash=False)
 
     @property
     def short_name(self) -> str:
         return self.name.rsplit(".", 1)[-1]
 
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return {k: v for k, v in self.body.items() if k not in RESERVED_KEYS}
+
+    @property
+    def id(self) -> str | None:
+        step_id = self.body.get("id")
+        return step_id if isinstance(step_id, str) else None
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        requires = self.body.get("requires")
+        if isinstance(requires, str):
+            return (requires,)
+        return tuple(requires or ())
+
     def to_json(self) -> dict[str, Any]:
-        body = dict(self.kwargs)
-        if self.id is not None:
-            body["id"] = self.id
-        if self.requires:
-            body["requires"] = list(self.requires)
-        return {self.name: body}
+        return {self.name: copy.deepcopy(self.body)}
 
 
 def step_from_mapping(raw: dict[str, Any]) -> StepSpec:
     """A validated single-key mapping to a StepSpec (the schema checked the shape)."""
     ((name, body),) = raw.items()
-    kwargs = dict(body or {})
-    step_id = kwargs.pop("id", None)
-    requires = kwargs.pop("requires", None)
-    if isinstance(requires, str):
-        requires_list: tuple[str, ...] = (requires,)
-    else:
-        requires_list = tuple(requires or ())
-    return StepSpec(name, kwargs, step_id if isinstance(step_id, str) else None, requires_list)
+    return StepSpec(name, dict(body or {}))
 
 
 def step_problem(name: str) -> tuple[str, str | None] | None:
