@@ -7,7 +7,6 @@ first, deployments before queues before pools; then creates and updates, pools f
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from reconciler.errors import PlanRefused
@@ -40,6 +39,5 @@ def apply_plan(store: Store, plan: Plan, masker: Masker) -> ApplyResult:
         for source in plan.sources:
             tx.record_repository(source.repo, source.location, source.commit)
         if plan.has_changes:
-            recorded = json.loads(masker(json.dumps(plan.to_json())))
-            plan_id = tx.record_plan(recorded)
+            plan_id = tx.record_plan(masker.value(plan.to_json()))
     return ApplyResult(store.revision(), plan_id)

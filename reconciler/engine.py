@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from reconciler.apply import ApplyResult, apply_plan
 from reconciler.desired import DEFAULT_PREFECT_GLOB
 from reconciler.diagnostics import Diagnostic
-from reconciler.errors import ConfigError, PlanRefused, StaleStateError
-from reconciler.masking import Masker
+from reconciler.errors import ConfigError, PlanRefused, SourceError, StaleStateError
+from reconciler.masking import Masker, strings_in
 from reconciler.plan.model import Plan
 from reconciler.plan.planner import PlanOptions, make_plan
 from reconciler.sources.git import open_repository
@@ -68,6 +68,7 @@ def reconcile(
         )
         for path in request.repositories
     ]
+    _refuse_repeated_repositories(inputs)
     store = open_store(request.store_url, readonly=request.dry_run)
     try:
         for attempt in range(1, MAX_PLAN_ATTEMPTS + 1):
@@ -89,6 +90,21 @@ def reconcile(
         store.close()
 
 
+def _refuse_repeated_repositories(inputs: Sequence[RepoInput]) -> None:
+    """One repository named twice (`repo` and `./repo/`, or two clones of one origin) would
+    declare every object twice and point each error at itself."""
+    seen: dict[str, str] = {}
+    for item in inputs:
+        snapshot = item.snapshot
+        if snapshot.repo_id in seen:
+            raise SourceError(
+                f"{seen[snapshot.repo_id]} and {snapshot.display_root} are the same repository "
+                f"({snapshot.repo_id})",
+                "name each repository once",
+            )
+        seen[snapshot.repo_id] = snapshot.display_root
+
+
 def _plan(
     store: Store, inputs: list[RepoInput], request: ReconcileRequest, env: dict[str, str]
 ) -> tuple[ReconcileOutcome, BuildResult]:
@@ -100,11 +116,26 @@ def _plan(
     )
     masker = Masker(built.secrets)
     if built.desired is None:
-        raise ConfigError(built.diagnostics)
+        raise ConfigError([masker.diagnostic(d) for d in built.diagnostics])
     plan = make_plan(
         built.desired, observed, PlanOptions(prune=request.prune, allow_empty=request.allow_empty)
     )
-    return ReconcileOutcome(plan, masker), built
+    return ReconcileOutcome(plan, _hiding_replaced_secrets(plan, masker)), built
+
+
+def _hiding_replaced_secrets(plan: Plan, masker: Masker) -> Masker:
+    """A field that holds a secret now held one before, so its old value is hidden too: a
+    rotated password must not show on the left of `old -> (sensitive value)`."""
+    replaced = [
+        text
+        for change in plan.changes
+        for diff in change.diffs
+        if diff.before_json is not None
+        and diff.after_json is not None
+        and masker.hides_something_in(diff.after_json)
+        for text in strings_in(diff.before)
+    ]
+    return masker.with_secrets(replaced) if replaced else masker
 
 
 def _refuse_unbuilt(built: BuildResult, request: ReconcileRequest) -> None:

@@ -11,7 +11,6 @@ from reconciler import __version__
 from reconciler.cli import read, values
 from reconciler.cli.output import echo_diagnostics, user_errors
 from reconciler.desired import DEFAULT_PREFECT_GLOB
-from reconciler.engine import ReconcileRequest, reconcile
 
 OUTPUTS = ("text", "json", "markdown")
 
@@ -66,6 +65,8 @@ def cli() -> None:
 @user_errors
 def apply_command(repositories: tuple[str, ...], **options: Any) -> None:
     """Plan the repositories (default: the current directory) and apply the plan."""
+    # Imported here: the read commands do not need the planning pipeline, and start faster.
+    from reconciler.engine import ReconcileRequest, reconcile
     from reconciler.plan.render_json import render_json
     from reconciler.plan.render_markdown import render_markdown
     from reconciler.plan.render_text import render_text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -13,6 +14,9 @@ import click
 
 from reconciler.diagnostics import Diagnostic, sorted_diagnostics
 from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.store import open_store
+from reconciler.store.base import Store
+from reconciler.store.url import sqlite_path
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,6 +54,22 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
             sys.exit(1)
 
     return wrapper
+
+
+def open_for_reading(url: str | None) -> Store:
+    """The store, read-only and never created. A store that does not exist reads as empty, so
+    say so: a mistyped --store, or the default path run from another directory, looks the
+    same as a store with nothing in it."""
+    store = open_store(url, readonly=True)
+    path = sqlite_path(store.url)
+    if not os.path.exists(path):
+        click.secho(
+            f"warning: there is no store at {path}; nothing has been applied "
+            "there yet (check --store / RECONCILER_STORE)",
+            fg="yellow",
+            err=True,
+        )
+    return store
 
 
 def echo_json(value: Any) -> None:

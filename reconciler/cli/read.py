@@ -7,10 +7,9 @@ from typing import Any
 
 import click
 
-from reconciler.cli.output import echo_json, echo_table, user_errors
+from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
 from reconciler.errors import UserError
 from reconciler.model import Kind, Resource
-from reconciler.store import open_store
 from reconciler.store.base import Store
 
 store_option = click.option("--store", "store_url", help="Store URL (default $RECONCILER_STORE).")
@@ -20,7 +19,7 @@ output_option = click.option(
 
 
 def _store(url: str | None) -> Store:
-    return open_store(url, readonly=True)
+    return open_for_reading(url)
 
 
 def _resource_json(resource: Resource) -> dict[str, Any]:

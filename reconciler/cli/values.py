@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from reconciler.cli.output import echo_json, echo_table, user_errors
+from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
 from reconciler.errors import UserError
 from reconciler.store import open_store
 
@@ -56,7 +56,7 @@ def variable_set(name: str, value: str, as_json: bool, store_url: str | None) ->
 @store_option
 @user_errors
 def variable_ls(output: str, store_url: str | None) -> None:
-    store = open_store(store_url, readonly=True)
+    store = open_for_reading(store_url)
     try:
         found = store.variables()
     finally:
@@ -128,7 +128,7 @@ def secret_set(ref: str, value: str | None, as_json: bool, store_url: str | None
 @user_errors
 def secret_ls(output: str, store_url: str | None) -> None:
     """Secret names only; values are never shown."""
-    store = open_store(store_url, readonly=True)
+    store = open_for_reading(store_url)
     try:
         found = store.blocks()
     finally:
