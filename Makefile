@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: test lint typecheck pytest demo bench clean system-deps
+.PHONY: test lint typecheck pytest demo bench schemas clean system-deps
 
 system-deps:
 	@bash .ci/system-deps
@@ -34,6 +34,9 @@ test: lint typecheck pytest
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
+
+schemas: $(STAMP)
+	$(BIN)/python -m reconciler.spec.schema_code
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_pipeline.py

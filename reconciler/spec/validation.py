@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import importlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cache
@@ -44,10 +45,14 @@ _SCHEMA_TYPE_WORDS = {
 
 
 @cache
+def schema_text(name: str) -> str:
+    return resources.files("reconciler").joinpath("schemas", name).read_text(encoding="utf-8")
+
+
+@cache
 def load_schema(name: str) -> dict[str, Any]:
     """One of the packaged schemas, e.g. `prefect.schema.json`."""
-    text = resources.files("reconciler").joinpath("schemas", name).read_text(encoding="utf-8")
-    schema: dict[str, Any] = json.loads(text)
+    schema: dict[str, Any] = json.loads(schema_text(name))
     return schema
 
 
@@ -62,29 +67,26 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
 
 @cache
 def _fast_validator(name: str, *, lenient: bool) -> Callable[[Any], Any]:
-    """The schema compiled to Python by fastjsonschema: about fifty times faster than
-    jsonschema, which then only runs to word the errors of a document that has some. The
-    lenient form leaves out `additionalProperties: false` (unknown keys are only warnings;
-    `_unknown_keys_in` finds them)."""
+    """The schema as Python code (fastjsonschema): about fifty times faster than jsonschema,
+    which then only runs to word the errors of a document that has some. The code is
+    generated ahead of time (reconciler/spec/generated, `make schemas`); when a schema changed
+    since, it is compiled here instead."""
+    from reconciler.spec import schema_code
+
+    module_name = schema_code.module_name(name, lenient=lenient)
+    try:
+        module = importlib.import_module(f"reconciler.spec.generated.{module_name}")
+    except ImportError:
+        module = None
+    if module is not None and schema_code.schema_digest(schema_text(name)) == module.SCHEMA_SHA256:
+        check: Callable[[Any], Any] = module.check
+        return check
     import fastjsonschema
 
-    schema = _without_closed_objects(load_schema(name)) if lenient else dict(load_schema(name))
-    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
-    check: Callable[[Any], Any] = fastjsonschema.compile(schema)
-    return check
-
-
-def _without_closed_objects(node: Any) -> Any:
-    if isinstance(node, dict):
-        keep_closed = node.get("x-unknown-keys") == "error"
-        return {
-            k: _without_closed_objects(v)
-            for k, v in node.items()
-            if not (k == "additionalProperties" and v is False and not keep_closed)
-        }
-    if isinstance(node, list):
-        return [_without_closed_objects(v) for v in node]
-    return node
+    compiled: Callable[[Any], Any] = fastjsonschema.compile(
+        schema_code.validator_schema(load_schema(name), lenient=lenient)
+    )
+    return compiled
 
 
 def validate_document(

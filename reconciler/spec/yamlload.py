@@ -33,34 +33,61 @@ _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 @dataclass
 class LoadedDocument:
-    """The values of one YAML file and the position of each value (and of each mapping key)."""
+    """The values of one YAML file, and where each value (and each mapping key) was written.
+
+    Positions are found on demand by walking the composed node graph along a path: only a
+    diagnostic needs one, so a file with none pays nothing for them.
+    """
 
     file: str
     data: Any
-    positions: dict[Path, Position] = field(default_factory=dict)
-    key_positions: dict[Path, Position] = field(default_factory=dict)
+    root: Node | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    key_names: dict[int, str] = field(default_factory=dict)
+    """Mapping keys that are not plain strings (`1:`, `true:`), by node id: as the values
+    spell them."""
 
     def location(self, path: Path) -> Location:
         """Where the value at `path` was written; the nearest enclosing value when unknown."""
-        return self._locate(self.positions, path)
+        found = self._walk(path)
+        return _location(self.file, found[-1][1]) if found else Location(self.file)
 
     def key_location(self, path: Path) -> Location:
         """Where the key of the value at `path` was written (falls back to the value)."""
-        if path in self.key_positions:
-            line, column = self.key_positions[path]
-            return Location(self.file, line, column)
+        found = self._walk(path)
+        if len(found) == len(path) + 1 and found[-1][0] is not None:
+            return _location(self.file, found[-1][0])
         return self.location(path)
 
-    def _locate(self, table: dict[Path, Position], path: Path) -> Location:
-        probe = path
-        while True:
-            if probe in table:
-                line, column = table[probe]
-                return Location(self.file, line, column)
-            if not probe:
-                return Location(self.file)
-            probe = probe[:-1]
+    def _walk(self, path: Path) -> list[tuple[Node | None, Node]]:
+        """(key node, value node) for the root and each step of `path` that exists."""
+        if self.root is None:
+            return []
+        steps: list[tuple[Node | None, Node]] = [(None, self.root)]
+        node = self.root
+        for part in path:
+            child = self._child(node, part)
+            if child is None:
+                break
+            steps.append(child)
+            node = child[1]
+        return steps
+
+    def _child(self, node: Node, part: str | int) -> tuple[Node | None, Node] | None:
+        if isinstance(node, SequenceNode) and isinstance(part, int):
+            return (None, node.value[part]) if 0 <= part < len(node.value) else None
+        if isinstance(node, MappingNode):
+            match = None
+            for key_node, value_node in node.value:  # the last one wins, as in the values
+                if self.key_names.get(id(key_node), key_node.value) == part:
+                    match = (key_node, value_node)
+            return match
+        return None
+
+
+def _location(file: str, node: Node) -> Location:
+    line, column = _position(node)
+    return Location(file, line, column)
 
 
 class YamlLoadError(Exception):
@@ -86,7 +113,7 @@ def load_yaml(content: bytes, file: str) -> LoadedDocument:
     try:
         node = loader.get_single_node()
         builder = _Builder(file, loader, content.count(b"\n") + 1)
-        data = builder.build(node, ()) if node is not None else None
+        data = builder.build(node) if node is not None else None
     except _ExpansionLimit as exc:
         line, column = _position(exc.node)
         raise YamlLoadError(
@@ -105,7 +132,7 @@ def load_yaml(content: bytes, file: str) -> LoadedDocument:
         raise YamlLoadError(error("the YAML nests too deeply to be read", Location(file))) from None
     finally:
         loader.dispose()
-    return LoadedDocument(file, data, builder.positions, builder.key_positions, builder.diagnostics)
+    return LoadedDocument(file, data, node, builder.diagnostics, builder.key_names)
 
 
 class _ExpansionLimit(Exception):
@@ -125,18 +152,15 @@ class _Builder:
         # document expanding to far more values than it has lines is a bomb.
         self.budget = max(MIN_EXPANSION_BUDGET, EXPANSION_FACTOR * line_count)
         self.built = 0
-        self.positions: dict[Path, Position] = {}
-        self.key_positions: dict[Path, Position] = {}
+        self.key_names: dict[int, str] = {}
         self.diagnostics: list[Diagnostic] = []
         self.active: set[int] = set()
         self.checked_for_duplicates: set[int] = set()
 
-    def build(self, node: Node, path: Path) -> Any:
+    def build(self, node: Node) -> Any:
         self.built += 1
         if self.built > self.budget:
             raise _ExpansionLimit(self.budget, node)
-        mark = node.start_mark
-        self.positions[path] = (mark.line + 1, mark.column + 1)
         if isinstance(node, ScalarNode):
             if node.tag == _STR_TAG:
                 return node.value  # most scalars: skip the constructor machinery
@@ -148,34 +172,31 @@ class _Builder:
         self.active.add(id(node))
         try:
             if isinstance(node, SequenceNode):
-                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+                return [self.build(item) for item in node.value]
             if isinstance(node, MappingNode):
-                return self._mapping(node, path)
+                return self._mapping(node)
         finally:
             self.active.discard(id(node))
         raise yaml.constructor.ConstructorError(
             None, None, f"unsupported YAML node {node.tag}", node.start_mark
         )
 
-    def _mapping(self, node: MappingNode, path: Path) -> dict[str, Any]:
+    def _mapping(self, node: MappingNode) -> dict[str, Any]:
         check_duplicates = True
         if any(key.tag == _MERGE_TAG for key, _ in node.value):
             self._warn_duplicates(node)  # before merging: merged keys may be overridden
             self.loader.flatten_mapping(node)  # resolves `<<` merge keys as safe_load does
             check_duplicates = False
         result: dict[str, Any] = {}
-        key_positions = self.key_positions
         for key_node, value_node in node.value:
             if key_node.tag == _STR_TAG and isinstance(key_node, ScalarNode):
                 key = key_node.value
             else:
                 key = self._key(key_node)
+                self.key_names[id(key_node)] = key
             if check_duplicates and key in result:
                 self._duplicate(key, node, key_node)
-            child = (*path, key)
-            mark = key_node.start_mark
-            key_positions[child] = (mark.line + 1, mark.column + 1)
-            result[key] = self.build(value_node, child)
+            result[key] = self.build(value_node)
         return result
 
     def _duplicate(self, key: str, node: MappingNode, second: Node) -> None:

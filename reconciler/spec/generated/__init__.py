@@ -1,0 +1,1 @@
+"""Validators generated from schemas/ by reconciler.spec.schema_code."""
