@@ -67,9 +67,6 @@ def apply_command(repositories: tuple[str, ...], **options: Any) -> None:
     """Plan the repositories (default: the current directory) and apply the plan."""
     # Imported here: the read commands do not need the planning pipeline, and start faster.
     from reconciler.engine import ReconcileRequest, reconcile
-    from reconciler.plan.render_json import render_json
-    from reconciler.plan.render_markdown import render_markdown
-    from reconciler.plan.render_text import render_text
 
     request = ReconcileRequest(
         repositories=repositories or (".",),
@@ -88,10 +85,16 @@ def apply_command(repositories: tuple[str, ...], **options: Any) -> None:
     echo_diagnostics(plan.diagnostics, mask, quiet=options["quiet"])
     color = not options["no_color"] and sys.stdout.isatty()
     if options["output"] == "json":
+        from reconciler.plan.render_json import render_json
+
         click.echo(render_json(plan, mask=mask))
     elif options["output"] == "markdown":
+        from reconciler.plan.render_markdown import render_markdown  # imports jinja2
+
         click.echo(render_markdown(plan, mask=mask))
     else:
+        from reconciler.plan.render_text import render_text
+
         click.echo(render_text(plan, color=color, mask=mask), color=color)
     if outcome.errors:
         click.secho("error: the plan was refused; nothing was applied", fg="red", err=True)

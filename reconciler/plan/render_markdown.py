@@ -18,7 +18,7 @@ import jinja2
 
 from reconciler.diagnostics import Diagnostic
 from reconciler.plan.model import Action, Change, Plan, Summary
-from reconciler.plan.render_text import NO_CHANGES_TEXT, Line, change_lines
+from reconciler.plan.render_text import NO_CHANGES_TEXT, Gutters, change_lines
 
 Mask = Callable[[str], str]
 
@@ -112,22 +112,25 @@ def _unchanged_text(unchanged: int) -> str:
 
 
 def _section(repo: str, changes: Sequence[Change], mask: Mask) -> _Section:
-    diff = "\n".join(_diff_line(line, mask) for line in change_lines(changes))
+    diff = "\n".join(change_lines(changes, _DIFF_GUTTERS, mask))
     return _Section(mask(repo), _summary_of(changes), fence_for(diff), diff)
 
 
-def _diff_line(line: Line, mask: Mask) -> str:
-    """A text line with its action at column 0 (`~` as `!`), the columns otherwise kept."""
-    if not line.symbol:
-        return line.plain(mask)
-    marker = "!" if line.symbol == "~" else line.symbol
-    gutter = "  " if line.shows_symbol else ""
-    return marker + " " * (line.indent - 1) + gutter + mask(line.text)
+def _diff_gutter(symbol: str, column: int, shows_symbol: bool) -> str:
+    """A text line's gutter with its action at column 0 (`~` as `!`), the columns otherwise
+    kept."""
+    marker = "!" if symbol == "~" else symbol
+    return marker + " " * (column - 1) + ("  " if shows_symbol else "")
+
+
+_DIFF_GUTTERS = Gutters.of(_diff_gutter)
 
 
 def fence_for(content: str) -> str:
     """A backtick fence longer than any backtick run in `content`, at least three long."""
-    longest = max((len(run) for run in _BACKTICK_RUN.findall(content)), default=0)
+    if "`" not in content:  # the common case, without scanning a large diff with a regex
+        return "`" * _MIN_FENCE_LENGTH
+    longest = max(len(run) for run in _BACKTICK_RUN.findall(content))
     return "`" * max(_MIN_FENCE_LENGTH, longest + 1)
 
 

@@ -1,16 +1,18 @@
 """Plan renderer, text form: Terraform-style blocks for a terminal (pipeline: plan -> render).
 
-`change_lines` turns changes into `Line` values; `render_text` prints them with an optional
-colour gutter, and the Markdown renderer reuses the same lines with the gutter moved to column
-0 so GitHub's diff highlighting colours them. Every line's text passes through `mask` last, so a
-secret is hidden wherever it ends up, including inside nested values.
+`change_lines` turns changes into finished lines by plain string building, one list append per
+line. A `Gutters` value says what each form prints before a line's text: the plain and coloured
+terminal forms here, and the Markdown renderer's diff form, which moves the action to column 0
+so GitHub's diff highlighting colours the lines. Every line's text passes through `mask` last,
+so a secret is hidden wherever it ends up, including inside nested values.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +30,11 @@ _HEADER_COLUMN = 2
 _FIELD_COLUMN = 6
 _CLOSE_COLUMN = 4
 _VALUE_COLUMN = _FIELD_COLUMN + 2
+_HEADING_PREFIX = " " * _HEADER_COLUMN
+_CLOSE_PREFIX = " " * _CLOSE_COLUMN
 _NESTED_INDENT = "    "
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_PLAIN_STRING = re.compile('[^"\\\\\x00-\x1f\x7f-\x9f\u2028\u2029]*\\Z')
 _SYMBOL_COLORS = {"+": "green", "~": "yellow", "-": "red"}
 _HEADINGS = {
     Action.CREATE: "will be created",
@@ -39,47 +42,68 @@ _HEADINGS = {
     Action.DELETE: "will be destroyed",
 }
 
+_Field = tuple[str, str, list[str]]
+"""One field of a block: its action symbol, its rendered path, and its value's lines."""
+
 
 def _unmasked(text: str) -> str:
     return text
 
 
 @dataclass(frozen=True)
-class Line:
-    """One output line: `indent` spaces, then the gutter `symbol` if shown, then `text`.
+class Gutters:
+    """What one output form prints before the masked text of each kind of line.
 
-    `symbol` is the action the line belongs to even when it is not shown (continuation lines of
-    a multi-line value), so the Markdown form can still colour the whole value.
+    `title`, `field` and `value` map an action symbol (`+`, `~`, `-`) to the prefix of a block's
+    opening line, of a field's first line, and of the further lines of a field's value (the
+    terminal shows no symbol there, the diff form still marks them). `heading` styles the text
+    of a block's `# ...` heading.
     """
 
-    indent: int
-    text: str
-    symbol: str = ""
-    shows_symbol: bool = False
-    heading: bool = False
+    title: Mapping[str, str]
+    field: Mapping[str, str]
+    value: Mapping[str, str]
+    heading: Callable[[str], str]
 
-    def plain(self, mask: Mask) -> str:
-        gutter = f"{self.symbol} " if self.shows_symbol else ""
-        return " " * self.indent + gutter + mask(self.text)
+    @classmethod
+    def of(
+        cls, gutter: Callable[[str, int, bool], str], heading: Callable[[str], str] = _unmasked
+    ) -> Gutters:
+        """Gutters from `gutter(symbol, column, shows_symbol)`: the prefix of one line whose
+        text starts at `column` (after the symbol and a space when it is shown)."""
+        return cls(
+            title={symbol: gutter(symbol, _HEADER_COLUMN, True) for symbol in _SYMBOL_COLORS},
+            field={symbol: gutter(symbol, _FIELD_COLUMN, True) for symbol in _SYMBOL_COLORS},
+            value={symbol: gutter(symbol, _VALUE_COLUMN, False) for symbol in _SYMBOL_COLORS},
+            heading=heading,
+        )
 
-    def styled(self, mask: Mask) -> str:
-        text = mask(self.text)
-        if self.heading:
-            text = click.style(text, bold=True)
-        gutter = ""
-        if self.shows_symbol:
-            gutter = click.style(self.symbol, fg=_SYMBOL_COLORS[self.symbol]) + " "
-        return " " * self.indent + gutter + text
+
+def _plain_gutter(symbol: str, column: int, shows_symbol: bool) -> str:
+    return " " * column + (f"{symbol} " if shows_symbol else "")
+
+
+def _colored_gutter(symbol: str, column: int, shows_symbol: bool) -> str:
+    colored = click.style(symbol, fg=_SYMBOL_COLORS[symbol])
+    return " " * column + (f"{colored} " if shows_symbol else "")
+
+
+def _bold(text: str) -> str:
+    return click.style(text, bold=True)
+
+
+PLAIN_GUTTERS = Gutters.of(_plain_gutter)
+COLORED_GUTTERS = Gutters.of(_colored_gutter, heading=_bold)
 
 
 def render_text(plan: Plan, *, color: bool, mask: Mask = _unmasked) -> str:
     """The plan as Terraform-style text; `color` adds ANSI colours and bold headings."""
     if not plan.has_changes:
         return _styled_message(mask(NO_CHANGES_TEXT), color)
-    lines = change_lines(plan.changes)
-    body = [line.styled(mask) if color else line.plain(mask) for line in lines]
+    lines = change_lines(plan.changes, COLORED_GUTTERS if color else PLAIN_GUTTERS, mask)
     footer = _styled_message(mask(footer_text(plan.summary, plan.unchanged)), color)
-    return "\n".join([*body, "", footer])
+    lines += ["", footer]
+    return "\n".join(lines)
 
 
 def footer_text(summary: Summary, unchanged: int) -> str:
@@ -93,13 +117,13 @@ def footer_text(summary: Summary, unchanged: int) -> str:
     return f"{unchanged} {noun} unchanged. {counts}"
 
 
-def change_lines(changes: Sequence[Change]) -> list[Line]:
+def change_lines(changes: Sequence[Change], gutters: Gutters, mask: Mask) -> list[str]:
     """The blocks of `changes` in the order given, separated by blank lines."""
-    lines: list[Line] = []
+    lines: list[str] = []
     for index, change in enumerate(changes):
         if index:
-            lines.append(Line(0, ""))
-        lines.extend(_change_block(change))
+            lines.append(mask(""))
+        _append_block(change, gutters, mask, lines)
     return lines
 
 
@@ -121,65 +145,109 @@ def value_lines(value: Any) -> list[str]:
 
     The unknown marker renders as `(known after build)` wherever it appears.
     """
-    if is_unknown(value):
-        return [UNKNOWN_TEXT]
-    if isinstance(value, dict) and value:
-        entries = [(f"{_json_literal(key)}: ", value[key]) for key in sorted(value)]
-        return _container_lines("{", "}", entries)
-    if isinstance(value, list) and value:
-        return _container_lines("[", "]", [("", item) for item in value])
-    return [_json_literal(value)]
-
-
-def _container_lines(opening: str, closing: str, entries: list[tuple[str, Any]]) -> list[str]:
-    lines = [opening]
-    for index, (prefix, item) in enumerate(entries):
-        item_lines = value_lines(item)
-        item_lines[0] = prefix + item_lines[0]
-        if index < len(entries) - 1:
-            item_lines[-1] += ","
-        lines.extend(_NESTED_INDENT + line for line in item_lines)
-    lines.append(closing)
+    lines: list[str] = []
+    _append_value(value, "", "", "", lines)
     return lines
+
+
+def _append_value(value: Any, head: str, tail: str, indent: str, lines: list[str]) -> None:
+    """Append `value`'s lines, each after `indent`; `head` (`"key": `) opens the first line and
+    `tail` (a comma) closes the last."""
+    if type(value) is str and _is_plain(value):  # the common case, inline
+        lines.append(f'{indent}{head}"{value}"{tail}')
+    elif isinstance(value, dict) and value:
+        if is_unknown(value):
+            lines.append(f"{indent}{head}{UNKNOWN_TEXT}{tail}")
+        else:
+            _append_mapping(value, head, tail, indent, lines)
+    elif isinstance(value, list) and value:
+        _append_list(value, head, tail, indent, lines)
+    else:
+        lines.append(f"{indent}{head}{_json_literal(value)}{tail}")
+
+
+def _append_mapping(
+    mapping: dict[str, Any], head: str, tail: str, indent: str, lines: list[str]
+) -> None:
+    lines.append(f"{indent}{head}{{")
+    inner = indent + _NESTED_INDENT
+    *keys, last = sorted(mapping)
+    for key in keys:
+        _append_value(mapping[key], _key_head(key), ",", inner, lines)
+    _append_value(mapping[last], _key_head(last), "", inner, lines)
+    lines.append(f"{indent}}}{tail}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_head(key: str) -> str:
+    """`"key": `, for the few keys that repeat in every object of a plan."""
+    return f"{_json_literal(key)}: "
+
+
+def _append_list(items: list[Any], head: str, tail: str, indent: str, lines: list[str]) -> None:
+    lines.append(f"{indent}{head}[")
+    inner = indent + _NESTED_INDENT
+    for item in items[:-1]:
+        _append_value(item, "", ",", inner, lines)
+    _append_value(items[-1], "", "", inner, lines)
+    lines.append(f"{indent}]{tail}")
 
 
 def _json_literal(value: Any) -> str:
     """JSON text that stays on one line and carries no terminal control characters."""
-    if isinstance(value, str) and _PLAIN_STRING.match(value):
-        return f'"{value}"'  # the common case, without json.dumps's overhead
-    if value is None or isinstance(value, bool):
-        return "null" if value is None else ("true" if value else "false")
-    if isinstance(value, int):
+    if isinstance(value, str):
+        if _is_plain(value):
+            return f'"{value}"'  # the common case, without json.dumps's overhead
+    elif value is None:
+        return "null"
+    elif isinstance(value, bool):
+        return "true" if value else "false"
+    elif isinstance(value, int):
         return str(value)
     return _escape_unsafe(json.dumps(value, ensure_ascii=False))
+
+
+def _is_plain(text: str) -> bool:
+    """True when `text` needs no escaping in JSON or a terminal: no quote, backslash, control
+    or line-separator character. Printable rules those out faster than a regex; the few other
+    unprintable characters take the json.dumps path, which writes them unchanged."""
+    return text.isprintable() and '"' not in text and "\\" not in text
 
 
 def _escape_unsafe(text: str) -> str:
     return _UNSAFE_CHARACTERS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
-def _change_block(change: Change) -> list[Line]:
+def _append_block(change: Change, gutters: Gutters, mask: Mask, lines: list[str]) -> None:
     symbol = change.action.symbol
     title = f"{change.kind.label} {_json_literal(change.key)}"
+    lines.append(_HEADING_PREFIX + gutters.heading(mask(_heading(change, title))))
+    if change.action is Action.DELETE:
+        lines.append(gutters.title[symbol] + mask(title))
+        return
+    lines.append(gutters.title[symbol] + mask(f"{title} {{"))
+    fields = _created_fields(change) if change.action is Action.CREATE else _updated_fields(change)
+    _append_aligned_fields(fields, gutters, mask, lines)
+    lines.append(_CLOSE_PREFIX + mask("}"))
+
+
+def _heading(change: Change, title: str) -> str:
     heading = f"# {title} {_HEADINGS[change.action]}"
     if change.action is Action.CREATE and change.owner is not None:
         heading += f" (owner: {_escape_unsafe(str(change.owner))})"
-    lines = [Line(_HEADER_COLUMN, heading, heading=True)]
-    if change.action is Action.DELETE:
-        lines.append(Line(_HEADER_COLUMN, title, symbol, shows_symbol=True))
-        return lines
-    lines.append(Line(_HEADER_COLUMN, f"{title} {{", symbol, shows_symbol=True))
-    fields = _created_fields(change) if change.action is Action.CREATE else _updated_fields(change)
-    lines.extend(_aligned_field_lines(fields))
-    lines.append(Line(_CLOSE_COLUMN, "}"))
-    return lines
+    return heading
 
 
-@dataclass(frozen=True)
-class _Field:
-    symbol: str
-    path: str
-    value: list[str]
+def _append_aligned_fields(
+    fields: list[_Field], gutters: Gutters, mask: Mask, lines: list[str]
+) -> None:
+    """`path = value` per field, the `=` signs aligned; a value's further lines follow it."""
+    width = max((len(path) for _, path, _ in fields), default=0)
+    for symbol, path, value in fields:
+        lines.append(gutters.field[symbol] + mask(f"{path.ljust(width)} = {value[0]}"))
+        if len(value) > 1:
+            prefix = gutters.value[symbol]
+            lines.extend([prefix + mask(text) for text in value[1:]])
 
 
 def _created_fields(change: Change) -> list[_Field]:
@@ -189,10 +257,15 @@ def _created_fields(change: Change) -> list[_Field]:
     JSON form has them in full, and an update shows their changed fields."""
     spec = change.desired.spec if change.desired is not None else {}
     return [
-        _Field("+", render_path((key,)), _summary_or_lines(key, spec[key]))
+        ("+", _top_level_path(key), _summary_or_lines(key, spec[key]))
         for key in sorted(spec)
         if spec[key] is not None
     ]
+
+
+@functools.lru_cache(maxsize=1024)
+def _top_level_path(key: str) -> str:
+    return render_path((key,))
 
 
 def _summary_or_lines(key: str, value: Any) -> list[str]:
@@ -234,7 +307,7 @@ def _updated_fields(change: Change) -> list[_Field]:
     if change.owner_changed:
         before = _owner_literal(change.previous_owner)
         after = _owner_literal(change.owner)
-        fields.append(_Field("~", "owner", [f"{before} -> {after}"]))
+        fields.append(("~", "owner", [f"{before} -> {after}"]))
     return fields
 
 
@@ -243,28 +316,18 @@ def _owner_literal(owner: Owner | None) -> str:
 
 
 def _diff_field(diff: FieldDiff) -> _Field:
+    """`after` for an added field, `before -> null` for a removed one, else `before -> after`
+    (either side may span several lines)."""
     path = render_path(diff.path)
     if diff.before_json is None:
-        return _Field("+", path, value_lines(diff.after))
+        return ("+", path, value_lines(diff.after))
+    lines = value_lines(diff.before)
     if diff.after_json is None:
-        return _Field("-", path, _joined(value_lines(diff.before), ["null"]))
-    return _Field("~", path, _joined(value_lines(diff.before), value_lines(diff.after)))
-
-
-def _joined(before: list[str], after: list[str]) -> list[str]:
-    """`before -> after` where either side may span several lines."""
-    return [*before[:-1], f"{before[-1]} -> {after[0]}", *after[1:]]
-
-
-def _aligned_field_lines(fields: list[_Field]) -> list[Line]:
-    width = max((len(field.path) for field in fields), default=0)
-    lines: list[Line] = []
-    for field in fields:
-        first, *rest = field.value
-        text = f"{field.path.ljust(width)} = {first}"
-        lines.append(Line(_FIELD_COLUMN, text, field.symbol, shows_symbol=True))
-        lines.extend(Line(_VALUE_COLUMN, line, field.symbol) for line in rest)
-    return lines
+        lines[-1] += " -> null"
+        return ("-", path, lines)
+    last = lines.pop()
+    _append_value(diff.after, f"{last} -> ", "", "", lines)
+    return ("~", path, lines)
 
 
 def _styled_message(text: str, color: bool) -> str:

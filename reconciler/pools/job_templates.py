@@ -458,11 +458,11 @@ def job_variable_problems(
         return []
     instance = {**compiled.defaults, **job_variables}
     enforce = not ignore_required and not compiled.has_invalid_defaults
-    validator = compiled.enforcing_nested_required if enforce else compiled.ignoring_required
     default_only = frozenset(compiled.defaults).difference(job_variables)
     problems: set[JobVariableProblem] = set()
     doubtful = _doubtful_variables(compiled, instance)
-    if doubtful:
+    if doubtful:  # only now are jsonschema validators needed (and built, once)
+        validator = compiled.enforcing_nested_required if enforce else compiled.ignoring_required
         for error in _errors(validator, doubtful):
             problems.update(_problems_from(error, default_only))
     if enforce:

@@ -41,8 +41,9 @@ from reconciler.pools.job_templates import job_variable_problems
 from reconciler.sources.base import Snapshot
 from reconciler.spec import templating as tpl
 from reconciler.spec.flows import EntrypointError, FlowInfo, read_flow
+from reconciler.spec.parallel import ParseJob, parse_all
 from reconciler.spec.pools_file import DEFAULT_QUEUE, load_pools_file
-from reconciler.spec.prefect_file import DeploymentDraft, PrefectFile, load_prefect_file
+from reconciler.spec.prefect_file import DeploymentDraft, PrefectFile
 from reconciler.spec.schedules import ScheduleError, normalize_schedule
 from reconciler.spec.steps import StepSpec
 from reconciler.spec.validation import did_you_mean, show_value, type_name
@@ -171,10 +172,10 @@ class _Builder:
             )
         for path in pool_files:
             self._add_pools_file(snapshot, path)
-        for path in prefect_files:
-            loaded, problems = load_prefect_file(
-                snapshot, path, strict=self.options.strict, display=_display(snapshot, path)
-            )
+        jobs = [
+            ParseJob(snapshot.read(path), path, _display(snapshot, path)) for path in prefect_files
+        ]
+        for loaded, problems in parse_all(jobs, strict=self.options.strict):
             self.diagnostics.extend(problems)
             if loaded is not None:
                 self.pending.append((snapshot, loaded))

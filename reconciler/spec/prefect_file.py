@@ -78,8 +78,14 @@ def load_prefect_file(
     snapshot: Snapshot, path: str, *, strict: bool = False, display: str | None = None
 ) -> tuple[PrefectFile | None, list[Diagnostic]]:
     """Read and check one prefect.yaml. Returns (None, errors) when it cannot be used."""
+    return parse_prefect_file(snapshot.read(path), path, strict=strict, display=display)
+
+
+def parse_prefect_file(
+    content: bytes, path: str, *, strict: bool = False, display: str | None = None
+) -> tuple[PrefectFile | None, list[Diagnostic]]:
+    """Check the bytes of one prefect.yaml (pure: a worker process may run it)."""
     try:
-        content = snapshot.read(path)
         document = load_yaml(content, display or path)
     except YamlLoadError as exc:
         return None, [exc.diagnostic]

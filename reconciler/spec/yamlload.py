@@ -46,6 +46,13 @@ class LoadedDocument:
     key_names: dict[int, str] = field(default_factory=dict)
     """Mapping keys that are not plain strings (`1:`, `true:`), by node id: as the values
     spell them."""
+    content: bytes | None = None
+    """The file's bytes, kept when the node graph is dropped (to send the document to another
+    process): positions are then found by composing the file again, on demand."""
+
+    def without_nodes(self) -> LoadedDocument:
+        """A copy that is cheap to pickle: the node graph is recomposed if a position is asked."""
+        return LoadedDocument(self.file, self.data, None, self.diagnostics, {}, self.content)
 
     def location(self, path: Path) -> Location:
         """Where the value at `path` was written; the nearest enclosing value when unknown."""
@@ -61,6 +68,9 @@ class LoadedDocument:
 
     def _walk(self, path: Path) -> list[tuple[Node | None, Node]]:
         """(key node, value node) for the root and each step of `path` that exists."""
+        if self.root is None and self.content is not None:
+            again = load_yaml(self.content, self.file)
+            self.root, self.key_names = again.root, again.key_names
         if self.root is None:
             return []
         steps: list[tuple[Node | None, Node]] = [(None, self.root)]
@@ -132,7 +142,7 @@ def load_yaml(content: bytes, file: str) -> LoadedDocument:
         raise YamlLoadError(error("the YAML nests too deeply to be read", Location(file))) from None
     finally:
         loader.dispose()
-    return LoadedDocument(file, data, node, builder.diagnostics, builder.key_names)
+    return LoadedDocument(file, data, node, builder.diagnostics, builder.key_names, content)
 
 
 class _ExpansionLimit(Exception):
