@@ -123,8 +123,16 @@ def build_desired(
 
 @dataclass
 class _Declared:
+    """A declared object and where: the place is looked up only to report a duplicate (for a
+    file parsed in another process, that means composing it again)."""
+
     resource: Resource
-    where: Location
+    document: LoadedDocument
+    path: Path
+
+    @property
+    def where(self) -> Location:
+        return self.document.location(self.path)
 
 
 class _Builder:
@@ -187,32 +195,30 @@ class _Builder:
             return
         owner = Owner(snapshot.repo_id, path)
         for declaration in loaded.pools:
-            where = loaded.document.location((*declaration.path, "name"))
+            name_path: Path = (*declaration.path, "name")
             pool = Resource.of(
                 Kind.WORK_POOL, declaration.spec["name"], declaration.spec, owner, snapshot.commit
             )
-            self._declare(self.pools, pool, where)
+            self._declare(self.pools, _Declared(pool, loaded.document, name_path))
             for queue in declaration.queues:
                 key = queue_key(queue["pool"], queue["name"])
-                self._declare(
-                    self.queues,
-                    Resource.of(Kind.WORK_QUEUE, key, queue, owner, snapshot.commit),
-                    where,
-                )
+                resource = Resource.of(Kind.WORK_QUEUE, key, queue, owner, snapshot.commit)
+                self._declare(self.queues, _Declared(resource, loaded.document, name_path))
 
-    def _declare(self, table: dict[str, _Declared], resource: Resource, where: Location) -> None:
+    def _declare(self, table: dict[str, _Declared], declared: _Declared) -> None:
+        resource = declared.resource
         first = table.get(resource.key)
         if first is not None:
             self.diagnostics.append(
                 error(
                     f'{resource.kind.label} "{resource.key}" is declared twice: here and at '
                     f"{first.where}",
-                    where,
+                    declared.where,
                     "keep one declaration",
                 )
             )
             return
-        table[resource.key] = _Declared(resource, where)
+        table[resource.key] = declared
 
     # -- deployments ----------------------------------------------------------------------
 
@@ -348,7 +354,9 @@ class _DeploymentBuilder:
             return
         key = deployment_key(spec["flow_name"], spec["name"])
         resource = Resource.of(Kind.DEPLOYMENT, key, spec, self.owner, self.snapshot.commit)
-        self.run._declare(self.run.deployments, resource, self.location("name"))
+        self.run._declare(
+            self.run.deployments, _Declared(resource, self.document, self.draft.at("name"))
+        )
         if self.draft.build or self.draft.push:
             self.run.build_plans.append(
                 BuildPlan(
