@@ -94,6 +94,11 @@ class SqliteStore:
             )
         if version == LATEST_VERSION:
             return
+        if self.readonly and version == 0:
+            # No schema yet: the file is new, perhaps being created by another process's first
+            # apply right now. Nothing was ever applied to it, so it reads as an empty store.
+            self.close()
+            return
         if self.readonly:
             raise StoreUrlError(
                 f"the store {self.path} needs a schema upgrade (version {version} to "

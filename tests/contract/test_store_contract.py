@@ -694,6 +694,25 @@ def test_read_only_open_of_a_missing_path_creates_nothing_and_reads_as_empty(
     assert not (tmp_path / "not").exists()
 
 
+def test_read_only_open_while_another_process_creates_the_store_reads_as_empty(
+    tmp_path: Path,
+) -> None:
+    """A dry-run racing the first apply: the file exists, its schema is not committed yet."""
+    path = tmp_path / "state.db"
+    creator = sqlite3.connect(path, isolation_level=None)
+    creator.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+        "applied_at TEXT NOT NULL)"
+    )
+    creator.execute("BEGIN IMMEDIATE")  # migrations under way, not committed
+    creator.execute("CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    store = open_store(f"sqlite:///{path}", readonly=True)
+    assert store.revision() == 0 and not store.observe().resources
+    store.close()
+    creator.execute("ROLLBACK")
+    creator.close()
+
+
 def test_a_read_only_store_refuses_to_write(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'state.db'}"
     open_store(url).close()
