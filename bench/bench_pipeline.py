@@ -111,12 +111,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="reconciler-bench-") as tmp:
         results = {size: measure(size, args.repeat, Path(tmp)) for size in args.sizes}
     sizes = args.sizes
-    header = " | ".join(f"{s:,} deployments (wall / cpu)" for s in sizes)
+    header = " | ".join(f"{s:,} deployments: wall / cpu (x baseline)" for s in sizes)
     print(f"| step | {header} |" + (" 10k / 1k |" if len(sizes) == 2 else ""))
     print("|---|" + "---|" * len(sizes) + ("---|" if len(sizes) == 2 else ""))
     for step in results[sizes[0]]:
         cells = " | ".join(
-            f"{results[s][step][0]:.2f} s / {results[s][step][1]:.2f} s" for s in sizes
+            f"{results[s][step][0]:.2f} s / {results[s][step][1]:.2f} s "
+            f"({results[s][step][0] / results[s]['baseline: parse YAML only'][0]:.1f}x)"
+            for s in sizes
         )
         ratio = ""
         if len(sizes) == 2:
