@@ -24,6 +24,8 @@ class ApplyResult:
 def apply_plan(store: Store, plan: Plan, masker: Masker) -> ApplyResult:
     if any(d.is_error for d in plan.diagnostics):
         raise PlanRefused("the plan has errors; nothing was applied")
+    if not plan.has_changes and _commits_recorded(store, plan):
+        return ApplyResult(store.revision(), None)  # nothing to write: the store stays as it is
     deletes = sorted(
         (c for c in plan.changes if c.action is Action.DELETE),
         key=lambda c: (-c.kind.order, c.key),
@@ -41,3 +43,9 @@ def apply_plan(store: Store, plan: Plan, masker: Masker) -> ApplyResult:
         if plan.has_changes:
             plan_id = tx.record_plan(masker.value(plan.to_json()))
     return ApplyResult(store.revision(), plan_id)
+
+
+def _commits_recorded(store: Store, plan: Plan) -> bool:
+    """Whether every repository of the plan is already recorded at the commit it was read at."""
+    recorded = {r.repo: (r.location, r.last_commit) for r in store.repositories()}
+    return all(recorded.get(s.repo) == (s.location, s.commit) for s in plan.sources)

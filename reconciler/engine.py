@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from reconciler.apply import ApplyResult, apply_plan
 from reconciler.desired import DEFAULT_PREFECT_GLOB
@@ -47,7 +47,6 @@ class ReconcileOutcome:
     masker: Masker
     applied: ApplyResult | None = None
     attempts: int = 1
-    warnings: list[Diagnostic] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Diagnostic]:
