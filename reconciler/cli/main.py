@@ -118,4 +118,15 @@ cli.add_command(values.secret)
 
 
 def main() -> None:
-    cli(prog_name="reconcile")
+    """Run the CLI. A usage error exits 1, not click's 2: with --detailed-exitcode, 2 means "the
+    plan has changes", and a mistyped flag in CI must not read as that."""
+    try:
+        cli.main(prog_name="reconcile", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(1)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
