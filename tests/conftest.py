@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+# Session fixtures for a real Docker engine: docker_client, base_image, registry, auth_registry.
+pytest_plugins = ["tests.infra.fixtures"]
+
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "test",
     "GIT_AUTHOR_EMAIL": "test@reconciler.invalid",

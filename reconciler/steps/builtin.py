@@ -1,8 +1,9 @@
 """The steps reconciler runs natively, under both of Prefect's names for each (research notes
-3.2), and `set_working_directory`.
+3.2), `set_working_directory`, and the Docker steps (reconciler/steps/docker.py, 3.3).
 
-Steps run during apply, after the plan, never during a dry-run. Docker steps live in their own
-module and add themselves with `reconciler.steps.runner.register`.
+Steps run during apply, after the plan, never during a dry-run. The Docker steps are listed
+here rather than registered from their module with `runner.register`: the runner reads this
+list when it is imported, so an import of the runner from the Docker module would be circular.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reconciler.steps.context import StepContext, StepError
+from reconciler.steps.docker import DOCKER_STEPS
 from reconciler.steps.git_clone import git_clone
 from reconciler.steps.pip import pip_install_requirements
 from reconciler.steps.shell import run_shell_script
@@ -40,4 +42,4 @@ BUILTIN_FUNCTIONS: dict[str, Callable[..., Any]] = {
         (set_working_directory, "pull"),
     )
     for alias in ("", f"{module}.")
-}
+} | DOCKER_STEPS
