@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from reconciler.masking import strings_in
 from reconciler.model import Kind, Resource
 
 
@@ -63,21 +64,7 @@ class ObservedState:
     @property
     def secret_values(self) -> list[str]:
         """Every string inside a block value: what renderers and errors must mask."""
-        found: list[str] = []
-        for value in self.blocks.values():
-            _collect_strings(value, found)
-        return found
-
-
-def _collect_strings(value: Any, into: list[str]) -> None:
-    if isinstance(value, str):
-        into.append(value)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _collect_strings(item, into)
-    elif isinstance(value, list):
-        for item in value:
-            _collect_strings(item, into)
+        return [text for value in self.blocks.values() for text in strings_in(value)]
 
 
 class WriteTransaction(Protocol):

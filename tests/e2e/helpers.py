@@ -96,3 +96,18 @@ def assert_refused(result: CliResult, *expected: str) -> None:
     assert "Traceback" not in result.output, result.output
     for text in expected:
         assert text in result.output, f"{text!r} not in:\n{result.output}"
+
+
+# A store dump (tests/conftest.py `dump_store`): every row of every table.
+Dump = Callable[[str], dict[str, list[tuple[object, ...]]]]
+
+# Two deployments of one flow in one pool: the smallest file with something to prune.
+TWO_DEPLOYMENTS = """\
+deployments:
+  - name: nightly
+    entrypoint: flows/etl.py:ingest
+    work_pool: {name: etl}
+  - name: hourly
+    entrypoint: flows/etl.py:ingest
+    work_pool: {name: etl}
+"""

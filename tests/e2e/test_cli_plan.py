@@ -19,6 +19,8 @@ from tests.conftest import CliResult, GitRepo
 from tests.e2e.helpers import (
     FLOW,
     PREFECT,
+    TWO_DEPLOYMENTS,
+    Dump,
     apply_in_process,
     assert_refused,
     keys,
@@ -30,17 +32,6 @@ from tests.e2e.helpers import (
 pytestmark = pytest.mark.e2e
 
 PLAN_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "plan.schema.json"
-Dump = Callable[[str], dict[str, list[tuple[object, ...]]]]
-
-TWO_DEPLOYMENTS = """\
-deployments:
-  - name: nightly
-    entrypoint: flows/etl.py:ingest
-    work_pool: {name: etl}
-  - name: hourly
-    entrypoint: flows/etl.py:ingest
-    work_pool: {name: etl}
-"""
 
 
 def json_plan(result: CliResult) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from tests.conftest import CliResult, GitRepo
 from tests.e2e.helpers import (
     FLOW,
     PREFECT,
+    TWO_DEPLOYMENTS,
+    Dump,
     apply_in_process,
     assert_refused,
     keys,
@@ -23,18 +25,6 @@ from tests.e2e.helpers import (
 )
 
 pytestmark = pytest.mark.e2e
-
-Dump = Callable[[str], dict[str, list[tuple[object, ...]]]]
-
-TWO_DEPLOYMENTS = """\
-deployments:
-  - name: nightly
-    entrypoint: flows/etl.py:ingest
-    work_pool: {name: etl}
-  - name: hourly
-    entrypoint: flows/etl.py:ingest
-    work_pool: {name: etl}
-"""
 
 
 def test_deleted_deployment_is_pruned_unless_no_prune(
