@@ -34,6 +34,7 @@ def cli() -> None:
     \b
     reconcile --dry-run [REPO...]   show what would change (touches nothing)
     reconcile [REPO...]             plan and apply to the store
+    reconcile apply --help          every option of those two (output format, --ref, ...)
     """
 
 
