@@ -169,13 +169,13 @@ class _Builder:
                 repo.prefect_glob,
             )
         )
-        if not prefect_files and not pool_files:
+        if not prefect_files:
             self.diagnostics.append(
                 warning(
-                    f"no file matching {repo.prefect_glob!r} or {POOLS_FILE_NAME!r} in "
-                    f"{snapshot.display_root} at {repo.ref}",
+                    f"no file matching {repo.prefect_glob!r} in {snapshot.display_root} at "
+                    f"{repo.ref}: no deployments are read from it",
                     None,
-                    "commit a prefect.yaml, or pass --prefect-file to name it",
+                    "commit a prefect.yaml, or check the pattern given to --prefect-file",
                 )
             )
         for path in pool_files:

@@ -113,8 +113,8 @@ def load_yaml(content: bytes, file: str) -> LoadedDocument:
     if len(content) > MAX_FILE_BYTES:
         raise YamlLoadError(
             error(
-                f"file is {len(content) / 1_048_576:.1f} MB; the limit is "
-                f"{MAX_FILE_BYTES // 1_048_576} MB",
+                f"file is {len(content):,} bytes, over the limit of {MAX_FILE_BYTES:,} bytes "
+                f"({MAX_FILE_BYTES // 1_048_576} MB)",
                 Location(file),
                 "split the file, or move large data out of the configuration",
             )

@@ -86,7 +86,10 @@ def test_file_over_10_mb(applied: GitRepo, refuse: Refuse) -> None:
     applied.commit({"prefect.yaml": PREFECT + padding})
     refuse(
         str(applied.path),
-        expect=[f"{applied.path}/prefect.yaml: error: file is", "the limit is 10 MB"],
+        expect=[
+            f"{applied.path}/prefect.yaml: error: file is",
+            "over the limit of 10,485,760 bytes (10 MB)",
+        ],
     )
 
 

@@ -580,3 +580,13 @@ def test_a_key_without_a_value_says_so() -> None:
     problem = next(d for d in result.diagnostics if d.is_error)
     assert problem.message == '"deployments[0].parameters" must be a mapping, not empty (null)'
     assert problem.hint == "the key is written without a value: give it one, or remove the key"
+
+
+def test_a_repository_without_a_prefect_file_is_warned_about_even_with_pools() -> None:
+    snapshot = MemorySnapshot({"work-pools.yaml": POOLS, "flows/etl.py": FLOWS})
+    result = build_desired(
+        [RepoInput(snapshot, prefect_glob="deploy/*.yaml")], ObservedState(0), BuildOptions()
+    )
+    assert result.desired is not None
+    assert any("no file matching 'deploy/*.yaml'" in w for w in warnings(result)), warnings(result)
+    assert not any("no file matching" in w for w in warnings(build(one_deployment(""))))
