@@ -6,7 +6,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 
-from reconciler.diagnostics import Diagnostic
+from reconciler.diagnostics import Diagnostic, Location
 from reconciler.model import Kind, Owner, Resource
 
 DEFAULT_PREFECT_GLOB = "prefect.yaml"
@@ -49,6 +49,16 @@ class DesiredState:
     implicit: frozenset[tuple[Kind, str]] = field(default_factory=frozenset)
     """Queues that deployments reference but no pools file declares: created when missing, as
     Prefect does, and otherwise left alone."""
+
+    def file_location(self, owner: Owner | None) -> Location | None:
+        """Where an owner's file is, as this run names it (for messages)."""
+        if owner is None:
+            return None
+        for scope in self.scopes:
+            if scope.repo == owner.repo:
+                root = scope.location.rstrip("/")
+                return Location(owner.file if root in ("", ".") else f"{root}/{owner.file}")
+        return Location(f"{owner.repo}:{owner.file}")
 
     def in_scope(self, owner: Owner | None) -> bool:
         if owner is None:

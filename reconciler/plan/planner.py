@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.desired import DesiredState
-from reconciler.diagnostics import Diagnostic, error
+from reconciler.diagnostics import Diagnostic, Location, error
 from reconciler.model import Kind, Owner, Resource, queue_key
 from reconciler.plan.model import Action, Change, Plan, SourceInfo, diff_values
 from reconciler.store.base import ObservedState
@@ -45,7 +45,7 @@ def make_plan(desired: DesiredState, observed: ObservedState, options: PlanOptio
             unchanged += 1  # an implicit queue that already exists: leave it as it is
             continue
         if current.owner is not None and current.owner.repo not in desired.repos:
-            problems.append(_owned_elsewhere(resource, current.owner))
+            problems.append(_owned_elsewhere(desired, resource, current.owner))
             continue
         if current.hash == resource.hash and current.owner == resource.owner:
             unchanged += 1
@@ -93,12 +93,12 @@ def _queue_of(deployment_spec: dict[str, Any]) -> str | None:
     return queue_key(pool, deployment_spec.get("work_queue_name") or _DEFAULT_QUEUE)
 
 
-def _owned_elsewhere(resource: Resource, owner: Owner) -> Diagnostic:
+def _owned_elsewhere(desired: DesiredState, resource: Resource, owner: Owner) -> Diagnostic:
     declared = resource.owner
     return error(
         f'{resource.kind.label} "{resource.key}" already exists and belongs to {owner}; '
         f"{declared} declares it too",
-        None,
+        desired.file_location(declared),
         "remove it from one of the two repositories (reconciler never takes objects over from "
         "another repository)",
     )
@@ -121,7 +121,7 @@ def _emptied_owners(
         problems.append(
             error(
                 f"the plan would delete every object of {owner} ({len(removed)}: {names}{more})",
-                None,
+                desired.file_location(owner),
                 "this is what a file that failed to read looks like, so it is refused; if the "
                 "file or its deployments were removed on purpose, run again with --allow-empty",
             )
@@ -150,16 +150,25 @@ def _dangling_references(
         pool = spec.get("work_pool_name")
         queue = _queue_of(spec)
         if pool and (Kind.WORK_POOL, pool) in deleted:
-            problems.append(_still_used("work-pool", pool, key, deployment.owner))
+            where = desired.file_location(_owner_of(observed, Kind.WORK_POOL, pool))
+            problems.append(_still_used("work-pool", pool, key, deployment.owner, where))
         elif queue and (Kind.WORK_QUEUE, queue) in deleted:
-            problems.append(_still_used("work-queue", queue, key, deployment.owner))
+            where = desired.file_location(_owner_of(observed, Kind.WORK_QUEUE, queue))
+            problems.append(_still_used("work-queue", queue, key, deployment.owner, where))
     return problems
 
 
-def _still_used(label: str, name: str, deployment: str, owner: Owner | None) -> Diagnostic:
+def _owner_of(observed: ObservedState, kind: Kind, key: str) -> Owner | None:
+    found = observed.get(kind, key)
+    return found.owner if found is not None else None
+
+
+def _still_used(
+    label: str, name: str, deployment: str, owner: Owner | None, where: Location | None
+) -> Diagnostic:
     by = f" ({owner})" if owner else " (made by hand)"
     return error(
         f'{label} "{name}" would be deleted but deployment "{deployment}"{by} still uses it',
-        None,
+        where,
         "move or delete that deployment in the same change, or keep the pool declared",
     )

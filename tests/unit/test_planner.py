@@ -500,6 +500,8 @@ def test_deleting_a_pool_a_declared_deployment_uses_is_an_error() -> None:
     [message] = errors(result)
     assert message.startswith('work-pool "old" would be deleted but deployment "f/d"')
     assert str(FILE) in message
+    [refusal] = [d for d in result.diagnostics if d.is_error]
+    assert str(refusal.location) == "/src/flows/work-pools.yaml", "where the pool was removed"
 
 
 def test_deleting_a_queue_a_hand_made_deployment_uses_is_an_error() -> None:
