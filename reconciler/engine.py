@@ -9,20 +9,25 @@ opened read-only for a dry-run, which therefore creates and changes nothing.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from reconciler.apply import ApplyResult, apply_plan
+from reconciler.build_steps import StepRecord, StepRun, run_build_steps
 from reconciler.desired import DEFAULT_PREFECT_GLOB
 from reconciler.diagnostics import Diagnostic
-from reconciler.errors import ConfigError, PlanRefused, SourceError, StaleStateError
+from reconciler.errors import ConfigError, SourceError, StaleStateError
 from reconciler.masking import Masker, strings_in
 from reconciler.plan.model import Plan
 from reconciler.plan.planner import PlanOptions, make_plan
 from reconciler.sources.git import open_repository
-from reconciler.spec.build import BuildOptions, BuildResult, RepoInput, build_desired
+from reconciler.spec.build import BuildOptions, BuildResult, DraftKey, RepoInput, build_desired
+from reconciler.steps.runner import TemplateValues
 from reconciler.store import open_store
-from reconciler.store.base import Store
+from reconciler.store.base import ObservedState, Store
 
 MAX_PLAN_ATTEMPTS = 5
 
@@ -39,6 +44,10 @@ class ReconcileRequest:
     skip_build: bool = False
     prune: bool = True
     allow_empty: bool = False
+    allow_install: bool = False
+    step_output: Callable[[str], None] | None = None
+    """Where the output of build and push steps goes, line by line (None: nowhere)."""
+    quiet: bool = False
 
 
 @dataclass
@@ -47,6 +56,7 @@ class ReconcileOutcome:
     masker: Masker
     applied: ApplyResult | None = None
     attempts: int = 1
+    steps: list[StepRecord] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -71,11 +81,16 @@ def reconcile(
     store = open_store(request.store_url, readonly=request.dry_run)
     try:
         for attempt in range(1, MAX_PLAN_ATTEMPTS + 1):
-            outcome, built = _plan(store, inputs, request, env)
+            outcome, built, observed = _plan(store, inputs, request, env)
             outcome.attempts = attempt
             if request.dry_run or outcome.errors:
                 return outcome
-            _refuse_unbuilt(built, request)
+            if built.build_plans and not request.skip_build:
+                ran = _run_steps(built, inputs, store, observed, outcome.masker, request, env)
+                outcome, built, observed = _plan(store, inputs, request, env, ran.outputs)
+                outcome.attempts, outcome.steps = attempt, ran.records
+                if outcome.errors:
+                    return outcome
             try:
                 outcome.applied = apply_plan(store, outcome.plan, outcome.masker)
                 return outcome
@@ -105,13 +120,22 @@ def _refuse_repeated_repositories(inputs: Sequence[RepoInput]) -> None:
 
 
 def _plan(
-    store: Store, inputs: list[RepoInput], request: ReconcileRequest, env: dict[str, str]
-) -> tuple[ReconcileOutcome, BuildResult]:
+    store: Store,
+    inputs: list[RepoInput],
+    request: ReconcileRequest,
+    env: dict[str, str],
+    step_outputs: Mapping[DraftKey, Mapping[str, Any]] | None = None,
+) -> tuple[ReconcileOutcome, BuildResult, ObservedState]:
     observed = store.observe()
     built = build_desired(
         inputs,
         observed,
-        BuildOptions(environ=env, strict=request.strict, build_outputs_known=request.skip_build),
+        BuildOptions(
+            environ=env,
+            strict=request.strict,
+            build_outputs_known=request.skip_build,
+            step_outputs=step_outputs or {},
+        ),
     )
     masker = Masker(built.secrets)
     if built.desired is None:
@@ -119,7 +143,42 @@ def _plan(
     plan = make_plan(
         built.desired, observed, PlanOptions(prune=request.prune, allow_empty=request.allow_empty)
     )
-    return ReconcileOutcome(plan, _hiding_replaced_secrets(plan, masker)), built
+    return ReconcileOutcome(plan, _hiding_replaced_secrets(plan, masker)), built, observed
+
+
+def _run_steps(
+    built: BuildResult,
+    inputs: list[RepoInput],
+    store: Store,
+    observed: ObservedState,
+    masker: Masker,
+    request: ReconcileRequest,
+    env: dict[str, str],
+) -> StepRun:
+    """Build and push, in a checkout of each repository at the planned commit."""
+    needed = {plan.draft[0] for plan in built.build_plans}
+    with tempfile.TemporaryDirectory(prefix="reconciler-steps-") as scratch:
+        checkouts = {
+            item.snapshot.repo_id: item.snapshot.checkout(Path(scratch) / str(index))
+            for index, item in enumerate(inputs)
+            if item.snapshot.repo_id in needed
+        }
+        commits = {item.snapshot.repo_id: item.snapshot.commit for item in inputs}
+        return run_build_steps(
+            built.build_plans,
+            checkouts,
+            commits,
+            store,
+            environ=env,
+            values=TemplateValues(
+                variables=observed.variables,
+                blocks=lambda slug, name: observed.blocks.get((slug, name)),
+            ),
+            masker=masker,
+            write=request.step_output,
+            quiet=request.quiet,
+            allow_install=request.allow_install,
+        )
 
 
 def _hiding_replaced_secrets(plan: Plan, masker: Masker) -> Masker:
@@ -135,16 +194,3 @@ def _hiding_replaced_secrets(plan: Plan, masker: Masker) -> Masker:
         for text in strings_in(diff.before)
     ]
     return masker.with_secrets(replaced) if replaced else masker
-
-
-def _refuse_unbuilt(built: BuildResult, request: ReconcileRequest) -> None:
-    if request.skip_build or not built.build_plans:
-        return
-    names = sorted({p.deployment for p in built.build_plans})
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    raise PlanRefused(
-        f"{len(names)} deployment(s) have build or push steps, which this version does not run "
-        f"yet: {shown}",
-        "run with --skip-build to apply without running them (values they would produce are "
-        "left out, with a warning), or use --dry-run to see the plan",
-    )

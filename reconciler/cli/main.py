@@ -59,6 +59,9 @@ def cli() -> None:
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
 @click.option("--strict", is_flag=True, help="Unknown keys are errors, not warnings.")
 @click.option("--skip-build", is_flag=True, help="Apply without running build and push steps.")
+@click.option(
+    "--allow-install", is_flag=True, help="Let a step install the packages it `requires`."
+)
 @click.option("--no-prune", is_flag=True, help="Never delete objects that left the files.")
 @click.option("--allow-empty", is_flag=True, help="Allow deleting every object of a file.")
 @click.option("--no-color", is_flag=True, help="Plain text output.")
@@ -80,6 +83,9 @@ def apply_command(repositories: tuple[str, ...], **options: Any) -> None:
         skip_build=options["skip_build"],
         prune=not options["no_prune"],
         allow_empty=options["allow_empty"],
+        allow_install=options["allow_install"],
+        step_output=lambda line: click.echo(line, err=True),
+        quiet=options["quiet"],
     )
     outcome = reconcile(request)
     plan, mask = outcome.plan, outcome.masker
@@ -97,6 +103,10 @@ def apply_command(repositories: tuple[str, ...], **options: Any) -> None:
         from reconciler.plan.render_text import render_text
 
         click.echo(render_text(plan, color=color, mask=mask), color=color)
+    for record in outcome.steps:
+        if not options["quiet"]:
+            label = record.id or record.name.rsplit(".", 1)[-1]
+            click.echo(f"step {label} ({record.file}): {record.status}", err=True)
     if outcome.errors:
         click.secho("error: the plan was refused; nothing was applied", fg="red", err=True)
         sys.exit(1)

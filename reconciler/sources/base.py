@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import posixpath
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Protocol
 
 
@@ -48,6 +49,11 @@ class Snapshot(Protocol):
 
     def read(self, path: str) -> bytes:
         """The content of a regular file. Raises FileNotFoundError otherwise."""
+        ...
+
+    def checkout(self, destination: Path) -> Path:
+        """The snapshot's files on disk (written under `destination` if need be), for the
+        build and push steps of an apply, which need real files; returns their root."""
         ...
 
 
@@ -108,6 +114,13 @@ class MemorySnapshot:
         if path not in self._files:
             raise FileNotFoundError(path)
         return self._files[path]
+
+    def checkout(self, destination: Path) -> Path:
+        for path, content in self._files.items():
+            target = destination / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        return destination
 
 
 def normalize(path: str) -> str:

@@ -212,6 +212,26 @@ class GitSnapshot:
         entry = self._entries.get(path)
         return entry[0] if entry else None
 
+    def checkout(self, destination: Path) -> Path:
+        """Write the commit's files under `destination` (for steps, which need real files)."""
+        destination.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.Popen(
+            ["git", "-C", str(self._repo.root), "archive", "--format=tar", self._commit],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        unpack = subprocess.run(
+            ["tar", "-x", "-C", str(destination)], stdin=archive.stdout, capture_output=True
+        )
+        if archive.stdout is not None:
+            archive.stdout.close()
+        if archive.wait() != 0 or unpack.returncode != 0:
+            raise SourceError(
+                f"cannot check out {self._commit[:12]} of {self._location} for its steps: "
+                f"{unpack.stderr.decode(errors='replace').strip()}"
+            )
+        return destination
+
     def read(self, path: str) -> bytes:
         path = normalize(path)
         entry = self._entries.get(path)
@@ -261,6 +281,10 @@ class WorktreeSnapshot:
         if stat.S_ISDIR(mode):
             return PathKind.DIRECTORY
         return PathKind.FILE if stat.S_ISREG(mode) else PathKind.OTHER
+
+    def checkout(self, destination: Path) -> Path:
+        """The working copy itself: steps run on the files as they are."""
+        return self._root
 
     def read(self, path: str) -> bytes:
         if self.kind(path) is not PathKind.FILE:

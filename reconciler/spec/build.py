@@ -43,7 +43,7 @@ from reconciler.spec import templating as tpl
 from reconciler.spec.flows import EntrypointError, FlowInfo, read_flow
 from reconciler.spec.parallel import ParseJob, parse_all
 from reconciler.spec.pools_file import DEFAULT_QUEUE, load_pools_file
-from reconciler.spec.prefect_file import DeploymentDraft, PrefectFile
+from reconciler.spec.prefect_file import DeploymentDraft, PlacedStep, PrefectFile
 from reconciler.spec.schedules import ScheduleError, normalize_schedule
 from reconciler.spec.steps import StepSpec
 from reconciler.spec.validation import did_you_mean, show_value, type_name
@@ -88,16 +88,26 @@ class BuildOptions:
     """False (dry-run, or until steps run): values from build/push steps are unknown and shown
     as `(known after build)`. True with no outputs (`--skip-build`): they are removed with a
     warning, as Prefect does when no build ran."""
+    step_outputs: Mapping[DraftKey, Mapping[str, Any]] = field(default_factory=dict)
+    """What the build and push steps of each deployment returned, once they ran (apply)."""
+
+
+DraftKey = tuple[str, str, int]
+"""A deployment as written: (repository, prefect.yaml path, index in `deployments`)."""
 
 
 @dataclass(frozen=True)
 class BuildPlan:
-    """The build and push steps a deployment needs, kept out of its spec."""
+    """The build and push steps a deployment needs, kept out of its spec: what apply runs."""
 
     deployment: str
     owner: Owner
     build: tuple[StepSpec, ...]
     push: tuple[StepSpec, ...]
+    draft: DraftKey = ("", "", 0)
+    steps: tuple[PlacedStep, ...] = ()
+    document: LoadedDocument | None = None
+    base_dir: str = ""
 
 
 @dataclass
@@ -364,6 +374,10 @@ class _DeploymentBuilder:
                     self.owner,
                     tuple(p.step for p in self.draft.build),
                     tuple(p.step for p in self.draft.push),
+                    self.draft_key,
+                    (*self.draft.build, *self.draft.push),
+                    self.document,
+                    self.file.base_dir,
                 )
             )
         pool = spec["work_pool_name"]
@@ -477,8 +491,15 @@ class _DeploymentBuilder:
                 if value and _SECRET_ENV_NAME.search(name):
                     self.run.secrets.append(value)
 
+    @property
+    def draft_key(self) -> DraftKey:
+        return (self.owner.repo, self.owner.file, self.draft.index)
+
     def _step_outputs(self) -> dict[str, Any]:
         steps = [p.step for p in (*self.draft.build, *self.draft.push)]
+        ran = self.run.options.step_outputs.get(self.draft_key)
+        if ran is not None:
+            return dict(ran)
         if not steps or self.run.options.build_outputs_known:
             return {}
         outputs: dict[str, Any] = {}

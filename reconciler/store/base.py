@@ -86,6 +86,10 @@ class WriteTransaction(Protocol):
         """Append an applied plan to the history; returns its id."""
         ...
 
+    def record_step_result(self, input_hash: str, step_name: str, outputs: Any) -> None:
+        """Remember what a build or push step returned for these inputs (replacing any)."""
+        ...
+
     def set_variable(self, name: str, value: Any) -> None: ...
 
     def delete_variable(self, name: str) -> bool:
@@ -119,6 +123,10 @@ class Store(Protocol):
     def blocks(self) -> list[BlockRecord]: ...
 
     def repositories(self) -> list[RepositoryRecord]: ...
+
+    def step_result(self, input_hash: str) -> Any | None:
+        """The outputs a step returned for inputs with this hash, or None."""
+        ...
 
     def history(self, limit: int = 20) -> list[AppliedPlanRecord]:
         """Applied plans, newest first (without the plan body)."""

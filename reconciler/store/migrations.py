@@ -96,4 +96,20 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        2,
+        "results of build and push steps, by the hash of their inputs",
+        (
+            """CREATE TABLE step_results (
+                input_hash TEXT PRIMARY KEY,
+                step_name TEXT NOT NULL,
+                outputs TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version

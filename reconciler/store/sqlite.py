@@ -231,6 +231,14 @@ class SqliteStore:
         )
         return [RepositoryRecord(*row) for row in rows]
 
+    def step_result(self, input_hash: str) -> Any | None:
+        if self._conn is None:
+            return None
+        row = self._conn.execute(
+            "SELECT outputs FROM step_results WHERE input_hash = ?", (input_hash,)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
     def history(self, limit: int = 20) -> list[AppliedPlanRecord]:
         if self._conn is None:
             return []
@@ -403,6 +411,14 @@ class _SqliteTransaction:
             ),
         )
         return int(cursor.lastrowid or 0)
+
+    def record_step_result(self, input_hash: str, step_name: str, outputs: Any) -> None:
+        self._conn.execute(
+            "INSERT INTO step_results (input_hash, step_name, outputs, created_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (input_hash) DO UPDATE SET "
+            "outputs = excluded.outputs, created_at = excluded.created_at",
+            (input_hash, step_name, canonical_json(outputs), self._now),
+        )
 
     def set_variable(self, name: str, value: Any) -> None:
         self._conn.execute(

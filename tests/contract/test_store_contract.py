@@ -493,6 +493,20 @@ def test_blocks_are_set_replaced_and_deleted_by_type_and_name(store: Store) -> N
 # --- history and repositories ------------------------------------------------------------------
 
 
+def test_step_results_are_kept_by_input_hash_replaced_and_rolled_back(store: Store) -> None:
+    assert store.step_result("h1") is None
+    with store.transaction() as tx:
+        tx.record_step_result("h1", "build_docker_image", {"image": "r/x:1", "tag": "1"})
+    assert store.step_result("h1") == {"image": "r/x:1", "tag": "1"}
+    with store.transaction() as tx:
+        tx.record_step_result("h1", "build_docker_image", {"image": "r/x:2"})
+    assert store.step_result("h1") == {"image": "r/x:2"}
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.record_step_result("h2", "run_shell_script", {"stdout": "v"})
+        raise RuntimeError("a failing apply")
+    assert store.step_result("h2") is None
+
+
 def test_history_lists_applied_plans_newest_first_without_their_body(store: Store) -> None:
     ids = []
     for number in (1, 2, 3):
