@@ -19,6 +19,7 @@ from typing import Any
 
 from reconciler.masking import Masker
 from reconciler.model import canonical_json
+from reconciler.plan.model import PlannedStep
 from reconciler.spec.build import BuildPlan, DraftKey
 from reconciler.spec.prefect_file import PlacedStep
 from reconciler.spec.templating import TemplateError
@@ -61,13 +62,9 @@ def run_build_steps(
 ) -> StepRun:
     """Run (or reuse) the steps of every plan; returns each deployment's step outputs.
     `checkouts` maps a repository to the directory holding its files at the planned commit."""
-    groups: dict[tuple[str, str, tuple[Any, ...]], list[BuildPlan]] = {}
-    for plan in plans:
-        repo, file, _ = plan.draft
-        groups.setdefault((repo, file, tuple(p.path for p in plan.steps)), []).append(plan)
     outputs: dict[DraftKey, dict[str, Any]] = {}
     records: list[StepRecord] = []
-    for (repo, _, _), members in groups.items():
+    for (repo, _, _), members in _groups(plans).items():
         first = members[0]
         context = StepContext(
             cwd=checkouts[repo] / first.base_dir,
@@ -82,6 +79,56 @@ def run_build_steps(
         for member in members:
             outputs[member.draft] = result
     return StepRun(outputs, records)
+
+
+def preview_build_steps(
+    plans: Sequence[BuildPlan],
+    checkouts: Mapping[str, Path],
+    commits: Mapping[str, str | None],
+    store: Store,
+    *,
+    environ: Mapping[str, str],
+    values: TemplateValues,
+) -> tuple[list[PlannedStep], dict[DraftKey, dict[str, Any]]]:
+    """What `run_build_steps` would do, without running anything: for the plan of a dry-run.
+    A recorded result makes a step `unchanged` and gives its outputs to the next step; after
+    the first step that would run, the rest would run too (their inputs come from it). Returns
+    the steps, and the outputs of deployments whose every step is unchanged (so their plan can
+    show real values instead of `(known after build)`)."""
+    planned: list[PlannedStep] = []
+    known: dict[DraftKey, dict[str, Any]] = {}
+    for (repo, file, _), members in _groups(plans).items():
+        first = members[0]
+        context = StepContext(cwd=checkouts[repo] / first.base_dir, env=dict(environ))
+        names = tuple(sorted(m.deployment for m in members))
+        accumulated: dict[str, Any] = {}
+        running = False
+        for placed in first.steps:
+            step = placed.step
+            digest = (
+                None
+                if running
+                else _input_hash(placed, accumulated, values, context, commits.get(repo))
+            )
+            recorded = store.step_result(digest) if digest else None
+            running = recorded is None
+            if recorded is not None:
+                merge_output(accumulated, step, recorded)
+            status = "run" if running else "unchanged"
+            planned.append(PlannedStep(file, step.name, step.id, status, names))
+        if not running:
+            for member in members:
+                known[member.draft] = dict(accumulated)
+    return planned, known
+
+
+def _groups(plans: Sequence[BuildPlan]) -> dict[tuple[str, str, tuple[Any, ...]], list[BuildPlan]]:
+    """Plans sharing one sequence of steps (the same places in the same file) run it once."""
+    groups: dict[tuple[str, str, tuple[Any, ...]], list[BuildPlan]] = {}
+    for plan in plans:
+        repo, file, _ = plan.draft
+        groups.setdefault((repo, file, tuple(p.path for p in plan.steps)), []).append(plan)
+    return groups
 
 
 def _run_sequence(

@@ -8,20 +8,21 @@ opened read-only for a dry-run, which therefore creates and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from reconciler.apply import ApplyResult, apply_plan
-from reconciler.build_steps import StepRecord, StepRun, run_build_steps
+from reconciler.build_steps import StepRecord, StepRun, preview_build_steps, run_build_steps
 from reconciler.desired import DEFAULT_PREFECT_GLOB
 from reconciler.diagnostics import Diagnostic
 from reconciler.errors import ConfigError, SourceError, StaleStateError
 from reconciler.masking import Masker, strings_in
-from reconciler.plan.model import Plan
+from reconciler.plan.model import Plan, PlannedStep
 from reconciler.plan.planner import PlanOptions, make_plan
 from reconciler.sources.git import open_repository
 from reconciler.spec.build import BuildOptions, BuildResult, DraftKey, RepoInput, build_desired
@@ -83,6 +84,11 @@ def reconcile(
         for attempt in range(1, MAX_PLAN_ATTEMPTS + 1):
             outcome, built, observed = _plan(store, inputs, request, env)
             outcome.attempts = attempt
+            if request.dry_run and built.build_plans and not request.skip_build:
+                steps, known = _preview_steps(built, inputs, store, observed, env)
+                if known:  # unchanged builds: plan with their recorded outputs
+                    outcome, built, observed = _plan(store, inputs, request, env, known)
+                outcome.plan = replace(outcome.plan, steps=tuple(steps))
             if request.dry_run or outcome.errors:
                 return outcome
             if built.build_plans and not request.skip_build:
@@ -146,6 +152,44 @@ def _plan(
     return ReconcileOutcome(plan, _hiding_replaced_secrets(plan, masker)), built, observed
 
 
+def _preview_steps(
+    built: BuildResult,
+    inputs: list[RepoInput],
+    store: Store,
+    observed: ObservedState,
+    env: dict[str, str],
+) -> tuple[list[PlannedStep], dict[DraftKey, dict[str, Any]]]:
+    """Which steps apply would run: hashes computed in a checkout, nothing run."""
+    with _checkouts(built, inputs) as checkouts:
+        return preview_build_steps(
+            built.build_plans,
+            checkouts,
+            {item.snapshot.repo_id: item.snapshot.commit for item in inputs},
+            store,
+            environ=env,
+            values=_template_values(observed),
+        )
+
+
+@contextlib.contextmanager
+def _checkouts(built: BuildResult, inputs: list[RepoInput]) -> Iterator[dict[str, Path]]:
+    """Each repository with steps, on disk at the planned commit, for as long as needed."""
+    needed = {plan.draft[0] for plan in built.build_plans}
+    with tempfile.TemporaryDirectory(prefix="reconciler-steps-") as scratch:
+        yield {
+            item.snapshot.repo_id: item.snapshot.checkout(Path(scratch) / str(index))
+            for index, item in enumerate(inputs)
+            if item.snapshot.repo_id in needed
+        }
+
+
+def _template_values(observed: ObservedState) -> TemplateValues:
+    return TemplateValues(
+        variables=observed.variables,
+        blocks=lambda slug, name: observed.blocks.get((slug, name)),
+    )
+
+
 def _run_steps(
     built: BuildResult,
     inputs: list[RepoInput],
@@ -156,13 +200,7 @@ def _run_steps(
     env: dict[str, str],
 ) -> StepRun:
     """Build and push, in a checkout of each repository at the planned commit."""
-    needed = {plan.draft[0] for plan in built.build_plans}
-    with tempfile.TemporaryDirectory(prefix="reconciler-steps-") as scratch:
-        checkouts = {
-            item.snapshot.repo_id: item.snapshot.checkout(Path(scratch) / str(index))
-            for index, item in enumerate(inputs)
-            if item.snapshot.repo_id in needed
-        }
+    with _checkouts(built, inputs) as checkouts:
         commits = {item.snapshot.repo_id: item.snapshot.commit for item in inputs}
         return run_build_steps(
             built.build_plans,
@@ -170,10 +208,7 @@ def _run_steps(
             commits,
             store,
             environ=env,
-            values=TemplateValues(
-                variables=observed.variables,
-                blocks=lambda slug, name: observed.blocks.get((slug, name)),
-            ),
+            values=_template_values(observed),
             masker=masker,
             write=request.step_output,
             quiet=request.quiet,

@@ -164,12 +164,35 @@ class Summary:
 
 
 @dataclass(frozen=True)
+class PlannedStep:
+    """A build or push step apply would run (`run`) or skip because its inputs are unchanged
+    since it last ran (`unchanged`). A step after one that runs is `run` too: its inputs are
+    known only after the build."""
+
+    file: str
+    name: str
+    id: str | None
+    status: str
+    deployments: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "step": self.name,
+            "id": self.id,
+            "status": self.status,
+            "deployments": list(self.deployments),
+        }
+
+
+@dataclass(frozen=True)
 class Plan:
     changes: tuple[Change, ...]
     sources: tuple[SourceInfo, ...]
     diagnostics: tuple[Diagnostic, ...]
     observed_revision: int
     unchanged: int = 0
+    steps: tuple[PlannedStep, ...] = ()
 
     def __iter__(self) -> Iterator[Change]:
         return iter(self.changes)
@@ -194,6 +217,7 @@ class Plan:
             "unchanged": self.unchanged,
             "changes": [c.to_json() for c in self.changes],
             "diagnostics": [d.to_json() for d in self.diagnostics],
+            "steps": [s.to_json() for s in self.steps],
         }
 
 

@@ -18,7 +18,7 @@ import jinja2
 
 from reconciler.diagnostics import Diagnostic
 from reconciler.plan.model import Action, Change, Plan, Summary
-from reconciler.plan.render_text import NO_CHANGES_TEXT, Gutters, change_lines
+from reconciler.plan.render_text import NO_CHANGES_TEXT, Gutters, change_lines, step_lines
 
 Mask = Callable[[str], str]
 
@@ -71,6 +71,7 @@ def render_markdown(plan: Plan, *, mask: Mask = _unmasked) -> str:
         unchanged_text=_unchanged_text(plan.unchanged),
         sections=sections,
         warnings=[mask(_diagnostic_text(diagnostic)) for diagnostic in plan.diagnostics],
+        steps=[mask(line.strip()) for line in step_lines(plan)[1:] if line.strip()],
     )
     return rendered.rstrip("\n")
 

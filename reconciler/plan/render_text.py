@@ -98,12 +98,25 @@ COLORED_GUTTERS = Gutters.of(_colored_gutter, heading=_bold)
 
 def render_text(plan: Plan, *, color: bool, mask: Mask = _unmasked) -> str:
     """The plan as Terraform-style text; `color` adds ANSI colours and bold headings."""
+    steps = [mask(line) for line in step_lines(plan)]
     if not plan.has_changes:
-        return _styled_message(mask(NO_CHANGES_TEXT), color)
+        return "\n".join([*steps, _styled_message(mask(NO_CHANGES_TEXT), color)])
     lines = change_lines(plan.changes, COLORED_GUTTERS if color else PLAIN_GUTTERS, mask)
     footer = _styled_message(mask(footer_text(plan.summary, plan.unchanged)), color)
-    lines += ["", footer]
-    return "\n".join(lines)
+    return "\n".join([*steps, *lines, "", footer])
+
+
+def step_lines(plan: Plan) -> list[str]:
+    """The build and push steps apply would run or skip, then a blank line; none if none."""
+    if not plan.steps:
+        return []
+    lines = ["Build and push steps (apply runs them; this plan did not):"]
+    for step in plan.steps:
+        label = f"{step.id} ({step.name.rsplit('.', 1)[-1]})" if step.id else step.name
+        status = "would run" if step.status == "run" else "unchanged, skipped"
+        users = ", ".join(step.deployments)
+        lines.append(f"  {status:18} {_escape_unsafe(label)} in {step.file} for {users}")
+    return [*lines, ""]
 
 
 def footer_text(summary: Summary, unchanged: int) -> str:

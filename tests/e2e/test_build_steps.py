@@ -3,6 +3,7 @@ deployments, and a step whose inputs did not change is not run again. A dry-run 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,10 @@ def test_a_shared_build_step_runs_once_and_not_again_until_the_commit_moves(
     planned = run_cli("--dry-run", "--store", store_url, str(repo.path), env=env)
     assert planned.code == 0, planned.output
     assert "(known after build)" in planned.stdout
+    assert (
+        "  would run          version (run_shell_script) in prefect.yaml for ingest/hourly, "
+        "ingest/nightly" in planned.stdout
+    )
     assert not runs.exists(), "a dry-run runs no step"
 
     first = run_cli("--store", store_url, str(repo.path), env=env)
@@ -84,6 +89,14 @@ def test_a_shared_build_step_runs_once_and_not_again_until_the_commit_moves(
     assert "No changes." in again.stdout
     assert "step version (prefect.yaml): unchanged" in again.stderr
     assert len(runs.read_text().splitlines()) == 1, "unchanged inputs: not run again"
+
+    # A dry-run now plans with the recorded outputs: no "(known after build)", no change.
+    previewed = run_cli("--dry-run", "-o", "json", "--store", store_url, str(repo.path), env=env)
+    assert previewed.code == 0, previewed.output
+    document = json.loads(previewed.stdout)
+    assert document["summary"] == {"add": 0, "change": 0, "destroy": 0}
+    assert [(s["id"], s["status"]) for s in document["steps"]] == [("version", "unchanged")]
+    assert len(runs.read_text().splitlines()) == 1
 
     repo.commit({"README.md": "docs\n"}, "a new commit")
     moved = run_cli("--store", store_url, str(repo.path), env=env)
