@@ -40,6 +40,7 @@ schemas: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_pipeline.py
+	$(BIN)/python bench/bench_steps.py
 
 clean:
 	rm -rf $(VENV) .reconciler .mypy_cache .ruff_cache .pytest_cache
