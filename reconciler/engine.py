@@ -26,7 +26,7 @@ from reconciler.plan.model import Plan, PlannedStep
 from reconciler.plan.planner import PlanOptions, make_plan
 from reconciler.sources.git import open_repository
 from reconciler.spec.build import BuildOptions, BuildResult, DraftKey, RepoInput, build_desired
-from reconciler.steps.runner import TemplateValues
+from reconciler.steps.runner import StepFailed, TemplateValues
 from reconciler.store import open_store
 from reconciler.store.base import ObservedState, Store
 
@@ -58,6 +58,8 @@ class ReconcileOutcome:
     applied: ApplyResult | None = None
     attempts: int = 1
     steps: list[StepRecord] = field(default_factory=list)
+    step_failures: list[StepFailed] = field(default_factory=list)
+    """Repositories whose steps failed: nothing of them was applied; the others were."""
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -92,9 +94,15 @@ def reconcile(
             if request.dry_run or outcome.errors:
                 return outcome
             if built.build_plans and not request.skip_build:
-                ran = _run_steps(built, inputs, store, observed, outcome.masker, request, env)
-                outcome, built, observed = _plan(store, inputs, request, env, ran.outputs)
+                ran, failures = _run_steps(
+                    built, inputs, store, observed, outcome.masker, request, env
+                )
+                applying = [i for i in inputs if i.snapshot.repo_id not in failures]
+                if not applying:
+                    raise next(iter(failures.values()))
+                outcome, built, observed = _plan(store, applying, request, env, ran.outputs)
                 outcome.attempts, outcome.steps = attempt, ran.records
+                outcome.step_failures = list(failures.values())
                 if outcome.errors:
                     return outcome
             try:
@@ -198,22 +206,34 @@ def _run_steps(
     masker: Masker,
     request: ReconcileRequest,
     env: dict[str, str],
-) -> StepRun:
-    """Build and push, in a checkout of each repository at the planned commit."""
+) -> tuple[StepRun, dict[str, StepFailed]]:
+    """Build and push, in a checkout of each repository at the planned commit. A repository
+    whose steps fail is left out (nothing of it is applied); the others go on."""
+    outputs: dict[DraftKey, dict[str, Any]] = {}
+    records: list[StepRecord] = []
+    failures: dict[str, StepFailed] = {}
+    commits = {item.snapshot.repo_id: item.snapshot.commit for item in inputs}
     with _checkouts(built, inputs) as checkouts:
-        commits = {item.snapshot.repo_id: item.snapshot.commit for item in inputs}
-        return run_build_steps(
-            built.build_plans,
-            checkouts,
-            commits,
-            store,
-            environ=env,
-            values=_template_values(observed),
-            masker=masker,
-            write=request.step_output,
-            quiet=request.quiet,
-            allow_install=request.allow_install,
-        )
+        for repo in dict.fromkeys(plan.draft[0] for plan in built.build_plans):
+            try:
+                ran = run_build_steps(
+                    [plan for plan in built.build_plans if plan.draft[0] == repo],
+                    checkouts,
+                    commits,
+                    store,
+                    environ=env,
+                    values=_template_values(observed),
+                    masker=masker,
+                    write=request.step_output,
+                    quiet=request.quiet,
+                    allow_install=request.allow_install,
+                )
+            except StepFailed as exc:
+                failures[repo] = exc
+                continue
+            outputs.update(ran.outputs)
+            records.extend(ran.records)
+    return StepRun(outputs, records), failures
 
 
 def _hiding_replaced_secrets(plan: Plan, masker: Masker) -> Masker:

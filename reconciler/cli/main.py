@@ -110,12 +110,23 @@ def apply_command(repositories: tuple[str, ...], **options: Any) -> None:
     if outcome.errors:
         click.secho("error: the plan was refused; nothing was applied", fg="red", err=True)
         sys.exit(1)
+    for failure in outcome.step_failures:
+        click.secho(f"error: {mask(failure.message)}", fg="red", err=True)
+        if failure.hint:
+            click.echo(f"  hint: {mask(failure.hint)}", err=True)
     if outcome.applied is not None and plan.has_changes and options["output"] == "text":
         summary = plan.summary
         click.echo(
             f"Apply complete! Resources: {summary.add} added, {summary.change} changed, "
             f"{summary.destroy} destroyed.",
         )
+    if outcome.step_failures:
+        click.secho(
+            "error: the repositories above were not applied (their steps failed); the others were",
+            fg="red",
+            err=True,
+        )
+        sys.exit(1)
     if options["detailed_exitcode"] and plan.has_changes:
         sys.exit(2)
 

@@ -13,7 +13,7 @@ import pytest
 from reconciler.model import Kind
 from reconciler.store import open_store
 from tests.conftest import CliResult, GitRepo
-from tests.e2e.helpers import project
+from tests.e2e.helpers import PREFECT, project
 from tests.infra.docker_env import Registry
 
 pytestmark = pytest.mark.e2e
@@ -165,3 +165,48 @@ deployments:
     assert "step build-image (prefect.yaml): ran" in rebuilt.stderr
     new_image = spec(store_url, "ingest/nightly")["job_variables"]["image"]
     assert new_image != image and new_image.startswith(f"{image_name}:")
+
+
+def test_a_repository_whose_steps_fail_is_left_out_and_the_others_apply(
+    make_repo: Callable[..., GitRepo],
+    run_cli: Callable[..., CliResult],
+    store_url: str,
+) -> None:
+    failing_build = """\
+build:
+  - prefect.deployments.steps.run_shell_script:
+      id: broken
+      script: python3 -c "raise SystemExit(4)"
+deployments:
+  - name: built
+    entrypoint: flows/etl.py:ingest
+    work_pool: {name: etl}
+"""
+    broken = make_repo(project({"prefect.yaml": failing_build}), name="broken")
+    plain = make_repo(
+        project(
+            {
+                "work-pools.yaml": "work_pools:\n  - {name: other, type: process}\n",
+                "prefect.yaml": PREFECT.replace("{name: etl}", "{name: other}"),
+            }
+        ),
+        name="plain",
+    )
+
+    result = run_cli("--store", store_url, str(broken.path), str(plain.path))
+    assert result.code == 1, result.output
+    assert f'{broken.path}/prefect.yaml:2:5: step "broken"' in result.stderr
+    assert "exit code 4" in result.stderr
+    assert "the others were" in result.stderr
+    store = open_store(store_url, readonly=True)
+    try:
+        deployments = [r.key for r in store.list_resources(Kind.DEPLOYMENT)]
+        pools = [r.key for r in store.list_resources(Kind.WORK_POOL)]
+    finally:
+        store.close()
+    assert deployments == ["ingest/nightly"], "the plain repository was applied"
+    assert pools == ["other"], "nothing of the broken repository was written"
+
+    alone = run_cli("--store", store_url, str(broken.path))
+    assert alone.code == 1 and "Traceback" not in alone.output
+    assert 'step "broken"' in alone.stderr
