@@ -184,11 +184,20 @@ def _checkouts(built: BuildResult, inputs: list[RepoInput]) -> Iterator[dict[str
     """Each repository with steps, on disk at the planned commit, for as long as needed."""
     needed = {plan.draft[0] for plan in built.build_plans}
     with tempfile.TemporaryDirectory(prefix="reconciler-steps-") as scratch:
+        # Named after the repository, as a clone would be: `dockerfile: auto` names its
+        # WORKDIR (/opt/prefect/<name>) after the build context's directory.
         yield {
-            item.snapshot.repo_id: item.snapshot.checkout(Path(scratch) / str(index))
+            item.snapshot.repo_id: item.snapshot.checkout(
+                Path(scratch) / str(index) / _directory_name(item.snapshot.repo_id)
+            )
             for index, item in enumerate(inputs)
             if item.snapshot.repo_id in needed
         }
+
+
+def _directory_name(repo_id: str) -> str:
+    name = repo_id.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+    return name or "repository"
 
 
 def _template_values(observed: ObservedState) -> TemplateValues:
