@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.diagnostics import Diagnostic, error
-from reconciler.sources.base import Snapshot
+from reconciler.spec.schedules import is_empty_schedule
 from reconciler.spec.steps import StepSpec, step_from_mapping, step_problem
 from reconciler.spec.validation import validate_document
 from reconciler.spec.yamlload import LoadedDocument, Path, YamlLoadError, load_yaml
@@ -72,13 +72,6 @@ class PrefectFile:
     def base_dir(self) -> str:
         """Entrypoints are relative to the file's directory, as when `prefect deploy` runs there."""
         return posixpath.dirname(self.path)
-
-
-def load_prefect_file(
-    snapshot: Snapshot, path: str, *, strict: bool = False, display: str | None = None
-) -> tuple[PrefectFile | None, list[Diagnostic]]:
-    """Read and check one prefect.yaml. Returns (None, errors) when it cannot be used."""
-    return parse_prefect_file(snapshot.read(path), path, strict=strict, display=display)
 
 
 def parse_prefect_file(
@@ -178,7 +171,7 @@ def _draft(
             )
         ]
     legacy = config.pop("schedule", None)
-    if legacy and "schedules" in config:
+    if not is_empty_schedule(legacy) and "schedules" in config:
         return None, [
             error(
                 "both `schedule` and `schedules` are given; Prefect refuses this",
@@ -187,7 +180,7 @@ def _draft(
             )
         ]
     draft = DeploymentDraft(index, config, path=path)
-    if isinstance(legacy, dict) and legacy:
+    if isinstance(legacy, dict) and not is_empty_schedule(legacy):
         config["schedules"] = [legacy]
         draft.legacy_schedule = True
     for kind in ("build", "push", "pull"):

@@ -9,7 +9,6 @@ its line and column so later stages can say `file:line:col`.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -286,7 +285,3 @@ def _reader_error(exc: yaml.YAMLError, file: str) -> Diagnostic:
     if position is not None:
         return error(f"{message} (byte {position})", Location(file), hint)
     return error(message, Location(file), hint)
-
-
-def is_timestamp(value: object) -> bool:
-    return isinstance(value, datetime.date)
