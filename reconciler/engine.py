@@ -26,6 +26,7 @@ from reconciler.plan.model import Plan, PlannedStep
 from reconciler.plan.planner import PlanOptions, make_plan
 from reconciler.sources.git import open_repository
 from reconciler.spec.build import BuildOptions, BuildResult, DraftKey, RepoInput, build_desired
+from reconciler.spec.default_pull import repository_directory_name
 from reconciler.steps.runner import StepFailed, TemplateValues
 from reconciler.store import open_store
 from reconciler.store.base import ObservedState, Store
@@ -188,16 +189,11 @@ def _checkouts(built: BuildResult, inputs: list[RepoInput]) -> Iterator[dict[str
         # WORKDIR (/opt/prefect/<name>) after the build context's directory.
         yield {
             item.snapshot.repo_id: item.snapshot.checkout(
-                Path(scratch) / str(index) / _directory_name(item.snapshot.repo_id)
+                Path(scratch) / str(index) / repository_directory_name(item.snapshot.repo_id)
             )
             for index, item in enumerate(inputs)
             if item.snapshot.repo_id in needed
         }
-
-
-def _directory_name(repo_id: str) -> str:
-    name = repo_id.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
-    return name or "repository"
 
 
 def _template_values(observed: ObservedState) -> TemplateValues:

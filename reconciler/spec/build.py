@@ -40,6 +40,7 @@ from reconciler.model import (
 from reconciler.pools.job_templates import job_variable_problems
 from reconciler.sources.base import Snapshot
 from reconciler.spec import templating as tpl
+from reconciler.spec.default_pull import default_pull_steps
 from reconciler.spec.flows import EntrypointError, FlowInfo, read_flow
 from reconciler.spec.parallel import ParseJob, parse_all
 from reconciler.spec.pools_file import DEFAULT_QUEUE, load_pools_file
@@ -161,6 +162,7 @@ class _Builder:
         self._templates: dict[str, dict[str, Any] | None] = {}
         self._flows: dict[tuple[int, str, str], FlowInfo | EntrypointError] = {}
         self._parameter_validators: dict[int, jsonschema.protocols.Validator] = {}
+        self._noted: set[Diagnostic] = set()
 
     # -- files ----------------------------------------------------------------------------
 
@@ -296,6 +298,12 @@ class _Builder:
             found: dict[str, Any] = existing.spec.get("base_job_template") or {}
             return found
         return None
+
+    def note_once(self, diagnostic: Diagnostic) -> None:
+        """Report a warning that many deployments of one file would repeat, once."""
+        if diagnostic not in self._noted:
+            self._noted.add(diagnostic)
+            self.diagnostics.append(diagnostic)
 
     def known_pools(self) -> list[str]:
         return sorted({*self.pools, *(r.key for r in self.observed.of_kind(Kind.WORK_POOL))})
@@ -444,7 +452,7 @@ class _DeploymentBuilder:
             "work_pool_name": pool,
             "work_queue_name": queue,
             "job_variables": job_variables,
-            "pull_steps": self._pull_steps(outputs),
+            "pull_steps": self._pull_steps(outputs, job_variables),
             "triggers": triggers if isinstance(triggers, list) else None,
         }
         if outputs and self.file.has_placeholders:
@@ -726,9 +734,26 @@ class _DeploymentBuilder:
                 )
         return [str(tag) for tag in value if str(tag).strip()]
 
-    def _pull_steps(self, outputs: dict[str, Any]) -> list[dict[str, Any]] | None:
+    def _pull_steps(
+        self, outputs: dict[str, Any], job_variables: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         if self.draft.pull is None:
-            return None
+            generated = default_pull_steps(
+                repository=self.snapshot.repo_id,
+                commit=self.snapshot.commit,
+                base_dir=self.file.base_dir,
+                build_steps=[placed.step for placed in self.draft.build],
+                job_variables=job_variables,
+            )
+            if generated.warning and job_variables.get("image"):
+                self.note(
+                    generated.warning, "work_pool", "job_variables", "image", hint=generated.hint
+                )
+            elif generated.warning:
+                self.run.note_once(
+                    warning(generated.warning, self.document.location(()), generated.hint)
+                )
+            return generated.steps
         steps = [placed.step.to_json() for placed in self.draft.pull]
         if not self.file.has_placeholders:
             return steps

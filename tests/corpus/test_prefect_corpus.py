@@ -432,12 +432,30 @@ def expected_concurrency(value: Any) -> tuple[Any, Any]:
     return value, None
 
 
-def expected_pull_steps(record: dict[str, Any], templating: PrefectTemplating) -> Any:
+def expected_pull_steps(
+    record: dict[str, Any], templating: PrefectTemplating, job_variables: dict[str, Any]
+) -> Any:
     if record["explicit_no_pull"]:
         return []
     if record["effective_pull"] == "<default>":
-        return None
+        return expected_default_pull_steps(record["effective_build"], job_variables)
     return templating.pull_steps(record["effective_pull"])
+
+
+def expected_default_pull_steps(build: list[Any], job_variables: dict[str, Any]) -> Any:
+    """Deliberate difference: Prefect's non-interactive rules, except that its last resort (the
+    absolute directory of the deploying machine) is a clone of the repository instead."""
+    work_in = "prefect.deployments.steps.set_working_directory"
+    for step in build:
+        body = step.get("prefect_docker.deployments.steps.build_docker_image")
+        if body is not None:
+            if body.get("dockerfile") == "auto":
+                return [{work_in: {"directory": f"/opt/prefect/{REPO_ID}"}}]
+            return []
+    if job_variables.get("image"):
+        return [{work_in: {"directory": "/opt/prefect"}}]
+    clone = {"id": "clone-repository", "repository": REPO_ID}
+    return [{"prefect.deployments.steps.git_clone": clone}]
 
 
 def _anchor(text: str) -> datetime.datetime:
@@ -498,7 +516,7 @@ def expected_spec(record: dict[str, Any], repository: CorpusRepository) -> dict[
         "tags": runner_tags(templated.get("tags") or []),
         "concurrency_limit": limit,
         "concurrency_options": options,
-        "pull_steps": expected_pull_steps(record, templating),
+        "pull_steps": expected_pull_steps(record, templating, pool.get("job_variables") or {}),
     }
 
 

@@ -269,9 +269,37 @@ def test_pull_steps_are_stored_as_written_with_the_environment_applied() -> None
     ]
 
 
-def test_no_pull_section_means_no_pull_steps_and_an_empty_list_means_none() -> None:
-    assert deployment(build(one_deployment(ON_ETL)))["pull_steps"] is None
+def test_no_pull_section_clones_the_repository_and_an_empty_list_means_none() -> None:
+    assert deployment(build(one_deployment(ON_ETL)))["pull_steps"] == [
+        {"prefect.deployments.steps.git_clone": {"id": "clone-repository", "repository": "memory"}}
+    ]
     assert deployment(build(one_deployment(f"{ON_ETL}\npull: []")))["pull_steps"] == []
+
+
+def test_a_file_in_a_subdirectory_works_in_its_directory_of_the_clone() -> None:
+    result = build(
+        "",
+        files={
+            "teams/etl/prefect.yaml": one_deployment(ON_ETL),
+            "teams/etl/flows/etl.py": FLOWS,
+        },
+    )
+    assert deployment(result)["pull_steps"][1] == {
+        "prefect.deployments.steps.set_working_directory": {
+            "directory": "{{ clone-repository.directory }}/teams/etl"
+        }
+    }
+
+
+def test_an_image_without_a_build_works_in_opt_prefect_and_warns_at_the_deployment() -> None:
+    result = build(one_deployment("work_pool: {name: etl, job_variables: {image: acme/etl:1}}"))
+    assert deployment(result)["pull_steps"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": "/opt/prefect"}}
+    ]
+    assert any(
+        w.startswith("memory/prefect.yaml:4:51") and "/opt/prefect of the image" in w
+        for w in warnings(result)
+    ), warnings(result)
 
 
 # --- parameters ----------------------------------------------------------------------------------
