@@ -1,0 +1,1 @@
+"""Worker mode: claim runs of the reconciled pools and execute their flows."""
