@@ -9,6 +9,7 @@ from reconciler.store.base import (
     BlockRecord,
     ObservedState,
     RepositoryRecord,
+    RepoStatusRecord,
     Store,
     WriteTransaction,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "AppliedPlanRecord",
     "BlockRecord",
     "ObservedState",
+    "RepoStatusRecord",
     "RepositoryRecord",
     "Store",
     "WriteTransaction",

@@ -37,6 +37,16 @@ class RepositoryRecord:
 
 
 @dataclass(frozen=True)
+class RepoStatusRecord:
+    """What the daemon last knew of one watched repository (`name` from its config).
+    `status` is the daemon's own JSON-able mapping (reconciler/daemon/status.py)."""
+
+    name: str
+    status: dict[str, Any]
+    updated_at: str
+
+
+@dataclass(frozen=True)
 class AppliedPlanRecord:
     id: int
     applied_at: str
@@ -134,6 +144,28 @@ class Store(Protocol):
 
     def applied_plan(self, plan_id: int) -> AppliedPlanRecord | None:
         """One applied plan with its full plan JSON."""
+        ...
+
+    def repo_statuses(self) -> list[RepoStatusRecord]:
+        """The daemon's status of every watched repository, sorted by name."""
+        ...
+
+    def put_repo_status(self, name: str, status: dict[str, Any]) -> None:
+        """Replace one repository's status, atomically, in a write of its own: it does not
+        change the revision (status is not desired state)."""
+        ...
+
+    def acquire_lease(
+        self, name: str, holder: str, ttl_seconds: float, *, replacing: str | None = None
+    ) -> str | None:
+        """Take or renew the lease on repository `name` for `ttl_seconds`. Succeeds (returns
+        None) when no lease is held, it expired, `holder` holds it, or `replacing` holds it
+        (a holder known to be dead); otherwise returns the current holder. Atomic: of two
+        callers racing for a free lease exactly one succeeds."""
+        ...
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Drop the lease if `holder` holds it; otherwise do nothing."""
         ...
 
     def transaction(

@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,6 +23,7 @@ from reconciler.store.base import (
     BlockRecord,
     ObservedState,
     RepositoryRecord,
+    RepoStatusRecord,
 )
 from reconciler.store.migrations import LATEST_VERSION, MIGRATIONS
 
@@ -239,6 +241,12 @@ class SqliteStore:
         ).fetchone()
         return json.loads(row[0]) if row else None
 
+    def repo_statuses(self) -> list[RepoStatusRecord]:
+        if self._conn is None:
+            return []
+        rows = self._conn.execute("SELECT name, status, updated_at FROM repo_status ORDER BY name")
+        return [RepoStatusRecord(name, json.loads(status), at) for name, status, at in rows]
+
     def history(self, limit: int = 20) -> list[AppliedPlanRecord]:
         if self._conn is None:
             return []
@@ -288,6 +296,51 @@ class SqliteStore:
             conn.execute(
                 "UPDATE store_meta SET value = ? WHERE key = 'revision'", (str(current + 1),)
             )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def put_repo_status(self, name: str, status: dict[str, Any]) -> None:
+        with self._small_write() as conn:
+            conn.execute(
+                "INSERT INTO repo_status (name, status, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET status = excluded.status, "
+                "updated_at = excluded.updated_at",
+                (name, canonical_json(status), _now()),
+            )
+
+    def acquire_lease(
+        self, name: str, holder: str, ttl_seconds: float, *, replacing: str | None = None
+    ) -> str | None:
+        now = time.time()
+        with self._small_write() as conn:
+            row = conn.execute(
+                "SELECT holder, expires_at FROM repo_leases WHERE name = ?", (name,)
+            ).fetchone()
+            if row is not None and row[1] > now and row[0] not in (holder, replacing):
+                return str(row[0])
+            conn.execute(
+                "INSERT INTO repo_leases (name, holder, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                "expires_at = excluded.expires_at",
+                (name, holder, now + ttl_seconds),
+            )
+            return None
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self._small_write() as conn:
+            conn.execute("DELETE FROM repo_leases WHERE name = ? AND holder = ?", (name, holder))
+
+    @contextmanager
+    def _small_write(self) -> Iterator[sqlite3.Connection]:
+        """A write outside the revisioned transactions (status, leases)."""
+        if self.readonly:
+            raise RuntimeError("a read-only store cannot write")
+        conn = self._require()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

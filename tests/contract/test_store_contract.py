@@ -551,6 +551,55 @@ def test_repositories_remember_the_last_applied_commit(store: Store) -> None:
     assert all(r.last_applied_at for r in found.values())
 
 
+# --- daemon status and leases --------------------------------------------------------------------
+
+
+def test_repo_status_is_replaced_whole_and_does_not_change_the_revision(store: Store) -> None:
+    store.put_repo_status("flows", {"state": "Progressing", "fetched_commit": SHA})
+    store.put_repo_status("etl", {"state": "Synced"})
+    store.put_repo_status("flows", {"state": "Synced", "applied_commit": SHA})
+
+    found = {r.name: r for r in store.repo_statuses()}
+    assert [r.name for r in store.repo_statuses()] == ["etl", "flows"]
+    assert found["flows"].status == {"state": "Synced", "applied_commit": SHA}
+    assert found["flows"].updated_at
+    assert store.revision() == 0
+
+
+def test_a_lease_is_exclusive_until_released_or_expired(store: Store) -> None:
+    assert store.acquire_lease("flows", "daemon-a", 30) is None
+    assert store.acquire_lease("flows", "daemon-b", 30) == "daemon-a"
+    assert store.acquire_lease("flows", "daemon-a", 30) is None  # renewal
+    assert store.acquire_lease("etl", "daemon-b", 30) is None  # another repository
+
+    store.release_lease("flows", "daemon-b")  # not the holder: nothing happens
+    assert store.acquire_lease("flows", "daemon-b", 30) == "daemon-a"
+    store.release_lease("flows", "daemon-a")
+    assert store.acquire_lease("flows", "daemon-b", 0.2) is None
+
+    time.sleep(0.3)  # expired
+    assert store.acquire_lease("flows", "daemon-c", 30) is None
+    assert store.acquire_lease("flows", "daemon-d", 30, replacing="daemon-c") is None
+    assert store.acquire_lease("flows", "daemon-c", 30) == "daemon-d"
+
+
+def test_of_many_racing_for_a_lease_exactly_one_gets_it(backend: Backend) -> None:
+    stores = [backend.open() for _ in range(6)]
+    start = threading.Barrier(len(stores))
+    winners: list[str] = []
+
+    def racer(index: int) -> Callable[[], None]:
+        def race() -> None:
+            start.wait(timeout=10)
+            if stores[index].acquire_lease("flows", f"daemon-{index}", 30) is None:
+                winners.append(f"daemon-{index}")
+
+        return race
+
+    assert run_in_threads(*(racer(i) for i in range(len(stores)))) == []
+    assert len(winners) == 1
+
+
 # --- migrations --------------------------------------------------------------------------------
 
 
