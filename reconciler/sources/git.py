@@ -27,9 +27,10 @@ _MODE_KIND = {"100644": PathKind.FILE, "100755": PathKind.FILE, "120000": PathKi
 
 
 def open_repository(
-    path: str, *, ref: str = "HEAD", worktree: bool = False
+    path: str, *, ref: str = "HEAD", worktree: bool = False, display_root: str | None = None
 ) -> GitSnapshot | WorktreeSnapshot:
-    """The repository at `path` (working copy or bare) as a Snapshot at `ref`."""
+    """The repository at `path` (working copy or bare) as a Snapshot at `ref`; messages name
+    it `display_root` (default: `path`), e.g. the URL of a remote's cache."""
     repo = _Repository.open(path)
     if worktree:
         if repo.bare:
@@ -37,8 +38,8 @@ def open_repository(
                 f"{path} is a bare repository: it has no working copy to read",
                 "drop --worktree to read the committed tree",
             )
-        return WorktreeSnapshot(repo, path)
-    return GitSnapshot(repo, path, ref)
+        return WorktreeSnapshot(repo, display_root or path)
+    return GitSnapshot(repo, display_root or path, ref)
 
 
 def strip_credentials(url: str) -> str:

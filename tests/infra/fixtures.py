@@ -1,16 +1,24 @@
-"""Fixtures for tests that need a real Docker engine (the build and push steps): a docker SDK
-client, the locally built base image, and throwaway registries on 127.0.0.1.
+"""Fixtures for tests that need real servers on 127.0.0.1.
 
-With no engine reachable, or a Debian tool missing, these fixtures skip with the reason;
-on CI (CI=true) they fail instead, since CI machines have an engine and install the tools.
+Git servers (`tests/infra/git_servers.py`): `git_daemon` and `git_http_server` (smart HTTP
+behind basic auth), one of each per session, and `make_remote(server)` for a fresh repository
+on one of them that a test can commit to, force-push and delete branches of.
+
+A real Docker engine (the build and push steps): a docker SDK client, the locally built base
+image, and throwaway registries. With no engine reachable, or a Debian tool missing, these
+fixtures skip with the reason; on CI (CI=true) they fail instead, since CI machines have an
+engine and install the tools.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+import itertools
 import os
-from collections.abc import Iterator
+import re
+import secrets
+from collections.abc import Callable, Iterator, Mapping
 from typing import NoReturn
 
 import docker
@@ -23,6 +31,57 @@ from tests.infra.docker_env import (
     ensure_base_image,
     running_registry,
 )
+from tests.infra.git_servers import (
+    GitDaemon,
+    GitServer,
+    HttpGitServer,
+    Remote,
+    running_git_daemon,
+    running_http_server,
+)
+
+GIT_HTTP_USER = "reconciler-test"
+
+
+@pytest.fixture(scope="session")
+def git_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitDaemon]:
+    """`git daemon` on git://127.0.0.1:PORT/ (pushes enabled), for the whole session."""
+    with running_git_daemon(tmp_path_factory.mktemp("git-daemon")) as daemon:
+        yield daemon
+
+
+@pytest.fixture(scope="session")
+def git_http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpGitServer]:
+    """Smart HTTP (`git http-backend`) on http://127.0.0.1:PORT/ behind basic auth: only
+    `username`/`password` get in. The password holds characters that need quoting in URLs."""
+    password = f"pw-{secrets.token_hex(8)}@:/%"
+    base = tmp_path_factory.mktemp("git-http")
+    with running_http_server(base, GIT_HTTP_USER, password) as server:
+        yield server
+
+
+_remote_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def make_remote(request: pytest.FixtureRequest) -> Iterator[Callable[..., Remote]]:
+    """`make_remote(server, files=None, branch="main")`: a new repository on `server` (a
+    fixture above), named after the test, with one pushed commit of `files` if given."""
+    made: list[Remote] = []
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:60]
+
+    def make(
+        server: GitServer, files: Mapping[str, str | bytes] | None = None, branch: str = "main"
+    ) -> Remote:
+        remote = Remote(server, f"{stem}-{next(_remote_numbers)}.git", branch)
+        made.append(remote)
+        if files is not None:
+            remote.commit(files, "initial")
+        return remote
+
+    yield make
+    for remote in made:
+        remote.remove()
 
 
 def pytest_configure(config: pytest.Config) -> None:

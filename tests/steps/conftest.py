@@ -1,14 +1,13 @@
 """Fixtures for the step tests: steps read from YAML text (so errors have real file:line), a
-step context that records what a user would see, and a `git daemon` on 127.0.0.1."""
+step context that records what a user would see, and a `git daemon` on 127.0.0.1 (from
+`tests/infra/git_servers.py`)."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,8 @@ from reconciler.spec.yamlload import LoadedDocument, load_yaml
 from reconciler.steps.context import StepContext
 from reconciler.steps.runner import TemplateValues, run_steps
 from tests.conftest import GIT_ENV
+from tests.infra.git_servers import GitDaemon as GitServer
+from tests.infra.git_servers import running_git_daemon
 
 
 def load_steps(text: str, section: str = "build") -> tuple[list[PlacedStep], LoadedDocument]:
@@ -106,67 +107,11 @@ def git(*args: str, cwd: Path | None = None) -> str:
     return done.stdout.strip()
 
 
-@dataclass
-class GitServer:
-    """A `git daemon` serving the bare repositories under `base` as git://127.0.0.1:port/."""
-
-    base: Path
-    url: str
-
-    def publish(self, source: Path, name: str) -> str:
-        """Serve a bare copy of the repository at `source` as `name`; returns its URL."""
-        target = self.base / name
-        git("clone", "-q", "--bare", str(source), str(target))
-        git("config", "uploadpack.allowFilter", "true", cwd=target)
-        return f"{self.url}/{name}"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_until_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"git daemon exited with code {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"git daemon did not listen on port {port}")
-
-
 @pytest.fixture(scope="module")
 def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
     """One daemon per test module; each test publishes what it changes under its own name."""
-    base = tmp_path_factory.mktemp("served")
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            "git",
-            "daemon",
-            "--export-all",
-            "--reuseaddr",
-            "--informative-errors",
-            "--listen=127.0.0.1",
-            f"--port={port}",
-            f"--base-path={base}",
-            str(base),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_until_listening(port, process)
-        yield GitServer(base, f"git://127.0.0.1:{port}")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with running_git_daemon(tmp_path_factory.mktemp("served")) as daemon:
+        yield daemon
 
 
 @pytest.fixture
