@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from reconciler import __version__
-from reconciler.cli import read, values
+from reconciler.cli import daemon, read, values
 from reconciler.cli.output import echo_diagnostics, user_errors
 from reconciler.desired import DEFAULT_PREFECT_GLOB
 
@@ -137,6 +137,8 @@ cli.add_command(read.work_queue)
 cli.add_command(read.history)
 cli.add_command(values.variable)
 cli.add_command(values.secret)
+cli.add_command(daemon.daemon)
+cli.add_command(daemon.status)
 
 
 def main() -> None:

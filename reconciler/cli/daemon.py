@@ -1,0 +1,116 @@
+"""`reconcile daemon` (the long-running loop) and `reconcile status` (what it last did)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
+from reconciler.cli.read import output_option, store_option
+
+
+@click.command("daemon")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The daemon's YAML config (schema: schemas/daemon.schema.json).",
+)
+@click.option("--store", "store_url", help="Store URL; overrides the file and RECONCILER_STORE.")
+@click.option("--listen", help="HOST:PORT of the HTTP server (default 127.0.0.1:8420).")
+@click.option("--cache-dir", help="Where clones of remote repositories are kept.")
+@click.option("--drift-interval", help="How often to check for drift (e.g. 5m).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
+@user_errors
+def daemon(
+    config_path: str,
+    store_url: str | None,
+    listen: str | None,
+    cache_dir: str | None,
+    drift_interval: str | None,
+    log_format: str | None,
+) -> None:
+    """Watch the repositories of --config and keep the store in step with them.
+
+    Local repositories are applied as soon as a commit lands; remote ones on each poll and on
+    webhooks (POST /hooks/NAME). GET /status, /healthz and /metrics report on it. SIGTERM or
+    SIGINT stops it cleanly.
+    """
+    from reconciler.daemon import logs
+    from reconciler.daemon.config import Overrides, load_settings
+    from reconciler.daemon.runner import Daemon
+
+    settings = load_settings(
+        config_path,
+        os.environ,
+        Overrides(
+            store_url=store_url,
+            listen=listen,
+            cache_dir=cache_dir,
+            drift_interval=drift_interval,
+            log_format=log_format,
+        ),
+    )
+    logs.configure(settings.log_format)
+    try:
+        runner = Daemon(settings, dict(os.environ))
+    except OSError as exc:
+        click.secho(
+            f"error: cannot listen on {settings.listen_host}:{settings.listen_port}: "
+            f"{exc.strerror or exc}",
+            fg="red",
+            err=True,
+        )
+        click.echo("  hint: pick another address with --listen or `listen:`", err=True)
+        sys.exit(1)
+    sys.exit(runner.run())
+
+
+@click.command("status")
+@store_option
+@output_option
+@user_errors
+def status(store_url: str | None, output: str) -> None:
+    """What the daemon last did for each repository it watches."""
+    store = open_for_reading(store_url)
+    try:
+        records = store.repo_statuses()
+    finally:
+        store.close()
+    if output == "json":
+        echo_json([{**r.status, "updated_at": r.updated_at} for r in records])
+        return
+    if not records:
+        click.echo("No repositories: no daemon has run against this store.")
+        return
+    echo_table(
+        ["repository", "state", "fetched", "applied", "last error", "next attempt"],
+        [
+            [
+                r.name,
+                r.status.get("state"),
+                (r.status.get("fetched_commit") or "-")[:12],
+                (r.status.get("applied_commit") or "-")[:12],
+                _short(r.status.get("last_error"), r.status.get("last_error_at")),
+                r.status.get("next_attempt_at") or "-",
+            ]
+            for r in records
+        ],
+    )
+    for r in records:
+        message = r.status.get("message")
+        if message:
+            click.echo(f"{r.name}: {message}")
+        for item in r.status.get("drift") or []:
+            click.echo(f"  drift: {item}")
+
+
+def _short(error: str | None, at: str | None) -> str:
+    if not error:
+        return "-"
+    first = error.splitlines()[0]
+    text = first if len(first) <= 60 else first[:57] + "..."
+    return f"{at} {text}" if at else text

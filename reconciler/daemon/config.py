@@ -1,0 +1,316 @@
+"""The daemon's settings: its config file, then `RECONCILER_*` variables, then flags.
+
+Precedence is defaults < file < environment < flags. The file (schema:
+schemas/daemon.schema.json) lists the repositories; every problem in it is reported with
+file:line, all at once. Secrets (webhook keys, git passwords) are never written in the file:
+it names an environment variable or a file, read here once at start-up, and the values are
+wrapped in `Secret` so no repr, log line or error can show them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconciler.desired import DEFAULT_PREFECT_GLOB
+from reconciler.diagnostics import Diagnostic, Location, error
+from reconciler.errors import ConfigError, UserError
+from reconciler.spec.validation import validate_document
+from reconciler.spec.yamlload import LoadedDocument, YamlLoadError, load_yaml
+
+SCHEMA = "daemon.schema.json"
+DEFAULT_LISTEN = "127.0.0.1:8420"
+DEFAULT_DRIFT_INTERVAL = 300.0
+DEFAULT_POLL_INTERVAL = 60.0
+DEFAULT_BRANCH = "main"
+ENV_PREFIX = "RECONCILER_"
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(s|m|h)$")
+_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_REMOTE_SCHEMES = ("https://", "http://", "git://", "ssh://", "file://")
+
+
+class Secret:
+    """A secret value: its text only through `.value`, never through str() or repr()."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    @property
+    def value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class RepositoryConfig:
+    name: str
+    url: str | None = None
+    path: str | None = None
+    branch: str = DEFAULT_BRANCH
+    prefect_glob: str = DEFAULT_PREFECT_GLOB
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    webhook_secret: Secret | None = None
+    username: Secret | None = None
+    password: Secret | None = None
+    prune: bool = True
+    self_heal: bool = True
+    allow_empty: bool = False
+
+    @property
+    def is_remote(self) -> bool:
+        return self.url is not None
+
+    @property
+    def source(self) -> str:
+        """The URL or path, for status and logs (URLs never carry credentials here)."""
+        return self.url or self.path or ""
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    repositories: tuple[RepositoryConfig, ...]
+    store_url: str | None = None
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8420
+    cache_dir: Path = field(
+        default_factory=lambda: Path.home() / ".cache" / "reconciler" / "repositories"
+    )
+    drift_interval: float = DEFAULT_DRIFT_INTERVAL
+    log_format: str = "text"
+    config_file: str | None = None
+
+    def repository(self, name: str) -> RepositoryConfig | None:
+        return next((r for r in self.repositories if r.name == name), None)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Values from flags; None means "not given"."""
+
+    store_url: str | None = None
+    listen: str | None = None
+    cache_dir: str | None = None
+    drift_interval: str | None = None
+    log_format: str | None = None
+
+
+def load_settings(
+    config_path: str, environ: Mapping[str, str], overrides: Overrides | None = None
+) -> DaemonSettings:
+    """Read and check the config file, then apply the environment and the flags.
+    Raises ConfigError (with file:line for each problem) or UserError."""
+    try:
+        content = Path(config_path).read_bytes()
+    except OSError as exc:
+        raise UserError(
+            f"cannot read the daemon config {config_path}: {exc.strerror or exc}",
+            "pass an existing file with --config",
+        ) from None
+    try:
+        document = load_yaml(content, config_path)
+    except YamlLoadError as exc:
+        raise ConfigError([exc.diagnostic]) from None
+    problems = list(document.diagnostics)
+    if not isinstance(document.data, dict):
+        problems.append(error("the file must be a mapping with a `repositories` list"))
+        raise ConfigError(problems)
+    problems.extend(validate_document(document, SCHEMA, strict=True))
+    if any(p.is_error for p in problems):
+        raise ConfigError(problems)
+    reader = _Reader(document, Path(config_path).resolve().parent, environ)
+    repositories = tuple(
+        reader.repository(raw, index) for index, raw in enumerate(document.data["repositories"])
+    )
+    values = dict(document.data)
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    return _layered(values, repositories, config_path, environ, overrides or Overrides())
+
+
+def _layered(
+    file_values: dict[str, Any],
+    repositories: tuple[RepositoryConfig, ...],
+    config_path: str,
+    environ: Mapping[str, str],
+    overrides: Overrides,
+) -> DaemonSettings:
+    def pick(key: str, flag: str | None) -> tuple[Any, str]:
+        if flag is not None:
+            return flag, f"--{key.replace('_', '-')}"
+        env_name = ENV_PREFIX + key.upper()
+        if environ.get(env_name):
+            return environ[env_name], env_name
+        return file_values.get(key), f"`{key}` in {config_path}"
+
+    store, _ = pick("store", overrides.store_url)
+    listen, listen_from = pick("listen", overrides.listen)
+    cache_dir, _ = pick("cache_dir", overrides.cache_dir)
+    drift, drift_from = pick("drift_interval", overrides.drift_interval)
+    log_format, log_from = pick("log_format", overrides.log_format)
+    host, port = parse_listen(listen or DEFAULT_LISTEN, listen_from)
+    if log_format not in (None, "text", "json"):
+        raise UserError(f"{log_from} must be text or json, not {log_format!r}")
+    base = Path(config_path).resolve().parent
+    defaults = DaemonSettings(repositories)
+    return DaemonSettings(
+        repositories=repositories,
+        store_url=store,
+        listen_host=host,
+        listen_port=port,
+        cache_dir=(base / os.path.expanduser(cache_dir)) if cache_dir else defaults.cache_dir,
+        drift_interval=(
+            parse_duration(drift, drift_from) if drift is not None else DEFAULT_DRIFT_INTERVAL
+        ),
+        log_format=log_format or "text",
+        config_file=config_path,
+    )
+
+
+def parse_listen(value: str, where: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise UserError(f"{where} must be HOST:PORT, not {value!r}", "for example 127.0.0.1:8420")
+    return host or "127.0.0.1", int(port)
+
+
+def parse_duration(value: Any, where: str) -> float:
+    """Seconds from a number or "90s" / "5m" / "1h"."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    text = str(value).strip()
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text) and float(text) > 0:
+        return float(text)
+    match = _DURATION.match(text)
+    if match is None or float(match.group(1)) <= 0:
+        raise UserError(
+            f"{where} must be a duration such as 90s, 5m or 1h, not {value!r}",
+        )
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+class _Reader:
+    """Turns the validated mapping of each repository into a RepositoryConfig, collecting
+    every problem with its place."""
+
+    def __init__(self, document: LoadedDocument, base: Path, environ: Mapping[str, str]):
+        self.document = document
+        self.base = base
+        self.environ = environ
+        self.problems: list[Diagnostic] = []
+        self.names: dict[str, int] = {}
+
+    def at(self, index: int, *keys: str) -> Location:
+        return self.document.location(("repositories", index, *keys))
+
+    def fail(self, message: str, index: int, *keys: str, hint: str | None = None) -> None:
+        self.problems.append(error(message, self.at(index, *keys), hint))
+
+    def repository(self, raw: dict[str, Any], index: int) -> RepositoryConfig:
+        name = raw["name"]
+        if name in self.names:
+            first = self.at(self.names[name], "name")
+            self.fail(
+                f"repository name {name!r} is used twice (first at {first})",
+                index,
+                "name",
+                hint="names appear in webhook paths and status: make each one unique",
+            )
+        else:
+            self.names[name] = index
+        url, path = raw.get("url"), raw.get("path")
+        if (url is None) == (path is None):
+            self.fail(
+                f"repository {name!r} needs exactly one of `url` (remote) and `path` (local)",
+                index,
+                hint="write `url:` for a repository to clone and fetch, `path:` for one on disk",
+            )
+        if url is not None and not url.startswith(_REMOTE_SCHEMES):
+            self.fail(
+                f"url {url!r} of repository {name!r} is not a URL git can fetch over the network",
+                index,
+                "url",
+                hint="use https://, http://, git:// or ssh://; a repository on this machine "
+                "is written as `path:`",
+            )
+        if url is not None and "@" in url.split("://", 1)[-1].split("/", 1)[0]:
+            self.fail(
+                f"the url of repository {name!r} carries credentials",
+                index,
+                "url",
+                hint="remove them from the URL and name an environment variable or file in "
+                "`username:` and `password:`",
+            )
+        if path is not None:
+            path = str((self.base / os.path.expanduser(path)).resolve())
+            if not Path(path).is_dir():
+                self.fail(
+                    f"path {raw['path']!r} of repository {name!r} is not a directory",
+                    index,
+                    "path",
+                )
+        return RepositoryConfig(
+            name=name,
+            url=url,
+            path=path,
+            branch=raw.get("branch", DEFAULT_BRANCH),
+            prefect_glob=raw.get("prefect_file", DEFAULT_PREFECT_GLOB),
+            poll_interval=(
+                parse_duration(raw["poll_interval"], "poll_interval")
+                if "poll_interval" in raw
+                else DEFAULT_POLL_INTERVAL
+            ),
+            webhook_secret=self.secret(raw, index, "webhook_secret"),
+            username=self.secret(raw, index, "username"),
+            password=self.secret(raw, index, "password"),
+            prune=raw.get("prune", True),
+            self_heal=raw.get("self_heal", True),
+            allow_empty=raw.get("allow_empty", False),
+        )
+
+    def secret(self, raw: dict[str, Any], index: int, key: str) -> Secret | None:
+        source = raw.get(key)
+        if source is None:
+            return None
+        if "env" in source:
+            value = self.environ.get(source["env"])
+            if not value:
+                self.fail(
+                    f"environment variable {source['env']} (`{key}` of repository "
+                    f"{raw['name']!r}) is not set",
+                    index,
+                    key,
+                    hint=f"export {source['env']} before starting the daemon",
+                )
+                return None
+            return Secret(value)
+        file = self.base / os.path.expanduser(source["file"])
+        try:
+            text = file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.fail(
+                f"cannot read {file} (`{key}` of repository {raw['name']!r}): {reason}",
+                index,
+                key,
+            )
+            return None
+        if not text:
+            self.fail(f"{file} (`{key}` of repository {raw['name']!r}) is empty", index, key)
+            return None
+        return Secret(text)

@@ -1,0 +1,360 @@
+"""One watched repository's reconcile loop (daemon: fetch -> plan -> steps -> apply -> status).
+
+Level-triggered, as Flux and kopf are: whatever woke it (a new commit seen by the watcher, a
+poll, a webhook, the drift timer, a retry), an attempt looks at the whole state again:
+
+1. take the repository's lease in the store, so two daemons never work on it at once;
+2. fetch: which commit is the branch at? A failed fetch changes nothing (Error, retried with
+   backoff), so a failed read can never delete anything;
+3. a new commit is applied (Progressing, then Synced); invalid files or a refused plan leave
+   the previous state in place and stall until the commit changes (Stalled); a failing step
+   or store is retried (Error);
+4. the same commit is checked for drift: with self-heal the plan is applied, reverting what was
+   changed out of band; without, the drift is reported (OutOfSync);
+5. the status is written to the store, and one log line says what happened.
+
+Triggers are coalesced: while an attempt runs, further triggers make one more attempt after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from reconciler.daemon.config import DaemonSettings, RepositoryConfig
+from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.sources import DaemonSource, Fetched
+from reconciler.daemon.status import RepoStatus, State, in_seconds_iso, now_iso, retry_delay
+from reconciler.engine import ReconcileOutcome, ReconcileRequest, reconcile
+from reconciler.errors import (
+    ConfigError,
+    PlanRefused,
+    ReconcilerError,
+    StaleStateError,
+)
+from reconciler.plan.model import Plan
+from reconciler.store.base import Store
+
+LEASE_SECONDS = 60.0
+CHECKS_STATE = frozenset({"start", "drift", "webhook", "retry"})
+"""Triggers that check the store against the commit even when the commit did not move."""
+LEASE_WAIT_SECONDS = 2.0
+_MAX_MESSAGE = 2000
+
+log = logging.getLogger("reconciler.daemon")
+
+
+def holder_name() -> str:
+    """This process, as named in leases: host and pid, so a restart on the same host can
+    tell its own dead predecessor from a live daemon."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def holder_is_dead(holder: str) -> bool:
+    """True only for a holder on this host whose process is gone."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@dataclass
+class Runtime:
+    """What every controller shares."""
+
+    settings: DaemonSettings
+    status_store: Store
+    store_lock: threading.Lock
+    metrics: Metrics
+    holder: str
+    schedule_retry: Callable[[str, float], None]
+    environ: dict[str, str]
+    stopping: threading.Event
+
+
+class RepoController:
+    def __init__(self, config: RepositoryConfig, source: DaemonSource, runtime: Runtime):
+        self.config = config
+        self.source = source
+        self.runtime = runtime
+        self._wake = threading.Lock()
+        self._pending: list[str] = []
+        self._running = False
+        with runtime.store_lock:
+            stored = {r.name: r.status for r in runtime.status_store.repo_statuses()}
+        previous = stored.get(config.name)
+        base = RepoStatus(config.name, config.source, config.branch)
+        self.status = (
+            RepoStatus.from_json(previous).with_(source=config.source, branch=config.branch)
+            if previous
+            else base
+        )
+
+    # -- triggers ----------------------------------------------------------------------------
+
+    def trigger(self, reason: str, submit: Callable[[Callable[[], None]], object]) -> None:
+        """Ask for an attempt; `submit` runs the loop on a worker thread when none is running."""
+        with self._wake:
+            self._pending.append(reason)
+            if self._running:
+                return
+            self._running = True
+        submit(self._drain)
+
+    def _drain(self) -> None:
+        while not self.runtime.stopping.is_set():
+            with self._wake:
+                if not self._pending:
+                    self._running = False
+                    return
+                reasons, self._pending = self._pending, []
+            try:
+                self.attempt(reasons)
+            except Exception:  # a bug: keep the daemon alive, report, retry later
+                log.exception("repo=%s unexpected failure", self.config.name)
+                self._failed("internal error (see the daemon's log)", self.status.fetched_commit)
+        with self._wake:
+            self._running = False
+
+    # -- one attempt ---------------------------------------------------------------------------
+
+    def attempt(self, reasons: list[str]) -> None:
+        holder = self._take_lease()
+        if holder is not None:
+            log.info(
+                "repo=%s waiting: another daemon (%s) is working on it", self.config.name, holder
+            )
+            self.runtime.schedule_retry(self.config.name, LEASE_WAIT_SECONDS)
+            return
+        started = time.monotonic()
+        try:
+            self._attempt(reasons, started)
+        finally:
+            with self.runtime.store_lock:
+                self.runtime.status_store.release_lease(self.config.name, self.runtime.holder)
+
+    def _take_lease(self) -> str | None:
+        store, name = self.runtime.status_store, self.config.name
+        with self.runtime.store_lock:
+            holder = store.acquire_lease(name, self.runtime.holder, LEASE_SECONDS)
+            if holder is not None and holder_is_dead(holder):
+                holder = store.acquire_lease(
+                    name, self.runtime.holder, LEASE_SECONDS, replacing=holder
+                )
+        return holder
+
+    def _attempt(self, reasons: list[str], started: float) -> None:
+        name = self.config.name
+        self._save(self.status.with_(last_attempt_at=now_iso()))
+        try:
+            fetched = self.source.fetch()
+        except ReconcilerError as exc:
+            self._failed(f"fetch failed: {_message(exc)}", self.status.fetched_commit)
+            self._log("fetch-failed", self.status.fetched_commit, started, _message(exc))
+            return
+        if fetched.note:
+            log.warning("repo=%s commit=%s %s", name, fetched.commit[:12], fetched.note)
+        status = self.status.with_(fetched_commit=fetched.commit)
+        new_commit = fetched.commit != status.applied_commit
+        if status.state is State.STALLED and fetched.commit == status.stalled_commit:
+            self._save(status.with_(next_attempt_at=None))
+            self._log("stalled", fetched.commit, started, "waiting for a new commit")
+            return
+        if not new_commit and status.state is State.ERROR:
+            new_commit = True  # the last attempt at this commit failed: apply it again
+        if new_commit:
+            self._save(status.with_(state=State.PROGRESSING, message=_why(reasons)))
+            self._apply(fetched, started)
+        elif CHECKS_STATE & set(reasons):
+            self._save(status)
+            self._check_drift(fetched, started)
+        else:  # a poll or a ref event that brought no new commit: no work
+            self._save(status)
+
+    def _apply(self, fetched: Fetched, started: float) -> None:
+        try:
+            outcome = self._reconcile(fetched.commit, dry_run=False)
+        except (ConfigError, PlanRefused) as exc:
+            self._stalled(fetched.commit, _message(exc))
+            self._log("stalled", fetched.commit, started, _message(exc))
+            return
+        except StaleStateError as exc:
+            self._failed(_message(exc), fetched.commit)
+            self._log("retry", fetched.commit, started, _message(exc))
+            return
+        except ReconcilerError as exc:
+            self._failed(_message(exc), fetched.commit)
+            self._log("error", fetched.commit, started, _message(exc))
+            return
+        if outcome.errors:
+            text = "; ".join(outcome.masker(d.render()) for d in outcome.errors)
+            self._stalled(fetched.commit, text)
+            self._log("stalled", fetched.commit, started, text)
+            return
+        self.runtime.metrics.builds(
+            self.config.name, sum(1 for s in outcome.steps if s.status == "ran")
+        )
+        if outcome.step_failures:
+            failure = outcome.step_failures[0]
+            text = outcome.masker(failure.message)
+            self._failed(f"a step failed: {text}", fetched.commit)
+            self._log("error", fetched.commit, started, text)
+            return
+        self._synced(fetched.commit, fetched.note or _summary_text(outcome.plan, "applied"))
+        self._log("applied", fetched.commit, started, _summary_text(outcome.plan, "applied"))
+
+    def _check_drift(self, fetched: Fetched, started: float) -> None:
+        heal = self.config.self_heal
+        try:
+            outcome = self._reconcile(fetched.commit, dry_run=not heal)
+        except (ConfigError, PlanRefused) as exc:
+            self._stalled(fetched.commit, _message(exc))
+            self._log("stalled", fetched.commit, started, _message(exc))
+            return
+        except ReconcilerError as exc:
+            self._failed(_message(exc), fetched.commit)
+            self._log("error", fetched.commit, started, _message(exc))
+            return
+        drift = _drifted(outcome.plan)
+        if outcome.errors or outcome.step_failures:
+            text = "; ".join(outcome.masker(d.render()) for d in outcome.errors) or (
+                outcome.masker(outcome.step_failures[0].message)
+            )
+            self._failed(text, fetched.commit)
+            self._log("error", fetched.commit, started, text)
+            return
+        if not drift:
+            self._synced(fetched.commit, "in sync")
+            self._log("in-sync", fetched.commit, started, None)
+        elif heal:
+            text = f"drift reverted: {', '.join(drift)}"
+            self._synced(fetched.commit, text)
+            self._log("healed", fetched.commit, started, text)
+        else:
+            self._save(
+                self.status.with_(
+                    state=State.OUT_OF_SYNC,
+                    drift=drift,
+                    message=f"drift: {', '.join(drift)} (self_heal is off)",
+                    next_attempt_at=in_seconds_iso(self.runtime.settings.drift_interval),
+                )
+            )
+            self._log("out-of-sync", fetched.commit, started, ", ".join(drift))
+
+    def _reconcile(self, commit: str, *, dry_run: bool) -> ReconcileOutcome:
+        request = ReconcileRequest(
+            repositories=(self.source.location,),
+            ref=commit,
+            prefect_glob=self.config.prefect_glob,
+            store_url=self.runtime.settings.store_url,
+            dry_run=dry_run,
+            prune=self.config.prune,
+            allow_empty=self.config.allow_empty,
+            step_output=lambda line: log.info("repo=%s %s", self.config.name, line),
+            quiet=False,
+        )
+        return reconcile(request, environ=self.runtime.environ)
+
+    # -- outcomes ------------------------------------------------------------------------------
+
+    def _synced(self, commit: str, message: str) -> None:
+        self.runtime.metrics.success(self.config.name)
+        self._save(
+            self.status.with_(
+                state=State.SYNCED,
+                applied_commit=commit,
+                stalled_commit=None,
+                message=message,
+                failures=0,
+                drift=[],
+                last_success_at=now_iso(),
+                next_attempt_at=in_seconds_iso(self.runtime.settings.drift_interval),
+            )
+        )
+
+    def _stalled(self, commit: str, message: str) -> None:
+        self.runtime.metrics.error(self.config.name)
+        self._save(
+            self.status.with_(
+                state=State.STALLED,
+                stalled_commit=commit,
+                message="the files at this commit cannot be applied; what was applied before "
+                "stays until a new commit fixes them",
+                last_error=message[:_MAX_MESSAGE],
+                last_error_at=now_iso(),
+                next_attempt_at=None,
+            )
+        )
+
+    def _failed(self, message: str, commit: str | None) -> None:
+        self.runtime.metrics.error(self.config.name)
+        failures = self.status.failures + 1
+        delay = retry_delay(failures)
+        self._save(
+            self.status.with_(
+                state=State.ERROR,
+                message=f"retrying in {delay:.0f}s (failure {failures} in a row)",
+                last_error=message[:_MAX_MESSAGE],
+                last_error_at=now_iso(),
+                failures=failures,
+                next_attempt_at=in_seconds_iso(delay),
+            )
+        )
+        self.runtime.schedule_retry(self.config.name, delay)
+
+    def _save(self, status: RepoStatus) -> None:
+        self.status = status
+        with self.runtime.store_lock:
+            self.runtime.status_store.put_repo_status(status.name, status.to_json())
+
+    def _log(self, outcome: str, commit: str | None, started: float, detail: str | None) -> None:
+        duration = time.monotonic() - started
+        self.runtime.metrics.reconciled(self.config.name, outcome, duration)
+        log.info(
+            "reconcile repo=%s commit=%s outcome=%s duration=%.3fs%s",
+            self.config.name,
+            (commit or "-")[:12],
+            outcome,
+            duration,
+            f" detail={detail}" if detail else "",
+            extra={
+                "repo": self.config.name,
+                "commit": commit,
+                "outcome": outcome,
+                "duration_seconds": round(duration, 4),
+                "detail": detail,
+            },
+        )
+
+
+def _why(reasons: list[str]) -> str:
+    return "applying: " + ", ".join(sorted(set(reasons)))
+
+
+def _message(exc: ReconcilerError) -> str:
+    if isinstance(exc, ConfigError):
+        shown = [d.render() for d in exc.diagnostics if d.is_error][:5]
+        return f"{exc.message}: " + " | ".join(shown)
+    return exc.message + (f" ({exc.hint})" if exc.hint else "")
+
+
+def _summary_text(plan: Plan, verb: str) -> str:
+    summary = plan.summary
+    if not plan.has_changes:
+        return "no changes"
+    return f"{verb}: {summary.add} added, {summary.change} changed, {summary.destroy} destroyed"
+
+
+def _drifted(plan: Plan) -> list[str]:
+    return [f"{change.action.symbol}{change.kind.value} {change.key}" for change in plan.changes]

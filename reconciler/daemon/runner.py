@@ -1,0 +1,257 @@
+"""`reconcile daemon`: wires the controllers to their triggers and runs until told to stop.
+
+Triggers of a repository's attempts (reconciler/daemon/controller.py):
+- start-up: every repository once;
+- local repositories: watchfiles on the git directory; a change under refs/ or to HEAD or
+  packed-refs is a possible new commit (debounced to 50 ms);
+- remote repositories: a fetch every `poll_interval` (+-10 % jitter), and webhooks;
+- every `drift_interval`: a drift check of every repository;
+- retries after failures, with backoff.
+
+SIGTERM or SIGINT: no new attempt starts; the one running finishes (an apply is one
+transaction: it commits or rolls back) and the process exits 0 within 10 s. A restart reads
+the status back from the store and picks up where it was: a commit applied is not applied
+again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from reconciler.daemon.config import DaemonSettings
+from reconciler.daemon.controller import RepoController, Runtime, holder_name
+from reconciler.daemon.http import DaemonApp, make_server
+from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.sources import open_source
+from reconciler.store import open_store
+
+SHUTDOWN_GRACE_SECONDS = 8.0
+WATCH_DEBOUNCE_MS = 50
+log = logging.getLogger("reconciler.daemon")
+
+
+class Daemon:
+    def __init__(self, settings: DaemonSettings, environ: dict[str, str]) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.settings = settings
+        self.stopping = threading.Event()
+        self.metrics = Metrics()
+        self.store_lock = threading.Lock()
+        self.status_store = open_store(settings.store_url)
+        self.scheduler = BackgroundScheduler(timezone=datetime.UTC)
+        self.executor = ThreadPoolExecutor(
+            max_workers=min(4, len(settings.repositories)), thread_name_prefix="reconcile"
+        )
+        self._active = 0
+        self._idle = threading.Condition()
+        runtime = Runtime(
+            settings=settings,
+            status_store=self.status_store,
+            store_lock=self.store_lock,
+            metrics=self.metrics,
+            holder=holder_name(),
+            schedule_retry=self.schedule_retry,
+            environ=environ,
+            stopping=self.stopping,
+        )
+        settings.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.controllers = {
+            config.name: RepoController(config, open_source(config, settings.cache_dir), runtime)
+            for config in settings.repositories
+        }
+        for name in self.controllers:
+            self.metrics.register(name)
+        app = DaemonApp(
+            secrets={
+                c.name: (c.webhook_secret.value if c.webhook_secret else None)
+                for c in settings.repositories
+            },
+            trigger=self.trigger,
+            statuses=self.statuses,
+            healthy=self.healthy,
+            metrics=self.metrics,
+        )
+        self.server = make_server(app, settings.listen_host, settings.listen_port)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.server.getsockname()  # type: ignore[union-attr]
+        return str(host), int(port)
+
+    # -- triggers ----------------------------------------------------------------------------
+
+    def trigger(self, name: str, reason: str) -> None:
+        controller = self.controllers.get(name)
+        if controller is None or self.stopping.is_set():
+            return
+        controller.trigger(reason, self._submit)
+
+    def _submit(self, work: Callable[[], None]) -> object:
+        def tracked() -> None:
+            try:
+                work()
+            finally:
+                with self._idle:
+                    self._active -= 1
+                    self._idle.notify_all()
+
+        with self._idle:
+            self._active += 1
+        try:
+            return self.executor.submit(tracked)
+        except RuntimeError:  # shutting down
+            with self._idle:
+                self._active -= 1
+            return None
+
+    def schedule_retry(self, name: str, delay: float) -> None:
+        if self.stopping.is_set():
+            return
+        when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=delay)
+        self.scheduler.add_job(
+            self.trigger,
+            "date",
+            run_date=when,
+            args=[name, "retry"],
+            id=f"retry:{name}",
+            replace_existing=True,
+        )
+
+    # -- HTTP callbacks --------------------------------------------------------------------------
+
+    def statuses(self) -> list[dict[str, Any]]:
+        with self.store_lock:
+            return [
+                {**r.status, "updated_at": r.updated_at} for r in self.status_store.repo_statuses()
+            ]
+
+    def healthy(self) -> str | None:
+        if self.stopping.is_set():
+            return "stopping"
+        if not self.scheduler.running:
+            return "the scheduler is not running"
+        try:
+            with self.store_lock:
+                self.status_store.revision()
+        except Exception as exc:  # any failure to read is "unhealthy", with its reason
+            return f"the store does not answer: {type(exc).__name__}"
+        return None
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def run(self, on_ready: Callable[[tuple[str, int]], None] | None = None) -> int:
+        """Serve until SIGTERM/SIGINT (or `stop()`); returns the exit code."""
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        settings = self.settings
+        for config in settings.repositories:
+            if config.is_remote:
+                self.scheduler.add_job(
+                    self.trigger,
+                    IntervalTrigger(
+                        seconds=config.poll_interval, jitter=config.poll_interval * 0.1
+                    ),
+                    args=[config.name, "poll"],
+                    id=f"poll:{config.name}",
+                )
+            self.scheduler.add_job(
+                self.trigger,
+                IntervalTrigger(
+                    seconds=settings.drift_interval, jitter=settings.drift_interval * 0.1
+                ),
+                args=[config.name, "drift"],
+                id=f"drift:{config.name}",
+            )
+        self.scheduler.start()
+        threading.Thread(target=self.server.run, name="http", daemon=True).start()
+        watched = self._watched_paths()
+        if watched:
+            threading.Thread(target=self._watch, args=(watched,), name="watch", daemon=True).start()
+        host, port = self.address
+        log.info(
+            "daemon started: %d repositories, listening on http://%s:%d, store %s",
+            len(self.controllers),
+            host,
+            port,
+            self.status_store.url,
+        )
+        if on_ready:
+            on_ready((host, port))
+        for name in self.controllers:
+            self.trigger(name, "start")
+        self.stopping.wait()
+        return self._shutdown()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: finishing the work in progress", signal.Signals(signum).name)
+        self.stopping.set()
+
+    def _shutdown(self) -> int:
+        self.scheduler.shutdown(wait=False)
+        self.server.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        with self._idle:
+            finished = self._idle.wait_for(lambda: self._active <= 0, SHUTDOWN_GRACE_SECONDS)
+        if not finished:
+            log.warning(
+                "an attempt is still running after %.0fs (a long build step?): stopping it; "
+                "an apply in progress rolls back, and the next start does the work again",
+                SHUTDOWN_GRACE_SECONDS,
+            )
+            logging.shutdown()
+            os._exit(0)
+        with self.store_lock:
+            self.status_store.close()
+        log.info("daemon stopped")
+        return 0
+
+    # -- watching local repositories ----------------------------------------------------------
+
+    def _watched_paths(self) -> dict[Path, str]:
+        paths: dict[Path, str] = {}
+        for name, controller in self.controllers.items():
+            for path in controller.source.watch_paths():
+                paths[path] = name
+        return paths
+
+    def _watch(self, watched: dict[Path, str]) -> None:
+        import watchfiles
+
+        def is_ref_change(change: watchfiles.Change, path: str) -> bool:
+            return "/refs/" in path or path.endswith(("/HEAD", "/packed-refs"))
+
+        try:
+            for changes in watchfiles.watch(
+                *watched,
+                watch_filter=is_ref_change,
+                debounce=WATCH_DEBOUNCE_MS,
+                step=WATCH_DEBOUNCE_MS,
+                stop_event=self.stopping,
+                rust_timeout=1000,
+                yield_on_timeout=False,
+            ):
+                names = {
+                    name
+                    for _, changed in changes
+                    for root, name in watched.items()
+                    if Path(changed).is_relative_to(root)
+                }
+                for name in sorted(names):
+                    self.trigger(name, "commit")
+        except Exception:  # the watcher died: polls and drift checks still run
+            log.exception("watching local repositories failed; drift checks continue")
