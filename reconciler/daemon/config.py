@@ -128,7 +128,9 @@ def load_settings(
         raise ConfigError([exc.diagnostic]) from None
     problems = list(document.diagnostics)
     if not isinstance(document.data, dict):
-        problems.append(error("the file must be a mapping with a `repositories` list"))
+        problems.append(
+            error("the file must be a mapping with a `repositories` list", document.location(()))
+        )
         raise ConfigError(problems)
     problems.extend(validate_document(document, SCHEMA, strict=True))
     if any(p.is_error for p in problems):

@@ -91,15 +91,8 @@ class RepoController:
         self._wake = threading.Lock()
         self._pending: list[str] = []
         self._running = False
-        with runtime.store_lock:
-            stored = {r.name: r.status for r in runtime.status_store.repo_statuses()}
-        previous = stored.get(config.name)
-        base = RepoStatus(config.name, config.source, config.branch)
-        self.status = (
-            RepoStatus.from_json(previous).with_(source=config.source, branch=config.branch)
-            if previous
-            else base
-        )
+        self.status = RepoStatus(config.name, config.source, config.branch)
+        self._reload_status()
 
     # -- triggers ----------------------------------------------------------------------------
 
@@ -139,10 +132,21 @@ class RepoController:
             return
         started = time.monotonic()
         try:
+            self._reload_status()
             self._attempt(reasons, started)
         finally:
             with self.runtime.store_lock:
                 self.runtime.status_store.release_lease(self.config.name, self.runtime.holder)
+
+    def _reload_status(self) -> None:
+        """The store's status is the truth: another daemon may have moved it on while this one
+        waited for the lease (then its commit is not applied twice)."""
+        with self.runtime.store_lock:
+            stored = {r.name: r.status for r in self.runtime.status_store.repo_statuses()}
+        if self.config.name in stored:
+            self.status = RepoStatus.from_json(stored[self.config.name]).with_(
+                source=self.config.source, branch=self.config.branch
+            )
 
     def _take_lease(self) -> str | None:
         store, name = self.runtime.status_store, self.config.name
