@@ -197,6 +197,13 @@ def test_sigterm_stops_it_within_10_seconds_with_exit_0(
     assert time.monotonic() - started < 10
     assert "daemon stopped" in daemon.log()
 
+    # A restart picks up where it was: the applied commit is checked, not applied again.
+    history = len(open_store(daemon.store_url, readonly=True).history(limit=100))
+    again = start_daemon(local(repo))
+    again.wait_for_log(r"outcome=in-sync")
+    assert "outcome=applied" not in again.log()
+    assert len(open_store(daemon.store_url, readonly=True).history(limit=100)) == history == 1
+
 
 def big_project(count: int, tag: str) -> dict[str, str | bytes]:
     lines = ["deployments:"]
