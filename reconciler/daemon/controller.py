@@ -131,12 +131,25 @@ class RepoController:
             self.runtime.schedule_retry(self.config.name, LEASE_WAIT_SECONDS)
             return
         started = time.monotonic()
+        done = threading.Event()
+        renewal = threading.Thread(target=self._renew_lease, args=(done,), daemon=True)
+        renewal.start()
         try:
             self._reload_status()
             self._attempt(reasons, started)
         finally:
+            done.set()
+            renewal.join()
             with self.runtime.store_lock:
                 self.runtime.status_store.release_lease(self.config.name, self.runtime.holder)
+
+    def _renew_lease(self, done: threading.Event) -> None:
+        """Keep the lease while a long attempt (a slow build) runs."""
+        while not done.wait(LEASE_SECONDS / 3):
+            with self.runtime.store_lock:
+                self.runtime.status_store.acquire_lease(
+                    self.config.name, self.runtime.holder, LEASE_SECONDS
+                )
 
     def _reload_status(self) -> None:
         """The store's status is the truth: another daemon may have moved it on while this one
