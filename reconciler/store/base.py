@@ -10,13 +10,14 @@ planned" holds across processes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from reconciler.masking import strings_in
 from reconciler.model import Kind, Resource
+from reconciler.runs import FlowRun, NewRun, RunLogLine, RunState, WorkerRecord
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,88 @@ class Store(Protocol):
     def release_lease(self, name: str, holder: str) -> None:
         """Drop the lease if `holder` holds it; otherwise do nothing."""
         ...
+
+    # -- flow runs (each call is one atomic write of its own; none changes the revision) ----
+
+    def create_run(self, new: NewRun) -> FlowRun:
+        """A SCHEDULED run. With an `idempotency_key` already used, the existing run."""
+        ...
+
+    def get_run(self, run_id: str) -> FlowRun | None: ...
+
+    def find_runs(self, prefix: str) -> list[FlowRun]:
+        """Runs whose id starts with `prefix` (at most 5)."""
+        ...
+
+    def list_runs(
+        self,
+        *,
+        deployment: str | None = None,
+        states: Iterable[RunState] | None = None,
+        pool: str | None = None,
+        limit: int = 100,
+    ) -> list[FlowRun]:
+        """Newest scheduled first."""
+        ...
+
+    def has_claimable_runs(self, pool: str, scheduled_before: float) -> bool:
+        """Whether a claim could find anything; takes no write lock."""
+        ...
+
+    def claim_runs(
+        self,
+        pool: str,
+        worker: str,
+        *,
+        limit: int,
+        scheduled_before: float,
+        queues: Iterable[str] | None = None,
+    ) -> list[FlowRun]:
+        """Atomically move up to `limit` SCHEDULED runs of `pool` (scheduled at or before
+        `scheduled_before`, in `queues` or all queues) to PENDING under `worker`: queue
+        priority first (lower first), then scheduled time; nothing from a paused pool or
+        queue; pool and queue concurrency limits count PENDING, RUNNING and CANCELLING runs
+        and hold exactly. A run is returned to one caller only."""
+        ...
+
+    def set_run_state(
+        self,
+        run_id: str,
+        state: RunState,
+        message: str | None = None,
+        *,
+        expected: Iterable[RunState] | None = None,
+        infrastructure_id: str | None = None,
+        exit_code: int | None = None,
+    ) -> FlowRun | None:
+        """Move the run when its state is in `expected` (any non-final one when None); final
+        states never change. Returns the run afterwards, or None when it was not moved."""
+        ...
+
+    def cancel_run(self, run_id: str) -> FlowRun | None:
+        """SCHEDULED/PENDING: CANCELLED; RUNNING: CANCELLING (its worker stops it)."""
+        ...
+
+    def append_run_logs(self, run_id: str, lines: Iterable[tuple[str, str]]) -> None:
+        """Append (stream, line) pairs; they are numbered from 1 in order."""
+        ...
+
+    def run_logs(self, run_id: str, after: int = 0) -> list[RunLogLine]:
+        """Lines numbered after `after`, in order."""
+        ...
+
+    def heartbeat(self, pool: str, worker: str, interval: float) -> None: ...
+
+    def remove_worker(self, pool: str, worker: str) -> None: ...
+
+    def workers(self, pool: str | None = None) -> list[WorkerRecord]: ...
+
+    def crash_orphaned_runs(self, *, missed_beats: int = 3, worker: str | None = None) -> list[str]:
+        """PENDING/RUNNING/CANCELLING runs whose worker missed `missed_beats` heartbeats (or
+        is unknown), or with `worker`, every one that worker holds: CRASHED. Returns ids."""
+        ...
+
+    def iter_active_runs(self, worker: str) -> Iterator[FlowRun]: ...
 
     def transaction(
         self, expected_revision: int | None = None

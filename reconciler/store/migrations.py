@@ -132,4 +132,52 @@ MIGRATIONS = (
     ),
 )
 
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        4,
+        "flow runs, their logs, and workers' heartbeats",
+        (
+            """CREATE TABLE flow_runs (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                deployment TEXT NOT NULL,
+                flow_name TEXT NOT NULL,
+                pool TEXT NOT NULL,
+                queue TEXT NOT NULL,
+                state TEXT NOT NULL,
+                state_message TEXT,
+                scheduled_time REAL NOT NULL,
+                parameters TEXT NOT NULL,
+                job_variables TEXT NOT NULL,
+                worker TEXT,
+                infrastructure_id TEXT,
+                exit_code INTEGER,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                history TEXT NOT NULL,
+                idempotency_key TEXT UNIQUE
+            )""",
+            "CREATE INDEX flow_runs_by_pool_state ON flow_runs (pool, state, scheduled_time)",
+            "CREATE INDEX flow_runs_by_deployment ON flow_runs (deployment, scheduled_time)",
+            """CREATE TABLE flow_run_logs (
+                run_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                at TEXT NOT NULL,
+                stream TEXT NOT NULL,
+                line TEXT NOT NULL,
+                PRIMARY KEY (run_id, seq)
+            )""",
+            """CREATE TABLE workers (
+                pool TEXT NOT NULL,
+                name TEXT NOT NULL,
+                heartbeat_at REAL NOT NULL,
+                heartbeat_interval REAL NOT NULL,
+                started_at TEXT NOT NULL,
+                PRIMARY KEY (pool, name)
+            )""",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version

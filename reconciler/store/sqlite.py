@@ -26,6 +26,7 @@ from reconciler.store.base import (
     RepoStatusRecord,
 )
 from reconciler.store.migrations import LATEST_VERSION, MIGRATIONS
+from reconciler.store.sqlite_runs import SqliteRuns
 
 BUSY_TIMEOUT_SECONDS = 60.0
 
@@ -41,7 +42,7 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
 
-class SqliteStore:
+class SqliteStore(SqliteRuns):
     def __init__(self, path: str, *, url: str, readonly: bool = False) -> None:
         self.url = url
         self.path = path

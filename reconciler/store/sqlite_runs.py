@@ -1,0 +1,414 @@
+"""Flow runs, their logs and the workers' heartbeats in the SQLite store.
+
+The claim is the heart of it: in one `BEGIN IMMEDIATE` transaction (SQLite's writer lock), the
+pool's and queues' pause flags and concurrency limits are read, PENDING and RUNNING runs are
+counted, and the next SCHEDULED runs are picked in Prefect's order (queue priority, then
+scheduled time) and moved to PENDING under the worker's name. No other writer can interleave,
+so no run is claimed twice and limits hold exactly.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+from reconciler.model import canonical_json
+from reconciler.runs import (
+    ACTIVE_STATES,
+    FlowRun,
+    NewRun,
+    RunLogLine,
+    RunState,
+    StateChange,
+    WorkerRecord,
+    new_run_id,
+    run_name,
+)
+
+_RUN_COLUMNS = (
+    "id, name, deployment, flow_name, pool, queue, state, state_message, scheduled_time, "
+    "parameters, job_variables, worker, infrastructure_id, exit_code, created_at, updated_at, "
+    "history, idempotency_key"
+)
+_ACTIVE = tuple(state.value for state in ACTIVE_STATES)
+_ACTIVE_SQL = ", ".join(f"'{state}'" for state in sorted(_ACTIVE))
+
+
+def _now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+def _run(row: tuple[Any, ...]) -> FlowRun:
+    history = tuple(
+        StateChange(RunState(item["state"]), item["at"], item.get("message"))
+        for item in json.loads(row[16])
+    )
+    return FlowRun(
+        id=row[0],
+        name=row[1],
+        deployment=row[2],
+        flow_name=row[3],
+        pool=row[4],
+        queue=row[5],
+        state=RunState(row[6]),
+        state_message=row[7],
+        scheduled_time=row[8],
+        parameters=json.loads(row[9]),
+        job_variables=json.loads(row[10]),
+        worker=row[11],
+        infrastructure_id=row[12],
+        exit_code=row[13],
+        created_at=row[14],
+        updated_at=row[15],
+        history=history,
+        idempotency_key=row[17],
+    )
+
+
+class SqliteRuns:
+    """Mixed into SqliteStore: `_require()` gives the connection, `_small_write()` a write
+    transaction outside the revisioned ones."""
+
+    _conn: sqlite3.Connection | None
+
+    def _small_write(self) -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError  # provided by SqliteStore
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def create_run(self, new: NewRun) -> FlowRun:
+        run_id = new_run_id()
+        now = _now_iso()
+        history = [StateChange(RunState.SCHEDULED, now).to_json()]
+        with self._small_write() as conn:
+            if new.idempotency_key is not None:
+                row = conn.execute(
+                    f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE idempotency_key = ?",
+                    (new.idempotency_key,),
+                ).fetchone()
+                if row is not None:
+                    return _run(row)
+            conn.execute(
+                f"INSERT INTO flow_runs ({_RUN_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL, NULL, NULL, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    new.name or run_name(run_id),
+                    new.deployment,
+                    new.flow_name,
+                    new.pool,
+                    new.queue,
+                    RunState.SCHEDULED.value,
+                    new.scheduled_time,
+                    canonical_json(new.parameters),
+                    canonical_json(new.job_variables),
+                    now,
+                    now,
+                    json.dumps(history),
+                    new.idempotency_key,
+                ),
+            )
+        found = self.get_run(run_id)
+        assert found is not None
+        return found
+
+    def get_run(self, run_id: str) -> FlowRun | None:
+        if self._conn is None:
+            return None
+        row = self._conn.execute(
+            f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        return _run(row) if row else None
+
+    def find_runs(self, prefix: str) -> list[FlowRun]:
+        """Runs whose id starts with `prefix` (ids are long; people type the start)."""
+        if self._conn is None:
+            return []
+        rows = self._conn.execute(
+            f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE id LIKE ? || '%' LIMIT 5", (prefix,)
+        )
+        return [_run(row) for row in rows]
+
+    def list_runs(
+        self,
+        *,
+        deployment: str | None = None,
+        states: Iterable[RunState] | None = None,
+        pool: str | None = None,
+        limit: int = 100,
+    ) -> list[FlowRun]:
+        if self._conn is None:
+            return []
+        where, params = [], []
+        if deployment is not None:
+            where.append("deployment = ?")
+            params.append(deployment)
+        if pool is not None:
+            where.append("pool = ?")
+            params.append(pool)
+        wanted = [s.value for s in states] if states is not None else None
+        if wanted is not None:
+            where.append(f"state IN ({', '.join('?' for _ in wanted)})")
+            params.extend(wanted)
+        sql = f"SELECT {_RUN_COLUMNS} FROM flow_runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY scheduled_time DESC, created_at DESC LIMIT ?"
+        return [_run(row) for row in self._conn.execute(sql, (*params, limit))]
+
+    def has_claimable_runs(self, pool: str, scheduled_before: float) -> bool:
+        """A cheap read (no write lock) that tells whether a claim could find anything."""
+        if self._conn is None:
+            return False
+        row = self._conn.execute(
+            "SELECT 1 FROM flow_runs WHERE pool = ? AND state = 'SCHEDULED' "
+            "AND scheduled_time <= ? LIMIT 1",
+            (pool, scheduled_before),
+        ).fetchone()
+        return row is not None
+
+    def claim_runs(
+        self,
+        pool: str,
+        worker: str,
+        *,
+        limit: int,
+        scheduled_before: float,
+        queues: Iterable[str] | None = None,
+    ) -> list[FlowRun]:
+        if limit <= 0:
+            return []
+        wanted_queues = set(queues) if queues is not None else None
+        with self._small_write() as conn:
+            pool_row = conn.execute(
+                "SELECT spec FROM work_pools WHERE name = ?", (pool,)
+            ).fetchone()
+            if pool_row is None:
+                return []
+            pool_spec = json.loads(pool_row[0])
+            if pool_spec.get("paused"):
+                return []
+            active = dict(
+                conn.execute(
+                    f"SELECT queue, COUNT(*) FROM flow_runs WHERE pool = ? "
+                    f"AND state IN ({_ACTIVE_SQL}) GROUP BY queue",
+                    (pool,),
+                ).fetchall()
+            )
+            budget = limit
+            pool_limit = pool_spec.get("concurrency_limit")
+            if pool_limit is not None:
+                budget = min(budget, max(0, pool_limit - sum(active.values())))
+            queue_rows = conn.execute(
+                "SELECT name, spec FROM work_queues WHERE pool_name = ?", (pool,)
+            ).fetchall()
+            queue_slots: dict[str, int | None] = {}
+            priorities: dict[str, int] = {}
+            for name, spec_text in queue_rows:
+                spec = json.loads(spec_text)
+                if spec.get("paused") or (wanted_queues is not None and name not in wanted_queues):
+                    continue
+                queue_limit = spec.get("concurrency_limit")
+                queue_slots[name] = (
+                    None if queue_limit is None else max(0, queue_limit - active.get(name, 0))
+                )
+                priorities[name] = int(spec.get("priority") or 0)
+            if budget <= 0 or not queue_slots:
+                return []
+            candidates = conn.execute(
+                "SELECT id, queue FROM flow_runs WHERE pool = ? AND state = 'SCHEDULED' "
+                "AND scheduled_time <= ? ORDER BY scheduled_time, created_at",
+                (pool, scheduled_before),
+            ).fetchall()
+            ordered = sorted(
+                (run for run in candidates if run[1] in queue_slots),
+                key=lambda run: priorities[run[1]],  # stable: scheduled time within a priority
+            )
+            chosen: list[str] = []
+            for run_id, queue in ordered:
+                if len(chosen) >= budget:
+                    break
+                slots = queue_slots[queue]
+                if slots is not None:
+                    if slots <= 0:
+                        continue
+                    queue_slots[queue] = slots - 1
+                chosen.append(run_id)
+            now = _now_iso()
+            for run_id in chosen:
+                self._move(
+                    conn, run_id, RunState.PENDING, f"claimed by {worker}", now, worker=worker
+                )
+        return [run for run in (self.get_run(run_id) for run_id in chosen) if run is not None]
+
+    def set_run_state(
+        self,
+        run_id: str,
+        state: RunState,
+        message: str | None = None,
+        *,
+        expected: Iterable[RunState] | None = None,
+        infrastructure_id: str | None = None,
+        exit_code: int | None = None,
+    ) -> FlowRun | None:
+        """Move a run to `state` when its current state is one of `expected` (any non-final
+        state when None). Returns the run as it is afterwards, or None when it was not moved."""
+        allowed = {s.value for s in expected} if expected is not None else None
+        with self._small_write() as conn:
+            row = conn.execute("SELECT state FROM flow_runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                return None
+            current = RunState(row[0])
+            if current.is_final or (allowed is not None and current.value not in allowed):
+                return None
+            self._move(
+                conn,
+                run_id,
+                state,
+                message,
+                _now_iso(),
+                infrastructure_id=infrastructure_id,
+                exit_code=exit_code,
+            )
+        return self.get_run(run_id)
+
+    def cancel_run(self, run_id: str) -> FlowRun | None:
+        """SCHEDULED or PENDING: CANCELLED at once. RUNNING: CANCELLING, for its worker to
+        stop. Final: unchanged (returned as is)."""
+        with self._small_write() as conn:
+            row = conn.execute("SELECT state FROM flow_runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                return None
+            current = RunState(row[0])
+            if current in (RunState.SCHEDULED, RunState.PENDING):
+                self._move(conn, run_id, RunState.CANCELLED, "cancelled by request", _now_iso())
+            elif current is RunState.RUNNING:
+                self._move(conn, run_id, RunState.CANCELLING, "cancel requested", _now_iso())
+        return self.get_run(run_id)
+
+    def _move(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        state: RunState,
+        message: str | None,
+        now: str,
+        *,
+        worker: str | None = None,
+        infrastructure_id: str | None = None,
+        exit_code: int | None = None,
+    ) -> None:
+        history = json.loads(
+            conn.execute("SELECT history FROM flow_runs WHERE id = ?", (run_id,)).fetchone()[0]
+        )
+        history.append(StateChange(state, now, message).to_json())
+        conn.execute(
+            "UPDATE flow_runs SET state = ?, state_message = ?, updated_at = ?, history = ?, "
+            "worker = COALESCE(?, worker), infrastructure_id = COALESCE(?, infrastructure_id), "
+            "exit_code = COALESCE(?, exit_code) WHERE id = ?",
+            (
+                state.value,
+                message,
+                now,
+                json.dumps(history),
+                worker,
+                infrastructure_id,
+                exit_code,
+                run_id,
+            ),
+        )
+
+    # -- logs ------------------------------------------------------------------------------
+
+    def append_run_logs(self, run_id: str, lines: Iterable[tuple[str, str]]) -> None:
+        batch = list(lines)
+        if not batch:
+            return
+        now = _now_iso()
+        with self._small_write() as conn:
+            last = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM flow_run_logs WHERE run_id = ?", (run_id,)
+            ).fetchone()[0]
+            conn.executemany(
+                "INSERT INTO flow_run_logs (run_id, seq, at, stream, line) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (run_id, last + index, now, stream, line)
+                    for index, (stream, line) in enumerate(batch, start=1)
+                ],
+            )
+
+    def run_logs(self, run_id: str, after: int = 0) -> list[RunLogLine]:
+        if self._conn is None:
+            return []
+        rows = self._conn.execute(
+            "SELECT seq, at, stream, line FROM flow_run_logs WHERE run_id = ? AND seq > ? "
+            "ORDER BY seq",
+            (run_id, after),
+        )
+        return [RunLogLine(*row) for row in rows]
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def heartbeat(self, pool: str, worker: str, interval: float) -> None:
+        now = time.time()
+        with self._small_write() as conn:
+            conn.execute(
+                "INSERT INTO workers (pool, name, heartbeat_at, heartbeat_interval, started_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (pool, name) DO UPDATE SET "
+                "heartbeat_at = excluded.heartbeat_at, "
+                "heartbeat_interval = excluded.heartbeat_interval",
+                (pool, worker, now, interval, _now_iso()),
+            )
+
+    def remove_worker(self, pool: str, worker: str) -> None:
+        with self._small_write() as conn:
+            conn.execute("DELETE FROM workers WHERE pool = ? AND name = ?", (pool, worker))
+
+    def workers(self, pool: str | None = None) -> list[WorkerRecord]:
+        if self._conn is None:
+            return []
+        sql = "SELECT pool, name, heartbeat_at, heartbeat_interval, started_at FROM workers"
+        rows = (
+            self._conn.execute(sql + " WHERE pool = ? ORDER BY name", (pool,))
+            if pool is not None
+            else self._conn.execute(sql + " ORDER BY pool, name")
+        )
+        return [WorkerRecord(*row) for row in rows]
+
+    def crash_orphaned_runs(self, *, missed_beats: int = 3, worker: str | None = None) -> list[str]:
+        """Runs held by a worker that stopped heartbeating (or, with `worker`, by that worker
+        whatever its heartbeat: it restarted) become CRASHED; returns their ids."""
+        now = time.time()
+        crashed: list[str] = []
+        with self._small_write() as conn:
+            rows = conn.execute(
+                f"SELECT r.id, r.worker, w.heartbeat_at, w.heartbeat_interval FROM flow_runs r "
+                f"LEFT JOIN workers w ON w.pool = r.pool AND w.name = r.worker "
+                f"WHERE r.state IN ({_ACTIVE_SQL})"
+            ).fetchall()
+            stamp = _now_iso()
+            for run_id, holder, beat, interval in rows:
+                if worker is not None:
+                    dead = holder == worker
+                    reason = f"worker {holder} restarted while the run was in progress"
+                else:
+                    dead = beat is None or now - beat > interval * missed_beats
+                    reason = f"worker {holder} stopped heartbeating"
+                if dead:
+                    self._move(conn, run_id, RunState.CRASHED, reason, stamp)
+                    crashed.append(run_id)
+        return crashed
+
+    def iter_active_runs(self, worker: str) -> Iterator[FlowRun]:
+        if self._conn is None:
+            return iter(())
+        rows = self._conn.execute(
+            f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE worker = ? AND state IN ({_ACTIVE_SQL})",
+            (worker,),
+        )
+        return iter([_run(row) for row in rows])
