@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from reconciler import __version__
-from reconciler.cli import daemon, read, values
+from reconciler.cli import daemon, read, runs, values
 from reconciler.cli.output import echo_diagnostics, user_errors
 from reconciler.desired import DEFAULT_PREFECT_GLOB
 
@@ -139,6 +139,9 @@ cli.add_command(values.variable)
 cli.add_command(values.secret)
 cli.add_command(daemon.daemon)
 cli.add_command(daemon.status)
+cli.add_command(runs.flow_run)
+cli.add_command(runs.worker)
+read.deployment.add_command(runs.deployment_run)
 
 
 def main() -> None:

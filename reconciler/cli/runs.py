@@ -1,0 +1,241 @@
+"""`reconcile deployment run`, `reconcile flow-run ls|inspect|logs|cancel` and
+`reconcile worker start`."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
+from reconciler.cli.read import output_option, store_option
+from reconciler.errors import UserError
+from reconciler.runs import FlowRun, RunState
+from reconciler.store import Store, open_store
+
+WATCH_POLL_SECONDS = 0.1
+
+
+@click.command("run")
+@click.argument("key", metavar="FLOW/DEPLOYMENT")
+@click.option("--param", "params", multiple=True, help="NAME=VALUE (JSON values are parsed).")
+@click.option("--params", "params_json", help="All parameters as a JSON object.")
+@click.option("--job-variable", "job_variables", multiple=True, help="NAME=VALUE override.")
+@click.option("--watch", is_flag=True, help="Follow the run's logs until it ends.")
+@store_option
+@user_errors
+def deployment_run(
+    key: str,
+    params: tuple[str, ...],
+    params_json: str | None,
+    job_variables: tuple[str, ...],
+    watch: bool,
+    store_url: str | None,
+) -> None:
+    """Create a flow run of a deployment, now."""
+    from reconciler.worker.create_run import create_run, parse_assignments, parse_json_object
+
+    parameters = {
+        **parse_json_object(params_json, "--params"),
+        **parse_assignments(params, "--param"),
+    }
+    overrides = parse_assignments(job_variables, "--job-variable")
+    store = open_store(store_url)
+    try:
+        run = create_run(store, key, parameters=parameters, job_variables=overrides)
+    finally:
+        store.close()
+    click.echo(f"Created flow run {run.name!r} ({run.id}) of {key} in {run.pool}/{run.queue}.")
+    if watch:
+        sys.exit(_watch(store_url, run.id))
+
+
+def _watch(store_url: str | None, run_id: str) -> int:
+    seen = 0
+    store = open_store(store_url, readonly=True)
+    try:
+        while True:
+            run = store.get_run(run_id)
+            for line in store.run_logs(run_id, after=seen):
+                click.echo(line.line, err=line.stream == "stderr")
+                seen = line.seq
+            if run is None or run.state.is_final:
+                break
+            time.sleep(WATCH_POLL_SECONDS)
+    finally:
+        store.close()
+    assert run is not None
+    click.echo(
+        f"Flow run {run.name!r} ended {run.state.value}: {run.state_message or ''}".rstrip(": ")
+    )
+    return 0 if run.state is RunState.COMPLETED else 1
+
+
+@click.group("flow-run")
+def flow_run() -> None:
+    """Flow runs: list, inspect, read logs, cancel."""
+
+
+@flow_run.command("ls")
+@click.option("--deployment", help="Only runs of FLOW/DEPLOYMENT.")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice([s.value for s in RunState]),
+    help="Only runs in these states.",
+)
+@click.option("--limit", default=50, show_default=True)
+@store_option
+@output_option
+@user_errors
+def flow_run_ls(
+    deployment: str | None, states: tuple[str, ...], limit: int, store_url: str | None, output: str
+) -> None:
+    store = open_for_reading(store_url)
+    try:
+        runs = store.list_runs(
+            deployment=deployment, states=[RunState(s) for s in states] or None, limit=limit
+        )
+    finally:
+        store.close()
+    if output == "json":
+        echo_json([run.to_json() for run in runs])
+        return
+    echo_table(
+        ["id", "name", "deployment", "state", "scheduled", "worker"],
+        [
+            [r.id, r.name, r.deployment, r.state.value, _when(r.scheduled_time), r.worker or "-"]
+            for r in runs
+        ],
+    )
+
+
+@flow_run.command("inspect")
+@click.argument("run_id")
+@store_option
+@user_errors
+def flow_run_inspect(run_id: str, store_url: str | None) -> None:
+    store = open_for_reading(store_url)
+    try:
+        echo_json(_one(store, run_id).to_json())
+    finally:
+        store.close()
+
+
+@flow_run.command("logs")
+@click.argument("run_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
+@store_option
+@user_errors
+def flow_run_logs(run_id: str, follow: bool, store_url: str | None) -> None:
+    store = open_for_reading(store_url)
+    try:
+        run = _one(store, run_id)
+    finally:
+        store.close()
+    if follow:
+        sys.exit(_watch(store_url, run.id))
+    store = open_for_reading(store_url)
+    try:
+        for line in store.run_logs(run.id):
+            click.echo(line.line, err=line.stream == "stderr")
+    finally:
+        store.close()
+
+
+@flow_run.command("cancel")
+@click.argument("run_id")
+@store_option
+@user_errors
+def flow_run_cancel(run_id: str, store_url: str | None) -> None:
+    store = open_store(store_url)
+    try:
+        run = _one(store, run_id)
+        if run.state.is_final:
+            raise UserError(f"flow run {run.id} already ended {run.state.value}")
+        after = store.cancel_run(run.id)
+    finally:
+        store.close()
+    assert after is not None
+    if after.state is RunState.CANCELLING:
+        click.echo(f"Flow run {after.id} is CANCELLING: its worker stops it.")
+    else:
+        click.echo(f"Flow run {after.id} is {after.state.value}.")
+
+
+def _one(store: Store, run_id: str) -> FlowRun:
+    run = store.get_run(run_id)
+    if run is not None:
+        return run
+    found = store.find_runs(run_id) if len(run_id) >= 4 else []
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise UserError(f"{run_id!r} matches several flow runs", "give more of the id")
+    raise UserError(f"no flow run {run_id!r}", "`reconcile flow-run ls` lists them")
+
+
+def _when(timestamp: float) -> str:
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    return moment.isoformat(timespec="seconds")
+
+
+@click.group("worker")
+def worker() -> None:
+    """Run flow runs of a work pool."""
+
+
+@worker.command("start")
+@click.option("--pool", "-p", required=True, help="The work pool to take runs from.")
+@click.option("--work-queue", "-q", "queues", multiple=True, help="Only these queues.")
+@click.option("--name", "-n", help="Worker name (default: host name and a random suffix).")
+@click.option("--limit", "-l", type=click.IntRange(min=1), help="Runs at once (default: no limit).")
+@click.option("--run-once", is_flag=True, help="Claim once, wait for those runs, exit.")
+@click.option("--prefetch-seconds", type=float, default=10.0, show_default=True)
+@click.option("--poll-interval", type=click.FloatRange(min=0.01), default=0.2, show_default=True)
+@click.option(
+    "--heartbeat-seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True
+)
+@click.option(
+    "--cancel-grace-seconds", type=click.FloatRange(min=0), default=10.0, show_default=True
+)
+@click.option(
+    "--work-dir", type=click.Path(file_okay=False), help="Where runs get their directories."
+)
+@click.option("--with-healthcheck", is_flag=True, help="Serve GET /health.")
+@click.option("--healthcheck-listen", default="127.0.0.1:8080", show_default=True)
+@store_option
+@user_errors
+def worker_start(**options: object) -> None:
+    """Claim and execute runs of a pool, as processes (process pools) or containers (docker)."""
+    import logging
+
+    from reconciler.daemon.config import parse_listen
+    from reconciler.daemon.logs import configure
+    from reconciler.worker.loop import Worker, WorkerOptions
+
+    configure("text")
+    logging.getLogger("reconciler").setLevel(logging.INFO)
+    settings = WorkerOptions(
+        pool=str(options["pool"]),
+        store_url=options["store_url"],  # type: ignore[arg-type]
+        queues=tuple(options["queues"]),  # type: ignore[arg-type]
+        **({"name": str(options["name"])} if options["name"] else {}),
+        limit=options["limit"],  # type: ignore[arg-type]
+        run_once=bool(options["run_once"]),
+        prefetch_seconds=float(options["prefetch_seconds"]),  # type: ignore[arg-type]
+        poll_interval=float(options["poll_interval"]),  # type: ignore[arg-type]
+        heartbeat_interval=float(options["heartbeat_seconds"]),  # type: ignore[arg-type]
+        cancel_grace_seconds=float(options["cancel_grace_seconds"]),  # type: ignore[arg-type]
+        work_dir=Path(str(options["work_dir"])) if options["work_dir"] else None,
+        with_healthcheck=bool(options["with_healthcheck"]),
+        healthcheck_address=parse_listen(
+            str(options["healthcheck_listen"]), "--healthcheck-listen"
+        ),
+    )
+    sys.exit(Worker(settings, dict(os.environ)).run())

@@ -1,0 +1,291 @@
+"""Execute one claimed run, from PENDING to a final state (worker: one run).
+
+1. Read the deployment (gone: CANCELLED, as Prefect does), its pool and its repository's last
+   applied commit.
+2. Fetch the flow code: the pull steps, in a fresh directory of the run
+   (reconciler/worker/flow_code.py). A failure there: CRASHED, with the step's message.
+3. Render the job configuration (pool template < deployment job variables < run overrides)
+   and start the infrastructure (process or container). It cannot start: CRASHED.
+4. RUNNING, with the pid or container id; output is stored as it comes, secrets masked.
+5. Exit 0: COMPLETED. Otherwise FAILED, with the exit code, what it usually means, and the
+   last lines of output. Cancelled meanwhile: CANCELLED.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Protocol
+
+from reconciler.masking import Masker
+from reconciler.model import Kind
+from reconciler.runs import FlowRun, RunState
+from reconciler.steps.runner import StepFailed, TemplateValues
+from reconciler.store import Store, open_store
+from reconciler.worker.flow_code import fetch_flow_code
+from reconciler.worker.flow_runner import PARAMETERS_VARIABLE
+from reconciler.worker.process_backend import StartError, start_process
+
+log = logging.getLogger("reconciler.worker")
+
+LOG_FLUSH_SECONDS = 0.25
+TAIL_LINES = 20
+_EXIT_MEANINGS = {
+    1: "the flow raised an exception",
+    2: "the flow could not be loaded",
+    -9: "killed (SIGKILL), perhaps out of memory",
+    137: "killed (SIGKILL), perhaps out of memory",
+    -15: "terminated (SIGTERM)",
+    143: "terminated (SIGTERM)",
+    125: "the container could not be created",
+    126: "the command could not be run",
+    127: "the command was not found",
+}
+
+
+class Infrastructure(Protocol):
+    @property
+    def infrastructure_id(self) -> str: ...
+
+    def wait(self) -> int: ...
+
+    def stop(self, grace_seconds: float) -> None: ...
+
+
+class RunLog:
+    """Output lines of one run, masked, stored in batches, and the last few kept for errors."""
+
+    def __init__(self, store: Store, lock: threading.Lock, run_id: str, masker: Masker) -> None:
+        self.store = store
+        self.lock = lock
+        self.run_id = run_id
+        self.masker = masker
+        self.pending: list[tuple[str, str]] = []
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.guard = threading.Lock()
+        self.last_flush = time.monotonic()
+
+    def add(self, stream: str, line: str) -> None:
+        shown = self.masker(line)
+        with self.guard:
+            self.pending.append((stream, shown))
+            self.tail.append(shown)
+            due = time.monotonic() - self.last_flush >= LOG_FLUSH_SECONDS
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.guard:
+            batch, self.pending = self.pending, []
+            self.last_flush = time.monotonic()
+        if batch:
+            with self.lock:
+                self.store.append_run_logs(self.run_id, batch)
+
+
+class RunExecution:
+    def __init__(
+        self,
+        run: FlowRun,
+        *,
+        store_url: str | None,
+        environ: dict[str, str],
+        worker_name: str,
+        pool_type: str,
+        work_dir: Path | None,
+        cancel_grace_seconds: float,
+    ) -> None:
+        self.run = run
+        self.store_url = store_url
+        self.environ = environ
+        self.worker_name = worker_name
+        self.pool_type = pool_type
+        self.work_dir = work_dir
+        self.grace = cancel_grace_seconds
+        self.finished = threading.Event()
+        self.infrastructure: Infrastructure | None = None
+        self.cancel_requested = False
+        self.abandoned: str | None = None
+        self.lock = threading.Lock()
+
+    # -- requests from the worker loop ---------------------------------------------------------
+
+    def cancel(self) -> None:
+        if self.cancel_requested:
+            return
+        self.cancel_requested = True
+        if self.infrastructure is not None:
+            threading.Thread(target=self.infrastructure.stop, args=(self.grace,)).start()
+
+    def abandon(self, reason: str, grace: float) -> None:
+        self.abandoned = reason
+        if self.infrastructure is not None:
+            self.infrastructure.stop(grace)
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def execute(self) -> None:
+        store = open_store(self.store_url)
+        try:
+            self._execute(store)
+        except Exception as exc:  # a bug or an unexpected failure: the run must not hang
+            log.exception("flow run %s: unexpected failure", self.run.id)
+            with self.lock:
+                store.set_run_state(
+                    self.run.id, RunState.CRASHED, f"worker error: {type(exc).__name__}: {exc}"
+                )
+        finally:
+            store.close()
+            self.finished.set()
+
+    def _execute(self, store: Store) -> None:
+        run = self.run
+        deployment = store.get(Kind.DEPLOYMENT, run.deployment)
+        if deployment is None:
+            self._end(store, RunState.CANCELLED, f"deployment {run.deployment} no longer exists")
+            return
+        spec = deployment.spec
+        observed = store.observe()
+        masker = Masker(observed.secret_values)
+        run_log = RunLog(store, self.lock, run.id, masker)
+        commit = None
+        if deployment.owner is not None:
+            commit = next(
+                (r.last_commit for r in store.repositories() if r.repo == deployment.owner.repo),
+                None,
+            )
+        scratch = Path(tempfile.mkdtemp(prefix=f"reconciler-run-{run.id[:8]}-", dir=self.work_dir))
+        try:
+            try:
+                flow_dir = self._fetch_code(spec, commit, scratch, observed, masker, run_log)
+            except StepFailed as exc:
+                run_log.flush()
+                self._end(store, RunState.CRASHED, f"pull steps failed: {exc.message}")
+                return
+            if self._interrupted():
+                self._finish_interrupted(store)
+                return
+            pool = store.get(Kind.WORK_POOL, run.pool)
+            template = (pool.spec.get("base_job_template") if pool else None) or {}
+            try:
+                self.infrastructure = self._start(spec, template, flow_dir, run_log, observed)
+            except StartError as exc:
+                run_log.flush()
+                self._end(store, RunState.CRASHED, f"the infrastructure could not start: {exc}")
+                return
+            with self.lock:
+                moved = store.set_run_state(
+                    run.id,
+                    RunState.RUNNING,
+                    f"started by {self.worker_name}",
+                    expected=[RunState.PENDING],
+                    infrastructure_id=self.infrastructure.infrastructure_id,
+                )
+            if moved is None:  # cancelled (or crashed by someone) before it started
+                self.infrastructure.stop(self.grace)
+                self.infrastructure.wait()
+                return
+            if self._interrupted():
+                self.infrastructure.stop(self.grace)
+            code = self.infrastructure.wait()
+            run_log.flush()
+            if self._interrupted():
+                self._finish_interrupted(store, code)
+            elif code == 0:
+                self._end(store, RunState.COMPLETED, "exit code 0", exit_code=0)
+            else:
+                meaning = _EXIT_MEANINGS.get(code)
+                last = "\n".join(run_log.tail)
+                message = f"exit code {code}" + (f" ({meaning})" if meaning else "")
+                if last:
+                    message += f"; last lines of output:\n{last}"
+                self._end(store, RunState.FAILED, message, exit_code=code)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _fetch_code(
+        self,
+        spec: dict[str, Any],
+        commit: str | None,
+        scratch: Path,
+        observed: Any,
+        masker: Masker,
+        run_log: RunLog,
+    ) -> Path:
+        pull_steps = spec.get("pull_steps") or []
+        if not pull_steps:
+            return Path.cwd()
+        values = TemplateValues(
+            variables=observed.variables,
+            blocks=lambda slug, name: observed.blocks.get((slug, name)),
+        )
+        return fetch_flow_code(
+            pull_steps,
+            deployment=self.run.deployment,
+            repository_commit=commit,
+            workdir=scratch,
+            env=self.environ,
+            values=values,
+            masker=masker,
+            write=lambda line: run_log.add("pull", line),
+        )
+
+    def _start(
+        self,
+        spec: dict[str, Any],
+        template: dict[str, Any],
+        flow_dir: Path,
+        run_log: RunLog,
+        observed: Any,
+    ) -> Infrastructure:
+        if self.pool_type != "process":
+            raise StartError(f"pools of type {self.pool_type!r} are not supported by this worker")
+        entrypoint = str(spec["entrypoint"])
+        env = {
+            **self.environ,
+            PARAMETERS_VARIABLE: json.dumps(self.run.parameters),
+            "PREFECT__FLOW_RUN_ID": self.run.id,
+            "PREFECT__FLOW_RUN_NAME": self.run.name,
+            "PREFECT__DEPLOYMENT_NAME": self.run.deployment,
+            "PREFECT__WORKER_NAME": self.worker_name,
+        }
+        command = [sys.executable, "-m", "reconciler.worker.flow_runner", entrypoint]
+        return start_process(command, cwd=flow_dir, env=env, on_line=run_log.add)
+
+    # -- endings -------------------------------------------------------------------------------
+
+    def _interrupted(self) -> bool:
+        """Set from the worker loop's thread at any time: read afresh each time."""
+        return self.cancel_requested or self.abandoned is not None
+
+    def _finish_interrupted(self, store: Store, code: int | None = None) -> None:
+        if self.abandoned:
+            self._end(store, RunState.CRASHED, self.abandoned, exit_code=code)
+        else:
+            with self.lock:
+                store.set_run_state(
+                    self.run.id,
+                    RunState.CANCELLED,
+                    "cancelled by request",
+                    expected=[RunState.CANCELLING, RunState.PENDING, RunState.RUNNING],
+                    exit_code=code,
+                )
+
+    def _end(
+        self, store: Store, state: RunState, message: str, exit_code: int | None = None
+    ) -> None:
+        with self.lock:
+            store.set_run_state(self.run.id, state, message, exit_code=exit_code)
+        log.info("flow run %s %s: %s", self.run.id, state.value, message.splitlines()[0])
+
+
+def default_work_dir() -> Path:
+    return Path(os.environ.get("TMPDIR") or tempfile.gettempdir())

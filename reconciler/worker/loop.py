@@ -1,0 +1,219 @@
+"""`reconcile worker start`: claim runs of one pool and execute them (worker: the loop).
+
+Every `poll_interval` (0.2 s by default, where Prefect polls every 10 s) the worker asks the
+store, with a cheap read, whether a run is due; only then does it claim, atomically, as many
+as its free slots allow. Each claimed run executes on a thread of its own
+(reconciler/worker/execute.py). Every `heartbeat_interval` the worker beats, and crashes the
+runs of workers that stopped beating (3 missed beats). It also watches its own runs for
+cancellation requests.
+
+At start, a worker that restarts under the same name crashes what its predecessor left
+behind. SIGTERM or SIGINT: no new claims; the runs in progress are stopped and CRASHED with
+that reason, and the worker exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from reconciler.errors import UserError
+from reconciler.model import Kind
+from reconciler.runs import FlowRun, RunState
+from reconciler.store import Store, open_store
+from reconciler.worker.execute import RunExecution
+
+log = logging.getLogger("reconciler.worker")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    pool: str
+    store_url: str | None = None
+    queues: tuple[str, ...] = ()
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+    limit: int | None = None
+    run_once: bool = False
+    prefetch_seconds: float = 10.0
+    poll_interval: float = 0.2
+    heartbeat_interval: float = 10.0
+    cancel_grace_seconds: float = 10.0
+    work_dir: Path | None = None
+    with_healthcheck: bool = False
+    healthcheck_address: tuple[str, int] = ("127.0.0.1", 8080)
+
+
+class Worker:
+    def __init__(self, options: WorkerOptions, environ: dict[str, str]) -> None:
+        if "/" in options.name or "%" in options.name:
+            raise UserError(
+                f"worker name {options.name!r} contains / or %", "choose another --name"
+            )
+        self.options = options
+        self.environ = environ
+        self.stopping = threading.Event()
+        self.store_lock = threading.Lock()
+        self.store: Store = open_store(options.store_url)
+        pool = self.store.get(Kind.WORK_POOL, options.pool)
+        if pool is None:
+            known = ", ".join(r.key for r in self.store.list_resources(Kind.WORK_POOL)) or "none"
+            self.store.close()
+            raise UserError(
+                f"work pool {options.pool!r} does not exist (pools: {known})",
+                "reconcile the repository that declares it, or create it with "
+                "`reconcile work-pool create`",
+            )
+        self.pool_type = str(pool.spec.get("type", "process"))
+        self.running: dict[str, RunExecution] = {}
+        self.threads: list[threading.Thread] = []
+        self.last_poll = time.monotonic()
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def run(self, on_ready: Callable[[], None] | None = None) -> int:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        options = self.options
+        with self.store_lock:
+            leftovers = self.store.crash_orphaned_runs(worker=options.name)
+            self.store.heartbeat(options.pool, options.name, options.heartbeat_interval)
+        if leftovers:
+            log.warning("crashed %d run(s) left by a previous %s", len(leftovers), options.name)
+        if options.with_healthcheck:
+            self._serve_health()
+        log.info(
+            "worker %s started on pool %s (%s)%s",
+            options.name,
+            options.pool,
+            self.pool_type,
+            f", queues {', '.join(options.queues)}" if options.queues else "",
+        )
+        if on_ready:
+            on_ready()
+        next_beat = time.monotonic() + options.heartbeat_interval
+        try:
+            while not self.stopping.is_set():
+                self.last_poll = time.monotonic()
+                self._reap()
+                self._watch_cancellations()
+                claimed = self._claim()
+                if options.run_once:
+                    break
+                if time.monotonic() >= next_beat:
+                    self._beat()
+                    next_beat = time.monotonic() + options.heartbeat_interval
+                if not claimed:
+                    self.stopping.wait(options.poll_interval)
+            if options.run_once:
+                for thread in list(self.threads):
+                    thread.join()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        self.stopping.set()
+
+    def _shutdown(self) -> None:
+        for execution in list(self.running.values()):
+            execution.abandon(
+                "the worker was stopped while the run was in progress",
+                self.options.cancel_grace_seconds,
+            )
+        for thread in list(self.threads):
+            thread.join(timeout=self.options.cancel_grace_seconds + 5)
+        with self.store_lock:
+            self.store.remove_worker(self.options.pool, self.options.name)
+            self.store.close()
+        log.info("worker %s stopped", self.options.name)
+
+    # -- one turn ------------------------------------------------------------------------------
+
+    def _free_slots(self) -> int:
+        if self.options.limit is None:
+            return 1_000_000
+        return max(0, self.options.limit - len(self.running))
+
+    def _claim(self) -> int:
+        free = self._free_slots()
+        if free <= 0:
+            return 0
+        before = time.time() + self.options.prefetch_seconds
+        with self.store_lock:
+            if not self.store.has_claimable_runs(self.options.pool, before):
+                return 0
+            runs = self.store.claim_runs(
+                self.options.pool,
+                self.options.name,
+                limit=free,
+                scheduled_before=before,
+                queues=self.options.queues or None,
+            )
+        for run in runs:
+            self._start(run)
+        return len(runs)
+
+    def _start(self, run: FlowRun) -> None:
+        log.info("worker %s submitting flow run %s (%s)", self.options.name, run.id, run.name)
+        execution = RunExecution(
+            run,
+            store_url=self.options.store_url,
+            environ=self.environ,
+            worker_name=self.options.name,
+            pool_type=self.pool_type,
+            work_dir=self.options.work_dir,
+            cancel_grace_seconds=self.options.cancel_grace_seconds,
+        )
+        self.running[run.id] = execution
+        thread = threading.Thread(target=execution.execute, name=f"run-{run.id[:8]}", daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _reap(self) -> None:
+        for run_id, execution in list(self.running.items()):
+            if execution.finished.is_set():
+                del self.running[run_id]
+        self.threads = [t for t in self.threads if t.is_alive()]
+
+    def _watch_cancellations(self) -> None:
+        if not self.running:
+            return
+        with self.store_lock:
+            states = {run.id: run.state for run in self.store.iter_active_runs(self.options.name)}
+        for run_id, execution in list(self.running.items()):
+            if states.get(run_id) is RunState.CANCELLING:
+                execution.cancel()
+
+    def _beat(self) -> None:
+        with self.store_lock:
+            self.store.heartbeat(
+                self.options.pool, self.options.name, self.options.heartbeat_interval
+            )
+            crashed = self.store.crash_orphaned_runs()
+        for run_id in crashed:
+            log.warning("flow run %s crashed: its worker stopped heartbeating", run_id)
+
+    # -- health --------------------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        """Still polling: the loop turned within 30 poll intervals (at least 10 s)."""
+        return time.monotonic() - self.last_poll <= max(10.0, 30 * self.options.poll_interval)
+
+    def _serve_health(self) -> None:
+        from reconciler.worker.health import serve_health
+
+        serve_health(self.options.healthcheck_address, self.healthy, self.stopping)
+
+
+def worker_environ() -> dict[str, str]:
+    return dict(os.environ)
