@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +33,7 @@ from reconciler.steps.runner import StepFailed, TemplateValues
 from reconciler.store import Store, open_store
 from reconciler.worker.flow_code import fetch_flow_code
 from reconciler.worker.flow_runner import PARAMETERS_VARIABLE
+from reconciler.worker.job_config import JobConfigError, RunContext, docker_job, process_job
 from reconciler.worker.process_backend import StartError, start_process
 
 log = logging.getLogger("reconciler.worker")
@@ -72,9 +74,16 @@ class RunLog:
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.guard = threading.Lock()
         self.last_flush = time.monotonic()
+        self.echo = False
+        """Also print each line on the worker's output (the job's stream_output)."""
+
+    def hide(self, secrets: Iterable[str]) -> None:
+        self.masker = self.masker.with_secrets(list(secrets))
 
     def add(self, stream: str, line: str) -> None:
         shown = self.masker(line)
+        if self.echo:
+            print(f"[{self.run_id[:8]}] {shown}", flush=True)
         with self.guard:
             self.pending.append((stream, shown))
             self.tail.append(shown)
@@ -223,6 +232,8 @@ class RunExecution:
         pull_steps = spec.get("pull_steps") or []
         if not pull_steps:
             return Path.cwd()
+        if self.pool_type == "docker" and container_directory(pull_steps) is not None:
+            return Path.cwd()  # the code is in the image: the directory is set in the container
         values = TemplateValues(
             variables=observed.variables,
             blocks=lambda slug, name: observed.blocks.get((slug, name)),
@@ -246,19 +257,64 @@ class RunExecution:
         run_log: RunLog,
         observed: Any,
     ) -> Infrastructure:
-        if self.pool_type != "process":
-            raise StartError(f"pools of type {self.pool_type!r} are not supported by this worker")
+        run = self.run
+        context = RunContext(
+            flow_run_id=run.id,
+            flow_run_name=run.name,
+            flow_name=run.flow_name,
+            deployment_name=run.deployment,
+            work_pool_name=run.pool,
+            worker_name=self.worker_name,
+            flow_run_fields={"parameters": run.parameters, "name": run.name, "id": run.id},
+        )
         entrypoint = str(spec["entrypoint"])
-        env = {
-            **self.environ,
-            PARAMETERS_VARIABLE: json.dumps(self.run.parameters),
-            "PREFECT__FLOW_RUN_ID": self.run.id,
-            "PREFECT__FLOW_RUN_NAME": self.run.name,
-            "PREFECT__DEPLOYMENT_NAME": self.run.deployment,
-            "PREFECT__WORKER_NAME": self.worker_name,
+        lookups: dict[str, Any] = {
+            "blocks": lambda slug, name: observed.blocks.get((slug, name)),
+            "variables": lambda name: observed.variables[name],
         }
-        command = [sys.executable, "-m", "reconciler.worker.flow_runner", entrypoint]
-        return start_process(command, cwd=flow_dir, env=env, on_line=run_log.add)
+        try:
+            if self.pool_type == "docker":
+                from reconciler.worker.docker_backend import start_container
+
+                docker = docker_job(
+                    template,
+                    spec.get("job_variables") or {},
+                    run.job_variables,
+                    context,
+                    environ=self.environ,
+                    **lookups,
+                )
+                run_log.hide(docker.secrets)
+                run_log.echo = docker.stream_output
+                pull_steps = spec.get("pull_steps") or []
+                inside = container_directory(pull_steps)
+                handle: Infrastructure = start_container(
+                    docker,
+                    entrypoint=entrypoint,
+                    parameters=run.parameters,
+                    code_dir=flow_dir if pull_steps and inside is None else None,
+                    working_dir=inside,
+                    on_line=run_log.add,
+                )
+                return handle
+            if self.pool_type != "process":
+                raise StartError(f"pools of type {self.pool_type!r} have no worker here")
+            job = process_job(
+                template,
+                spec.get("job_variables") or {},
+                run.job_variables,
+                context,
+                default_command=[sys.executable, "-m", "reconciler.worker.flow_runner", entrypoint],
+                environ=self.environ,
+                **lookups,
+            )
+        except JobConfigError as exc:
+            raise StartError(exc.message) from exc
+        run_log.hide(job.secrets)
+        run_log.echo = job.stream_output
+        cwd = flow_dir if spec.get("pull_steps") or not job.working_dir else Path(job.working_dir)
+        env = {**job.env, PARAMETERS_VARIABLE: json.dumps(run.parameters)}
+        return start_process(job.command, cwd=cwd, env=env, on_line=run_log.add)
 
     # -- endings -------------------------------------------------------------------------------
 
@@ -285,6 +341,18 @@ class RunExecution:
         with self.lock:
             store.set_run_state(self.run.id, state, message, exit_code=exit_code)
         log.info("flow run %s %s: %s", self.run.id, state.value, message.splitlines()[0])
+
+
+def container_directory(pull_steps: list[dict[str, Any]]) -> str | None:
+    """The directory in the image when every pull step only sets the working directory (the
+    code was built into the image): those steps are applied inside the container."""
+    directory = None
+    for step in pull_steps:
+        body = step.get("prefect.deployments.steps.set_working_directory")
+        if len(step) != 1 or not isinstance(body, dict):
+            return None
+        directory = str(body.get("directory"))
+    return directory
 
 
 def default_work_dir() -> Path:
