@@ -77,6 +77,13 @@ class RunLog:
         self.echo = False
         """Also print each line on the worker's output (the job's stream_output)."""
 
+    def keep_flushing(self, done: threading.Event) -> None:
+        """Store what came in every LOG_FLUSH_SECONDS, while output trickles (run as a thread
+        until `done`)."""
+        while not done.wait(LOG_FLUSH_SECONDS):
+            self.flush()
+        self.flush()
+
     def hide(self, secrets: Iterable[str]) -> None:
         self.masker = self.masker.with_secrets(list(secrets))
 
@@ -172,6 +179,9 @@ class RunExecution:
                 None,
             )
         scratch = Path(tempfile.mkdtemp(prefix=f"reconciler-run-{run.id[:8]}-", dir=self.work_dir))
+        done = threading.Event()
+        flusher = threading.Thread(target=run_log.keep_flushing, args=(done,), daemon=True)
+        flusher.start()
         try:
             try:
                 flow_dir = self._fetch_code(spec, commit, scratch, observed, masker, run_log)
@@ -218,6 +228,8 @@ class RunExecution:
                     message += f"; last lines of output:\n{last}"
                 self._end(store, RunState.FAILED, message, exit_code=code)
         finally:
+            done.set()
+            flusher.join(timeout=10)
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _fetch_code(

@@ -1,0 +1,251 @@
+"""`reconcile worker start` on a process pool, against a real store and real subprocesses: how
+each kind of run ends, what it records, and that the worker keeps going."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import time
+import urllib.request
+from collections import Counter
+
+import pytest
+
+from reconciler.runs import RunState
+from reconciler.store import open_store
+from tests.conftest import store_dump
+from tests.infra.git_servers import free_port
+from tests.worker.conftest import Project, stop
+
+pytestmark = pytest.mark.e2e
+
+FINAL = {RunState.COMPLETED, RunState.FAILED, RunState.CRASHED, RunState.CANCELLED}
+
+
+def test_a_run_completes_with_its_parameters_logs_and_history(project: Project) -> None:
+    run_id = project.run("hello/hello", "--param", "name=reconciler", "--param", "times=2")
+    project.run_once()
+    run = project.get(run_id)
+    assert run.state is RunState.COMPLETED and run.exit_code == 0
+    assert run.parameters == {"name": "reconciler", "times": 2}
+    assert [c.state for c in run.history] == [
+        RunState.SCHEDULED,
+        RunState.PENDING,
+        RunState.RUNNING,
+        RunState.COMPLETED,
+    ]
+    assert run.infrastructure_id and run.infrastructure_id.startswith("pid ")
+    logs = project.logs(run_id)
+    assert logs.count("hello reconciler") == 2 and "to stderr" in logs
+    shown = project.cli("flow-run", "logs", run_id[:8], "--store", project.store_url)
+    assert "hello reconciler" in shown.stdout and "to stderr" in shown.stderr
+
+
+def test_a_flow_that_raises_fails_with_its_traceback(project: Project) -> None:
+    run_id = project.run("boom/boom", "--param", "message=out of cheese")
+    project.run_once()
+    run = project.get(run_id)
+    assert run.state is RunState.FAILED and run.exit_code == 1
+    assert "exit code 1 (the flow raised an exception)" in (run.state_message or "")
+    assert "RuntimeError: out of cheese" in (run.state_message or "")
+    assert "about to fail" in project.logs(run_id)
+
+
+def test_a_flow_that_cannot_be_imported_fails_saying_why(project: Project) -> None:
+    run_id = project.run("flow/broken")
+    project.run_once()
+    run = project.get(run_id)
+    assert run.state is RunState.FAILED and run.exit_code == 2
+    assert "cannot load the flow" in (run.state_message or "")
+    assert "not_a_module_anywhere" in (run.state_message or "")
+
+
+def test_a_flow_killed_by_a_signal_fails_and_the_worker_goes_on(project: Project) -> None:
+    killed = project.run("killed/killed")
+    worker = project.worker("--poll-interval", "0.05")
+    try:
+        run = project.wait_state(killed, FINAL)
+        assert run.state is RunState.FAILED and run.exit_code == -signal.SIGKILL
+        assert "killed (SIGKILL)" in (run.state_message or "")
+        after = project.run("hello/hello")
+        assert project.wait_state(after, FINAL).state is RunState.COMPLETED
+    finally:
+        assert stop(worker) == 0
+
+
+def test_job_variables_reach_the_process_and_a_run_can_override_them(project: Project) -> None:
+    from_deployment = project.run("show-env/env")
+    overridden = project.run("show-env/env", "--job-variable", 'env={"GREETING": "from-the-run"}')
+    project.run_once()
+    assert "GREETING=from-the-deployment" in project.logs(from_deployment)
+    assert "GREETING=from-the-run" in project.logs(overridden)
+
+
+def test_bad_parameters_and_job_variables_are_refused_and_create_nothing(
+    project: Project,
+) -> None:
+    before = store_dump(project.store_url)
+    cases = [
+        (("--param", "nmae=x"), 'did you mean "name"'),
+        (("--param", "times=many"), "parameter times: 'many' is not of type 'integer'"),
+        (("--params", "[1]"), "--params must be a JSON object"),
+        (("--params", "{nope"), "--params is not valid JSON"),
+        (("--job-variable", "stream_output=sometimes"), "job variable stream_output"),
+        (("--param", "noequals"), "is not NAME=VALUE"),
+    ]
+    for args, message in cases:
+        done = project.cli("deployment", "run", "hello/hello", "--store", project.store_url, *args)
+        assert done.code == 1, done.output
+        assert message in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+    missing = project.cli("deployment", "run", "hello/helo", "--store", project.store_url)
+    assert missing.code == 1 and 'did you mean "hello/hello"' in missing.stderr
+    assert store_dump(project.store_url) == before
+
+
+def test_cancel_stops_a_running_flow(project: Project) -> None:
+    run_id = project.run("sleepy/sleepy")
+    worker = project.worker("--poll-interval", "0.05", "--cancel-grace-seconds", "2")
+    try:
+        running = project.wait_state(run_id, {RunState.RUNNING})
+        pid = int((running.infrastructure_id or "pid 0").split()[1])
+        deadline = time.monotonic() + 10
+        while "sleeping" not in project.logs(run_id):
+            assert time.monotonic() < deadline, "the flow never started"
+            time.sleep(0.05)
+        done = project.cli("flow-run", "cancel", run_id, "--store", project.store_url)
+        assert done.code == 0 and "CANCELLING" in done.stdout
+        run = project.wait_state(run_id, FINAL, timeout=10)
+        assert run.state is RunState.CANCELLED
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    finally:
+        assert stop(worker) == 0
+    again = project.cli("flow-run", "cancel", run_id, "--store", project.store_url)
+    assert again.code == 1 and "already ended CANCELLED" in again.stderr
+
+
+def test_a_scheduled_run_cancelled_before_a_worker_takes_it_never_runs(project: Project) -> None:
+    run_id = project.run("hello/hello")
+    assert project.cli("flow-run", "cancel", run_id, "--store", project.store_url).code == 0
+    project.run_once()
+    run = project.get(run_id)
+    assert run.state is RunState.CANCELLED and run.worker is None
+    assert project.logs(run_id) == []
+
+
+def test_priority_first_then_time_and_the_pool_limit_holds(project: Project) -> None:
+    later = project.run("hello/hello")
+    urgent = project.run("hello/urgent-hello")
+    project.run_once("--limit", "1")
+    assert project.get(urgent).state is RunState.COMPLETED
+    assert project.get(later).state is RunState.SCHEDULED
+
+    limited = [project.run("sleepy/limited-sleepy", "--param", "seconds=0.3") for _ in range(3)]
+    workers = [project.worker("--poll-interval", "0.02", pool="limited") for _ in range(2)]
+    try:
+        runs = [project.wait_state(run_id, FINAL) for run_id in limited]
+    finally:
+        for worker in workers:
+            stop(worker)
+    spans = sorted(
+        (
+            next(c.at for c in run.history if c.state is RunState.PENDING),
+            next(c.at for c in run.history if c.state.is_final),
+        )
+        for run in runs
+    )
+    for (_, first_end), (second_start, _) in itertools.pairwise(spans):
+        assert second_start >= first_end, "the pool's limit of 1 was exceeded"
+
+
+def test_a_worker_killed_during_a_run_is_noticed_and_its_run_crashes(project: Project) -> None:
+    run_id = project.run("sleepy/sleepy", "--param", "seconds=5")
+    doomed = project.worker("--name", "doomed", "--heartbeat-seconds", "0.3")
+    try:
+        project.wait_state(run_id, {RunState.RUNNING})
+        doomed.kill()
+        doomed.wait()
+        watcher = project.worker("--name", "watcher", "--heartbeat-seconds", "0.3")
+        run = project.wait_state(run_id, {RunState.CRASHED}, timeout=15)
+        assert run.state_message == "worker doomed stopped heartbeating"
+        stop(watcher)
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+
+
+def test_a_worker_restarted_under_its_name_crashes_what_it_left(project: Project) -> None:
+    run_id = project.run("sleepy/sleepy", "--param", "seconds=5")
+    first = project.worker("--name", "same")
+    project.wait_state(run_id, {RunState.RUNNING})
+    first.kill()
+    first.wait()
+    second = project.worker("--name", "same")
+    try:
+        run = project.wait_state(run_id, {RunState.CRASHED}, timeout=15)
+        assert run.state_message == "worker same restarted while the run was in progress"
+    finally:
+        stop(second)
+
+
+def test_the_healthcheck_answers_while_the_worker_polls(project: Project) -> None:
+    port = free_port()
+    worker = project.worker("--with-healthcheck", "--healthcheck-listen", f"127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    assert (r.status, json.loads(r.read())) == (200, {"message": "OK"})
+                    break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+    finally:
+        assert stop(worker) == 0
+
+
+def test_an_unknown_pool_is_refused_clearly(project: Project) -> None:
+    worker = project.worker("--run-once", pool="nope")
+    assert worker.wait(timeout=60) == 1
+    log = (sorted(project.tmp_path.glob("worker-*.log"))[-1]).read_text()
+    assert "work pool 'nope' does not exist (pools: limited, local)" in log
+
+
+def test_four_workers_and_500_runs_run_each_exactly_once(project: Project) -> None:
+    store = open_store(project.store_url)
+    try:
+        from reconciler.worker.create_run import create_run
+
+        ids = [create_run(store, "quick/quick", parameters={"n": i}).id for i in range(500)]
+    finally:
+        store.close()
+    workers = [project.worker("--poll-interval", "0.05", "--limit", "8") for _ in range(4)]
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            store = open_store(project.store_url, readonly=True)
+            try:
+                states = Counter(r.state for r in store.list_runs(limit=1000))
+            finally:
+                store.close()
+            if sum(states[s] for s in FINAL) == 500:
+                break
+            time.sleep(0.5)
+    finally:
+        for worker in workers:
+            assert stop(worker) == 0
+    store = open_store(project.store_url, readonly=True)
+    try:
+        runs = [store.get_run(run_id) for run_id in ids]
+    finally:
+        store.close()
+    assert all(run is not None and run.state is RunState.COMPLETED for run in runs)
+    for run in runs:
+        assert run is not None
+        starts = [c for c in run.history if c.state is RunState.RUNNING]
+        assert len(starts) == 1, f"run {run.id} started {len(starts)} times"
+    assert len({run.worker for run in runs if run is not None}) >= 2
