@@ -8,6 +8,8 @@ Triggers of a repository's attempts (reconciler/daemon/controller.py):
 - every `drift_interval`: a drift check of every repository;
 - retries after failures, with backoff.
 
+Every 10 s it also crashes the flow runs of workers that stopped heartbeating.
+
 SIGTERM or SIGINT: no new attempt starts; the one running finishes (an apply is one
 transaction: it commits or rolls back) and the process exits 0 within 10 s. A restart reads
 the status back from the store and picks up where it was: a commit applied is not applied
@@ -36,6 +38,7 @@ from reconciler.store import open_store
 
 SHUTDOWN_GRACE_SECONDS = 8.0
 WATCH_DEBOUNCE_MS = 50
+ORPHAN_CHECK_SECONDS = 10.0
 log = logging.getLogger("reconciler.daemon")
 
 
@@ -127,6 +130,14 @@ class Daemon:
             replace_existing=True,
         )
 
+    def crash_orphaned_runs(self) -> None:
+        """Runs of workers that stopped heartbeating are CRASHED by any live worker or
+        daemon, so their concurrency slots are freed even when no worker of the pool runs."""
+        with self.store_lock:
+            crashed = self.status_store.crash_orphaned_runs()
+        for run_id in crashed:
+            log.warning("flow run %s crashed: its worker stopped heartbeating", run_id)
+
     # -- HTTP callbacks --------------------------------------------------------------------------
 
     def statuses(self) -> list[dict[str, Any]]:
@@ -174,6 +185,11 @@ class Daemon:
                 args=[config.name, "drift"],
                 id=f"drift:{config.name}",
             )
+        self.scheduler.add_job(
+            self.crash_orphaned_runs,
+            IntervalTrigger(seconds=ORPHAN_CHECK_SECONDS),
+            id="orphaned-runs",
+        )
         self.scheduler.start()
         threading.Thread(target=self.server.run, name="http", daemon=True).start()
         watched = self._watched_paths()

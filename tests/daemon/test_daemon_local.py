@@ -276,3 +276,28 @@ def test_an_invalid_daemon_config_exits_1_with_file_line_and_no_traceback(tmp_pa
     assert done.returncode == 1
     assert f"{config}:3:" in done.stderr and 'did you mean "path"' in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_daemon_crashes_runs_of_workers_that_stopped_heartbeating(
+    make_repo: Callable[..., GitRepo], start_daemon: StartDaemon
+) -> None:
+    from reconciler.runs import RunState
+    from reconciler.worker.create_run import create_run
+
+    repo = make_repo(project())
+    daemon = start_daemon(local(repo))
+    daemon.wait_for(applied(repo.git("rev-parse", "HEAD")))
+    store = open_store(daemon.store_url)
+    try:
+        run = create_run(store, "ingest/nightly")
+        store.heartbeat("etl", "gone", 0.1)
+        (claimed,) = store.claim_runs("etl", "gone", limit=1, scheduled_before=time.time())
+        assert claimed.id == run.id
+        deadline = time.monotonic() + 20
+        while (found := store.get_run(run.id)) is not None and found.state is RunState.PENDING:
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.2)
+        assert found is not None and found.state is RunState.CRASHED
+        assert found.state_message == "worker gone stopped heartbeating"
+    finally:
+        store.close()
