@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from reconciler import __version__
-from reconciler.cli import daemon, read, runs, values
+from reconciler.cli import daemon, pools, read, runs, values
 from reconciler.cli.output import echo_diagnostics, user_errors
 from reconciler.desired import DEFAULT_PREFECT_GLOB
 
@@ -132,8 +132,8 @@ def apply_command(repositories: tuple[str, ...], **options: Any) -> None:
 
 
 cli.add_command(read.deployment)
-cli.add_command(read.work_pool)
-cli.add_command(read.work_queue)
+cli.add_command(pools.work_pool)
+cli.add_command(pools.work_queue)
 cli.add_command(read.history)
 cli.add_command(values.variable)
 cli.add_command(values.secret)

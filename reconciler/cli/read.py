@@ -1,4 +1,4 @@
-"""Read commands: `deployment ls|inspect`, `work-pool ls|inspect`, `work-queue ls`, `history`.
+"""Read commands: `deployment ls|inspect` and `history` (pools and queues: cli/pools.py).
 Tables for people, `--output json` for scripts. They never create a store."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def _store(url: str | None) -> Store:
     return open_for_reading(url)
 
 
-def _resource_json(resource: Resource) -> dict[str, Any]:
+def resource_json(resource: Resource) -> dict[str, Any]:
     return {
         "kind": resource.kind.value,
         "key": resource.key,
@@ -33,11 +33,11 @@ def _resource_json(resource: Resource) -> dict[str, Any]:
     }
 
 
-def _owner_text(resource: Resource) -> str:
+def owner_text(resource: Resource) -> str:
     return str(resource.owner) if resource.owner else "(made by hand)"
 
 
-def _inspect(kind: Kind, key: str, store_url: str | None) -> None:
+def inspect_resource(kind: Kind, key: str, store_url: str | None) -> None:
     store = _store(store_url)
     try:
         found = store.get(kind, key)
@@ -49,7 +49,7 @@ def _inspect(kind: Kind, key: str, store_url: str | None) -> None:
                 f'{kind.label} "{key}" not found in {store.url}',
                 did_you_mean(key, keys) or f"`reconcile {kind.label} ls` lists them",
             )
-        echo_json(_resource_json(found))
+        echo_json(resource_json(found))
     finally:
         store.close()
 
@@ -70,7 +70,7 @@ def deployment_ls(store_url: str | None, output: str) -> None:
     finally:
         store.close()
     if output == "json":
-        echo_json([_resource_json(r) for r in rows])
+        echo_json([resource_json(r) for r in rows])
         return
     table = []
     for r in rows:
@@ -82,7 +82,7 @@ def deployment_ls(store_url: str | None, output: str) -> None:
                 f"{spec.get('work_pool_name')}/{spec.get('work_queue_name')}",
                 "yes" if spec.get("paused") else "no",
                 schedules,
-                _owner_text(r),
+                owner_text(r),
                 (r.source_commit or "")[:8],
             ]
         )
@@ -95,89 +95,7 @@ def deployment_ls(store_url: str | None, output: str) -> None:
 @user_errors
 def deployment_inspect(key: str, store_url: str | None) -> None:
     """Everything recorded about one deployment, as JSON."""
-    _inspect(Kind.DEPLOYMENT, key, store_url)
-
-
-@click.group("work-pool")
-def work_pool() -> None:
-    """Work pools in the store."""
-
-
-@work_pool.command("ls")
-@store_option
-@output_option
-@user_errors
-def work_pool_ls(store_url: str | None, output: str) -> None:
-    store = _store(store_url)
-    try:
-        rows = store.list_resources(Kind.WORK_POOL)
-        queues = store.list_resources(Kind.WORK_QUEUE)
-    finally:
-        store.close()
-    if output == "json":
-        echo_json([_resource_json(r) for r in rows])
-        return
-    count = {r.key: sum(1 for q in queues if q.spec["pool"] == r.key) for r in rows}
-    echo_table(
-        ["work pool", "type", "paused", "concurrency", "queues", "owner"],
-        [
-            [
-                r.key,
-                r.spec["type"],
-                "yes" if r.spec.get("paused") else "no",
-                r.spec.get("concurrency_limit") or "-",
-                count[r.key],
-                _owner_text(r),
-            ]
-            for r in rows
-        ],
-    )
-
-
-@work_pool.command("inspect")
-@click.argument("name")
-@store_option
-@user_errors
-def work_pool_inspect(name: str, store_url: str | None) -> None:
-    """Everything recorded about one work pool, as JSON."""
-    _inspect(Kind.WORK_POOL, name, store_url)
-
-
-@click.group("work-queue")
-def work_queue() -> None:
-    """Work queues in the store."""
-
-
-@work_queue.command("ls")
-@click.option("--pool", help="Only the queues of this pool.")
-@store_option
-@output_option
-@user_errors
-def work_queue_ls(pool: str | None, store_url: str | None, output: str) -> None:
-    store = _store(store_url)
-    try:
-        rows = [
-            r for r in store.list_resources(Kind.WORK_QUEUE) if not pool or r.spec["pool"] == pool
-        ]
-    finally:
-        store.close()
-    if output == "json":
-        echo_json([_resource_json(r) for r in rows])
-        return
-    echo_table(
-        ["pool", "queue", "priority", "paused", "concurrency", "owner"],
-        [
-            [
-                r.spec["pool"],
-                r.spec["name"],
-                r.spec["priority"],
-                "yes" if r.spec.get("paused") else "no",
-                r.spec.get("concurrency_limit") or "-",
-                _owner_text(r),
-            ]
-            for r in rows
-        ],
-    )
+    inspect_resource(Kind.DEPLOYMENT, key, store_url)
 
 
 @click.command("history")

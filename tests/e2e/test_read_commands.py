@@ -94,10 +94,11 @@ def test_work_pool_ls_and_inspect(run_cli: Run, applied: Applied) -> None:
         ["work-pool", "inspect", "etl", "--store", applied.store_url],
     )
     assert [line.split() for line in table.stdout.splitlines()] == [
-        ["WORK", "POOL", "TYPE", "PAUSED", "CONCURRENCY", "QUEUES", "OWNER"],
-        ["etl", "process", "no", "4", "2", f"{applied.repo}:work-pools.yaml"],
+        ["WORK", "POOL", "TYPE", "STATUS", "CONCURRENCY", "QUEUES", "OWNER"],
+        ["etl", "process", "NOT_READY", "4", "2", f"{applied.repo}:work-pools.yaml"],
     ]
-    assert [p["key"] for p in json.loads(as_json.stdout)] == ["etl"]
+    assert [(p["key"], p["status"]) for p in json.loads(as_json.stdout)] == [("etl", "NOT_READY")]
+    assert json.loads(inspected.stdout)["status"] == "NOT_READY"
     spec = json.loads(inspected.stdout)["spec"]
     assert spec["description"] == "Local processes for the data project."
     assert "job_configuration" in spec["base_job_template"]
@@ -117,7 +118,8 @@ def test_work_queue_ls(run_cli: Run, applied: Applied) -> None:
         ["etl", "default", "1", "no", "-", owner],
     ]
     assert [q["key"] for q in json.loads(as_json.stdout)] == ["etl/backfill", "etl/default"]
-    assert other_pool.stdout.splitlines()[1:] == []
+    assert other_pool.code == 1
+    assert 'work pool "gpu" not found' in other_pool.stderr
 
 
 def test_history_list_and_one_entry(run_cli: Run, applied: Applied) -> None:

@@ -249,3 +249,20 @@ def test_four_workers_and_500_runs_run_each_exactly_once(project: Project) -> No
         starts = [c for c in run.history if c.state is RunState.RUNNING]
         assert len(starts) == 1, f"run {run.id} started {len(starts)} times"
     assert len({run.worker for run in runs if run is not None}) >= 2
+
+
+def test_a_pool_is_ready_while_a_worker_heartbeats(project: Project) -> None:
+    def status() -> str:
+        shown = project.cli("work-pool", "inspect", "local", "--store", project.store_url)
+        return str(json.loads(shown.stdout)["status"])
+
+    assert status() == "NOT_READY"
+    worker = project.worker("--heartbeat-seconds", "0.5")
+    try:
+        deadline = time.monotonic() + 20
+        while status() != "READY":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        assert stop(worker) == 0
+    assert status() == "NOT_READY"  # a worker that stops says goodbye
