@@ -2,7 +2,9 @@
 
 One transaction for the whole plan, opened at the revision the plan was made from (so a plan
 made from a store that has since changed is refused, and the engine plans again). Deletes run
-first, deployments before queues before pools; then creates and updates, pools first.
+first, deployments before queues before pools; then creates and updates, pools first. A
+deployment deleted, paused or whose schedules changed loses, in the same transaction, the
+auto-scheduled runs that have not started (manual runs stay).
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from dataclasses import dataclass
 
 from reconciler.errors import PlanRefused
 from reconciler.masking import Masker
+from reconciler.model import Kind
 from reconciler.plan.model import Action, Plan
+from reconciler.scheduling.scheduler import active_schedule_ids
 from reconciler.store.base import Store
 
 
@@ -35,9 +39,15 @@ def apply_plan(store: Store, plan: Plan, masker: Masker) -> ApplyResult:
     with store.transaction(expected_revision=plan.observed_revision) as tx:
         for change in deletes:
             tx.delete(change.kind, change.key)
+            if change.kind is Kind.DEPLOYMENT:
+                tx.remove_scheduled_runs(change.key, ())
         for change in writes:
             assert change.desired is not None
             tx.put(change.desired)
+            if change.kind is Kind.DEPLOYMENT and change.action is Action.UPDATE:
+                # Runs of schedules that changed, or of a deployment now paused, go in this
+                # same transaction; the scheduler makes the new ones right after.
+                tx.remove_scheduled_runs(change.key, active_schedule_ids(change.desired.spec))
         for source in plan.sources:
             tx.record_repository(source.repo, source.location, source.commit)
         if plan.has_changes:

@@ -22,6 +22,7 @@ from reconciler.desired import DEFAULT_PREFECT_GLOB
 from reconciler.diagnostics import Diagnostic
 from reconciler.errors import ConfigError, SourceError, StaleStateError
 from reconciler.masking import Masker, strings_in
+from reconciler.model import Kind
 from reconciler.plan.model import Plan, PlannedStep
 from reconciler.plan.planner import PlanOptions, make_plan
 from reconciler.sources.git import open_repository
@@ -61,6 +62,8 @@ class ReconcileOutcome:
     steps: list[StepRecord] = field(default_factory=list)
     step_failures: list[StepFailed] = field(default_factory=list)
     """Repositories whose steps failed: nothing of them was applied; the others were."""
+    scheduled: int = 0
+    """Runs the scheduler created right after the apply (new or changed schedules)."""
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -108,6 +111,11 @@ def reconcile(
                     return outcome
             try:
                 outcome.applied = apply_plan(store, outcome.plan, outcome.masker)
+                if any(c.kind is Kind.DEPLOYMENT for c in outcome.plan.changes):
+                    # New or changed schedules get their runs now, not at the next tick.
+                    from reconciler.scheduling.scheduler import tick
+
+                    outcome.scheduled = tick(store).created
                 return outcome
             except StaleStateError:
                 continue  # another writer got there first: plan again from what it wrote

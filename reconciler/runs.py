@@ -5,7 +5,9 @@
         │                  └──► CRASHED (infrastructure could not start; worker died)
         └──cancel──► CANCELLED        RUNNING ──cancel──► CANCELLING ──► CANCELLED
 
-Final states never change again. A run is claimed by exactly one worker (the store's claim is
+A SCHEDULED run not started within a grace period after its time is LATE (still claimable,
+unless the daemon is set to skip late runs: then CANCELLED). Final states never change again.
+A run is claimed by exactly one worker (the store's claim is
 atomic), and limits count PENDING and RUNNING runs (as Prefect's do), CANCELLING too, since its
 process still runs until the worker stops it.
 """
@@ -20,6 +22,7 @@ from typing import Any
 
 class RunState(enum.StrEnum):
     SCHEDULED = "SCHEDULED"
+    LATE = "LATE"
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     CANCELLING = "CANCELLING"
@@ -38,6 +41,8 @@ FINAL_STATES = frozenset(
 )
 ACTIVE_STATES = frozenset({RunState.PENDING, RunState.RUNNING, RunState.CANCELLING})
 """States that hold a concurrency slot and belong to a worker."""
+WAITING_STATES = frozenset({RunState.SCHEDULED, RunState.LATE})
+"""States a worker can claim: LATE is SCHEDULED past its grace period (Prefect's "Late")."""
 
 
 def new_run_id() -> str:
@@ -58,6 +63,8 @@ class NewRun:
     name: str | None = None
     idempotency_key: str | None = None
     """A run with the same key is not created twice (the scheduler's guard)."""
+    schedule_id: str | None = None
+    """Set for runs the scheduler made (auto-scheduled): which schedule made it."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,7 @@ class FlowRun:
     updated_at: str
     history: tuple[StateChange, ...]
     idempotency_key: str | None = None
+    schedule_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +118,8 @@ class FlowRun:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "history": [change.to_json() for change in self.history],
+            "auto_scheduled": self.schedule_id is not None,
+            "schedule_id": self.schedule_id,
         }
 
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from reconciler.desired import DEFAULT_PREFECT_GLOB
 from reconciler.diagnostics import Diagnostic, Location, error
 from reconciler.errors import ConfigError, UserError
+from reconciler.scheduling.scheduler import LatePolicy, LookAhead
 from reconciler.spec.validation import validate_document
 from reconciler.spec.yamlload import LoadedDocument, YamlLoadError, load_yaml
 
@@ -28,8 +29,8 @@ DEFAULT_DRIFT_INTERVAL = 300.0
 DEFAULT_POLL_INTERVAL = 60.0
 DEFAULT_BRANCH = "main"
 ENV_PREFIX = "RECONCILER_"
-_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(s|m|h)$")
-_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(s|m|h|d)$")
+_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _REMOTE_SCHEMES = ("https://", "http://", "git://", "ssh://", "file://")
 
 
@@ -94,6 +95,9 @@ class DaemonSettings:
     drift_interval: float = DEFAULT_DRIFT_INTERVAL
     log_format: str = "text"
     config_file: str | None = None
+    scheduler_interval: float = 10.0
+    look_ahead: LookAhead = field(default_factory=LookAhead)
+    late: LatePolicy = field(default_factory=LatePolicy)
 
     def repository(self, name: str) -> RepositoryConfig | None:
         return next((r for r in self.repositories if r.name == name), None)
@@ -142,7 +146,30 @@ def load_settings(
     values = dict(document.data)
     if reader.problems:
         raise ConfigError(reader.problems)
-    return _layered(values, repositories, config_path, environ, overrides or Overrides())
+    settings = _layered(values, repositories, config_path, environ, overrides or Overrides())
+    return _with_scheduler(settings, values.get("scheduler") or {})
+
+
+def _with_scheduler(settings: DaemonSettings, raw: dict[str, Any]) -> DaemonSettings:
+    def seconds(key: str, default: float) -> float:
+        return parse_duration(raw[key], f"scheduler.{key}") if key in raw else default
+
+    look = LookAhead(
+        min_runs=int(raw.get("min_runs", LookAhead.min_runs)),
+        min_seconds=seconds("min_time", LookAhead.min_seconds),
+        max_runs=int(raw.get("max_runs", LookAhead.max_runs)),
+        max_seconds=seconds("max_time", LookAhead.max_seconds),
+    )
+    late = LatePolicy(
+        after_seconds=seconds("late_after", LatePolicy.after_seconds),
+        skip=raw.get("late_runs", "run") == "skip",
+    )
+    return replace(
+        settings,
+        scheduler_interval=seconds("interval", 10.0),
+        look_ahead=look,
+        late=late,
+    )
 
 
 def _layered(

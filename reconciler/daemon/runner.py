@@ -8,7 +8,9 @@ Triggers of a repository's attempts (reconciler/daemon/controller.py):
 - every `drift_interval`: a drift check of every repository;
 - retries after failures, with backoff.
 
-Every 10 s it also crashes the flow runs of workers that stopped heartbeating.
+Every `scheduler.interval` (10 s) the scheduler tick turns schedules into runs
+(reconciler/scheduling/scheduler.py); an apply that changed deployments ticks at once. Every
+10 s it also crashes the flow runs of workers that stopped heartbeating.
 
 SIGTERM or SIGINT: no new attempt starts; the one running finishes (an apply is one
 transaction: it commits or rolls back) and the process exits 0 within 10 s. A restart reads
@@ -130,6 +132,21 @@ class Daemon:
             replace_existing=True,
         )
 
+    def schedule_runs(self) -> None:
+        """The scheduler tick: look-ahead runs for every schedule, late runs marked."""
+        from reconciler.scheduling.scheduler import tick
+
+        try:
+            with self.store_lock:
+                result = tick(
+                    self.status_store, look=self.settings.look_ahead, late=self.settings.late
+                )
+        except Exception:  # the next tick tries again
+            log.exception("the scheduler tick failed")
+            return
+        if result.created or result.late:
+            log.info("scheduler: %d runs created, %d late", result.created, result.late)
+
     def crash_orphaned_runs(self) -> None:
         """Runs of workers that stopped heartbeating are CRASHED by any live worker or
         daemon, so their concurrency slots are freed even when no worker of the pool runs."""
@@ -185,6 +202,12 @@ class Daemon:
                 args=[config.name, "drift"],
                 id=f"drift:{config.name}",
             )
+        self.scheduler.add_job(
+            self.schedule_runs,
+            IntervalTrigger(seconds=settings.scheduler_interval),
+            id="schedules",
+            next_run_time=datetime.datetime.now(datetime.UTC),
+        )
         self.scheduler.add_job(
             self.crash_orphaned_runs,
             IntervalTrigger(seconds=ORPHAN_CHECK_SECONDS),

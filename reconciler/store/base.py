@@ -89,6 +89,11 @@ class WriteTransaction(Protocol):
         """Delete that object; deleting a work pool deletes its queues."""
         ...
 
+    def remove_scheduled_runs(self, deployment: str, keep_schedules: Iterable[str]) -> int:
+        """Delete the deployment's auto-scheduled runs that have not started, except those of
+        the schedules in `keep_schedules`; manual runs stay. Returns how many went."""
+        ...
+
     def record_repository(self, repo: str, location: str, commit: str | None) -> None:
         """Remember the commit last applied from `repo`."""
         ...
@@ -173,6 +178,21 @@ class Store(Protocol):
 
     def create_run(self, new: NewRun) -> FlowRun:
         """A SCHEDULED run. With an `idempotency_key` already used, the existing run."""
+        ...
+
+    def create_runs(self, runs: Iterable[NewRun]) -> int:
+        """Create many runs in one write; a run whose idempotency key exists is skipped.
+        Returns how many were created."""
+        ...
+
+    def scheduled_ahead(self, now: float) -> dict[tuple[str, str], tuple[int, float]]:
+        """For each (deployment, schedule id): how many of its auto-scheduled runs wait at
+        or after `now`, and the latest of their times."""
+        ...
+
+    def mark_late_runs(self, late_before: float, *, skip: bool = False) -> list[str]:
+        """SCHEDULED runs due before `late_before` become LATE (or, with `skip`, CANCELLED).
+        Returns their ids."""
         ...
 
     def get_run(self, run_id: str) -> FlowRun | None: ...

@@ -180,4 +180,16 @@ MIGRATIONS = (
     ),
 )
 
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        5,
+        "runs made by schedules: which schedule made each",
+        (
+            "ALTER TABLE flow_runs ADD COLUMN schedule_id TEXT",
+            "CREATE INDEX flow_runs_by_schedule ON flow_runs (deployment, schedule_id, state)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version

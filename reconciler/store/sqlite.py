@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,7 +26,7 @@ from reconciler.store.base import (
     RepoStatusRecord,
 )
 from reconciler.store.migrations import LATEST_VERSION, MIGRATIONS
-from reconciler.store.sqlite_runs import SqliteRuns
+from reconciler.store.sqlite_runs import SqliteRuns, remove_future_scheduled_runs
 
 BUSY_TIMEOUT_SECONDS = 60.0
 
@@ -439,6 +439,9 @@ class _SqliteTransaction:
             self._conn.execute("DELETE FROM work_pools WHERE name = ?", (key,))
         else:
             self._conn.execute("DELETE FROM deployments WHERE key = ?", (key,))
+
+    def remove_scheduled_runs(self, deployment: str, keep_schedules: Iterable[str]) -> int:
+        return remove_future_scheduled_runs(self._conn, deployment, keep_schedules)
 
     def record_repository(self, repo: str, location: str, commit: str | None) -> None:
         self._conn.execute(

@@ -20,6 +20,7 @@ from typing import Any
 from reconciler.model import canonical_json
 from reconciler.runs import (
     ACTIVE_STATES,
+    WAITING_STATES,
     FlowRun,
     NewRun,
     RunLogLine,
@@ -33,14 +34,79 @@ from reconciler.runs import (
 _RUN_COLUMNS = (
     "id, name, deployment, flow_name, pool, queue, state, state_message, scheduled_time, "
     "parameters, job_variables, worker, infrastructure_id, exit_code, created_at, updated_at, "
-    "history, idempotency_key"
+    "history, idempotency_key, schedule_id"
 )
 _ACTIVE = tuple(state.value for state in ACTIVE_STATES)
 _ACTIVE_SQL = ", ".join(f"'{state}'" for state in sorted(_ACTIVE))
+_WAITING_SQL = ", ".join(f"'{state.value}'" for state in sorted(WAITING_STATES))
+CANCEL_NEW = "CANCEL_NEW"
 
 
 def _now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+def _insert_run(
+    conn: sqlite3.Connection, new: NewRun, now: str, *, ignore_duplicate: bool = False
+) -> str | None:
+    """Insert one SCHEDULED run; with `ignore_duplicate`, None when its key exists."""
+    run_id = new_run_id()
+    history = [StateChange(RunState.SCHEDULED, now).to_json()]
+    verb = "INSERT OR IGNORE" if ignore_duplicate else "INSERT"
+    cursor = conn.execute(
+        f"{verb} INTO flow_runs ({_RUN_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL, NULL, NULL, ?, ?, ?, ?, ?)",
+        (
+            run_id,
+            new.name or run_name(run_id),
+            new.deployment,
+            new.flow_name,
+            new.pool,
+            new.queue,
+            RunState.SCHEDULED.value,
+            new.scheduled_time,
+            canonical_json(new.parameters),
+            canonical_json(new.job_variables),
+            now,
+            now,
+            json.dumps(history),
+            new.idempotency_key,
+            new.schedule_id,
+        ),
+    )
+    return run_id if cursor.rowcount else None
+
+
+def _deployment_limits(
+    conn: sqlite3.Connection, keys: set[str]
+) -> dict[str, tuple[int | None, str | None]]:
+    """Each deployment's concurrency limit and collision strategy (ENQUEUE by default)."""
+    if not keys:
+        return {}
+    marks = ", ".join("?" for _ in keys)
+    rows = conn.execute(
+        "SELECT key, json_extract(spec, '$.concurrency_limit'), "
+        "json_extract(spec, '$.concurrency_options.collision_strategy') "
+        f"FROM deployments WHERE key IN ({marks})",
+        tuple(keys),
+    )
+    return {key: (limit, strategy) for key, limit, strategy in rows}
+
+
+def remove_future_scheduled_runs(
+    conn: sqlite3.Connection, deployment: str, keep_schedules: Iterable[str]
+) -> int:
+    """Delete the deployment's auto-scheduled runs that have not started, except those of
+    `keep_schedules`. Manual runs are never touched."""
+    keep = list(keep_schedules)
+    marks = ", ".join("?" for _ in keep)
+    sql = (
+        f"DELETE FROM flow_runs WHERE deployment = ? AND schedule_id IS NOT NULL "
+        f"AND state IN ({_WAITING_SQL})"
+    )
+    if keep:
+        sql += f" AND schedule_id NOT IN ({marks})"
+    return conn.execute(sql, (deployment, *keep)).rowcount
 
 
 def _run(row: tuple[Any, ...]) -> FlowRun:
@@ -67,6 +133,7 @@ def _run(row: tuple[Any, ...]) -> FlowRun:
         updated_at=row[15],
         history=history,
         idempotency_key=row[17],
+        schedule_id=row[18],
     )
 
 
@@ -82,9 +149,6 @@ class SqliteRuns:
     # -- runs ------------------------------------------------------------------------------
 
     def create_run(self, new: NewRun) -> FlowRun:
-        run_id = new_run_id()
-        now = _now_iso()
-        history = [StateChange(RunState.SCHEDULED, now).to_json()]
         with self._small_write() as conn:
             if new.idempotency_key is not None:
                 row = conn.execute(
@@ -93,29 +157,52 @@ class SqliteRuns:
                 ).fetchone()
                 if row is not None:
                     return _run(row)
-            conn.execute(
-                f"INSERT INTO flow_runs ({_RUN_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL, NULL, NULL, ?, ?, ?, ?)",
-                (
-                    run_id,
-                    new.name or run_name(run_id),
-                    new.deployment,
-                    new.flow_name,
-                    new.pool,
-                    new.queue,
-                    RunState.SCHEDULED.value,
-                    new.scheduled_time,
-                    canonical_json(new.parameters),
-                    canonical_json(new.job_variables),
-                    now,
-                    now,
-                    json.dumps(history),
-                    new.idempotency_key,
-                ),
-            )
+            run_id = _insert_run(conn, new, _now_iso())
+        assert run_id is not None
         found = self.get_run(run_id)
         assert found is not None
         return found
+
+    def create_runs(self, runs: Iterable[NewRun]) -> int:
+        batch = list(runs)
+        if not batch:
+            return 0
+        created = 0
+        now = _now_iso()
+        with self._small_write() as conn:
+            for new in batch:
+                created += _insert_run(conn, new, now, ignore_duplicate=True) is not None
+        return created
+
+    def scheduled_ahead(self, now: float) -> dict[tuple[str, str], tuple[int, float]]:
+        if self._conn is None:
+            return {}
+        rows = self._conn.execute(
+            "SELECT deployment, schedule_id, COUNT(*), MAX(scheduled_time) FROM flow_runs "
+            f"WHERE schedule_id IS NOT NULL AND state IN ({_WAITING_SQL}) "
+            "AND scheduled_time >= ? GROUP BY deployment, schedule_id",
+            (now,),
+        )
+        return {(dep, sid): (count, latest) for dep, sid, count, latest in rows}
+
+    def mark_late_runs(self, late_before: float, *, skip: bool = False) -> list[str]:
+        with self._small_write() as conn:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM flow_runs WHERE state = 'SCHEDULED' AND scheduled_time < ?",
+                    (late_before,),
+                )
+            ]
+            now = _now_iso()
+            for run_id in ids:
+                if skip:
+                    message = "skipped: not started within the grace period of its scheduled time"
+                    self._move(conn, run_id, RunState.CANCELLED, message, now)
+                else:
+                    message = "not started within the grace period of its scheduled time"
+                    self._move(conn, run_id, RunState.LATE, message, now)
+        return ids
 
     def get_run(self, run_id: str) -> FlowRun | None:
         if self._conn is None:
@@ -166,7 +253,7 @@ class SqliteRuns:
         if self._conn is None:
             return False
         row = self._conn.execute(
-            "SELECT 1 FROM flow_runs WHERE pool = ? AND state = 'SCHEDULED' "
+            f"SELECT 1 FROM flow_runs WHERE pool = ? AND state IN ({_WAITING_SQL}) "
             "AND scheduled_time <= ? LIMIT 1",
             (pool, scheduled_before),
         ).fetchone()
@@ -221,25 +308,44 @@ class SqliteRuns:
             if budget <= 0 or not queue_slots:
                 return []
             candidates = conn.execute(
-                "SELECT id, queue FROM flow_runs WHERE pool = ? AND state = 'SCHEDULED' "
-                "AND scheduled_time <= ? ORDER BY scheduled_time, created_at",
+                f"SELECT id, queue, deployment FROM flow_runs WHERE pool = ? "
+                f"AND state IN ({_WAITING_SQL}) AND scheduled_time <= ? "
+                "ORDER BY scheduled_time, created_at",
                 (pool, scheduled_before),
             ).fetchall()
+            limits = _deployment_limits(conn, {run[2] for run in candidates})
+            running = dict(
+                conn.execute(
+                    f"SELECT deployment, COUNT(*) FROM flow_runs WHERE state IN ({_ACTIVE_SQL}) "
+                    "GROUP BY deployment"
+                ).fetchall()
+            )
             ordered = sorted(
                 (run for run in candidates if run[1] in queue_slots),
                 key=lambda run: priorities[run[1]],  # stable: scheduled time within a priority
             )
             chosen: list[str] = []
-            for run_id, queue in ordered:
+            refused: list[str] = []
+            for run_id, queue, deployment in ordered:
                 if len(chosen) >= budget:
                     break
                 slots = queue_slots[queue]
+                if slots is not None and slots <= 0:
+                    continue
+                limit_of_deployment, strategy = limits.get(deployment, (None, None))
+                if limit_of_deployment is not None:
+                    if running.get(deployment, 0) >= limit_of_deployment:
+                        if strategy == CANCEL_NEW:
+                            refused.append(run_id)
+                        continue  # ENQUEUE: it waits for a slot of its deployment
+                    running[deployment] = running.get(deployment, 0) + 1
                 if slots is not None:
-                    if slots <= 0:
-                        continue
                     queue_slots[queue] = slots - 1
                 chosen.append(run_id)
             now = _now_iso()
+            for run_id in refused:
+                reason = "Deployment concurrency limit reached."
+                self._move(conn, run_id, RunState.CANCELLED, reason, now)
             for run_id in chosen:
                 self._move(
                     conn, run_id, RunState.PENDING, f"claimed by {worker}", now, worker=worker
@@ -285,7 +391,7 @@ class SqliteRuns:
             if row is None:
                 return None
             current = RunState(row[0])
-            if current in (RunState.SCHEDULED, RunState.PENDING):
+            if current in (RunState.SCHEDULED, RunState.LATE, RunState.PENDING):
                 self._move(conn, run_id, RunState.CANCELLED, "cancelled by request", _now_iso())
             elif current is RunState.RUNNING:
                 self._move(conn, run_id, RunState.CANCELLING, "cancel requested", _now_iso())

@@ -1,0 +1,128 @@
+"""The scheduler tick: deployment schedules become SCHEDULED runs (scheduler: store -> store).
+
+Prefect's look-ahead (research notes 6.2): for every active schedule of every deployment that
+is not paused, keep at least `min_runs` runs and at least `min_seconds` scheduled ahead,
+generating at most `max_runs` runs or `max_seconds` ahead. A schedule that already has enough
+is skipped without computing anything. Each run carries the key
+`scheduled DEPLOYMENT SCHEDULE TIME`, unique in the store: a tick repeated, a daemon restarted,
+or two daemons side by side never create a run twice.
+
+The tick also marks runs not started within `late_after_seconds` of their time LATE (or
+cancels them, when late runs are to be skipped).
+
+Runs of schedules that changed or left git are removed by the apply itself, in its transaction
+(reconciler/apply.py); this tick then makes the new schedule's runs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.model import Kind, Resource
+from reconciler.runs import NewRun
+from reconciler.scheduling.fire_times import fire_times, schedule_id
+from reconciler.store import Store
+
+
+@dataclass(frozen=True)
+class LookAhead:
+    min_runs: int = 3
+    min_seconds: float = 3600.0
+    max_runs: int = 100
+    max_seconds: float = 100 * 86400.0
+
+
+@dataclass(frozen=True)
+class LatePolicy:
+    after_seconds: float = 15.0
+    skip: bool = False
+
+
+@dataclass(frozen=True)
+class TickResult:
+    created: int
+    late: int
+
+
+def active_schedule_ids(spec: Mapping[str, Any]) -> set[str]:
+    """The schedules of a deployment that make runs (none while it is paused)."""
+    if spec.get("paused"):
+        return set()
+    return {schedule_id(s) for s in spec.get("schedules") or [] if s.get("active", True)}
+
+
+def runs_to_create(
+    deployments: Iterable[Resource],
+    ahead: Mapping[tuple[str, str], tuple[int, float]],
+    now: float,
+    look: LookAhead,
+) -> list[NewRun]:
+    """Pure: the runs the look-ahead asks for, given what is already scheduled."""
+    wanted: list[NewRun] = []
+    moment = datetime.datetime.fromtimestamp(now, datetime.UTC)
+    for deployment in deployments:
+        spec = deployment.spec
+        if spec.get("paused"):
+            continue
+        for schedule in spec.get("schedules") or []:
+            if not schedule.get("active", True):
+                continue
+            sid = schedule_id(schedule)
+            count, latest = ahead.get((deployment.key, sid), (0, 0.0))
+            if count >= look.min_runs and latest >= now + look.min_seconds:
+                continue
+            parameters = {**(spec.get("parameters") or {}), **(schedule.get("parameters") or {})}
+            for fire in _dates(schedule, moment, look):
+                stamp = fire.timestamp()
+                wanted.append(
+                    NewRun(
+                        deployment=deployment.key,
+                        flow_name=spec["flow_name"],
+                        pool=spec["work_pool_name"],
+                        queue=spec.get("work_queue_name") or "default",
+                        scheduled_time=stamp,
+                        parameters=parameters,
+                        idempotency_key=f"scheduled {deployment.key} {sid} {fire.isoformat()}",
+                        schedule_id=sid,
+                    )
+                )
+    return wanted
+
+
+def _dates(
+    schedule: dict[str, Any], now: datetime.datetime, look: LookAhead
+) -> list[datetime.datetime]:
+    dates: list[datetime.datetime] = []
+    end = now + datetime.timedelta(seconds=look.max_seconds)
+    enough_at = now + datetime.timedelta(seconds=look.min_seconds)
+    for fire in fire_times(schedule, now):
+        if fire > end or len(dates) >= look.max_runs:
+            break
+        dates.append(fire)
+        if len(dates) >= look.min_runs and fire >= enough_at:
+            break
+    return dates
+
+
+def tick(
+    store: Store,
+    *,
+    now: float | None = None,
+    look: LookAhead | None = None,
+    late: LatePolicy | None = None,
+) -> TickResult:
+    """One pass of the scheduler over every deployment in the store."""
+    moment = time.time() if now is None else now
+    policy = late or LatePolicy()
+    late_ids = store.mark_late_runs(moment - policy.after_seconds, skip=policy.skip)
+    wanted = runs_to_create(
+        store.list_resources(Kind.DEPLOYMENT),
+        store.scheduled_ahead(moment),
+        moment,
+        look or LookAhead(),
+    )
+    return TickResult(store.create_runs(wanted), len(late_ids))
