@@ -16,9 +16,11 @@ running container, as prefect-docker 0.7.4's worker does (research notes §5.9):
    (`code_dir`, e.g. a git clone) are copied into the container before it starts, at
    /opt/reconciler/flow_runner.py and /opt/reconciler/code (the working directory). A copy,
    not a bind mount: it works with an engine on another machine (DOCKER_HOST), the flow can
-   write where it works, and nothing the container writes ends up on the worker's disk. Code
-   built into the image (`working_dir`, from `set_working_directory` pull steps) is used in
-   place; with neither, the image's WORKDIR applies.
+   write where it works, and nothing the container writes ends up on the worker's disk (a
+   read-only root filesystem cannot take the copy: such a job needs its code in the image and
+   its own `command`). Code built into the image (`working_dir`, from
+   `set_working_directory` pull steps) is used in place; with neither, the image's WORKDIR
+   applies.
 5. The output is read from the container's attached stdout and stderr, line by line, on a
    thread, and handed to `on_line(stream, line)`.
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import sys
@@ -59,6 +62,9 @@ CODE_PATH: Final = "/opt/reconciler/code"
 NAME_ATTEMPTS: Final = 100
 """Container names tried when the job's name is taken: `name`, `name-1`, ... `name-99`."""
 READER_JOIN_SECONDS: Final = 10.0
+MAX_LINE_BYTES: Final = 64 * 1024
+
+log = logging.getLogger("reconciler.worker")
 
 
 class EngineLost(Exception):
@@ -125,7 +131,7 @@ class ContainerHandle:
                 self._output.close()
             if remove:
                 with contextlib.suppress(docker.errors.DockerException, OSError):
-                    self._container.remove(force=True)
+                    self._container.remove(v=True, force=True)  # as --rm: anonymous volumes too
             self._closed = True
             self._client.close()
 
@@ -359,7 +365,13 @@ def _create(
             raise StartError(
                 f"the container could not be created: {masker(_explain(exc))}"
             ) from None
-        except (docker.errors.DockerException, TypeError, ValueError) as exc:
+        except TypeError as exc:  # docker-py names its run(): say what the user wrote
+            unknown = str(exc).rpartition("argument")[2].strip() or str(exc)
+            raise StartError(
+                f"the container could not be created: container_create_kwargs has {unknown}, "
+                "which docker-py's containers.create does not take"
+            ) from None
+        except (docker.errors.DockerException, ValueError) as exc:
             raise StartError(f"the container could not be created: {masker(str(exc))}") from None
     raise StartError(
         f"the container name {job.name!r} and its suffixes -1 to -{NAME_ATTEMPTS - 1} are all "
@@ -375,15 +387,21 @@ def _start(
     on_line: LineSink,
     masker: Masker,
 ) -> ContainerHandle:
+    step = "connecting it to its networks"
     try:
         for network in job.networks[1:]:
             client.networks.get(network).connect(container)
-        _copy_in(container, code_dir)
+        if code_dir is not None or not job.command_configured:
+            step = "copying the flow runner" + (" and the flow code" if code_dir else "") + " in"
+            _copy_in(container, code_dir)
+        step = "attaching to its output"
         output = client.api.attach(
             str(container.id), stdout=True, stderr=True, stream=True, logs=True, demux=True
         )
     except (docker.errors.DockerException, OSError) as exc:
-        raise StartError(f"the container could not be prepared: {masker(_explain(exc))}") from None
+        raise StartError(
+            f"the container could not be prepared ({step}): {masker(_explain(exc))}"
+        ) from None
     reader = threading.Thread(
         target=_pump, args=(output, on_line), name=f"logs-{container.short_id}", daemon=True
     )
@@ -441,8 +459,11 @@ def _owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 
 def _pump(output: Iterable[tuple[bytes | None, bytes | None]], on_line: LineSink) -> None:
-    """Split the attached streams into lines (a line may span several frames)."""
+    """Split the attached streams into lines (a line may span several frames; one longer
+    than MAX_LINE_BYTES is handed on in pieces). The streams are read to their end even when
+    `on_line` fails, so the container never blocks on its output."""
     partial = {"stdout": bytearray(), "stderr": bytearray()}
+    sink = _GuardedSink(on_line)
     with contextlib.suppress(docker.errors.DockerException, OSError, ValueError):
         for frame in output:
             for stream, data in zip(("stdout", "stderr"), frame, strict=True):
@@ -452,11 +473,28 @@ def _pump(output: Iterable[tuple[bytes | None, bytes | None]], on_line: LineSink
                 buffer += data
                 *lines, rest = buffer.split(b"\n")
                 for line in lines:
-                    on_line(stream, _decode(bytes(line)))
+                    sink(stream, bytes(line))
+                while len(rest) > MAX_LINE_BYTES:
+                    sink(stream, bytes(rest[:MAX_LINE_BYTES]))
+                    rest = rest[MAX_LINE_BYTES:]
                 buffer[:] = rest
     for stream, buffer in partial.items():
         if buffer:
-            on_line(stream, _decode(bytes(buffer)))
+            sink(stream, bytes(buffer))
+
+
+class _GuardedSink:
+    def __init__(self, on_line: LineSink) -> None:
+        self.on_line = on_line
+        self.failed = False
+
+    def __call__(self, stream: str, raw: bytes) -> None:
+        try:
+            self.on_line(stream, _decode(raw))
+        except Exception:
+            if not self.failed:
+                log.exception("the output of a container could not be recorded")
+            self.failed = True
 
 
 def _decode(raw: bytes) -> str:

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -97,6 +98,9 @@ import os
 def ingest(who: str = "world") -> None:
     print(f"baked hello {who} in {os.getcwd()}")
 """
+
+
+PRINT_PARAMETERS = "import os; print(os.getcwd(), os.environ['RECONCILER_FLOW_PARAMETERS'])"
 
 
 def pools_file(tag: str) -> str:
@@ -325,6 +329,13 @@ def batch(project: Project, docker_client: docker.DockerClient) -> Batch:
             f"volumes={json.dumps([f'{shared}:/data:ro'])}",
         ),
         "cloned": project.create_run("ingest/cloned", "--param", "who=Ada"),
+        "own command": project.create_run(
+            "ingest/cloned",
+            "--param",
+            "who=Dennis",
+            "--job-variable",
+            f"command=python3 -c {shlex.quote(PRINT_PARAMETERS)}",
+        ),
         "configured": project.create_run("ingest/configured", "--param", "who=Grace"),
         "failing": project.create_run("explode/cloned", "--param", "reason=bad input"),
         "baked": project.create_run("ingest/baked", "--param", "who=Linus"),
@@ -364,6 +375,15 @@ def test_a_cloned_flow_runs_in_a_container_with_its_parameters(
     assert "hello Ada in /opt/reconciler/code" in logs
     assert "a line on stderr" in logs
     assert "hello Ada" in batch.worker.output  # stream_output: the worker shows it too
+
+
+def test_a_configured_command_runs_in_the_code_directory_with_the_parameters(
+    project: Project, batch: Batch
+) -> None:
+    run_id = batch.runs["own command"]
+
+    assert project.stored_run(run_id).state is RunState.COMPLETED
+    assert '/opt/reconciler/code {"who": "Dennis"}' in project.logs(run_id)
 
 
 def test_output_is_stored_per_stream(project: Project, batch: Batch) -> None:
