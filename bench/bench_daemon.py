@@ -15,8 +15,10 @@ basic auth (`git http-backend`, tests/infra/git_servers.py) on 127.0.0.1.
    the webhook brings the commit.
 3. idle: one daemon watching local and remote repositories; once all are Synced and a few
    seconds have passed, /proc/PID/stat (CPU) and /proc/PID/status (VmRSS, VmHWM) are sampled
-   over a window. Remote repositories keep their default poll interval (60 s), so their
-   polls fall inside the window; drift checks (every 5 m) do not.
+   over a window (MB here are 2**20 bytes). Remote repositories keep their default poll
+   interval (60 s), so their polls fall inside a 60 s window; drift checks (every 5 m) do not
+   (`--idle-seconds 330` takes in one round of them). The daemon's own git processes (fetches)
+   are counted apart, from cutime/cstime. Also printed: start of the process to all Synced.
 
 Baselines, in the same run: a one-shot `reconcile` CLI process (start + plan + apply) after
 the same kind of commit; for the remote, what a CI job would do on a push: `git clone
@@ -345,6 +347,7 @@ def running_daemon(config: Path, env: Mapping[str, str]) -> Iterator[DaemonProce
             line.entry["message"]
             for line in daemon.lines
             if line.entry.get("level") not in ("info", "debug")
+            or line.entry.get("outcome") not in (None, "applied", "in-sync")
         ]
         problems += [text for text in daemon.raw if not text.startswith("{")]
         for problem in problems:
