@@ -41,6 +41,7 @@ schemas: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_steps.py
+	$(BIN)/python bench/bench_daemon.py
 
 clean:
 	rm -rf $(VENV) .reconciler .mypy_cache .ruff_cache .pytest_cache
