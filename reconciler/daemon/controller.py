@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reconciler.daemon.config import DaemonSettings, RepositoryConfig
 from reconciler.daemon.metrics import Metrics
@@ -44,6 +44,7 @@ LEASE_SECONDS = 60.0
 CHECKS_STATE = frozenset({"start", "drift", "webhook", "retry"})
 """Triggers that check the store against the commit even when the commit did not move."""
 LEASE_WAIT_SECONDS = 2.0
+STORE_BUSY_RETRY_SECONDS = 0.5
 _MAX_MESSAGE = 2000
 
 log = logging.getLogger("reconciler.daemon")
@@ -81,6 +82,10 @@ class Runtime:
     schedule_retry: Callable[[str, float], None]
     environ: dict[str, str]
     stopping: threading.Event
+    planning_lock: threading.Lock = field(default_factory=threading.Lock)
+    """One plan-and-apply at a time in this daemon: planning is CPU-bound (the GIL gains
+    nothing from parallel plans) and each apply moves the store's revision, so parallel plans
+    would mostly go stale. Fetches stay parallel."""
 
 
 class RepoController:
@@ -207,7 +212,10 @@ class RepoController:
             self._log("stalled", fetched.commit, started, _message(exc))
             return
         except StaleStateError as exc:
-            self._failed(_message(exc), fetched.commit)
+            # Other writers (another daemon, a CLI apply) kept the store busy: not a failure
+            # of this repository. Try again soon, without the backoff of errors.
+            self._save(self.status.with_(message=f"store busy, trying again: {_message(exc)}"))
+            self.runtime.schedule_retry(self.config.name, STORE_BUSY_RETRY_SECONDS)
             self._log("retry", fetched.commit, started, _message(exc))
             return
         except ReconcilerError as exc:
@@ -281,7 +289,8 @@ class RepoController:
             step_output=lambda line: log.info("repo=%s %s", self.config.name, line),
             quiet=False,
         )
-        return reconcile(request, environ=self.runtime.environ)
+        with self.runtime.planning_lock:
+            return reconcile(request, environ=self.runtime.environ)
 
     # -- outcomes ------------------------------------------------------------------------------
 

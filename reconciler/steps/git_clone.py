@@ -173,7 +173,8 @@ class _Git:
         self.env = {**context.env, "GIT_TERMINAL_PROMPT": "0"}
 
     def run(self, *args: str, cwd: Path | None = None, show: bool = True) -> ProcessResult:
-        command = ["git", *self.source.git_config(), *args]
+        # No "detached HEAD" advice: it would fill the last lines shown when a later step fails.
+        command = ["git", "-c", "advice.detachedHead=false", *self.source.git_config(), *args]
         return run_process(command, context=self.context, cwd=cwd, env=self.env, show=show)
 
     def check(self, *args: str, cwd: Path | None = None, action: str) -> None:

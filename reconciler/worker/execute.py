@@ -316,7 +316,14 @@ class RunExecution:
                 spec.get("job_variables") or {},
                 run.job_variables,
                 context,
-                default_command=[sys.executable, "-m", "reconciler.worker.flow_runner", entrypoint],
+                # -u: output arrives as it is printed, and is kept when the run is killed.
+                default_command=[
+                    sys.executable,
+                    "-u",
+                    "-m",
+                    "reconciler.worker.flow_runner",
+                    entrypoint,
+                ],
                 environ=self.environ,
                 **lookups,
             )

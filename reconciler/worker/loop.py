@@ -99,7 +99,8 @@ class Worker:
         )
         if on_ready:
             on_ready()
-        next_beat = time.monotonic() + options.heartbeat_interval
+        beating = threading.Thread(target=self._keep_beating, name="heartbeat", daemon=True)
+        beating.start()
         try:
             while not self.stopping.is_set():
                 self.last_poll = time.monotonic()
@@ -108,9 +109,6 @@ class Worker:
                 claimed = self._claim()
                 if options.run_once:
                     break
-                if time.monotonic() >= next_beat:
-                    self._beat()
-                    next_beat = time.monotonic() + options.heartbeat_interval
                 if not claimed:
                     self.stopping.wait(options.poll_interval)
             if options.run_once:
@@ -194,14 +192,24 @@ class Worker:
             if states.get(run_id) is RunState.CANCELLING:
                 execution.cancel()
 
-    def _beat(self) -> None:
-        with self.store_lock:
-            self.store.heartbeat(
-                self.options.pool, self.options.name, self.options.heartbeat_interval
-            )
-            crashed = self.store.crash_orphaned_runs()
-        for run_id in crashed:
-            log.warning("flow run %s crashed: its worker stopped heartbeating", run_id)
+    def _keep_beating(self) -> None:
+        """Heartbeats on a thread and a connection of their own: a claim loop slowed by a
+        busy store must not look like a dead worker."""
+        store = open_store(self.options.store_url)
+        try:
+            while not self.stopping.wait(self.options.heartbeat_interval):
+                try:
+                    store.heartbeat(
+                        self.options.pool, self.options.name, self.options.heartbeat_interval
+                    )
+                    crashed = store.crash_orphaned_runs()
+                except Exception:  # the next beat tries again
+                    log.exception("heartbeat failed")
+                    continue
+                for run_id in crashed:
+                    log.warning("flow run %s crashed: its worker stopped heartbeating", run_id)
+        finally:
+            store.close()
 
     # -- health --------------------------------------------------------------------------------
 
