@@ -142,6 +142,7 @@ cli.add_command(daemon.status)
 cli.add_command(runs.flow_run)
 cli.add_command(runs.worker)
 read.deployment.add_command(runs.deployment_run)
+read.deployment.add_command(runs.deployment_runs)
 
 
 def main() -> None:

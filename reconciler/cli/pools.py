@@ -244,19 +244,40 @@ def work_pool_inspect(name: str, output: str, store_url: str | None) -> None:
 @work_pool.command("preview")
 @click.argument("name")
 @click.option(
+    "--hours",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="List the runs scheduled in the next HOURS hours (late ones too).",
+)
+@click.option(
+    "--job-configuration",
+    is_flag=True,
+    help="Show the job configuration a run would start with instead (JSON).",
+)
+@click.option(
     "--deployment",
     "deployment_key",
     metavar="FLOW/DEPLOYMENT",
-    help="Lay this deployment's job variables over the pool's defaults.",
+    help="With --job-configuration: lay this deployment's job variables over the defaults.",
 )
 @store_option
 @user_errors
-def work_pool_preview(name: str, deployment_key: str | None, store_url: str | None) -> None:
-    """The job configuration a worker of this pool would start a run with (JSON): the base job
-    template's job_configuration, its placeholders filled from the variables' defaults (and the
-    deployment's job variables). Secrets and variables stay as placeholders."""
+def work_pool_preview(
+    name: str,
+    hours: float,
+    job_configuration: bool,
+    deployment_key: str | None,
+    store_url: str | None,
+) -> None:
+    """What the pool's workers will run: the runs scheduled in the next --hours (as Prefect's
+    preview), or with --job-configuration the job configuration a worker would start a run
+    with (JSON; secrets and variables stay as placeholders)."""
     observed = _observe(store_url)
     pool = manual.get_pool(observed, name)
+    if not job_configuration and deployment_key is None:
+        _scheduled_runs(store_url, name, hours)
+        return
     job_variables: dict[str, Any] = {}
     if deployment_key is not None:
         deployment = manual.get_deployment(observed, deployment_key)
@@ -270,6 +291,43 @@ def work_pool_preview(name: str, deployment_key: str | None, store_url: str | No
         job_variables = deployment.spec.get("job_variables") or {}
     preview = manual.job_configuration_preview(pool.spec, job_variables)
     echo_json({"work_pool": name, "deployment": deployment_key, **preview})
+
+
+def _scheduled_runs(store_url: str | None, pool: str, hours: float) -> None:
+    import datetime
+    import time
+
+    from reconciler.runs import WAITING_STATES
+
+    store = open_for_reading(store_url)
+    try:
+        horizon = time.time() + hours * 3600
+        runs = [
+            run
+            for run in store.list_runs(pool=pool, states=WAITING_STATES, limit=10_000)
+            if run.scheduled_time <= horizon
+        ]
+    finally:
+        store.close()
+    runs.sort(key=lambda run: run.scheduled_time)
+    if not runs:
+        click.echo(f"No runs of work pool {pool!r} are scheduled in the next {hours:g} hour(s).")
+        return
+    echo_table(
+        ["scheduled", "run", "deployment", "queue", "state"],
+        [
+            [
+                datetime.datetime.fromtimestamp(run.scheduled_time, datetime.UTC).isoformat(
+                    timespec="seconds"
+                ),
+                run.name,
+                run.deployment,
+                run.queue,
+                run.state.value,
+            ]
+            for run in runs
+        ],
+    )
 
 
 def _pool_update(store_url: str | None, name: str, changes: dict[str, Any], action: str) -> None:

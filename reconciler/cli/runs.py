@@ -239,3 +239,35 @@ def worker_start(**options: object) -> None:
         ),
     )
     sys.exit(Worker(settings, dict(os.environ)).run())
+
+
+@click.command("runs")
+@click.argument("key", metavar="FLOW/DEPLOYMENT")
+@click.option("--limit", default=50, show_default=True)
+@store_option
+@output_option
+@user_errors
+def deployment_runs(key: str, limit: int, store_url: str | None, output: str) -> None:
+    """The runs of one deployment, newest scheduled first (scheduled and manual ones)."""
+    store = open_for_reading(store_url)
+    try:
+        runs = store.list_runs(deployment=key, limit=limit)
+    finally:
+        store.close()
+    if output == "json":
+        echo_json([run.to_json() for run in runs])
+        return
+    echo_table(
+        ["id", "name", "state", "scheduled", "by", "worker"],
+        [
+            [
+                r.id,
+                r.name,
+                r.state.value,
+                _when(r.scheduled_time),
+                "schedule" if r.schedule_id else "hand",
+                r.worker or "-",
+            ]
+            for r in runs
+        ],
+    )

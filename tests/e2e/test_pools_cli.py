@@ -322,7 +322,7 @@ def test_ls_and_inspect_show_hand_made_and_owned_objects(mixed: Mixed, run_cli: 
 def test_preview_renders_the_job_configuration(mixed: Mixed, run_cli: Run) -> None:
     plain, for_deployment = run_many(
         run_cli,
-        ["work-pool", "preview", "manual", "--store", mixed.store_url],
+        ["work-pool", "preview", "manual", "--job-configuration", "--store", mixed.store_url],
         [
             "work-pool",
             "preview",
@@ -424,7 +424,7 @@ def test_pause_resume_limits_and_update_of_a_hand_made_pool(
     after = spec(store_url, Kind.WORK_POOL, "etl")
     assert (after["description"], after["concurrency_limit"]) == ("Shared.", 0)
     assert after["base_job_template"] == template
-    preview = json.loads(run("work-pool", "preview", "etl").stdout)
+    preview = json.loads(run("work-pool", "preview", "etl", "--job-configuration").stdout)
     assert preview["job_configuration"]["working_dir"] == "/srv/flows"
 
     paused = run("work-pool", "create", "later", "-t", "docker", "--paused")
