@@ -51,6 +51,8 @@ class ReconcileRequest:
     step_output: Callable[[str], None] | None = None
     """Where the output of build and push steps goes, line by line (None: nowhere)."""
     quiet: bool = False
+    schedule: bool = False
+    """After an apply that changed deployments, run a scheduler tick at once (the daemon)."""
 
 
 @dataclass
@@ -111,7 +113,9 @@ def reconcile(
                     return outcome
             try:
                 outcome.applied = apply_plan(store, outcome.plan, outcome.masker)
-                if any(c.kind is Kind.DEPLOYMENT for c in outcome.plan.changes):
+                if request.schedule and any(
+                    c.kind is Kind.DEPLOYMENT for c in outcome.plan.changes
+                ):
                     # New or changed schedules get their runs now, not at the next tick.
                     from reconciler.scheduling.scheduler import tick
 

@@ -207,6 +207,7 @@ def worker() -> None:
 @click.option(
     "--work-dir", type=click.Path(file_okay=False), help="Where runs get their directories."
 )
+@click.option("--no-schedule", is_flag=True, help="Leave turning schedules into runs to others.")
 @click.option("--with-healthcheck", is_flag=True, help="Serve GET /health.")
 @click.option("--healthcheck-listen", default="127.0.0.1:8080", show_default=True)
 @store_option
@@ -217,7 +218,7 @@ def worker_start(**options: object) -> None:
 
     from reconciler.daemon.config import parse_listen
     from reconciler.daemon.logs import configure
-    from reconciler.worker.loop import Worker, WorkerOptions
+    from reconciler.worker.loop import Worker, WorkerOptions, default_worker_name
 
     configure("text")
     logging.getLogger("reconciler").setLevel(logging.INFO)
@@ -225,7 +226,8 @@ def worker_start(**options: object) -> None:
         pool=str(options["pool"]),
         store_url=options["store_url"],  # type: ignore[arg-type]
         queues=tuple(options["queues"]),  # type: ignore[arg-type]
-        **({"name": str(options["name"])} if options["name"] else {}),
+        name=str(options["name"] or default_worker_name()),
+        schedule=not options["no_schedule"],
         limit=options["limit"],  # type: ignore[arg-type]
         run_once=bool(options["run_once"]),
         prefetch_seconds=float(options["prefetch_seconds"]),  # type: ignore[arg-type]

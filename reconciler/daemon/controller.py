@@ -288,6 +288,7 @@ class RepoController:
             allow_empty=self.config.allow_empty,
             step_output=lambda line: log.info("repo=%s %s", self.config.name, line),
             quiet=False,
+            schedule=not dry_run,
         )
         with self.runtime.planning_lock:
             return reconcile(request, environ=self.runtime.environ)

@@ -186,6 +186,14 @@ class SqliteRuns:
         return {(dep, sid): (count, latest) for dep, sid, count, latest in rows}
 
     def mark_late_runs(self, late_before: float, *, skip: bool = False) -> list[str]:
+        if (
+            self._conn is not None
+            and not self._conn.execute(
+                "SELECT 1 FROM flow_runs WHERE state = 'SCHEDULED' AND scheduled_time < ? LIMIT 1",
+                (late_before,),
+            ).fetchone()
+        ):
+            return []  # the common case, without taking the write lock
         with self._small_write() as conn:
             ids = [
                 row[0]

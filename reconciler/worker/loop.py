@@ -3,9 +3,9 @@
 Every `poll_interval` (0.2 s by default, where Prefect polls every 10 s) the worker asks the
 store, with a cheap read, whether a run is due; only then does it claim, atomically, as many
 as its free slots allow. Each claimed run executes on a thread of its own
-(reconciler/worker/execute.py). Every `heartbeat_interval` the worker beats, and crashes the
-runs of workers that stopped beating (3 missed beats). It also watches its own runs for
-cancellation requests.
+(reconciler/worker/execute.py). Every `heartbeat_interval` the worker beats, crashes the
+runs of workers that stopped beating (3 missed beats), and runs the scheduler tick. It also
+watches its own runs for cancellation requests.
 
 At start, a worker that restarts under the same name crashes what its predecessor left
 behind. SIGTERM or SIGINT: no new claims; the runs in progress are stopped and CRASHED with
@@ -29,6 +29,7 @@ from types import FrameType
 from reconciler.errors import UserError
 from reconciler.model import Kind
 from reconciler.runs import FlowRun, RunState
+from reconciler.scheduling.scheduler import tick
 from reconciler.store import Store, open_store
 from reconciler.worker.execute import RunExecution
 
@@ -40,7 +41,7 @@ class WorkerOptions:
     pool: str
     store_url: str | None = None
     queues: tuple[str, ...] = ()
-    name: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+    name: str = field(default_factory=lambda: default_worker_name())
     limit: int | None = None
     run_once: bool = False
     prefetch_seconds: float = 10.0
@@ -48,6 +49,9 @@ class WorkerOptions:
     heartbeat_interval: float = 10.0
     cancel_grace_seconds: float = 10.0
     work_dir: Path | None = None
+    schedule: bool = True
+    """Also run the scheduler tick with each heartbeat, so schedules make runs wherever a
+    worker is alive, daemon or not (the runs' keys make that exactly once)."""
     with_healthcheck: bool = False
     healthcheck_address: tuple[str, int] = ("127.0.0.1", 8080)
 
@@ -203,6 +207,8 @@ class Worker:
                         self.options.pool, self.options.name, self.options.heartbeat_interval
                     )
                     crashed = store.crash_orphaned_runs()
+                    if self.options.schedule:
+                        tick(store)
                 except Exception:  # the next beat tries again
                     log.exception("heartbeat failed")
                     continue
@@ -221,6 +227,10 @@ class Worker:
         from reconciler.worker.health import serve_health
 
         serve_health(self.options.healthcheck_address, self.healthy, self.stopping)
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
 
 
 def worker_environ() -> dict[str, str]:
