@@ -1,7 +1,7 @@
 # Everything a fresh machine needs, installed by the targets themselves.
 # `make test` : virtualenv + packages, then ruff, mypy and the whole pytest suite.
 # `make demo` : the main job on examples/ against an embedded SQLite store.
-# `make bench`: benchmarks that print figures (see bench/README.md).
+# `make bench`: benchmarks that print figures (figures in README.md, Benchmarks).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -42,6 +42,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_steps.py
 	$(BIN)/python bench/bench_daemon.py
+	$(BIN)/python bench/bench_worker.py
+	$(BIN)/python bench/bench_scheduler.py
 
 clean:
 	rm -rf $(VENV) .reconciler .mypy_cache .ruff_cache .pytest_cache
