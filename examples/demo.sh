@@ -60,3 +60,15 @@ reconcile --dry-run -o markdown "$data" "$platform"
 step "apply it, and see it in the history"
 reconcile --quiet "$data" "$platform" | tail -n 1
 reconcile history
+
+step "a worker runs a flow: reconcile deployment run, then reconcile worker start --run-once"
+reconcile deployment run ingest-orders/orders-nightly --param days=2
+(cd "$work" && reconcile worker start --pool etl --run-once --no-schedule 2>&1 | sed 's/^/  worker: /')
+run_id=$(reconcile flow-run ls --deployment ingest-orders/orders-nightly -o json |
+  python3 -c 'import json, sys; print(next(r["id"] for r in json.load(sys.stdin) if r["schedule_id"] is None))')
+reconcile flow-run ls --deployment ingest-orders/orders-nightly --state COMPLETED
+echo; echo "its logs:"; reconcile flow-run logs "$run_id"
+test "$(reconcile flow-run inspect "$run_id" | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')" = COMPLETED
+
+step "the daemon: reconcile status (none has run against this store yet)"
+reconcile status
