@@ -210,7 +210,7 @@ def main() -> None:
         one = throughput(store_url, repo, 1, options.burst)
         four = throughput(store_url, repo, 4, options.burst)
     print(f"Pickup: run created -> the flow's first line, {options.runs} runs, one idle worker")
-    print("with default settings (--poll-interval 0.2)\n")
+    print("with default settings (--poll-interval 0.1)\n")
     print("| | p50 | p95 | max |")
     print("|---|---|---|---|")
     print(

@@ -197,7 +197,7 @@ def worker() -> None:
 @click.option("--limit", "-l", type=click.IntRange(min=1), help="Runs at once (default: no limit).")
 @click.option("--run-once", is_flag=True, help="Claim once, wait for those runs, exit.")
 @click.option("--prefetch-seconds", type=float, default=10.0, show_default=True)
-@click.option("--poll-interval", type=click.FloatRange(min=0.01), default=0.2, show_default=True)
+@click.option("--poll-interval", type=click.FloatRange(min=0.01), default=0.1, show_default=True)
 @click.option(
     "--heartbeat-seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True
 )

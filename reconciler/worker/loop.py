@@ -1,6 +1,6 @@
 """`reconcile worker start`: claim runs of one pool and execute them (worker: the loop).
 
-Every `poll_interval` (0.2 s by default, where Prefect polls every 10 s) the worker asks the
+Every `poll_interval` (0.1 s by default, where Prefect polls every 10 s) the worker asks the
 store, with a cheap read, whether a run is due; only then does it claim, atomically, as many
 as its free slots allow. Each claimed run executes on a thread of its own
 (reconciler/worker/execute.py). Every `heartbeat_interval` the worker beats, crashes the
@@ -45,7 +45,7 @@ class WorkerOptions:
     limit: int | None = None
     run_once: bool = False
     prefetch_seconds: float = 10.0
-    poll_interval: float = 0.2
+    poll_interval: float = 0.1
     heartbeat_interval: float = 10.0
     cancel_grace_seconds: float = 10.0
     work_dir: Path | None = None
