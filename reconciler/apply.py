@@ -16,7 +16,7 @@ from reconciler.masking import Masker
 from reconciler.model import Kind
 from reconciler.plan.model import Action, Plan
 from reconciler.scheduling.scheduler import active_schedule_ids
-from reconciler.store.base import Store
+from reconciler.store.base import Fence, Store
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,9 @@ class ApplyResult:
     plan_id: int | None
 
 
-def apply_plan(store: Store, plan: Plan, masker: Masker) -> ApplyResult:
+def apply_plan(store: Store, plan: Plan, masker: Masker, fence: Fence | None = None) -> ApplyResult:
+    """Write the plan. With `fence`, only while that lease is still held (checked inside the
+    transaction, so a deposed daemon can never write)."""
     if any(d.is_error for d in plan.diagnostics):
         raise PlanRefused("the plan has errors; nothing was applied")
     if not plan.has_changes and _commits_recorded(store, plan):
@@ -37,6 +39,8 @@ def apply_plan(store: Store, plan: Plan, masker: Masker) -> ApplyResult:
     writes = [c for c in plan.changes if c.action is not Action.DELETE]
     plan_id = None
     with store.transaction(expected_revision=plan.observed_revision) as tx:
+        if fence is not None:
+            tx.check_fence(fence)
         for change in deletes:
             tx.delete(change.kind, change.key)
             if change.kind is Kind.DEPLOYMENT:

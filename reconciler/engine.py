@@ -30,7 +30,7 @@ from reconciler.spec.build import BuildOptions, BuildResult, DraftKey, RepoInput
 from reconciler.spec.default_pull import repository_directory_name
 from reconciler.steps.runner import StepFailed, TemplateValues
 from reconciler.store import open_store
-from reconciler.store.base import ObservedState, Store
+from reconciler.store.base import Fence, ObservedState, Store
 
 MAX_PLAN_ATTEMPTS = 5
 
@@ -53,6 +53,8 @@ class ReconcileRequest:
     quiet: bool = False
     schedule: bool = False
     """After an apply that changed deployments, run a scheduler tick at once (the daemon)."""
+    fence: Fence | None = None
+    """Apply only while this lease is held (the daemon's leadership)."""
 
 
 @dataclass
@@ -112,7 +114,9 @@ def reconcile(
                 if outcome.errors:
                     return outcome
             try:
-                outcome.applied = apply_plan(store, outcome.plan, outcome.masker)
+                outcome.applied = apply_plan(
+                    store, outcome.plan, outcome.masker, fence=request.fence
+                )
                 if request.schedule and any(
                     c.kind is Kind.DEPLOYMENT for c in outcome.plan.changes
                 ):

@@ -7,7 +7,8 @@ without a traceback and exits 1. Anything else is a bug and keeps its traceback.
     │   ├── SourceError      not a git repository, a ref that does not exist, an unreadable tree
     │   ├── PlanRefused      the plan is valid but unsafe (empty owner, ownership conflict)
     │   └── StoreUrlError    a store URL we cannot open
-    └── StaleStateError      the store changed between plan and apply: plan again
+    ├── StaleStateError      the store changed between plan and apply: plan again
+    └── StaleLeaseError      another process took over the lease this one worked under
 """
 
 from __future__ import annotations
@@ -52,3 +53,7 @@ class StoreUrlError(UserError):
 
 class StaleStateError(ReconcilerError):
     """Raised by apply when the store's revision is not the one the plan was made from."""
+
+
+class StaleLeaseError(ReconcilerError):
+    """A fenced write by a process whose lease was taken over: refused, nothing written."""

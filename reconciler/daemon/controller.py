@@ -35,10 +35,11 @@ from reconciler.errors import (
     ConfigError,
     PlanRefused,
     ReconcilerError,
+    StaleLeaseError,
     StaleStateError,
 )
 from reconciler.plan.model import Plan
-from reconciler.store.base import Store
+from reconciler.store.base import Fence, Store
 
 LEASE_SECONDS = 60.0
 CHECKS_STATE = frozenset({"start", "drift", "webhook", "retry"})
@@ -82,6 +83,8 @@ class Runtime:
     schedule_retry: Callable[[str, float], None]
     environ: dict[str, str]
     stopping: threading.Event
+    fence: Fence | None = None
+    """The leader lease this daemon holds (None while it stands by); every apply is fenced."""
     planning_lock: threading.Lock = field(default_factory=threading.Lock)
     """One plan-and-apply at a time in this daemon: planning is CPU-bound (the GIL gains
     nothing from parallel plans) and each apply moves the store's revision, so parallel plans
@@ -128,6 +131,8 @@ class RepoController:
     # -- one attempt ---------------------------------------------------------------------------
 
     def attempt(self, reasons: list[str]) -> None:
+        if self.runtime.fence is None:
+            return  # standing by: the active daemon does the work
         holder = self._take_lease()
         if holder is not None:
             log.info(
@@ -211,6 +216,10 @@ class RepoController:
             self._stalled(fetched.commit, _message(exc))
             self._log("stalled", fetched.commit, started, _message(exc))
             return
+        except StaleLeaseError as exc:
+            self.runtime.fence = None  # another daemon is active now: stand by
+            self._log("deposed", fetched.commit, started, _message(exc))
+            return
         except StaleStateError as exc:
             # Other writers (another daemon, a CLI apply) kept the store busy: not a failure
             # of this repository. Try again soon, without the backoff of errors.
@@ -243,6 +252,10 @@ class RepoController:
         heal = self.config.self_heal
         try:
             outcome = self._reconcile(fetched.commit, dry_run=not heal)
+        except StaleLeaseError as exc:
+            self.runtime.fence = None
+            self._log("deposed", fetched.commit, started, _message(exc))
+            return
         except (ConfigError, PlanRefused) as exc:
             self._stalled(fetched.commit, _message(exc))
             self._log("stalled", fetched.commit, started, _message(exc))
@@ -289,6 +302,7 @@ class RepoController:
             step_output=lambda line: log.info("repo=%s %s", self.config.name, line),
             quiet=False,
             schedule=not dry_run,
+            fence=self.runtime.fence,
         )
         with self.runtime.planning_lock:
             return reconcile(request, environ=self.runtime.environ)

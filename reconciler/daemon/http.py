@@ -3,7 +3,8 @@
     POST /hooks/<repo>   webhook: authenticated (webhooks.py), then an immediate fetch and
                          reconcile of that repository; answers 202 at once
     GET  /status         every repository's status (JSON)
-    GET  /healthz        200 when the daemon runs and its store answers, else 503
+    GET  /healthz        200 when the daemon runs and its store answers, else 503; says
+                         whether this daemon is the active one or a standby
     GET  /metrics        Prometheus text format
 
 Four routes do not need a web framework; waitress gives a threaded server with request size
@@ -38,12 +39,14 @@ class DaemonApp:
         statuses: Callable[[], list[dict[str, Any]]],
         healthy: Callable[[], str | None],
         metrics: Metrics,
+        role: Callable[[], str] = lambda: "active",
     ) -> None:
         self.secrets = secrets
         self.trigger = trigger
         self.statuses = statuses
         self.healthy = healthy
         self.metrics = metrics
+        self.role = role
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -60,7 +63,7 @@ class DaemonApp:
             problem = self.healthy()
             if problem:
                 return _json(start_response, "503 Service Unavailable", {"status": problem})
-            return _json(start_response, "200 OK", {"status": "ok"})
+            return _json(start_response, "200 OK", {"status": "ok", "role": self.role()})
         if path == "/metrics":
             body = self.metrics.render()
             start_response(

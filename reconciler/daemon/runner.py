@@ -32,13 +32,17 @@ from types import FrameType
 from typing import Any
 
 from reconciler.daemon.config import DaemonSettings
-from reconciler.daemon.controller import RepoController, Runtime, holder_name
+from reconciler.daemon.controller import RepoController, Runtime, holder_is_dead, holder_name
 from reconciler.daemon.http import DaemonApp, make_server
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.sources import open_source
 from reconciler.store import open_store
+from reconciler.store.base import Fence
 
 SHUTDOWN_GRACE_SECONDS = 8.0
+LEADER_LEASE = "daemon-leader"
+LEADER_TTL_SECONDS = 10.0
+LEADER_RETRY_SECONDS = 2.0
 WATCH_DEBOUNCE_MS = 50
 ORPHAN_CHECK_SECONDS = 10.0
 log = logging.getLogger("reconciler.daemon")
@@ -59,6 +63,7 @@ class Daemon:
         )
         self._active = 0
         self._idle = threading.Condition()
+        self._announced_standby = False
         runtime = Runtime(
             settings=settings,
             status_store=self.status_store,
@@ -69,6 +74,7 @@ class Daemon:
             environ=environ,
             stopping=self.stopping,
         )
+        self.runtime = runtime
         settings.cache_dir.mkdir(parents=True, exist_ok=True)
         self.controllers = {
             config.name: RepoController(config, open_source(config, settings.cache_dir), runtime)
@@ -85,6 +91,7 @@ class Daemon:
             statuses=self.statuses,
             healthy=self.healthy,
             metrics=self.metrics,
+            role=lambda: self.role,
         )
         self.server = make_server(app, settings.listen_host, settings.listen_port)
 
@@ -97,8 +104,8 @@ class Daemon:
 
     def trigger(self, name: str, reason: str) -> None:
         controller = self.controllers.get(name)
-        if controller is None or self.stopping.is_set():
-            return
+        if controller is None or self.stopping.is_set() or self.runtime.fence is None:
+            return  # a standby does no work: the active daemon does it
         controller.trigger(reason, self._submit)
 
     def _submit(self, work: Callable[[], None]) -> object:
@@ -136,6 +143,8 @@ class Daemon:
         """The scheduler tick: look-ahead runs for every schedule, late runs marked."""
         from reconciler.scheduling.scheduler import tick
 
+        if self.runtime.fence is None:
+            return
         try:
             with self.store_lock:
                 result = tick(
@@ -162,6 +171,10 @@ class Daemon:
             return [
                 {**r.status, "updated_at": r.updated_at} for r in self.status_store.repo_statuses()
             ]
+
+    @property
+    def role(self) -> str:
+        return "active" if self.runtime.fence is not None else "standby"
 
     def healthy(self) -> str | None:
         if self.stopping.is_set():
@@ -228,10 +241,52 @@ class Daemon:
         )
         if on_ready:
             on_ready((host, port))
-        for name in self.controllers:
-            self.trigger(name, "start")
+        threading.Thread(target=self._lead, name="leader", daemon=True).start()
         self.stopping.wait()
         return self._shutdown()
+
+    # -- leadership ----------------------------------------------------------------------------
+
+    def _lead(self) -> None:
+        """Active/standby: the daemon holding the leader lease reconciles and schedules; the
+        others wait, trying every LEADER_RETRY_SECONDS, and take over when it lapses (at once
+        when its holder is a dead process on this host). Every apply is fenced with the
+        lease's token, so a deposed daemon that comes back cannot write."""
+        runtime = self.runtime
+        while not self.stopping.is_set():
+            try:
+                with self.store_lock:
+                    holder = self.status_store.acquire_lease(
+                        LEADER_LEASE, runtime.holder, LEADER_TTL_SECONDS
+                    )
+                    if holder is not None and holder_is_dead(holder):
+                        holder = self.status_store.acquire_lease(
+                            LEADER_LEASE, runtime.holder, LEADER_TTL_SECONDS, replacing=holder
+                        )
+                    token = (
+                        self.status_store.lease_token(LEADER_LEASE, runtime.holder)
+                        if holder is None
+                        else None
+                    )
+            except Exception:  # the store is unreachable: keep the role, try again
+                log.exception("the leader lease could not be renewed")
+                self.stopping.wait(LEADER_RETRY_SECONDS)
+                continue
+            was_leader = runtime.fence is not None
+            if token is not None:
+                fence = Fence(LEADER_LEASE, runtime.holder, token)
+                if runtime.fence != fence:
+                    runtime.fence = fence
+                    log.info("this daemon is now the active one (lease token %d)", token)
+                    for name in self.controllers:
+                        self.trigger(name, "start")
+            elif was_leader:
+                runtime.fence = None
+                log.warning("this daemon lost the active role to %s: standing by", holder)
+            elif holder is not None and not self._announced_standby:
+                self._announced_standby = True
+                log.info("standing by: %s is the active daemon", holder)
+            self.stopping.wait(LEADER_RETRY_SECONDS)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -255,6 +310,7 @@ class Daemon:
             logging.shutdown()
             os._exit(0)
         with self.store_lock:
+            self.status_store.release_lease(LEADER_LEASE, self.runtime.holder)
             self.status_store.close()
         log.info("daemon stopped")
         return 0

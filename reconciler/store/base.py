@@ -38,6 +38,16 @@ class RepositoryRecord:
 
 
 @dataclass(frozen=True)
+class Fence:
+    """A lease as held when work began: a transaction checked against it commits only while
+    `holder` still holds `lease` with this `token` (a takeover always raises the token)."""
+
+    lease: str
+    holder: str
+    token: int
+
+
+@dataclass(frozen=True)
 class RepoStatusRecord:
     """What the daemon last knew of one watched repository (`name` from its config).
     `status` is the daemon's own JSON-able mapping (reconciler/daemon/status.py)."""
@@ -87,6 +97,11 @@ class WriteTransaction(Protocol):
 
     def delete(self, kind: Kind, key: str) -> None:
         """Delete that object; deleting a work pool deletes its queues."""
+        ...
+
+    def check_fence(self, fence: Fence) -> None:
+        """Raise StaleLeaseError (and so roll the transaction back) unless `fence` is still
+        the current, unexpired lease."""
         ...
 
     def remove_scheduled_runs(self, deployment: str, keep_schedules: Iterable[str]) -> int:
@@ -172,6 +187,11 @@ class Store(Protocol):
 
     def release_lease(self, name: str, holder: str) -> None:
         """Drop the lease if `holder` holds it; otherwise do nothing."""
+        ...
+
+    def lease_token(self, name: str, holder: str) -> int | None:
+        """The fencing token of the lease when `holder` holds it now, else None. Tokens only
+        grow: each new holder (or a holder back after its lease lapsed) gets a greater one."""
         ...
 
     # -- flow runs (each call is one atomic write of its own; none changes the revision) ----

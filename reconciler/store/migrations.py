@@ -192,4 +192,13 @@ MIGRATIONS = (
     ),
 )
 
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        6,
+        "fencing tokens on leases: a holder whose lease was taken over cannot write",
+        ("ALTER TABLE repo_leases ADD COLUMN token INTEGER NOT NULL DEFAULT 0",),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -16,11 +16,12 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from reconciler.errors import StaleStateError, StoreUrlError
+from reconciler.errors import StaleLeaseError, StaleStateError, StoreUrlError
 from reconciler.model import Kind, Owner, Resource, canonical_json
 from reconciler.store.base import (
     AppliedPlanRecord,
     BlockRecord,
+    Fence,
     ObservedState,
     RepositoryRecord,
     RepoStatusRecord,
@@ -317,21 +318,36 @@ class SqliteStore(SqliteRuns):
         now = time.time()
         with self._small_write() as conn:
             row = conn.execute(
-                "SELECT holder, expires_at FROM repo_leases WHERE name = ?", (name,)
+                "SELECT holder, expires_at, token FROM repo_leases WHERE name = ?", (name,)
             ).fetchone()
             if row is not None and row[1] > now and row[0] not in (holder, replacing):
                 return str(row[0])
+            renewal = row is not None and row[0] == holder and row[1] > now
+            token = row[2] if renewal else (row[2] if row else 0) + 1
             conn.execute(
-                "INSERT INTO repo_leases (name, holder, expires_at) VALUES (?, ?, ?) "
+                "INSERT INTO repo_leases (name, holder, expires_at, token) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
-                "expires_at = excluded.expires_at",
-                (name, holder, now + ttl_seconds),
+                "expires_at = excluded.expires_at, token = excluded.token",
+                (name, holder, now + ttl_seconds, token),
             )
             return None
 
+    def lease_token(self, name: str, holder: str) -> int | None:
+        if self._conn is None:
+            return None
+        row = self._conn.execute(
+            "SELECT token FROM repo_leases WHERE name = ? AND holder = ? AND expires_at > ?",
+            (name, holder, time.time()),
+        ).fetchone()
+        return int(row[0]) if row else None
+
     def release_lease(self, name: str, holder: str) -> None:
         with self._small_write() as conn:
-            conn.execute("DELETE FROM repo_leases WHERE name = ? AND holder = ?", (name, holder))
+            # The row stays, so the next holder's token is greater than every earlier one.
+            conn.execute(
+                "UPDATE repo_leases SET expires_at = 0 WHERE name = ? AND holder = ?",
+                (name, holder),
+            )
 
     @contextmanager
     def _small_write(self) -> Iterator[sqlite3.Connection]:
@@ -442,6 +458,17 @@ class _SqliteTransaction:
 
     def remove_scheduled_runs(self, deployment: str, keep_schedules: Iterable[str]) -> int:
         return remove_future_scheduled_runs(self._conn, deployment, keep_schedules)
+
+    def check_fence(self, fence: Fence) -> None:
+        row = self._conn.execute(
+            "SELECT holder, token, expires_at FROM repo_leases WHERE name = ?", (fence.lease,)
+        ).fetchone()
+        if row is None or (row[0], row[1]) != (fence.holder, fence.token) or row[2] <= time.time():
+            raise StaleLeaseError(
+                f"this process no longer holds the lease {fence.lease!r} (token {fence.token}); "
+                "another took over: nothing was written",
+                "nothing to do: the process that holds the lease now does the work",
+            )
 
     def record_repository(self, repo: str, location: str, commit: str | None) -> None:
         self._conn.execute(

@@ -18,9 +18,10 @@ from typing import Any, Protocol
 
 import pytest
 
-from reconciler.errors import StaleStateError, StoreUrlError
+from reconciler.errors import StaleLeaseError, StaleStateError, StoreUrlError
 from reconciler.model import Kind, Owner, Resource
 from reconciler.store import BlockRecord, Store, open_store
+from reconciler.store.base import Fence
 from reconciler.store.migrations import LATEST_VERSION, MIGRATIONS
 
 REPO = "github.com/acme/flows"
@@ -581,6 +582,35 @@ def test_a_lease_is_exclusive_until_released_or_expired(store: Store) -> None:
     assert store.acquire_lease("flows", "daemon-c", 30) is None
     assert store.acquire_lease("flows", "daemon-d", 30, replacing="daemon-c") is None
     assert store.acquire_lease("flows", "daemon-c", 30) == "daemon-d"
+
+
+def test_lease_tokens_grow_with_every_new_holder_and_fence_stale_writes(store: Store) -> None:
+    assert store.acquire_lease("leader", "a", 0.2) is None
+    first = store.lease_token("leader", "a")
+    assert first is not None and store.lease_token("leader", "b") is None
+    assert store.acquire_lease("leader", "a", 0.2) is None
+    assert store.lease_token("leader", "a") == first  # a renewal keeps the token
+    time.sleep(0.3)
+    assert store.lease_token("leader", "a") is None  # lapsed
+    assert store.acquire_lease("leader", "b", 30) is None
+    second = store.lease_token("leader", "b")
+    assert second is not None and second > first
+
+    stale, current = Fence("leader", "a", first), Fence("leader", "b", second)
+    with pytest.raises(StaleLeaseError), store.transaction() as tx:
+        tx.check_fence(stale)
+        tx.put(pool("written-by-a-deposed-holder"))
+    assert store.get(Kind.WORK_POOL, "written-by-a-deposed-holder") is None
+    assert store.revision() == 0
+    with store.transaction() as tx:
+        tx.check_fence(current)
+        tx.put(pool("written-by-the-holder"))
+    assert store.get(Kind.WORK_POOL, "written-by-the-holder") is not None
+
+    store.release_lease("leader", "b")
+    assert store.acquire_lease("leader", "a", 30) is None
+    third = store.lease_token("leader", "a")
+    assert third is not None and third > second  # released rows keep counting
 
 
 def test_of_many_racing_for_a_lease_exactly_one_gets_it(backend: Backend) -> None:

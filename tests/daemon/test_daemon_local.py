@@ -159,7 +159,7 @@ def test_http_endpoints_health_metrics_and_unknown_paths(
     daemon.wait_for(applied(repo.git("rev-parse", "HEAD")))
 
     health = daemon.request("GET", "/healthz")
-    assert (health.status, health.json()) == (200, {"status": "ok"})
+    assert (health.status, health.json()) == (200, {"status": "ok", "role": "active"})
     metrics = daemon.request("GET", "/metrics").body.decode()
     assert 'reconciler_reconciles_total{outcome="applied",repo="flows"} 1.0' in metrics
     assert 'reconciler_reconcile_duration_seconds_count{repo="flows"}' in metrics
