@@ -138,7 +138,7 @@ def test_a_deleted_branch_is_an_error_that_deletes_nothing(
     repo = make_repo(project())
     repo.git("branch", "live")
     daemon = start_daemon(local(repo, branch="live"))
-    daemon.wait_for(lambda s: s["flows"]["state"] == "Synced")
+    daemon.wait_for(lambda s: s.get("flows", {}).get("state") == "Synced")
 
     repo.git("branch", "-D", "live")
     status = daemon.wait_for(lambda s: s["flows"]["state"] == "Error")["flows"]
