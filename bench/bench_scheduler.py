@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import sqlite3
 import statistics
 import sys
@@ -25,25 +23,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
+from bench.common import machine  # noqa: E402
 from bench.generate import generate  # noqa: E402
 from reconciler.engine import ReconcileRequest, reconcile  # noqa: E402
 from reconciler.model import Kind  # noqa: E402
 from reconciler.scheduling.fire_times import fire_times  # noqa: E402
 from reconciler.scheduling.scheduler import tick  # noqa: E402
 from reconciler.store import open_store  # noqa: E402
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return (
-        f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}, load average {os.getloadavg()[0]:.2f} at start"
-    )
 
 
 def main() -> None:

@@ -24,14 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.common import GIT_ENV  # noqa: E402
 from tests.infra.docker_env import ensure_base_image, running_registry  # noqa: E402
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@reconciler.invalid",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@reconciler.invalid",
-}
 FLOW = '''\
 from prefect import flow
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,18 +26,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
+from bench.common import GIT_ENV, machine  # noqa: E402
 from reconciler.engine import ReconcileRequest, reconcile  # noqa: E402
 from reconciler.runs import RunState  # noqa: E402
 from reconciler.store import open_store  # noqa: E402
 from reconciler.worker.create_run import create_run  # noqa: E402
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@reconciler.invalid",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@reconciler.invalid",
-}
 FLOW = """\
 import time
 
@@ -61,18 +54,6 @@ FILES = {
     ),
 }
 FINAL = {RunState.COMPLETED, RunState.FAILED, RunState.CRASHED, RunState.CANCELLED}
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return (
-        f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}, load average {os.getloadavg()[0]:.2f} at start"
-    )
 
 
 def make_project(root: Path) -> tuple[Path, str]:

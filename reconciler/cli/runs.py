@@ -96,23 +96,8 @@ def flow_run() -> None:
 def flow_run_ls(
     deployment: str | None, states: tuple[str, ...], limit: int, store_url: str | None, output: str
 ) -> None:
-    store = open_for_reading(store_url)
-    try:
-        runs = store.list_runs(
-            deployment=deployment, states=[RunState(s) for s in states] or None, limit=limit
-        )
-    finally:
-        store.close()
-    if output == "json":
-        echo_json([run.to_json() for run in runs])
-        return
-    echo_table(
-        ["id", "name", "deployment", "state", "scheduled", "worker"],
-        [
-            [r.id, r.name, r.deployment, r.state.value, _when(r.scheduled_time), r.worker or "-"]
-            for r in runs
-        ],
-    )
+    """Flow runs, newest scheduled first."""
+    _list_runs(store_url, output, deployment=deployment, states=states, limit=limit)
 
 
 @flow_run.command("inspect")
@@ -251,20 +236,34 @@ def worker_start(**options: object) -> None:
 @user_errors
 def deployment_runs(key: str, limit: int, store_url: str | None, output: str) -> None:
     """The runs of one deployment, newest scheduled first (scheduled and manual ones)."""
+    _list_runs(store_url, output, deployment=key, states=(), limit=limit)
+
+
+def _list_runs(
+    store_url: str | None,
+    output: str,
+    *,
+    deployment: str | None,
+    states: tuple[str, ...],
+    limit: int,
+) -> None:
     store = open_for_reading(store_url)
     try:
-        runs = store.list_runs(deployment=key, limit=limit)
+        runs = store.list_runs(
+            deployment=deployment, states=[RunState(s) for s in states] or None, limit=limit
+        )
     finally:
         store.close()
     if output == "json":
         echo_json([run.to_json() for run in runs])
         return
     echo_table(
-        ["id", "name", "state", "scheduled", "by", "worker"],
+        ["id", "name", "deployment", "state", "scheduled", "by", "worker"],
         [
             [
                 r.id,
                 r.name,
+                r.deployment,
                 r.state.value,
                 _when(r.scheduled_time),
                 "schedule" if r.schedule_id else "hand",
