@@ -69,4 +69,7 @@ def fetch_flow_code(
     context = StepContext(cwd=workdir, env=dict(env), masker=masker or Masker(), write=write)
     outputs = run_steps(placed, document, context, values=values)
     directory = outputs.get("directory")
-    return Path(directory) if isinstance(directory, str) else workdir
+    if not isinstance(directory, str):
+        return workdir
+    # git_clone reports the clone's name relative to where the steps ran, as Prefect's does.
+    return (workdir / directory).resolve()

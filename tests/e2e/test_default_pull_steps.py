@@ -89,6 +89,22 @@ def test_the_worker_gets_the_applied_code_of_the_files_directory(
     )
 
 
+def test_a_file_at_the_root_runs_in_the_clone_whatever_the_worker_directory(
+    make_repo: Callable[..., GitRepo],
+    store_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    repo = make_repo({"work-pools.yaml": POOLS, "prefect.yaml": PROJECT_FILE, "flows/etl.py": FLOW})
+    apply_in_process(store_url, repo)
+    elsewhere = tmp_path / "worker-cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    directory = run_directory(store_url, tmp_path, "run")
+    assert directory.is_absolute() and directory.parent == tmp_path / "worker" / "run"
+    assert (directory / "flows/etl.py").read_text() == FLOW
+
+
 def test_a_repository_the_worker_cannot_reach_fails_the_run_naming_the_step(
     make_repo: Callable[..., GitRepo], store_url: str, tmp_path: Path
 ) -> None:
