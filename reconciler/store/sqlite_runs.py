@@ -3,8 +3,8 @@
 The claim is the heart of it: in one `BEGIN IMMEDIATE` transaction (SQLite's writer lock), the
 pool's and queues' pause flags and concurrency limits are read, PENDING and RUNNING runs are
 counted, and the next SCHEDULED runs are picked in Prefect's order (queue priority, then
-scheduled time) and moved to PENDING under the worker's name. No other writer can interleave,
-so no run is claimed twice and limits hold exactly.
+scheduled time; reconciler/store/claims.py decides) and moved to PENDING under the worker's
+name. No other writer can interleave, so no run is claimed twice and limits hold exactly.
 """
 
 from __future__ import annotations
@@ -30,6 +30,12 @@ from reconciler.runs import (
     new_run_id,
     run_name,
 )
+from reconciler.store.claims import (
+    DEPLOYMENT_LIMIT_REACHED,
+    choose_runs,
+    claim_budget,
+    deployment_limit,
+)
 
 _RUN_COLUMNS = (
     "id, name, deployment, flow_name, pool, queue, state, state_message, scheduled_time, "
@@ -39,7 +45,6 @@ _RUN_COLUMNS = (
 _ACTIVE = tuple(state.value for state in ACTIVE_STATES)
 _ACTIVE_SQL = ", ".join(f"'{state}'" for state in sorted(_ACTIVE))
 _WAITING_SQL = ", ".join(f"'{state.value}'" for state in sorted(WAITING_STATES))
-CANCEL_NEW = "CANCEL_NEW"
 
 
 def _now_iso() -> str:
@@ -84,13 +89,8 @@ def _deployment_limits(
     if not keys:
         return {}
     marks = ", ".join("?" for _ in keys)
-    rows = conn.execute(
-        "SELECT key, json_extract(spec, '$.concurrency_limit'), "
-        "json_extract(spec, '$.concurrency_options.collision_strategy') "
-        f"FROM deployments WHERE key IN ({marks})",
-        tuple(keys),
-    )
-    return {key: (limit, strategy) for key, limit, strategy in rows}
+    rows = conn.execute(f"SELECT key, spec FROM deployments WHERE key IN ({marks})", tuple(keys))
+    return {key: deployment_limit(spec) for key, spec in rows}
 
 
 def remove_future_scheduled_runs(
@@ -285,9 +285,6 @@ class SqliteRuns:
             ).fetchone()
             if pool_row is None:
                 return []
-            pool_spec = json.loads(pool_row[0])
-            if pool_spec.get("paused"):
-                return []
             active = dict(
                 conn.execute(
                     f"SELECT queue, COUNT(*) FROM flow_runs WHERE pool = ? "
@@ -295,25 +292,17 @@ class SqliteRuns:
                     (pool,),
                 ).fetchall()
             )
-            budget = limit
-            pool_limit = pool_spec.get("concurrency_limit")
-            if pool_limit is not None:
-                budget = min(budget, max(0, pool_limit - sum(active.values())))
             queue_rows = conn.execute(
                 "SELECT name, spec FROM work_queues WHERE pool_name = ?", (pool,)
             ).fetchall()
-            queue_slots: dict[str, int | None] = {}
-            priorities: dict[str, int] = {}
-            for name, spec_text in queue_rows:
-                spec = json.loads(spec_text)
-                if spec.get("paused") or (wanted_queues is not None and name not in wanted_queues):
-                    continue
-                queue_limit = spec.get("concurrency_limit")
-                queue_slots[name] = (
-                    None if queue_limit is None else max(0, queue_limit - active.get(name, 0))
-                )
-                priorities[name] = int(spec.get("priority") or 0)
-            if budget <= 0 or not queue_slots:
+            budget = claim_budget(
+                json.loads(pool_row[0]),
+                queue_rows,
+                active,
+                limit=limit,
+                wanted_queues=wanted_queues,
+            )
+            if budget.empty:
                 return []
             candidates = conn.execute(
                 f"SELECT id, queue, deployment FROM flow_runs WHERE pool = ? "
@@ -328,32 +317,10 @@ class SqliteRuns:
                     "GROUP BY deployment"
                 ).fetchall()
             )
-            ordered = sorted(
-                (run for run in candidates if run[1] in queue_slots),
-                key=lambda run: priorities[run[1]],  # stable: scheduled time within a priority
-            )
-            chosen: list[str] = []
-            refused: list[str] = []
-            for run_id, queue, deployment in ordered:
-                if len(chosen) >= budget:
-                    break
-                slots = queue_slots[queue]
-                if slots is not None and slots <= 0:
-                    continue
-                limit_of_deployment, strategy = limits.get(deployment, (None, None))
-                if limit_of_deployment is not None:
-                    if running.get(deployment, 0) >= limit_of_deployment:
-                        if strategy == CANCEL_NEW:
-                            refused.append(run_id)
-                        continue  # ENQUEUE: it waits for a slot of its deployment
-                    running[deployment] = running.get(deployment, 0) + 1
-                if slots is not None:
-                    queue_slots[queue] = slots - 1
-                chosen.append(run_id)
+            chosen, refused = choose_runs(candidates, budget, limits, running)
             now = _now_iso()
             for run_id in refused:
-                reason = "Deployment concurrency limit reached."
-                self._move(conn, run_id, RunState.CANCELLED, reason, now)
+                self._move(conn, run_id, RunState.CANCELLED, DEPLOYMENT_LIMIT_REACHED, now)
             for run_id in chosen:
                 self._move(
                     conn, run_id, RunState.PENDING, f"claimed by {worker}", now, worker=worker
