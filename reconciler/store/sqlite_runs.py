@@ -9,18 +9,14 @@ name. No other writer can interleave, so no run is claimed twice and limits hold
 
 from __future__ import annotations
 
-import datetime
 import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any
 
 from reconciler.model import canonical_json
 from reconciler.runs import (
-    ACTIVE_STATES,
-    WAITING_STATES,
     FlowRun,
     NewRun,
     RunLogLine,
@@ -36,19 +32,13 @@ from reconciler.store.claims import (
     claim_budget,
     deployment_limit,
 )
-
-_RUN_COLUMNS = (
-    "id, name, deployment, flow_name, pool, queue, state, state_message, scheduled_time, "
-    "parameters, job_variables, worker, infrastructure_id, exit_code, created_at, updated_at, "
-    "history, idempotency_key, schedule_id"
+from reconciler.store.run_rows import (
+    ACTIVE_SQL,
+    RUN_COLUMNS,
+    WAITING_SQL,
+    now_iso,
+    run_from_row,
 )
-_ACTIVE = tuple(state.value for state in ACTIVE_STATES)
-_ACTIVE_SQL = ", ".join(f"'{state}'" for state in sorted(_ACTIVE))
-_WAITING_SQL = ", ".join(f"'{state.value}'" for state in sorted(WAITING_STATES))
-
-
-def _now_iso() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
 
 def _insert_run(
@@ -59,7 +49,7 @@ def _insert_run(
     history = [StateChange(RunState.SCHEDULED, now).to_json()]
     verb = "INSERT OR IGNORE" if ignore_duplicate else "INSERT"
     cursor = conn.execute(
-        f"{verb} INTO flow_runs ({_RUN_COLUMNS}) "
+        f"{verb} INTO flow_runs ({RUN_COLUMNS}) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL, NULL, NULL, ?, ?, ?, ?, ?)",
         (
             run_id,
@@ -102,39 +92,11 @@ def remove_future_scheduled_runs(
     marks = ", ".join("?" for _ in keep)
     sql = (
         f"DELETE FROM flow_runs WHERE deployment = ? AND schedule_id IS NOT NULL "
-        f"AND state IN ({_WAITING_SQL})"
+        f"AND state IN ({WAITING_SQL})"
     )
     if keep:
         sql += f" AND schedule_id NOT IN ({marks})"
     return conn.execute(sql, (deployment, *keep)).rowcount
-
-
-def _run(row: tuple[Any, ...]) -> FlowRun:
-    history = tuple(
-        StateChange(RunState(item["state"]), item["at"], item.get("message"))
-        for item in json.loads(row[16])
-    )
-    return FlowRun(
-        id=row[0],
-        name=row[1],
-        deployment=row[2],
-        flow_name=row[3],
-        pool=row[4],
-        queue=row[5],
-        state=RunState(row[6]),
-        state_message=row[7],
-        scheduled_time=row[8],
-        parameters=json.loads(row[9]),
-        job_variables=json.loads(row[10]),
-        worker=row[11],
-        infrastructure_id=row[12],
-        exit_code=row[13],
-        created_at=row[14],
-        updated_at=row[15],
-        history=history,
-        idempotency_key=row[17],
-        schedule_id=row[18],
-    )
 
 
 class SqliteRuns:
@@ -152,12 +114,12 @@ class SqliteRuns:
         with self._small_write() as conn:
             if new.idempotency_key is not None:
                 row = conn.execute(
-                    f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE idempotency_key = ?",
+                    f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE idempotency_key = ?",
                     (new.idempotency_key,),
                 ).fetchone()
                 if row is not None:
-                    return _run(row)
-            run_id = _insert_run(conn, new, _now_iso())
+                    return run_from_row(row)
+            run_id = _insert_run(conn, new, now_iso())
         assert run_id is not None
         found = self.get_run(run_id)
         assert found is not None
@@ -168,7 +130,7 @@ class SqliteRuns:
         if not batch:
             return 0
         created = 0
-        now = _now_iso()
+        now = now_iso()
         with self._small_write() as conn:
             for new in batch:
                 created += _insert_run(conn, new, now, ignore_duplicate=True) is not None
@@ -179,7 +141,7 @@ class SqliteRuns:
             return {}
         rows = self._conn.execute(
             "SELECT deployment, schedule_id, COUNT(*), MAX(scheduled_time) FROM flow_runs "
-            f"WHERE schedule_id IS NOT NULL AND state IN ({_WAITING_SQL}) "
+            f"WHERE schedule_id IS NOT NULL AND state IN ({WAITING_SQL}) "
             "AND scheduled_time >= ? GROUP BY deployment, schedule_id",
             (now,),
         )
@@ -202,7 +164,7 @@ class SqliteRuns:
                     (late_before,),
                 )
             ]
-            now = _now_iso()
+            now = now_iso()
             for run_id in ids:
                 if skip:
                     message = "skipped: not started within the grace period of its scheduled time"
@@ -216,18 +178,18 @@ class SqliteRuns:
         if self._conn is None:
             return None
         row = self._conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE id = ?", (run_id,)
+            f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = ?", (run_id,)
         ).fetchone()
-        return _run(row) if row else None
+        return run_from_row(row) if row else None
 
     def find_runs(self, prefix: str) -> list[FlowRun]:
         """Runs whose id starts with `prefix` (ids are long; people type the start)."""
         if self._conn is None:
             return []
         rows = self._conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE id LIKE ? || '%' LIMIT 5", (prefix,)
+            f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id LIKE ? || '%' LIMIT 5", (prefix,)
         )
-        return [_run(row) for row in rows]
+        return [run_from_row(row) for row in rows]
 
     def list_runs(
         self,
@@ -250,18 +212,18 @@ class SqliteRuns:
         if wanted is not None:
             where.append(f"state IN ({', '.join('?' for _ in wanted)})")
             params.extend(wanted)
-        sql = f"SELECT {_RUN_COLUMNS} FROM flow_runs"
+        sql = f"SELECT {RUN_COLUMNS} FROM flow_runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY scheduled_time DESC, created_at DESC LIMIT ?"
-        return [_run(row) for row in self._conn.execute(sql, (*params, limit))]
+        return [run_from_row(row) for row in self._conn.execute(sql, (*params, limit))]
 
     def has_claimable_runs(self, pool: str, scheduled_before: float) -> bool:
         """A cheap read (no write lock) that tells whether a claim could find anything."""
         if self._conn is None:
             return False
         row = self._conn.execute(
-            f"SELECT 1 FROM flow_runs WHERE pool = ? AND state IN ({_WAITING_SQL}) "
+            f"SELECT 1 FROM flow_runs WHERE pool = ? AND state IN ({WAITING_SQL}) "
             "AND scheduled_time <= ? LIMIT 1",
             (pool, scheduled_before),
         ).fetchone()
@@ -288,7 +250,7 @@ class SqliteRuns:
             active = dict(
                 conn.execute(
                     f"SELECT queue, COUNT(*) FROM flow_runs WHERE pool = ? "
-                    f"AND state IN ({_ACTIVE_SQL}) GROUP BY queue",
+                    f"AND state IN ({ACTIVE_SQL}) GROUP BY queue",
                     (pool,),
                 ).fetchall()
             )
@@ -306,19 +268,19 @@ class SqliteRuns:
                 return []
             candidates = conn.execute(
                 f"SELECT id, queue, deployment FROM flow_runs WHERE pool = ? "
-                f"AND state IN ({_WAITING_SQL}) AND scheduled_time <= ? "
+                f"AND state IN ({WAITING_SQL}) AND scheduled_time <= ? "
                 "ORDER BY scheduled_time, created_at",
                 (pool, scheduled_before),
             ).fetchall()
             limits = _deployment_limits(conn, {run[2] for run in candidates})
             running = dict(
                 conn.execute(
-                    f"SELECT deployment, COUNT(*) FROM flow_runs WHERE state IN ({_ACTIVE_SQL}) "
+                    f"SELECT deployment, COUNT(*) FROM flow_runs WHERE state IN ({ACTIVE_SQL}) "
                     "GROUP BY deployment"
                 ).fetchall()
             )
             chosen, refused = choose_runs(candidates, budget, limits, running)
-            now = _now_iso()
+            now = now_iso()
             for run_id in refused:
                 self._move(conn, run_id, RunState.CANCELLED, DEPLOYMENT_LIMIT_REACHED, now)
             for run_id in chosen:
@@ -352,7 +314,7 @@ class SqliteRuns:
                 run_id,
                 state,
                 message,
-                _now_iso(),
+                now_iso(),
                 infrastructure_id=infrastructure_id,
                 exit_code=exit_code,
             )
@@ -367,9 +329,9 @@ class SqliteRuns:
                 return None
             current = RunState(row[0])
             if current in (RunState.SCHEDULED, RunState.LATE, RunState.PENDING):
-                self._move(conn, run_id, RunState.CANCELLED, "cancelled by request", _now_iso())
+                self._move(conn, run_id, RunState.CANCELLED, "cancelled by request", now_iso())
             elif current is RunState.RUNNING:
-                self._move(conn, run_id, RunState.CANCELLING, "cancel requested", _now_iso())
+                self._move(conn, run_id, RunState.CANCELLING, "cancel requested", now_iso())
         return self.get_run(run_id)
 
     def _move(
@@ -410,7 +372,7 @@ class SqliteRuns:
         batch = list(lines)
         if not batch:
             return
-        now = _now_iso()
+        now = now_iso()
         with self._small_write() as conn:
             last = conn.execute(
                 "SELECT COALESCE(MAX(seq), 0) FROM flow_run_logs WHERE run_id = ?", (run_id,)
@@ -443,7 +405,7 @@ class SqliteRuns:
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (pool, name) DO UPDATE SET "
                 "heartbeat_at = excluded.heartbeat_at, "
                 "heartbeat_interval = excluded.heartbeat_interval",
-                (pool, worker, now, interval, _now_iso()),
+                (pool, worker, now, interval, now_iso()),
             )
 
     def remove_worker(self, pool: str, worker: str) -> None:
@@ -470,9 +432,9 @@ class SqliteRuns:
             rows = conn.execute(
                 f"SELECT r.id, r.worker, w.heartbeat_at, w.heartbeat_interval FROM flow_runs r "
                 f"LEFT JOIN workers w ON w.pool = r.pool AND w.name = r.worker "
-                f"WHERE r.state IN ({_ACTIVE_SQL})"
+                f"WHERE r.state IN ({ACTIVE_SQL})"
             ).fetchall()
-            stamp = _now_iso()
+            stamp = now_iso()
             for run_id, holder, beat, interval in rows:
                 if worker is not None:
                     dead = holder == worker
@@ -489,7 +451,7 @@ class SqliteRuns:
         if self._conn is None:
             return iter(())
         rows = self._conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE worker = ? AND state IN ({_ACTIVE_SQL})",
+            f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE worker = ? AND state IN ({ACTIVE_SQL})",
             (worker,),
         )
-        return iter([_run(row) for row in rows])
+        return iter([run_from_row(row) for row in rows])
