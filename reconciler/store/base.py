@@ -120,6 +120,7 @@ class WriteTransaction(Protocol):
 
 class Store(Protocol):
     url: str
+    """Where the store is, as messages and logs may show it: without credentials."""
 
     def observe(self) -> ObservedState:
         """A consistent snapshot of every object, variable and block, with its revision."""

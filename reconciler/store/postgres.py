@@ -82,9 +82,9 @@ def _now() -> str:
 
 class PostgresStore(PostgresRuns):
     def __init__(self, url: str, *, readonly: bool = False) -> None:
-        self.url = url
-        self.readonly = readonly
         self.shown_url = shown_url(url)
+        self.url = self.shown_url  # logged and shown by callers: never the password
+        self.readonly = readonly
         self._secrets = _url_secrets(url)
         self._conninfo = self._make_conninfo(url)
         self._conn: Connection | None = None
@@ -441,12 +441,16 @@ class PostgresStore(PostgresRuns):
                     if remaining <= 0 or (stop is not None and stop.is_set()):
                         return False
                     slice_ = min(remaining, LISTEN_SLICE_SECONDS) if stop else remaining
-                    for note in listener.notifies(timeout=slice_):
-                        if note.payload == pool:
-                            # Later notices of the same burst would wake the caller for nothing.
-                            for _ in listener.notifies(timeout=0):
-                                pass
-                            return True
+                    notes = listener.notifies(timeout=slice_)
+                    try:  # closed before the next call: it holds the connection's lock
+                        heard = any(note.payload == pool for note in notes)
+                    finally:
+                        notes.close()
+                    if heard:
+                        # Later notices of the same burst would wake the caller for nothing.
+                        for _ in listener.notifies(timeout=0):
+                            pass
+                        return True
             except psycopg.Error:
                 self._drop_listener()
                 _sleep(deadline - time.monotonic(), stop)

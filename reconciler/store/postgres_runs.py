@@ -193,7 +193,9 @@ class PostgresRuns:
         return run_from_row(row)
 
     def create_runs(self, runs: Iterable[NewRun]) -> int:
-        batch = list(runs)
+        # In key order: two writers inserting the same keys wait for each other's uncommitted
+        # rows, and would deadlock if each held a key the other reaches next.
+        batch = sorted(runs, key=lambda new: new.idempotency_key or "")
         if not batch:
             return 0
         now = now_iso()
