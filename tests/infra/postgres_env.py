@@ -5,11 +5,12 @@ the PostgreSQL store (tests/contract, tests/postgres).
 version), runs `initdb` into a fresh temporary directory and starts `postgres` on a free
 127.0.0.1 port (its unix socket stays inside that directory), with password authentication
 and durability turned off (fsync, synchronous commit): the tests want speed, not crash safety.
-It stops the server and removes the directory afterwards.
+It stops the server and removes the directory afterwards. The server is a child of the test
+run (not daemonised by pg_ctl) and Linux stops it if the run is killed (PR_SET_PDEATHSIG).
 
 PostgreSQL refuses to run as root. As root (CI), the directory is given to the `postgres`
-user (Debian's package creates it; else `nobody`) and the programs run as that user through
-`runuser`; as anyone else they run as the caller.
+user (Debian's package creates it; else `nobody`) and the programs run as that user (the child
+drops root before exec, as `runuser` would); as anyone else they run as the caller.
 
 `PostgresServer.create_database()` makes a fresh, empty database and returns its
 `postgresql://` URL: each test gets its own.
@@ -20,6 +21,7 @@ Run `python -m tests.infra.postgres_env` to keep a server up until Ctrl-C.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import os
 import pwd
@@ -31,13 +33,15 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 
 SUPERUSER = "reconciler"
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 START_TIMEOUT_S = 30
 INSTALL_HINT = "run `bash .ci/system-deps` (installs the Debian package postgresql)"
 # Settings for a disposable test server: nothing it holds needs to survive a crash.
@@ -50,6 +54,9 @@ SERVER_SETTINGS = {
     "shared_buffers": "64MB",
     "log_min_messages": "warning",
 }
+
+
+_ENV = {**os.environ, "LC_ALL": "C", "LANG": "C"}
 
 
 class PostgresUnavailable(RuntimeError):
@@ -128,27 +135,31 @@ class PostgresServer:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _as_server_user(user: str | None, argv: Sequence[str]) -> list[str]:
-    if user is None:
-        return list(argv)
-    runuser = shutil.which("runuser") or "/usr/sbin/runuser"
-    if os.access(runuser, os.X_OK):
-        return [runuser, "-u", user, "--", *argv]
-    return ["su", user, "-s", "/bin/sh", "-c", " ".join(_quote(a) for a in argv)]
+def _as_server_user(user: str | None) -> Callable[[], None]:
+    """What the child runs before exec: drop root for `user` (when given), then ask Linux to
+    stop it (SIGQUIT: PostgreSQL's immediate shutdown) when the test run ends."""
+    record = pwd.getpwnam(user) if user is not None else None
 
+    def prepare() -> None:
+        if record is not None:
+            os.setgroups([])
+            os.setgid(record.pw_gid)
+            os.setuid(record.pw_uid)
+        # After the change of user: changing credentials clears the parent-death signal.
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGQUIT)
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "'\\''") + "'"
+    return prepare
 
 
 def _run(user: str | None, argv: Sequence[str], what: str, timeout: float = 120) -> None:
     done = subprocess.run(
-        _as_server_user(user, argv),
+        list(argv),
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "LC_ALL": "C", "LANG": "C"},
+        env=_ENV,
         cwd="/",
+        preexec_fn=_as_server_user(user),
     )
     if done.returncode != 0:
         raise PostgresUnavailable(f"{what} failed ({done.returncode}): {done.stderr.strip()}")
@@ -162,8 +173,8 @@ def running_postgres() -> Iterator[PostgresServer]:
     # Not under pytest's base temp: its directories are private to the caller (0700), and
     # the server user must reach its own.
     directory = Path(tempfile.mkdtemp(prefix="reconciler-pg-"))
-    data = directory / "data"
     password = f"pw-{secrets.token_hex(8)}"
+    process: subprocess.Popen[bytes] | None = None
     try:
         pwfile = directory / "password"
         pwfile.write_text(password + "\n")
@@ -176,7 +187,7 @@ def running_postgres() -> Iterator[PostgresServer]:
             [
                 str(bindir / "initdb"),
                 "--pgdata",
-                str(data),
+                str(directory / "data"),
                 "--username",
                 SUPERUSER,
                 "--pwfile",
@@ -190,57 +201,59 @@ def running_postgres() -> Iterator[PostgresServer]:
             ],
             "initdb",
         )
-        server = _start(bindir, user, directory, password)
-    except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise
-    try:
+        server, process = _start(bindir, user, directory, password)
         yield server
     finally:
-        with contextlib.suppress(Exception):
-            _run(
-                user,
-                [str(bindir / "pg_ctl"), "--pgdata", str(data), "--mode", "immediate", "stop"],
-                "pg_ctl stop",
-                timeout=30,
-            )
+        if process is not None:
+            _stop(process)
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _start(bindir: Path, user: str | None, directory: Path, password: str) -> PostgresServer:
-    """pg_ctl start on a free port; a port taken between choosing and binding is tried again."""
-    failure: PostgresUnavailable | None = None
+def _start(
+    bindir: Path, user: str | None, directory: Path, password: str
+) -> tuple[PostgresServer, subprocess.Popen[bytes]]:
+    """`postgres` on a free port, ready for connections; a port taken between choosing it
+    and binding it is tried again."""
+    log_path = directory / "server.log"
+    failure = ""
     for _ in range(3):
         port = _free_port()
         settings = {**SERVER_SETTINGS, "port": str(port), "unix_socket_directories": str(directory)}
-        options = " ".join(f"-c {name}={value}" for name, value in settings.items())
-        try:
-            _run(
-                user,
-                [
-                    str(bindir / "pg_ctl"),
-                    "--pgdata",
-                    str(directory / "data"),
-                    "--log",
-                    str(directory / "server.log"),
-                    "--options",
-                    options,
-                    "--wait",
-                    "--timeout",
-                    str(START_TIMEOUT_S),
-                    "start",
-                ],
-                "pg_ctl start",
-                timeout=START_TIMEOUT_S + 10,
+        argv = [str(bindir / "postgres"), "-D", str(directory / "data")]
+        for name, value in settings.items():
+            argv += ["-c", f"{name}={value}"]
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_ENV,
+                cwd="/",
+                preexec_fn=_as_server_user(user),
             )
-        except PostgresUnavailable as exc:
-            log = directory / "server.log"
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            failure = PostgresUnavailable(f"{exc}\n{tail}")
-            continue
-        return PostgresServer(bindir, directory, port, password, user)
-    assert failure is not None
-    raise failure
+        server = PostgresServer(bindir, directory, port, password, user)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                psycopg.connect(server.url("postgres"), connect_timeout=2).close()
+            except psycopg.OperationalError:
+                time.sleep(0.05)
+                continue
+            return server, process
+        _stop(process)
+        failure = log_path.read_text(errors="replace")[-2000:]
+    raise PostgresUnavailable(f"postgres did not start; its log ends:\n{failure}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGQUIT)  # immediate shutdown: nothing here needs keeping
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def main() -> None:
