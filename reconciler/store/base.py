@@ -10,6 +10,7 @@ planned" holds across processes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -134,6 +135,7 @@ class WriteTransaction(Protocol):
 
 class Store(Protocol):
     url: str
+    """Where the store is, as messages and logs may show it: without credentials."""
 
     def observe(self) -> ObservedState:
         """A consistent snapshot of every object, variable and block, with its revision."""
@@ -290,6 +292,15 @@ class Store(Protocol):
         ...
 
     def iter_active_runs(self, worker: str) -> Iterator[FlowRun]: ...
+
+    def wait_for_runs(self, pool: str, timeout: float, stop: threading.Event | None = None) -> bool:
+        """Wait up to `timeout` seconds for word that runs of `pool` may have become claimable
+        (runs created, a run ended and freed its slot, the pool, a queue or a deployment
+        written); return early, with False, once `stop` is set. True means "look again now";
+        False, that the time ran out (or `stop`). A backend that hears nothing (SQLite) just
+        waits out the timeout and returns False, so callers keep polling; PostgreSQL
+        LISTENs, so an idle worker hears of a new run within milliseconds."""
+        ...
 
     def transaction(
         self, expected_revision: int | None = None

@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -348,6 +349,12 @@ class SqliteStore(SqliteRuns):
                 "UPDATE repo_leases SET expires_at = 0 WHERE name = ? AND holder = ?",
                 (name, holder),
             )
+
+    def wait_for_runs(self, pool: str, timeout: float, stop: threading.Event | None = None) -> bool:
+        """SQLite cannot tell other processes of a change: wait out the timeout (or until
+        `stop`), and let the caller poll."""
+        (stop or threading.Event()).wait(timeout)
+        return False
 
     @contextmanager
     def _small_write(self) -> Iterator[sqlite3.Connection]:

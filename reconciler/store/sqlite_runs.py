@@ -3,24 +3,20 @@
 The claim is the heart of it: in one `BEGIN IMMEDIATE` transaction (SQLite's writer lock), the
 pool's and queues' pause flags and concurrency limits are read, PENDING and RUNNING runs are
 counted, and the next SCHEDULED runs are picked in Prefect's order (queue priority, then
-scheduled time) and moved to PENDING under the worker's name. No other writer can interleave,
-so no run is claimed twice and limits hold exactly.
+scheduled time; reconciler/store/claims.py decides) and moved to PENDING under the worker's
+name. No other writer can interleave, so no run is claimed twice and limits hold exactly.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any
 
 from reconciler.model import canonical_json
 from reconciler.runs import (
-    ACTIVE_STATES,
-    WAITING_STATES,
     FlowRun,
     NewRun,
     RunLogLine,
@@ -30,20 +26,19 @@ from reconciler.runs import (
     new_run_id,
     run_name,
 )
-
-_RUN_COLUMNS = (
-    "id, name, deployment, flow_name, pool, queue, state, state_message, scheduled_time, "
-    "parameters, job_variables, worker, infrastructure_id, exit_code, created_at, updated_at, "
-    "history, idempotency_key, schedule_id"
+from reconciler.store.claims import (
+    DEPLOYMENT_LIMIT_REACHED,
+    choose_runs,
+    claim_budget,
+    deployment_limit,
 )
-_ACTIVE = tuple(state.value for state in ACTIVE_STATES)
-_ACTIVE_SQL = ", ".join(f"'{state}'" for state in sorted(_ACTIVE))
-_WAITING_SQL = ", ".join(f"'{state.value}'" for state in sorted(WAITING_STATES))
-CANCEL_NEW = "CANCEL_NEW"
-
-
-def _now_iso() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+from reconciler.store.run_rows import (
+    ACTIVE_SQL,
+    RUN_COLUMNS,
+    WAITING_SQL,
+    now_iso,
+    run_from_row,
+)
 
 
 def _insert_run(
@@ -54,7 +49,7 @@ def _insert_run(
     history = [StateChange(RunState.SCHEDULED, now).to_json()]
     verb = "INSERT OR IGNORE" if ignore_duplicate else "INSERT"
     cursor = conn.execute(
-        f"{verb} INTO flow_runs ({_RUN_COLUMNS}) "
+        f"{verb} INTO flow_runs ({RUN_COLUMNS}) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL, NULL, NULL, ?, ?, ?, ?, ?)",
         (
             run_id,
@@ -84,13 +79,8 @@ def _deployment_limits(
     if not keys:
         return {}
     marks = ", ".join("?" for _ in keys)
-    rows = conn.execute(
-        "SELECT key, json_extract(spec, '$.concurrency_limit'), "
-        "json_extract(spec, '$.concurrency_options.collision_strategy') "
-        f"FROM deployments WHERE key IN ({marks})",
-        tuple(keys),
-    )
-    return {key: (limit, strategy) for key, limit, strategy in rows}
+    rows = conn.execute(f"SELECT key, spec FROM deployments WHERE key IN ({marks})", tuple(keys))
+    return {key: deployment_limit(spec) for key, spec in rows}
 
 
 def remove_future_scheduled_runs(
@@ -102,39 +92,11 @@ def remove_future_scheduled_runs(
     marks = ", ".join("?" for _ in keep)
     sql = (
         f"DELETE FROM flow_runs WHERE deployment = ? AND schedule_id IS NOT NULL "
-        f"AND state IN ({_WAITING_SQL})"
+        f"AND state IN ({WAITING_SQL})"
     )
     if keep:
         sql += f" AND schedule_id NOT IN ({marks})"
     return conn.execute(sql, (deployment, *keep)).rowcount
-
-
-def _run(row: tuple[Any, ...]) -> FlowRun:
-    history = tuple(
-        StateChange(RunState(item["state"]), item["at"], item.get("message"))
-        for item in json.loads(row[16])
-    )
-    return FlowRun(
-        id=row[0],
-        name=row[1],
-        deployment=row[2],
-        flow_name=row[3],
-        pool=row[4],
-        queue=row[5],
-        state=RunState(row[6]),
-        state_message=row[7],
-        scheduled_time=row[8],
-        parameters=json.loads(row[9]),
-        job_variables=json.loads(row[10]),
-        worker=row[11],
-        infrastructure_id=row[12],
-        exit_code=row[13],
-        created_at=row[14],
-        updated_at=row[15],
-        history=history,
-        idempotency_key=row[17],
-        schedule_id=row[18],
-    )
 
 
 class SqliteRuns:
@@ -152,12 +114,12 @@ class SqliteRuns:
         with self._small_write() as conn:
             if new.idempotency_key is not None:
                 row = conn.execute(
-                    f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE idempotency_key = ?",
+                    f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE idempotency_key = ?",
                     (new.idempotency_key,),
                 ).fetchone()
                 if row is not None:
-                    return _run(row)
-            run_id = _insert_run(conn, new, _now_iso())
+                    return run_from_row(row)
+            run_id = _insert_run(conn, new, now_iso())
         assert run_id is not None
         found = self.get_run(run_id)
         assert found is not None
@@ -168,7 +130,7 @@ class SqliteRuns:
         if not batch:
             return 0
         created = 0
-        now = _now_iso()
+        now = now_iso()
         with self._small_write() as conn:
             for new in batch:
                 created += _insert_run(conn, new, now, ignore_duplicate=True) is not None
@@ -179,7 +141,7 @@ class SqliteRuns:
             return {}
         rows = self._conn.execute(
             "SELECT deployment, schedule_id, COUNT(*), MAX(scheduled_time) FROM flow_runs "
-            f"WHERE schedule_id IS NOT NULL AND state IN ({_WAITING_SQL}) "
+            f"WHERE schedule_id IS NOT NULL AND state IN ({WAITING_SQL}) "
             "AND scheduled_time >= ? GROUP BY deployment, schedule_id",
             (now,),
         )
@@ -202,7 +164,7 @@ class SqliteRuns:
                     (late_before,),
                 )
             ]
-            now = _now_iso()
+            now = now_iso()
             for run_id in ids:
                 if skip:
                     message = "skipped: not started within the grace period of its scheduled time"
@@ -216,18 +178,18 @@ class SqliteRuns:
         if self._conn is None:
             return None
         row = self._conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE id = ?", (run_id,)
+            f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = ?", (run_id,)
         ).fetchone()
-        return _run(row) if row else None
+        return run_from_row(row) if row else None
 
     def find_runs(self, prefix: str) -> list[FlowRun]:
         """Runs whose id starts with `prefix` (ids are long; people type the start)."""
         if self._conn is None:
             return []
         rows = self._conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE id LIKE ? || '%' LIMIT 5", (prefix,)
+            f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id LIKE ? || '%' LIMIT 5", (prefix,)
         )
-        return [_run(row) for row in rows]
+        return [run_from_row(row) for row in rows]
 
     def list_runs(
         self,
@@ -250,18 +212,18 @@ class SqliteRuns:
         if wanted is not None:
             where.append(f"state IN ({', '.join('?' for _ in wanted)})")
             params.extend(wanted)
-        sql = f"SELECT {_RUN_COLUMNS} FROM flow_runs"
+        sql = f"SELECT {RUN_COLUMNS} FROM flow_runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY scheduled_time DESC, created_at DESC LIMIT ?"
-        return [_run(row) for row in self._conn.execute(sql, (*params, limit))]
+        return [run_from_row(row) for row in self._conn.execute(sql, (*params, limit))]
 
     def has_claimable_runs(self, pool: str, scheduled_before: float) -> bool:
         """A cheap read (no write lock) that tells whether a claim could find anything."""
         if self._conn is None:
             return False
         row = self._conn.execute(
-            f"SELECT 1 FROM flow_runs WHERE pool = ? AND state IN ({_WAITING_SQL}) "
+            f"SELECT 1 FROM flow_runs WHERE pool = ? AND state IN ({WAITING_SQL}) "
             "AND scheduled_time <= ? LIMIT 1",
             (pool, scheduled_before),
         ).fetchone()
@@ -285,75 +247,42 @@ class SqliteRuns:
             ).fetchone()
             if pool_row is None:
                 return []
-            pool_spec = json.loads(pool_row[0])
-            if pool_spec.get("paused"):
-                return []
             active = dict(
                 conn.execute(
                     f"SELECT queue, COUNT(*) FROM flow_runs WHERE pool = ? "
-                    f"AND state IN ({_ACTIVE_SQL}) GROUP BY queue",
+                    f"AND state IN ({ACTIVE_SQL}) GROUP BY queue",
                     (pool,),
                 ).fetchall()
             )
-            budget = limit
-            pool_limit = pool_spec.get("concurrency_limit")
-            if pool_limit is not None:
-                budget = min(budget, max(0, pool_limit - sum(active.values())))
             queue_rows = conn.execute(
                 "SELECT name, spec FROM work_queues WHERE pool_name = ?", (pool,)
             ).fetchall()
-            queue_slots: dict[str, int | None] = {}
-            priorities: dict[str, int] = {}
-            for name, spec_text in queue_rows:
-                spec = json.loads(spec_text)
-                if spec.get("paused") or (wanted_queues is not None and name not in wanted_queues):
-                    continue
-                queue_limit = spec.get("concurrency_limit")
-                queue_slots[name] = (
-                    None if queue_limit is None else max(0, queue_limit - active.get(name, 0))
-                )
-                priorities[name] = int(spec.get("priority") or 0)
-            if budget <= 0 or not queue_slots:
+            budget = claim_budget(
+                json.loads(pool_row[0]),
+                queue_rows,
+                active,
+                limit=limit,
+                wanted_queues=wanted_queues,
+            )
+            if budget.empty:
                 return []
             candidates = conn.execute(
                 f"SELECT id, queue, deployment FROM flow_runs WHERE pool = ? "
-                f"AND state IN ({_WAITING_SQL}) AND scheduled_time <= ? "
+                f"AND state IN ({WAITING_SQL}) AND scheduled_time <= ? "
                 "ORDER BY scheduled_time, created_at",
                 (pool, scheduled_before),
             ).fetchall()
             limits = _deployment_limits(conn, {run[2] for run in candidates})
             running = dict(
                 conn.execute(
-                    f"SELECT deployment, COUNT(*) FROM flow_runs WHERE state IN ({_ACTIVE_SQL}) "
+                    f"SELECT deployment, COUNT(*) FROM flow_runs WHERE state IN ({ACTIVE_SQL}) "
                     "GROUP BY deployment"
                 ).fetchall()
             )
-            ordered = sorted(
-                (run for run in candidates if run[1] in queue_slots),
-                key=lambda run: priorities[run[1]],  # stable: scheduled time within a priority
-            )
-            chosen: list[str] = []
-            refused: list[str] = []
-            for run_id, queue, deployment in ordered:
-                if len(chosen) >= budget:
-                    break
-                slots = queue_slots[queue]
-                if slots is not None and slots <= 0:
-                    continue
-                limit_of_deployment, strategy = limits.get(deployment, (None, None))
-                if limit_of_deployment is not None:
-                    if running.get(deployment, 0) >= limit_of_deployment:
-                        if strategy == CANCEL_NEW:
-                            refused.append(run_id)
-                        continue  # ENQUEUE: it waits for a slot of its deployment
-                    running[deployment] = running.get(deployment, 0) + 1
-                if slots is not None:
-                    queue_slots[queue] = slots - 1
-                chosen.append(run_id)
-            now = _now_iso()
+            chosen, refused = choose_runs(candidates, budget, limits, running)
+            now = now_iso()
             for run_id in refused:
-                reason = "Deployment concurrency limit reached."
-                self._move(conn, run_id, RunState.CANCELLED, reason, now)
+                self._move(conn, run_id, RunState.CANCELLED, DEPLOYMENT_LIMIT_REACHED, now)
             for run_id in chosen:
                 self._move(
                     conn, run_id, RunState.PENDING, f"claimed by {worker}", now, worker=worker
@@ -385,7 +314,7 @@ class SqliteRuns:
                 run_id,
                 state,
                 message,
-                _now_iso(),
+                now_iso(),
                 infrastructure_id=infrastructure_id,
                 exit_code=exit_code,
             )
@@ -400,9 +329,9 @@ class SqliteRuns:
                 return None
             current = RunState(row[0])
             if current in (RunState.SCHEDULED, RunState.LATE, RunState.PENDING):
-                self._move(conn, run_id, RunState.CANCELLED, "cancelled by request", _now_iso())
+                self._move(conn, run_id, RunState.CANCELLED, "cancelled by request", now_iso())
             elif current is RunState.RUNNING:
-                self._move(conn, run_id, RunState.CANCELLING, "cancel requested", _now_iso())
+                self._move(conn, run_id, RunState.CANCELLING, "cancel requested", now_iso())
         return self.get_run(run_id)
 
     def _move(
@@ -443,7 +372,7 @@ class SqliteRuns:
         batch = list(lines)
         if not batch:
             return
-        now = _now_iso()
+        now = now_iso()
         with self._small_write() as conn:
             last = conn.execute(
                 "SELECT COALESCE(MAX(seq), 0) FROM flow_run_logs WHERE run_id = ?", (run_id,)
@@ -476,7 +405,7 @@ class SqliteRuns:
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (pool, name) DO UPDATE SET "
                 "heartbeat_at = excluded.heartbeat_at, "
                 "heartbeat_interval = excluded.heartbeat_interval",
-                (pool, worker, now, interval, _now_iso()),
+                (pool, worker, now, interval, now_iso()),
             )
 
     def remove_worker(self, pool: str, worker: str) -> None:
@@ -503,9 +432,9 @@ class SqliteRuns:
             rows = conn.execute(
                 f"SELECT r.id, r.worker, w.heartbeat_at, w.heartbeat_interval FROM flow_runs r "
                 f"LEFT JOIN workers w ON w.pool = r.pool AND w.name = r.worker "
-                f"WHERE r.state IN ({_ACTIVE_SQL})"
+                f"WHERE r.state IN ({ACTIVE_SQL})"
             ).fetchall()
-            stamp = _now_iso()
+            stamp = now_iso()
             for run_id, holder, beat, interval in rows:
                 if worker is not None:
                     dead = holder == worker
@@ -522,7 +451,7 @@ class SqliteRuns:
         if self._conn is None:
             return iter(())
         rows = self._conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE worker = ? AND state IN ({_ACTIVE_SQL})",
+            f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE worker = ? AND state IN ({ACTIVE_SQL})",
             (worker,),
         )
-        return iter([_run(row) for row in rows])
+        return iter([run_from_row(row) for row in rows])

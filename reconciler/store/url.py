@@ -1,4 +1,6 @@
-"""Store URLs: `sqlite:///relative.db`, `sqlite:////absolute.db`, or a bare file path."""
+"""Store URLs: `sqlite:///relative.db`, `sqlite:////absolute.db`, or a bare file path (the
+embedded SQLite store), and `postgresql://user:password@host:port/database` (or
+`postgres://`) for a PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from reconciler.store.base import Store
 
 DEFAULT_STORE_PATH = os.path.join(".reconciler", "state.db")
 STORE_ENV = "RECONCILER_STORE"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 def resolve_store_url(url: str | None) -> str:
@@ -16,7 +19,17 @@ def resolve_store_url(url: str | None) -> str:
     return url or os.environ.get(STORE_ENV) or f"sqlite:///{DEFAULT_STORE_PATH}"
 
 
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(POSTGRES_SCHEMES)
+
+
 def sqlite_path(url: str) -> str:
+    """The file of a SQLite store URL. Callers use it to ask whether a store exists before
+    opening it; a PostgreSQL store is a server's database, always there to be opened (the
+    open says so when it is not), so for its URL this is the current directory, which
+    exists."""
+    if is_postgres_url(url):
+        return os.curdir
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
         if not path:
@@ -28,7 +41,7 @@ def sqlite_path(url: str) -> str:
         scheme = url.split("://", 1)[0]
         raise StoreUrlError(
             f"unsupported store URL scheme {scheme!r}",
-            "use sqlite:///path/to/state.db (PostgreSQL is not supported yet)",
+            "use sqlite:///path/to/state.db or postgresql://user:password@host:port/database",
         )
     return url
 
@@ -36,7 +49,11 @@ def sqlite_path(url: str) -> str:
 def open_store(url: str | None = None, *, readonly: bool = False) -> Store:
     """Open the store at `url`. With `readonly`, a missing store reads as empty and nothing is
     created or migrated: this is what a dry-run uses."""
+    resolved = resolve_store_url(url)
+    if is_postgres_url(resolved):
+        from reconciler.store.postgres import PostgresStore
+
+        return PostgresStore(resolved, readonly=readonly)
     from reconciler.store.sqlite import SqliteStore
 
-    resolved = resolve_store_url(url)
     return SqliteStore(sqlite_path(resolved), url=resolved, readonly=readonly)

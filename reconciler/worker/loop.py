@@ -113,8 +113,8 @@ class Worker:
                 claimed = self._claim()
                 if options.run_once:
                     break
-                if not claimed:
-                    self.stopping.wait(options.poll_interval)
+                if not claimed:  # PostgreSQL wakes it at once when a run comes; SQLite polls
+                    self.store.wait_for_runs(options.pool, options.poll_interval, self.stopping)
             if options.run_once:
                 for thread in list(self.threads):
                     thread.join()

@@ -10,9 +10,15 @@ from collections import Counter
 from typing import Any
 
 from reconciler.model import Kind, Resource
-from reconciler.runs import NewRun, RunState
+from reconciler.runs import FlowRun, NewRun, RunState
 from reconciler.store import Store
-from tests.contract.test_store_contract import Backend, pool, put_all, run_in_threads
+from tests.contract.test_store_contract import (
+    Backend,
+    deployment,
+    pool,
+    put_all,
+    run_in_threads,
+)
 
 NOW = 1_800_000_000.0
 
@@ -219,3 +225,89 @@ def test_workers_heartbeats_are_recorded_and_removed(store: Store) -> None:
     assert not worker.is_online(time.time() + 31)
     store.remove_worker("etl", "w1")
     assert store.workers() == []
+
+
+ACTIVE = [RunState.PENDING, RunState.RUNNING, RunState.CANCELLING]
+
+
+def _claim_and_finish_concurrently(
+    backend: Backend, pools: list[str], runs: int
+) -> tuple[Counter[str], list[list[FlowRun]]]:
+    """Three workers per pool claim (2 at a time), hold each run a moment, and complete it,
+    while a watcher reads the active runs over and over; returns how often each run was
+    claimed and every set of active runs the watcher saw."""
+    workers = [(p, backend.open()) for p in pools for _ in range(3)]
+    watcher = backend.open()
+    claimed: Counter[str] = Counter()
+    seen: list[list[FlowRun]] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def work(pool_name: str, store: Store, index: int) -> Any:
+        def loop() -> None:
+            while sum(claimed.values()) < runs:
+                got = store.claim_runs(pool_name, f"w{index}", limit=2, scheduled_before=NOW)
+                with lock:
+                    claimed.update(run.id for run in got)
+                time.sleep(0.003)
+                for run in got:
+                    store.set_run_state(run.id, RunState.COMPLETED, exit_code=0)
+
+        return loop
+
+    def observe() -> None:
+        while not done.is_set():
+            seen.append(watcher.list_runs(states=ACTIVE, limit=1000))
+
+    observer = threading.Thread(target=observe)
+    observer.start()
+    try:
+        failures = run_in_threads(*(work(p, s, i) for i, (p, s) in enumerate(workers)))
+    finally:
+        done.set()
+        observer.join()
+    assert failures == []
+    return claimed, seen
+
+
+def test_pool_and_queue_limits_hold_while_workers_claim_and_finish_at_once(
+    backend: Backend,
+) -> None:
+    setup = backend.open()
+    setup_pool(
+        setup, pool_limit=3, small={"priority": 1, "concurrency_limit": 1}, big={"priority": 2}
+    )
+    for index in range(30):
+        schedule(setup, "small" if index % 2 else "big", at=NOW - index)
+
+    claimed, seen = _claim_and_finish_concurrently(backend, ["etl"], 30)
+
+    assert len(claimed) == 30 and max(claimed.values()) == 1
+    most = max(len(active) for active in seen)
+    assert most <= 3, f"the watcher saw {most} runs active in a pool limited to 3"
+    most_small = max(sum(run.queue == "small" for run in active) for active in seen)
+    assert most_small <= 1, f"the watcher saw {most_small} active in a queue limited to 1"
+    assert any(len(active) == 3 for active in seen), "the limit was reached: this tested it"
+
+
+def test_a_deployment_limit_holds_across_pools_claimed_at_once(backend: Backend) -> None:
+    setup = backend.open()
+    put_all(
+        setup,
+        pool("etl"),
+        pool("other"),
+        queue("etl", "default", 1),
+        queue("other", "default", 1),
+        deployment("flow", "dep", concurrency_limit=2),
+    )
+    for index in range(30):
+        setup.create_run(
+            NewRun("flow/dep", "flow", "etl" if index % 2 else "other", "default", NOW - index)
+        )
+
+    claimed, seen = _claim_and_finish_concurrently(backend, ["etl", "other"], 30)
+
+    assert len(claimed) == 30 and max(claimed.values()) == 1
+    most = max(len(active) for active in seen)
+    assert most <= 2, f"the watcher saw {most} runs of a deployment limited to 2"
+    assert any(len(active) == 2 for active in seen)

@@ -1,9 +1,10 @@
 """The store contract: every backend honours the docstrings of reconciler/store/base.py.
 
 One suite, run against each backend through the parametrized `backend` fixture. A backend is a
-small adapter (`open`, plus two schema helpers the migration tests need); adding PostgreSQL is
-one more entry in BACKENDS. Tests at the end of the file are about the SQLite file itself
-(missing paths, files that are not stores) and use SQLite directly.
+small adapter (`open`, plus two schema helpers the migration tests need): SQLite in a temporary
+file, PostgreSQL in a fresh database on the session's server (tests/infra/postgres_env.py).
+Tests at the end of the file are about the SQLite file itself (missing paths, files that are
+not stores) and use SQLite directly; tests/postgres has PostgreSQL's own.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+import psycopg
 import pytest
 
 from reconciler.errors import StaleLeaseError, StaleStateError, StoreUrlError
@@ -81,13 +83,50 @@ class SqliteBackend:
             store.close()
 
 
-BACKENDS = [pytest.param("sqlite", id="sqlite")]
+class PostgresBackend:
+    """A fresh database on the session's PostgreSQL server (tests/infra/postgres_env.py)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.opened: list[Store] = []
+
+    def open(self, *, readonly: bool = False) -> Store:
+        store = open_store(self.url, readonly=readonly)
+        self.opened.append(store)
+        return store
+
+    def applied_migrations(self) -> list[tuple[int, str, str]]:
+        with psycopg.connect(self.url) as conn:
+            rows = conn.execute(
+                "SELECT version, name, applied_at FROM schema_migrations ORDER BY version"
+            ).fetchall()
+        return [(int(v), str(name), str(at)) for v, name, at in rows]
+
+    def pretend_newer_schema(self, version: int) -> None:
+        with psycopg.connect(self.url) as conn:
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)",
+                (version, "from the future", "2099-01-01T00:00:00+00:00"),
+            )
+
+    def close_all(self) -> None:
+        for store in self.opened:
+            store.close()
+
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+]
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    assert request.param == "sqlite"
-    made = SqliteBackend(tmp_path / "state.db")
+    made: SqliteBackend | PostgresBackend
+    if request.param == "postgresql":
+        made = PostgresBackend(request.getfixturevalue("postgres_url"))
+    else:
+        made = SqliteBackend(tmp_path / "state.db")
     yield made
     made.close_all()
 

@@ -8,6 +8,10 @@ A real Docker engine (the build and push steps): a docker SDK client, the locall
 image, and throwaway registries. With no engine reachable, or a Debian tool missing, these
 fixtures skip with the reason; on CI (CI=true) they fail instead, since CI machines have an
 engine and install the tools.
+
+A real PostgreSQL server (`tests/infra/postgres_env.py`), one per session, started on first
+use: `postgres_url` is a fresh database on it for one test. Without PostgreSQL's programs
+these skip, or fail on CI, in the same way.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from tests.infra.git_servers import (
     running_git_daemon,
     running_http_server,
 )
+from tests.infra.postgres_env import PostgresServer, PostgresUnavailable, running_postgres
 
 GIT_HTTP_USER = "reconciler-test"
 
@@ -94,11 +99,29 @@ def on_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 
 
-def unavailable(reason: str) -> NoReturn:
+def unavailable(reason: str, tests: str = "the Docker tests") -> NoReturn:
     """Skip on a developer's machine; fail on CI, where a missing engine is a broken setup."""
     if on_ci():
-        pytest.fail(f"CI=true but the Docker tests cannot run: {reason}", pytrace=False)
+        pytest.fail(f"CI=true but {tests} cannot run: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server on 127.0.0.1 for the whole session (see postgres_env.py)."""
+    try:
+        with running_postgres() as server:
+            yield server
+    except PostgresUnavailable as exc:
+        unavailable(str(exc), "the PostgreSQL tests")
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """`postgresql://...` of a new, empty database for this test, dropped afterwards."""
+    url = postgres_server.create_database(request.node.name)
+    yield url
+    postgres_server.drop_database(url)
 
 
 @pytest.fixture(scope="session")
