@@ -62,15 +62,12 @@ FLOW = (
 
 @contextlib.contextmanager
 def postgres_url() -> Iterator[str | None]:
+    from tests.infra.postgres_env import PostgresUnavailable, running_postgres
+
     try:
-        from tests.infra.postgres_env import running_postgres  # type: ignore[import-not-found]
-    except ImportError:
-        yield None
-        return
-    try:
-        with running_postgres(Path(tempfile.mkdtemp(prefix="bench-pg-"))) as server:
-            yield server.new_database_url("bench")
-    except Exception as exc:  # no PostgreSQL here: measure SQLite only
+        with running_postgres() as server:
+            yield server.create_database("bench")
+    except PostgresUnavailable as exc:  # no PostgreSQL here: measure SQLite only
         print(f"(PostgreSQL not measured: {exc})")
         yield None
 
