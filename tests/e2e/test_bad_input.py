@@ -432,7 +432,7 @@ def test_empty_prefect_yaml(applied: GitRepo, refuse: Refuse) -> None:
 def test_unsupported_store_url(applied: GitRepo, refuse: Refuse, tmp_path: Path) -> None:
     refuse(
         str(applied.path),
-        store="postgresql://reconciler@db.invalid/state",
-        expect=["error: unsupported store URL scheme 'postgresql'", "sqlite:///"],
+        store="mysql://reconciler@db.invalid/state",
+        expect=["error: unsupported store URL scheme 'mysql'", "sqlite:///", "postgresql://"],
     )
     assert not (tmp_path / ".reconciler").exists(), "no default store may be made instead"
