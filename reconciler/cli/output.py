@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -16,7 +15,7 @@ from reconciler.diagnostics import Diagnostic, sorted_diagnostics
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.store import open_store
 from reconciler.store.base import Store
-from reconciler.store.url import sqlite_path
+from reconciler.store.url import sqlite_path, store_exists
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -61,10 +60,9 @@ def open_for_reading(url: str | None) -> Store:
     say so: a mistyped --store, or the default path run from another directory, looks the
     same as a store with nothing in it."""
     store = open_store(url, readonly=True)
-    path = sqlite_path(store.url)
-    if not os.path.exists(path):
+    if not store_exists(store.url):
         click.secho(
-            f"warning: there is no store at {path}; nothing has been applied "
+            f"warning: there is no store at {sqlite_path(store.url)}; nothing has been applied "
             "there yet (check --store / RECONCILER_STORE)",
             fg="yellow",
             err=True,

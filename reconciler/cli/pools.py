@@ -9,7 +9,6 @@ and decides again. Objects a repository owns are refused: they change through gi
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from reconciler.pools.job_templates import POOL_TYPES
 from reconciler.pools.status import Worker, pool_status
 from reconciler.store import open_store
 from reconciler.store.base import ObservedState, Store
-from reconciler.store.url import resolve_store_url, sqlite_path
+from reconciler.store.url import resolve_store_url, store_exists
 
 store_option = click.option("--store", "store_url", help="Store URL (default $RECONCILER_STORE).")
 pool_name_option = click.option(
@@ -69,7 +68,7 @@ def _apply(
 ) -> None:
     """Decide on a snapshot and write the Edit in one transaction at that snapshot's revision.
     Only `create` makes a store that does not exist yet."""
-    exists = os.path.exists(sqlite_path(resolve_store_url(store_url)))
+    exists = store_exists(resolve_store_url(store_url))
     store = open_store(store_url) if create or exists else open_for_reading(store_url)
     try:
         edit = _decide_and_write(store, decide)

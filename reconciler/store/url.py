@@ -23,13 +23,14 @@ def is_postgres_url(url: str) -> bool:
     return url.startswith(POSTGRES_SCHEMES)
 
 
+def store_exists(url: str) -> bool:
+    """Whether the store at `url` exists before anything opens it: a SQLite file exists; a
+    PostgreSQL database is taken as there (opening it says so when it is not)."""
+    return is_postgres_url(url) or os.path.exists(sqlite_path(url))
+
+
 def sqlite_path(url: str) -> str:
-    """The file of a SQLite store URL. Callers use it to ask whether a store exists before
-    opening it; a PostgreSQL store is a server's database, always there to be opened (the
-    open says so when it is not), so for its URL this is the current directory, which
-    exists."""
-    if is_postgres_url(url):
-        return os.curdir
+    """The file of a SQLite store URL."""
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
         if not path:

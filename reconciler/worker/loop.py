@@ -34,6 +34,7 @@ from reconciler.store import Store, open_store
 from reconciler.worker.execute import RunExecution
 
 log = logging.getLogger("reconciler.worker")
+STORE_ERROR_PAUSE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,14 @@ class Worker:
         try:
             while not self.stopping.is_set():
                 self.last_poll = time.monotonic()
-                self._reap()
-                self._watch_cancellations()
-                claimed = self._claim()
+                try:
+                    self._reap()
+                    self._watch_cancellations()
+                    claimed = self._claim()
+                except Exception:  # a busy or unreachable store: the loop goes on
+                    log.exception("claiming runs failed; trying again")
+                    self.stopping.wait(max(options.poll_interval, STORE_ERROR_PAUSE_SECONDS))
+                    continue
                 if options.run_once:
                     break
                 if not claimed:  # PostgreSQL wakes it at once when a run comes; SQLite polls
