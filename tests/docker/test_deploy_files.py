@@ -14,26 +14,19 @@
   one the base image trusts). The image then runs `reconcile --version`, a dry-run of a
   repository mounted into it, and the daemon as PID 1, stopped by `docker stop`.
 
-The image is kept between runs, labelled, as `reconciler-deploy-test:latest`, so that later
-runs build from the engine's cache (the first build takes a minute or two, mostly apt-get;
-later ones seconds); a build that changes it removes the previous one. The wheelhouse is cached
-in ~/.cache/reconciler-tests/. Containers are labelled and removed.
+The image is built once per session and kept between runs (tests/infra/reconciler_image.py,
+shared with tests/docker/test_multi_host.py). Containers are labelled and removed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import json
-import os
-import platform
 import re
 import shutil
 import subprocess
 import sys
 import time
-import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,16 +42,12 @@ from docker.models.containers import Container
 from reconciler import __version__
 from reconciler.daemon.config import load_settings
 from tests.conftest import GitRepo
-from tests.infra.docker_env import cache_dir
-from tests.infra.fixtures import on_ci, unavailable
+from tests.infra.fixtures import unavailable
+from tests.infra.reconciler_image import RUN_LABEL, dockerignore_patterns
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 UNITS = DEPLOY / "systemd"
-IMAGE = "reconciler-deploy-test:latest"
-BUILD_STAGE = "reconciler-deploy-test:build-stage"
-IMAGE_LABEL = "org.reconciler.test"
-RUN_LABEL = "org.reconciler.test-run"
 INSTALLED_BINARY = "/usr/local/bin/reconcile"
 DAEMON_STOP_PROMISE_S = 10.0
 
@@ -316,13 +305,9 @@ def test_example_daemon_config_loads_with_the_example_secrets() -> None:
 
 
 def test_dockerignore_sends_only_what_the_image_needs() -> None:
-    patterns = [
-        line.strip()
-        for line in (ROOT / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-
-    sent = docker.utils.build.exclude_paths(str(ROOT), patterns, dockerfile="deploy/Dockerfile")
+    sent = docker.utils.build.exclude_paths(
+        str(ROOT), dockerignore_patterns(), dockerfile="deploy/Dockerfile"
+    )
 
     assert {
         "pyproject.toml",
@@ -342,144 +327,11 @@ def test_dockerignore_sends_only_what_the_image_needs() -> None:
     assert not any("__pycache__" in p or p.startswith("deploy/systemd") for p in sent)
 
 
-def image_python(client: docker.DockerClient, base_image: str) -> str:
-    output: bytes = client.containers.run(
-        base_image,
-        ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-        labels={RUN_LABEL: "deploy-python-version"},
-        network_mode="none",
-        remove=True,
-    )
-    return output.decode().strip()
-
-
-def wheelhouse(python_version: str) -> Path:
-    """The dependencies of pyproject.toml and its build backend as wheels for the image's
-    Python, made once per dependency set with `pip download` and cached."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    requirements = [*project["build-system"]["requires"], *project["project"]["dependencies"]]
-    wheel_platform = f"manylinux2014_{platform.machine()}"
-    key = hashlib.sha256(
-        json.dumps([requirements, python_version, wheel_platform]).encode()
-    ).hexdigest()[:16]
-    target = cache_dir() / f"deploy-wheels-{key}"
-    if target.is_dir():
-        return target
-    partial = cache_dir() / f"deploy-wheels-{key}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--dest",
-            str(partial),
-            "--only-binary=:all:",
-            "--implementation",
-            "cp",
-            "--python-version",
-            python_version,
-            "--platform",
-            wheel_platform,
-            *requirements,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if done.returncode != 0:
-        message = f"`pip download` of the image's dependencies failed:\n{done.stderr[-2000:]}"
-        if on_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    partial.rename(target)
-    return target
-
-
-def build_context(destination: Path, wheels: Path) -> Path:
-    """What `docker build -f deploy/Dockerfile .` sends from the repository (its own
-    .dockerignore decides), with the wheelhouse in deploy/wheels/."""
-    patterns = [
-        line.strip()
-        for line in (ROOT / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    for relative in docker.utils.build.exclude_paths(
-        str(ROOT), patterns, dockerfile="deploy/Dockerfile"
-    ):
-        source = ROOT / relative
-        target = destination / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_symlink():  # reconciler/schemas -> ../schemas, as git checks it out
-            target.symlink_to(os.readlink(source))
-        elif source.is_file() and source.suffix != ".whl":
-            shutil.copy2(source, target)
-    (destination / "deploy" / "wheels").mkdir(parents=True, exist_ok=True)
-    for wheel in wheels.glob("*.whl"):
-        shutil.copy2(wheel, destination / "deploy" / "wheels" / wheel.name)
-    return destination
-
-
-@contextlib.contextmanager
-def image_lock() -> Iterator[None]:
-    with open(cache_dir() / "deploy-image.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def image_id(client: docker.DockerClient, reference: str) -> str | None:
-    try:
-        return str(client.images.get(reference).id)
-    except docker.errors.ImageNotFound:
-        return None
-
-
-def build_image(
-    client: docker.DockerClient, context: Path, base_image: str, tag: str, target: str | None
-) -> None:
-    try:
-        client.images.build(
-            path=str(context),
-            dockerfile="deploy/Dockerfile",
-            tag=tag,
-            target=target,
-            buildargs={"BASE_IMAGE": base_image, "PIP_INSTALL_OPTIONS": "--no-index"},
-            labels={IMAGE_LABEL: "deploy-image"},
-            rm=True,
-            forcerm=True,
-            pull=False,
-        )
-    except docker.errors.BuildError as exc:
-        log = "".join(str(part.get("stream", part.get("error", ""))) for part in exc.build_log)
-        pytest.fail(f"deploy/Dockerfile did not build: {exc}\n{log[-4000:]}", pytrace=False)
-
-
 @pytest.fixture(scope="module")
-def deploy_image(
-    docker_client: docker.DockerClient,
-    base_image: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> str:
-    """deploy/Dockerfile built FROM the test base image, offline from the wheelhouse."""
-    wheels = wheelhouse(image_python(docker_client, base_image))
-    context = build_context(tmp_path_factory.mktemp("image-context"), wheels)
-    with image_lock():
-        previous = {tag: image_id(docker_client, tag) for tag in (IMAGE, BUILD_STAGE)}
-        # The build stage is tagged too: the engine keeps an untagged stage as a dangling
-        # image, which would pile up with every change of the sources.
-        for target, tag in (("build", BUILD_STAGE), (None, IMAGE)):
-            build_image(docker_client, context, base_image, tag, target)
-        for tag, old in previous.items():
-            if old is not None and old != image_id(docker_client, tag):
-                with contextlib.suppress(docker.errors.APIError):
-                    docker_client.images.remove(old)
-    return IMAGE
+def deploy_image(reconciler_image: str) -> str:
+    """deploy/Dockerfile built FROM the test base image, offline from the wheelhouse (the
+    session's build, tests/infra/reconciler_image.py)."""
+    return reconciler_image
 
 
 @contextlib.contextmanager

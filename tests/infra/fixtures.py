@@ -5,9 +5,9 @@ behind basic auth), one of each per session, and `make_remote(server)` for a fre
 on one of them that a test can commit to, force-push and delete branches of.
 
 A real Docker engine (the build and push steps): a docker SDK client, the locally built base
-image, and throwaway registries. With no engine reachable, or a Debian tool missing, these
-fixtures skip with the reason; on CI (CI=true) they fail instead, since CI machines have an
-engine and install the tools.
+image, reconciler's own image built from it (`reconciler_image`), and throwaway registries.
+With no engine reachable, or a Debian tool missing, these fixtures skip with the reason; on CI
+(CI=true) they fail instead, since CI machines have an engine and install the tools.
 
 A real PostgreSQL server (`tests/infra/postgres_env.py`), one per session, started on first
 use: `postgres_url` is a fresh database on it for one test. Without PostgreSQL's programs
@@ -44,6 +44,7 @@ from tests.infra.git_servers import (
     running_http_server,
 )
 from tests.infra.postgres_env import PostgresServer, PostgresUnavailable, running_postgres
+from tests.infra.reconciler_image import ImageBuildFailed, ensure_reconciler_image
 
 GIT_HTTP_USER = "reconciler-test"
 
@@ -158,6 +159,24 @@ def base_image(docker_client: docker.DockerClient, request: pytest.FixtureReques
         return ensure_base_image(progress=show)
     except DockerEnvUnavailable as exc:
         unavailable(str(exc))
+
+
+@pytest.fixture(scope="session")
+def reconciler_image(
+    docker_client: docker.DockerClient,
+    base_image: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> str:
+    """reconciler's own image (deploy/Dockerfile FROM the test base image, see
+    reconciler_image.py), built once per session; its tag."""
+    try:
+        return ensure_reconciler_image(
+            docker_client, base_image, tmp_path_factory.mktemp("image-context")
+        )
+    except DockerEnvUnavailable as exc:
+        unavailable(str(exc))
+    except ImageBuildFailed as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")
