@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
@@ -141,7 +142,13 @@ cli.add_command(values.secret)
 
 def main() -> None:
     """Run the CLI. A usage error exits 1, not click's 2: with --detailed-exitcode, 2 means "the
-    plan has changes", and a mistyped flag in CI must not read as that."""
+    plan has changes", and a mistyped flag in CI must not read as that.
+
+    The cyclic garbage collector is off: a run is one short process whose objects (parsed
+    files, resources, plan) live until it exits, so the collector's full passes over them
+    freed nothing and cost a third of a large plan's time (peak memory measured the same).
+    Reference counting still frees everything else as usual."""
+    gc.disable()
     try:
         cli.main(prog_name="reconcile", standalone_mode=False)
     except click.exceptions.Exit as exc:
