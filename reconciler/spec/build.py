@@ -11,6 +11,7 @@ the run together.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import posixpath
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -41,9 +42,14 @@ from reconciler.pools.job_templates import job_variable_problems
 from reconciler.sources.base import Snapshot
 from reconciler.spec import templating as tpl
 from reconciler.spec.flows import EntrypointError, FlowInfo, read_flow
-from reconciler.spec.parallel import ParseJob, parse_all
+from reconciler.spec.parallel import map_files
 from reconciler.spec.pools_file import DEFAULT_QUEUE, load_pools_file
-from reconciler.spec.prefect_file import DeploymentDraft, PlacedStep, PrefectFile
+from reconciler.spec.prefect_file import (
+    DeploymentDraft,
+    PlacedStep,
+    PrefectFile,
+    parse_prefect_file,
+)
 from reconciler.spec.schedules import ScheduleError, normalize_schedule
 from reconciler.spec.steps import StepSpec
 from reconciler.spec.validation import did_you_mean, show_value, type_name
@@ -145,6 +151,58 @@ class _Declared:
         return self.document.location(self.path)
 
 
+@dataclass(frozen=True)
+class _FileJob:
+    """One prefect.yaml to read, and where in the run's diagnostics its reading problems go
+    (after those of its repository's pools file, before the next repository's)."""
+
+    snapshot: Snapshot
+    path: str
+    display: str
+    content: bytes
+    slot: int
+
+
+@dataclass
+class _BuiltDeployment:
+    """What building one deployment found; `_Builder.commit` adds it to the run, in order."""
+
+    notes: list[Diagnostic]
+    problems: list[Diagnostic]
+    secrets: list[str]
+    declared: _Declared | None = None
+    build_plan: BuildPlan | None = None
+    queue: tuple[str, str] = ("", "")
+
+
+@dataclass
+class _FileOutcome:
+    """A prefect.yaml read (its problems) and its deployments built."""
+
+    problems: list[Diagnostic]
+    deployments: list[_BuiltDeployment]
+
+
+def _for_transfer(outcome: _FileOutcome) -> _FileOutcome:
+    """The outcome, cheap to pickle: its document without node graph or values (a position is
+    found by composing the file again, if a diagnostic ever needs one)."""
+    light: dict[int, LoadedDocument] = {}
+
+    def lighter(document: LoadedDocument) -> LoadedDocument:
+        if id(document) not in light:
+            light[id(document)] = dataclasses.replace(document.without_nodes(), data=None)
+        return light[id(document)]
+
+    for built in outcome.deployments:
+        if built.declared is not None:
+            built.declared.document = lighter(built.declared.document)
+        if built.build_plan is not None and built.build_plan.document is not None:
+            built.build_plan = dataclasses.replace(
+                built.build_plan, document=lighter(built.build_plan.document)
+            )
+    return outcome
+
+
 class _Builder:
     def __init__(self, observed: ObservedState, options: BuildOptions) -> None:
         self.observed = observed
@@ -157,7 +215,7 @@ class _Builder:
         self.deployments: dict[str, _Declared] = {}
         self.implicit: dict[str, Resource] = {}
         self.build_plans: list[BuildPlan] = []
-        self.pending: list[tuple[Snapshot, PrefectFile]] = []
+        self.files: list[_FileJob] = []
         self._templates: dict[str, dict[str, Any] | None] = {}
         self._flows: dict[tuple[int, str, str], FlowInfo | EntrypointError] = {}
         self._parameter_validators: dict[int, jsonschema.protocols.Validator] = {}
@@ -190,13 +248,16 @@ class _Builder:
             )
         for path in pool_files:
             self._add_pools_file(snapshot, path)
-        jobs = [
-            ParseJob(snapshot.read(path), path, _display(snapshot, path)) for path in prefect_files
-        ]
-        for loaded, problems in parse_all(jobs, strict=self.options.strict):
-            self.diagnostics.extend(problems)
-            if loaded is not None:
-                self.pending.append((snapshot, loaded))
+        for path in prefect_files:  # read and built in `finish`, once every pool is known
+            self.files.append(
+                _FileJob(
+                    snapshot,
+                    path,
+                    _display(snapshot, path),
+                    snapshot.read(path),
+                    len(self.diagnostics),
+                )
+            )
 
     def _add_pools_file(self, snapshot: Snapshot, path: str) -> None:
         loaded, problems = load_pools_file(snapshot, path, display=_display(snapshot, path))
@@ -233,9 +294,16 @@ class _Builder:
     # -- deployments ----------------------------------------------------------------------
 
     def finish(self) -> BuildResult:
-        for snapshot, prefect_file in self.pending:
-            for draft in prefect_file.deployments:
-                _DeploymentBuilder(self, snapshot, prefect_file, draft).build()
+        outcomes = map_files(
+            self.files,
+            self._read_and_build,
+            size=lambda job: len(job.content),
+            for_transfer=_for_transfer,
+        )
+        self._insert_reading_problems(outcomes)
+        for outcome in outcomes:
+            for built in outcome.deployments:
+                self.commit(built)
         if any(d.is_error for d in self.diagnostics):
             return BuildResult(None, self.diagnostics, self.secrets, self.build_plans)
         resources = [
@@ -252,6 +320,51 @@ class _Builder:
             frozenset((Kind.WORK_QUEUE, key) for key in self.implicit),
         )
         return BuildResult(desired, self.diagnostics, self.secrets, self.build_plans)
+
+    def _read_and_build(self, job: _FileJob) -> _FileOutcome:
+        """Read one prefect.yaml and build its deployments (pure: a worker process may run it,
+        with this builder as it was when the workers started)."""
+        loaded, problems = parse_prefect_file(
+            job.content, job.path, strict=self.options.strict, display=job.display
+        )
+        if loaded is None:
+            return _FileOutcome(problems, [])
+        return _FileOutcome(
+            problems,
+            [
+                _DeploymentBuilder(self, job.snapshot, loaded, draft).build()
+                for draft in loaded.deployments
+            ],
+        )
+
+    def _insert_reading_problems(self, outcomes: list[_FileOutcome]) -> None:
+        """Each file's reading problems, where reading it in `add_repository` would have put
+        them: the run reports in one order however the work was shared out."""
+        merged: list[Diagnostic] = []
+        done = 0
+        for job, outcome in zip(self.files, outcomes, strict=True):
+            merged.extend(self.diagnostics[done : job.slot])
+            done = job.slot
+            merged.extend(outcome.problems)
+        merged.extend(self.diagnostics[done:])
+        self.diagnostics = merged
+
+    def commit(self, built: _BuiltDeployment) -> None:
+        """Add one built deployment to the run: its diagnostics, and unless it failed, its
+        resource (refused if another declares the same key), build plan and queue."""
+        self.secrets.extend(built.secrets)
+        self.diagnostics.extend(built.notes)
+        self.diagnostics.extend(built.problems)
+        declared = built.declared
+        if declared is None:
+            return
+        self._declare(self.deployments, declared)
+        if built.build_plan is not None:
+            self.build_plans.append(built.build_plan)
+        pool, queue = built.queue
+        resource = declared.resource
+        assert resource.owner is not None
+        self.ensure_queue(pool, queue, resource.owner, resource.source_commit)
 
     def pool_template(self, name: str) -> dict[str, Any] | None:
         """The pool's base job template, parsed once per run (a plan checks thousands of
@@ -346,6 +459,7 @@ class _DeploymentBuilder:
         self.owner = Owner(snapshot.repo_id, prefect_file.path)
         self.problems: list[Diagnostic] = []
         self.notes: list[Diagnostic] = []
+        self.secrets: list[str] = []
 
     def location(self, *keys: str | int) -> Location:
         return self.document.location(self.draft.at(*keys))
@@ -356,32 +470,29 @@ class _DeploymentBuilder:
     def note(self, message: str, *keys: str | int, hint: str | None = None) -> None:
         self.notes.append(warning(message, self.location(*keys), hint))
 
-    def build(self) -> None:
+    def build(self) -> _BuiltDeployment:
+        """The deployment's resource, or the problems that prevent it; nothing is added to the
+        run here (`_Builder.commit` does that, in the order of the files)."""
         spec = self._spec()
-        self.run.diagnostics.extend(self.notes)
-        self.run.diagnostics.extend(self.problems)
+        built = _BuiltDeployment(self.notes, self.problems, self.secrets)
         if spec is None or self.problems:
-            return
+            return built
         key = deployment_key(spec["flow_name"], spec["name"])
         resource = Resource.of(Kind.DEPLOYMENT, key, spec, self.owner, self.snapshot.commit)
-        self.run._declare(
-            self.run.deployments, _Declared(resource, self.document, self.draft.at("name"))
-        )
+        built.declared = _Declared(resource, self.document, self.draft.at("name"))
+        built.queue = (spec["work_pool_name"], spec["work_queue_name"])
         if self.draft.build or self.draft.push:
-            self.run.build_plans.append(
-                BuildPlan(
-                    key,
-                    self.owner,
-                    tuple(p.step for p in self.draft.build),
-                    tuple(p.step for p in self.draft.push),
-                    self.draft_key,
-                    (*self.draft.build, *self.draft.push),
-                    self.document,
-                    self.file.base_dir,
-                )
+            built.build_plan = BuildPlan(
+                key,
+                self.owner,
+                tuple(p.step for p in self.draft.build),
+                tuple(p.step for p in self.draft.push),
+                self.draft_key,
+                (*self.draft.build, *self.draft.push),
+                self.document,
+                self.file.base_dir,
             )
-        pool = spec["work_pool_name"]
-        self.run.ensure_queue(pool, spec["work_queue_name"], self.owner, self.snapshot.commit)
+        return built
 
     def _spec(self) -> dict[str, Any] | None:
         # A shallow copy: nothing below edits nested values in place (templating builds anew).
@@ -489,7 +600,7 @@ class _DeploymentBuilder:
                 name = placeholder.name.lstrip("$")
                 value = self.run.options.environ.get(name)
                 if value and _SECRET_ENV_NAME.search(name):
-                    self.run.secrets.append(value)
+                    self.secrets.append(value)
 
     @property
     def draft_key(self) -> DraftKey:

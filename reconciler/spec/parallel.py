@@ -1,10 +1,11 @@
-"""Parse prefect.yaml files on every core (part of the load stage).
+"""Run the per-file work of the desired-state stage on every core.
 
-Parsing YAML is the largest single cost of a plan, and it is pure and independent per file, so
-a repository with many large files is parsed by forked children as well as by this process.
-Children send back the parsed values and diagnostics (pickled through a pipe); the YAML node
-graph is not sent: a position, when a later stage needs one, is found by composing the file
-again. Small inputs, one core, or a process with threads (where fork is unsafe) parse here.
+Reading a prefect.yaml (YAML, schema, Prefect's loading rules) and building its deployments
+(templating, flow, schedules, job variables, the resource's JSON) is the largest cost of a plan,
+and it is pure and independent per file. So a repository with many large files is handled by
+forked children as well as by this process: each child inherits everything the work reads
+(the observed state, the pools, the options) and sends back only its results, pickled through
+a pipe. Small inputs, one core, or a process with threads (where fork is unsafe) work here.
 """
 
 from __future__ import annotations
@@ -12,61 +13,60 @@ from __future__ import annotations
 import os
 import pickle
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-
-from reconciler.diagnostics import Diagnostic
-from reconciler.spec.prefect_file import PrefectFile, parse_prefect_file
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 PARALLEL_MIN_BYTES = 256 * 1024
 """Below this much YAML, forking costs more than it saves."""
 
-Parsed = tuple[PrefectFile | None, list[Diagnostic]]
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
-@dataclass(frozen=True)
-class ParseJob:
-    content: bytes
-    path: str
-    display: str
-
-
-def parse_all(jobs: Sequence[ParseJob], *, strict: bool) -> list[Parsed]:
-    """`parse_prefect_file` for every job, in the order given."""
-    workers = min(os.cpu_count() or 1, len(jobs))
-    total = sum(len(job.content) for job in jobs)
+def map_files(
+    items: Sequence[Item],
+    work: Callable[[Item], Result],
+    *,
+    size: Callable[[Item], int],
+    for_transfer: Callable[[Result], Result] = lambda result: result,
+) -> list[Result]:
+    """`[work(item) for item in items]`, shared out by `size` (bytes of YAML) between this
+    process and forked children. A child's results pass through `for_transfer` (which makes
+    them cheap to pickle) before they are sent; a child that fails has its share done here."""
+    workers = min(os.cpu_count() or 1, len(items))
+    total = sum(size(item) for item in items)
     if workers < 2 or total < PARALLEL_MIN_BYTES or threading.active_count() > 1:
-        return [_parse(job, strict) for job in jobs]
-    order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].content))
+        return [work(item) for item in items]
+    order = sorted(range(len(items)), key=lambda i: -size(items[i]))
     shares = [order[w::workers] for w in range(workers)]  # balanced by size
-    children = [_fork(jobs, share, strict) for share in shares[1:]]
-    results: dict[int, Parsed] = {i: _parse(jobs[i], strict) for i in shares[0]}
+    children = [_fork([items[i] for i in share], work, for_transfer) for share in shares[1:]]
+    results: dict[int, Result] = {i: work(items[i]) for i in shares[0]}
     for child, share in zip(children, shares[1:], strict=True):
-        received = _collect(child)
-        if received is None:  # the child failed: parse its share here
-            received = [_parse(jobs[i], strict) for i in share]
-        for i, parsed in zip(share, received, strict=True):
-            results[i] = _with_content(parsed, jobs[i].content)
-    return [results[i] for i in range(len(jobs))]
+        received: list[Result] | None = _collect(child)
+        if received is None or len(received) != len(share):  # the child failed: do it here
+            received = [work(items[i]) for i in share]
+        for i, result in zip(share, received, strict=True):
+            results[i] = result
+    return [results[i] for i in range(len(items))]
 
 
-def _parse(job: ParseJob, strict: bool) -> Parsed:
-    return parse_prefect_file(job.content, job.path, strict=strict, display=job.display)
-
-
-def _fork(jobs: Sequence[ParseJob], share: list[int], strict: bool) -> tuple[int, int] | None:
+def _fork(
+    items: list[Item],
+    work: Callable[[Item], Result],
+    for_transfer: Callable[[Result], Result],
+) -> tuple[int, int] | None:
     try:
         read_end, write_end = os.pipe()
         pid = os.fork()
     except OSError:
         return None
-    if pid == 0:  # the child: parse, send, and leave without running any cleanup of the parent
+    if pid == 0:  # the child: work, send, and leave without running any cleanup of the parent
         os.close(read_end)
         code = 0
         try:
-            parsed = [_for_transfer(_parse(jobs[i], strict)) for i in share]
+            results = [for_transfer(work(item)) for item in items]
             with os.fdopen(write_end, "wb") as out:
-                out.write(pickle.dumps(parsed, protocol=pickle.HIGHEST_PROTOCOL))
+                out.write(pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))
         except BaseException:
             code = 1
         os._exit(code)
@@ -74,7 +74,7 @@ def _fork(jobs: Sequence[ParseJob], share: list[int], strict: bool) -> tuple[int
     return pid, read_end
 
 
-def _collect(child: tuple[int, int] | None) -> list[Parsed] | None:
+def _collect(child: tuple[int, int] | None) -> list[Any] | None:
     if child is None:
         return None
     pid, read_end = child
@@ -83,21 +83,5 @@ def _collect(child: tuple[int, int] | None) -> list[Parsed] | None:
     _, status = os.waitpid(pid, 0)
     if status != 0 or not data:
         return None
-    received: list[Parsed] = pickle.loads(data)
+    received: list[Any] = pickle.loads(data)
     return received
-
-
-def _for_transfer(parsed: Parsed) -> Parsed:
-    prefect_file, diagnostics = parsed
-    if prefect_file is None:
-        return parsed
-    document = replace(prefect_file.document.without_nodes(), content=None)
-    return replace(prefect_file, document=document), diagnostics
-
-
-def _with_content(parsed: Parsed, content: bytes) -> Parsed:
-    prefect_file = parsed[0]
-    if prefect_file is None or prefect_file.document.content is not None:
-        return parsed
-    prefect_file.document.content = content
-    return parsed
