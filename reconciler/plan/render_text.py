@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from reconciler.model import Owner, is_unknown
+from reconciler.parallel import map_forked
 from reconciler.plan.model import Action, Change, FieldDiff, PathPart, Plan, Summary
 
 Mask = Callable[[str], str]
@@ -101,9 +102,31 @@ def render_text(plan: Plan, *, color: bool, mask: Mask = _unmasked) -> str:
     steps = [mask(line) for line in step_lines(plan)]
     if not plan.has_changes:
         return "\n".join([*steps, _styled_message(mask(NO_CHANGES_TEXT), color)])
-    lines = change_lines(plan.changes, COLORED_GUTTERS if color else PLAIN_GUTTERS, mask)
+    blocks = _change_text(plan.changes, COLORED_GUTTERS if color else PLAIN_GUTTERS, mask)
     footer = _styled_message(mask(footer_text(plan.summary, plan.unchanged)), color)
-    return "\n".join([*steps, *lines, "", footer])
+    return "\n".join([*steps, blocks, "", footer])
+
+
+_CHUNK_CHANGES = 100
+"""Changes per piece of work when a large plan's text is rendered on every core."""
+
+
+def _change_text(changes: Sequence[Change], gutters: Gutters, mask: Mask) -> str:
+    """`change_lines` joined into one text; a large plan is rendered in pieces, on every
+    core, and the pieces joined with the blank line that separates any two blocks."""
+    chunks = [changes[i : i + _CHUNK_CHANGES] for i in range(0, len(changes), _CHUNK_CHANGES)]
+    texts = map_forked(
+        chunks,
+        lambda chunk: "\n".join(change_lines(chunk, gutters, mask)),
+        size=_text_size,
+    )
+    return f"\n{mask('')}\n".join(texts)
+
+
+def _text_size(changes: Sequence[Change]) -> int:
+    """About how many bytes of text the changes render to: a created object shows its whole
+    spec, anything else a few lines."""
+    return sum(len(c.desired.spec_json) if c.desired is not None else 100 for c in changes)
 
 
 def step_lines(plan: Plan) -> list[str]:

@@ -38,11 +38,11 @@ from reconciler.model import (
     deployment_key,
     queue_key,
 )
+from reconciler.parallel import map_forked
 from reconciler.pools.job_templates import job_variable_problems
 from reconciler.sources.base import Snapshot
 from reconciler.spec import templating as tpl
 from reconciler.spec.flows import EntrypointError, FlowInfo, read_flow
-from reconciler.spec.parallel import map_files
 from reconciler.spec.pools_file import DEFAULT_QUEUE, load_pools_file
 from reconciler.spec.prefect_file import (
     DeploymentDraft,
@@ -294,7 +294,7 @@ class _Builder:
     # -- deployments ----------------------------------------------------------------------
 
     def finish(self) -> BuildResult:
-        outcomes = map_files(
+        outcomes = map_forked(
             self.files,
             self._read_and_build,
             size=lambda job: len(job.content),

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from reconciler import parallel
 from reconciler.model import Kind
 from reconciler.sources.base import MemorySnapshot
-from reconciler.spec import parallel
 from reconciler.spec.build import BuildOptions, BuildResult, RepoInput, build_desired
 from reconciler.store.base import ObservedState
 

@@ -1,11 +1,11 @@
-"""Run the per-file work of the desired-state stage on every core.
+"""Run independent pieces of work on every core, in forked children.
 
-Reading a prefect.yaml (YAML, schema, Prefect's loading rules) and building its deployments
-(templating, flow, schedules, job variables, the resource's JSON) is the largest cost of a plan,
-and it is pure and independent per file. So a repository with many large files is handled by
-forked children as well as by this process: each child inherits everything the work reads
-(the observed state, the pools, the options) and sends back only its results, pickled through
-a pipe. Small inputs, one core, or a process with threads (where fork is unsafe) work here.
+Used by the two largest costs of a plan. Reading a prefect.yaml (YAML, schema, Prefect's loading
+rules) and building its deployments is pure and independent per file (reconciler.spec.build);
+rendering the plan's text is independent per change (reconciler.plan.render_text). Each child
+inherits everything the work reads (the observed state, the pools, the options, the plan) and
+sends back only its results, pickled through a pipe. Small inputs, one core, or a process with
+threads (where fork is unsafe) do the work here.
 """
 
 from __future__ import annotations
@@ -17,22 +17,23 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 PARALLEL_MIN_BYTES = 256 * 1024
-"""Below this much YAML, forking costs more than it saves."""
+"""Below this much YAML (or rendered text), forking costs more than it saves."""
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-def map_files(
+def map_forked(
     items: Sequence[Item],
     work: Callable[[Item], Result],
     *,
     size: Callable[[Item], int],
     for_transfer: Callable[[Result], Result] = lambda result: result,
 ) -> list[Result]:
-    """`[work(item) for item in items]`, shared out by `size` (bytes of YAML) between this
-    process and forked children. A child's results pass through `for_transfer` (which makes
-    them cheap to pickle) before they are sent; a child that fails has its share done here."""
+    """`[work(item) for item in items]`, shared out by `size` (bytes it reads or writes)
+    between this process and forked children. A child's results pass through `for_transfer`
+    (which makes them cheap to pickle) before they are sent; a child that fails has its share
+    done here."""
     workers = min(os.cpu_count() or 1, len(items))
     total = sum(size(item) for item in items)
     if workers < 2 or total < PARALLEL_MIN_BYTES or threading.active_count() > 1:
