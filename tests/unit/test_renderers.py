@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
-from reconciler import parallel
 from reconciler.diagnostics import Location, error, warning
 from reconciler.model import UNKNOWN_VALUE, Kind, Owner, Resource
 from reconciler.plan.model import Action, Change, Plan, SourceInfo, diff_values
@@ -413,25 +411,3 @@ def test_text_summarises_derived_fields_of_a_created_object() -> None:
     assert "+ parameter_openapi_schema = (from the flow's signature: source, days)" in text
     document = json.loads(render_json(plan))
     assert document["changes"][0]["desired"]["base_job_template"] == template
-
-
-def test_text_of_a_large_plan_rendered_on_every_core_is_the_same_text(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def big_plan() -> Plan:
-        changes = []
-        for n in range(250):
-            spec = {"parameters": {"n": n, "token": SECRET}, "tags": [f"t{n % 7}"]}
-            new = deployment(f"f/d{n:03d}", spec, OWNER_A)
-            old = deployment(f"f/d{n:03d}", {**spec, "tags": []}, OWNER_A)
-            changes.append(create(new) if n % 3 else update(old, new))
-        changes.append(delete(deployment("x/y", {}, None)))
-        return plan_of(*changes, unchanged=2)
-
-    here = [render_text(big_plan(), color=color, mask=hide_secret) for color in (False, True)]
-    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(os, "cpu_count", lambda: 3)
-    forked = [render_text(big_plan(), color=color, mask=hide_secret) for color in (False, True)]
-    assert forked == here
-    assert here[0].count("\n\n  # deployment") == 250  # blocks apart, also where pieces meet
-    assert SECRET not in here[0] and "REDACTED" in here[0]
