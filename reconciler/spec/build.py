@@ -219,6 +219,7 @@ class _Builder:
         self._templates: dict[str, dict[str, Any] | None] = {}
         self._flows: dict[tuple[int, str, str], FlowInfo | EntrypointError] = {}
         self._parameter_validators: dict[int, jsonschema.protocols.Validator] = {}
+        self._type_checks: dict[int, tuple[dict[str, Any], dict[str, _TypeChecks]]] = {}
 
     # -- files ----------------------------------------------------------------------------
 
@@ -385,6 +386,13 @@ class _Builder:
         if isinstance(found, EntrypointError):
             raise found
         return found
+
+    def type_checks(self, properties: dict[str, Any]) -> dict[str, _TypeChecks]:
+        """A cache for `_plainly_fits`, one per flow's parameters (held while the run lasts)."""
+        key = id(properties)
+        if key not in self._type_checks:
+            self._type_checks[key] = (properties, {})
+        return self._type_checks[key][1]
 
     def parameter_validator(self, flow: FlowInfo) -> jsonschema.protocols.Validator:
         """A validator of the flow's parameters with `required` left out (checked apart)."""
@@ -641,7 +649,11 @@ class _DeploymentBuilder:
     def _schedules(self, raw: Any, outputs: dict[str, Any]) -> list[dict[str, Any]]:
         if not raw:
             return []
-        templated = tpl.apply_values(raw, outputs, environ=self.run.options.environ)
+        templated = (
+            raw
+            if tpl.untemplated(raw)
+            else tpl.apply_values(raw, outputs, environ=self.run.options.environ)
+        )
         found = []
         for index, entry in enumerate(templated):
             try:
@@ -714,7 +726,8 @@ class _DeploymentBuilder:
 
     def _check_parameter_types(self, parameters: dict[str, Any], flow: FlowInfo) -> None:
         known = {k: v for k, v in parameters.items() if not _is_unresolved(v)}
-        if _plainly_fits(known, flow.parameter_schema.get("properties", {})):
+        properties = flow.parameter_schema.get("properties", {})
+        if _plainly_fits(known, properties, self.run.type_checks(properties)):
             return
         validator = self.run.parameter_validator(flow)
         for problem in validator.iter_errors(known):
@@ -750,7 +763,10 @@ class _DeploymentBuilder:
             return None, queue, job_variables
         checked = {k: v for k, v in job_variables.items() if v is not tpl.KNOWN_AFTER_BUILD}
         with contextlib.suppress(tpl.TemplateError):  # reported with the block references
-            checked = tpl.resolve_blocks(checked, lambda s, n: self.run.observed.blocks.get((s, n)))
+            if not tpl.untemplated(checked):
+                checked = tpl.resolve_blocks(
+                    checked, lambda s, n: self.run.observed.blocks.get((s, n))
+                )
         for problem in job_variable_problems(template, checked):
             self.fail(
                 f'{problem.message} (work pool "{name}")',
@@ -861,28 +877,48 @@ _JSON_TYPE_CHECKS: dict[str, Any] = {
 _PLAIN_KEYWORDS = frozenset({"type", "title", "position", "default", "description", "anyOf"})
 
 
-def _plainly_fits(parameters: dict[str, Any], properties: dict[str, Any]) -> bool:
+def _plainly_fits(
+    parameters: dict[str, Any], properties: dict[str, Any], checks: dict[str, _TypeChecks]
+) -> bool:
     """True when every value obviously matches its parameter's simple type: then the costly
-    JSON Schema validation can be skipped. False means "ask jsonschema", not "invalid"."""
+    JSON Schema validation can be skipped. False means "ask jsonschema", not "invalid".
+    `checks` caches `_type_checks` of these properties by name."""
     for name, value in parameters.items():
         prop = properties.get(name)
         if prop is None:
             continue
-        if not set(prop) <= _PLAIN_KEYWORDS | {"items", "additionalProperties"}:
+        if name not in checks:
+            checks[name] = _type_checks(prop)
+        found = checks[name]
+        if found is None or not any(check(value) for check in found):
             return False
-        if prop.get("items") not in (None, {}) or prop.get("additionalProperties") not in (
-            None,
-            True,
-        ):
-            return False
-        branches = prop.get("anyOf", [prop] if "type" in prop else [])
-        types = [b.get("type") for b in branches if isinstance(b, dict)]
-        if not types:
-            continue
-        if len(types) != len(branches) or any(not isinstance(t, str) for t in types):
-            return False
-        if not any(t in _JSON_TYPE_CHECKS and _JSON_TYPE_CHECKS[t](value) for t in types):
-            return False
+    return True
+
+
+_TypeChecks = tuple[Callable[[Any], bool], ...] | None
+
+
+def _type_checks(prop: Any) -> _TypeChecks:
+    """How to see that a value plainly fits a parameter: it passes one of these checks (one per
+    type the parameter allows; a parameter without types takes anything). None: only JSON
+    Schema validation can tell."""
+    if not set(prop) <= _PLAIN_KEYWORDS | {"items", "additionalProperties"}:
+        return None
+    if prop.get("items") not in (None, {}) or prop.get("additionalProperties") not in (
+        None,
+        True,
+    ):
+        return None
+    branches = prop.get("anyOf", [prop] if "type" in prop else [])
+    types = [b.get("type") for b in branches if isinstance(b, dict)]
+    if not types:
+        return (_anything,)
+    if len(types) != len(branches) or any(not isinstance(t, str) for t in types):
+        return None
+    return tuple(_JSON_TYPE_CHECKS[t] for t in types if t in _JSON_TYPE_CHECKS)
+
+
+def _anything(value: Any) -> bool:
     return True
 
 
@@ -915,7 +951,7 @@ def _names_block(slug: str, name: str) -> Callable[[str], bool]:
 def _is_unresolved(value: Any) -> bool:
     if value is tpl.KNOWN_AFTER_BUILD:
         return True
-    return isinstance(value, str) and bool(tpl.find_placeholders(value))
+    return isinstance(value, str) and "{{" in value and bool(tpl.find_placeholders(value))
 
 
 def _known_after_build(value: Any) -> Any:
