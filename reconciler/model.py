@@ -93,6 +93,22 @@ class Resource:
         value: dict[str, Any] = json.loads(self.spec_json)
         return value
 
+    def field(self, name: str) -> Any:
+        """One top-level value of the body (None when absent), for reading scalars such as
+        `work_pool_name`: the body is parsed once and kept, not copied on every read, so a
+        container returned here must not be changed."""
+        parsed = self.__dict__.get("_parsed")
+        if parsed is None:
+            parsed = json.loads(self.spec_json)
+            object.__setattr__(self, "_parsed", parsed)
+        return parsed.get(name)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the parsed body `field` keeps."""
+        state = dict(self.__dict__)
+        state.pop("_parsed", None)
+        return state
+
     @property
     def ident(self) -> tuple[Kind, str]:
         return (self.kind, self.key)
