@@ -240,6 +240,8 @@ def _json_literal(value: Any) -> str:
         return "true" if value else "false"
     elif isinstance(value, int):
         return str(value)
+    elif value == {} and isinstance(value, dict):
+        return "{}"  # in every schedule (`parameters`)
     return _escape_unsafe(json.dumps(value, ensure_ascii=False))
 
 
