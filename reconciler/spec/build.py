@@ -35,6 +35,8 @@ from reconciler.model import (
     Kind,
     Owner,
     Resource,
+    canonical_json,
+    content_hash,
     deployment_key,
     queue_key,
 )
@@ -57,6 +59,7 @@ from reconciler.spec.yamlload import LoadedDocument, Path
 from reconciler.store.base import ObservedState
 
 _BAD_NAME = re.compile(r"[/%&><]")
+_SCHEMA_KEY = "parameter_openapi_schema"
 _SECRET_ENV_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE|CREDENTIAL", re.I)
 _TRUE = {"1", "on", "t", "true", "y", "yes"}
 _FALSE = {"0", "off", "f", "false", "n", "no"}
@@ -220,6 +223,7 @@ class _Builder:
         self._flows: dict[tuple[int, str, str], FlowInfo | EntrypointError] = {}
         self._parameter_validators: dict[int, jsonschema.protocols.Validator] = {}
         self._type_checks: dict[int, tuple[dict[str, Any], dict[str, _TypeChecks]]] = {}
+        self._schema_texts: dict[int, tuple[dict[str, Any], str]] = {}
 
     # -- files ----------------------------------------------------------------------------
 
@@ -387,6 +391,21 @@ class _Builder:
             raise found
         return found
 
+    def spec_text(self, spec: dict[str, Any]) -> str:
+        """`canonical_json(spec)` of a deployment, with its flow's parameter schema (the same
+        object in every deployment of the flow, and a third of the text) written out once."""
+        schema = spec.get(_SCHEMA_KEY)
+        if not isinstance(schema, dict):
+            return canonical_json(spec)
+        cached = self._schema_texts.get(id(schema))
+        if cached is None or cached[0] is not schema:
+            cached = self._schema_texts[id(schema)] = (schema, canonical_json(schema))
+        # sorted keys: those before the schema's, the schema, those after
+        head = canonical_json({k: v for k, v in spec.items() if k < _SCHEMA_KEY})[1:-1]
+        tail = canonical_json({k: v for k, v in spec.items() if k > _SCHEMA_KEY})[1:-1]
+        middle = f"{canonical_json(_SCHEMA_KEY)}:{cached[1]}"
+        return "{" + ",".join(part for part in (head, middle, tail) if part) + "}"
+
     def type_checks(self, properties: dict[str, Any]) -> dict[str, _TypeChecks]:
         """A cache for `_plainly_fits`, one per flow's parameters (held while the run lasts)."""
         key = id(properties)
@@ -486,7 +505,10 @@ class _DeploymentBuilder:
         if spec is None or self.problems:
             return built
         key = deployment_key(spec["flow_name"], spec["name"])
-        resource = Resource.of(Kind.DEPLOYMENT, key, spec, self.owner, self.snapshot.commit)
+        text = self.run.spec_text(spec)
+        resource = Resource(
+            Kind.DEPLOYMENT, key, text, self.owner, self.snapshot.commit, content_hash(text)
+        )
         built.declared = _Declared(resource, self.document, self.draft.at("name"))
         built.queue = (spec["work_pool_name"], spec["work_queue_name"])
         if self.draft.build or self.draft.push:

@@ -161,7 +161,8 @@ def _draft(
             config[key] = copy.deepcopy(default)
         elif key == "work_pool" and isinstance(config[key], dict):
             for sub, sub_default in default.items():
-                config[key].setdefault(sub, copy.deepcopy(sub_default))
+                if sub not in config[key]:
+                    config[key][sub] = copy.deepcopy(sub_default)
     if config["work_pool"] is None:
         return None, [
             error(
