@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,18 +94,21 @@ class Resource:
         value: dict[str, Any] = json.loads(self.spec_json)
         return value
 
-    def field(self, name: str) -> Any:
-        """One top-level value of the body (None when absent), for reading scalars such as
-        `work_pool_name`: the body is parsed once and kept, not copied on every read, so a
-        container returned here must not be changed."""
-        parsed = self.__dict__.get("_parsed")
+    def view(self) -> Mapping[str, Any]:
+        """The body for reading only, parsed once and kept (not copied on every read, as
+        `spec` is): nothing in it may be changed."""
+        parsed: dict[str, Any] | None = self.__dict__.get("_parsed")
         if parsed is None:
             parsed = json.loads(self.spec_json)
             object.__setattr__(self, "_parsed", parsed)
-        return parsed.get(name)
+        return parsed
+
+    def field(self, name: str) -> Any:
+        """One top-level value of the body (None when absent), as `view` reads it."""
+        return self.view().get(name)
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled without the parsed body `field` keeps."""
+        """Pickled without the parsed body `view` keeps."""
         state = dict(self.__dict__)
         state.pop("_parsed", None)
         return state

@@ -293,7 +293,7 @@ def _created_fields(change: Change) -> list[_Field]:
     Derived fields (the flow's parameter schema, a pool's job template) are summarised on one
     line: they come from code or from Prefect's defaults, not from what a reviewer wrote; the
     JSON form has them in full, and an update shows their changed fields."""
-    spec = change.desired.spec if change.desired is not None else {}
+    spec = change.desired.view() if change.desired is not None else {}
     return [
         ("+", _top_level_path(key), _summary_or_lines(key, spec[key]))
         for key in sorted(spec)
