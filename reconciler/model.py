@@ -52,9 +52,17 @@ class Owner:
         return {"repo": self.repo, "file": self.file}
 
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False
+)
+
+
 def canonical_json(value: Any) -> str:
-    """Deterministic JSON text: sorted keys, no extra whitespace, UTF-8 kept."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Deterministic JSON text: sorted keys, no extra whitespace, UTF-8 kept. (The values are
+    trees read from files and the store: no circular reference to look for, which costs a
+    quarter of the time.)"""
+    text: str = _CANONICAL.encode(value)
+    return text
 
 
 def content_hash(spec_json: str) -> str:

@@ -35,8 +35,6 @@ from reconciler.model import (
     Kind,
     Owner,
     Resource,
-    canonical_json,
-    content_hash,
     deployment_key,
     queue_key,
 )
@@ -46,6 +44,7 @@ from reconciler.sources.base import Snapshot
 from reconciler.spec import templating as tpl
 from reconciler.spec.flows import EntrypointError, FlowInfo, read_flow
 from reconciler.spec.pools_file import DEFAULT_QUEUE, load_pools_file
+from reconciler.spec.prefect_file import SCHEMA as PREFECT_SCHEMA
 from reconciler.spec.prefect_file import (
     DeploymentDraft,
     PlacedStep,
@@ -55,11 +54,11 @@ from reconciler.spec.prefect_file import (
 from reconciler.spec.schedules import ScheduleError, normalize_schedule
 from reconciler.spec.steps import StepSpec
 from reconciler.spec.validation import did_you_mean, show_value, type_name
+from reconciler.spec.validation import prepare as prepare_validation
 from reconciler.spec.yamlload import LoadedDocument, Path
 from reconciler.store.base import ObservedState
 
 _BAD_NAME = re.compile(r"[/%&><]")
-_SCHEMA_KEY = "parameter_openapi_schema"
 _SECRET_ENV_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE|CREDENTIAL", re.I)
 _TRUE = {"1", "on", "t", "true", "y", "yes"}
 _FALSE = {"0", "off", "f", "false", "n", "no"}
@@ -223,7 +222,6 @@ class _Builder:
         self._flows: dict[tuple[int, str, str], FlowInfo | EntrypointError] = {}
         self._parameter_validators: dict[int, jsonschema.protocols.Validator] = {}
         self._type_checks: dict[int, tuple[dict[str, Any], dict[str, _TypeChecks]]] = {}
-        self._schema_texts: dict[int, tuple[dict[str, Any], str]] = {}
 
     # -- files ----------------------------------------------------------------------------
 
@@ -299,6 +297,8 @@ class _Builder:
     # -- deployments ----------------------------------------------------------------------
 
     def finish(self) -> BuildResult:
+        if self.files:
+            prepare_validation(PREFECT_SCHEMA)
         outcomes = map_forked(
             self.files,
             self._read_and_build,
@@ -390,21 +390,6 @@ class _Builder:
         if isinstance(found, EntrypointError):
             raise found
         return found
-
-    def spec_text(self, spec: dict[str, Any]) -> str:
-        """`canonical_json(spec)` of a deployment, with its flow's parameter schema (the same
-        object in every deployment of the flow, and a third of the text) written out once."""
-        schema = spec.get(_SCHEMA_KEY)
-        if not isinstance(schema, dict):
-            return canonical_json(spec)
-        cached = self._schema_texts.get(id(schema))
-        if cached is None or cached[0] is not schema:
-            cached = self._schema_texts[id(schema)] = (schema, canonical_json(schema))
-        # sorted keys: those before the schema's, the schema, those after
-        head = canonical_json({k: v for k, v in spec.items() if k < _SCHEMA_KEY})[1:-1]
-        tail = canonical_json({k: v for k, v in spec.items() if k > _SCHEMA_KEY})[1:-1]
-        middle = f"{canonical_json(_SCHEMA_KEY)}:{cached[1]}"
-        return "{" + ",".join(part for part in (head, middle, tail) if part) + "}"
 
     def type_checks(self, properties: dict[str, Any]) -> dict[str, _TypeChecks]:
         """A cache for `_plainly_fits`, one per flow's parameters (held while the run lasts)."""
@@ -505,10 +490,7 @@ class _DeploymentBuilder:
         if spec is None or self.problems:
             return built
         key = deployment_key(spec["flow_name"], spec["name"])
-        text = self.run.spec_text(spec)
-        resource = Resource(
-            Kind.DEPLOYMENT, key, text, self.owner, self.snapshot.commit, content_hash(text)
-        )
+        resource = Resource.of(Kind.DEPLOYMENT, key, spec, self.owner, self.snapshot.commit)
         built.declared = _Declared(resource, self.document, self.draft.at("name"))
         built.queue = (spec["work_pool_name"], spec["work_queue_name"])
         if self.draft.build or self.draft.push:

@@ -158,10 +158,11 @@ def untemplated(value: object) -> bool:
     pass, which copies the value while looking for placeholders in every text."""
     if isinstance(value, str):
         return "{{" not in value
-    if isinstance(value, dict):
-        return all(untemplated(item) for item in value.values())
-    if isinstance(value, list):
-        return all(untemplated(item) for item in value)
+    if isinstance(value, dict | list):
+        for item in value.values() if isinstance(value, dict) else value:
+            if not untemplated(item):
+                return False
+        return True
     return value is None or isinstance(value, int | float)
 
 

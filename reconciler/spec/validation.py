@@ -103,6 +103,12 @@ def _fast_validator(name: str, *, lenient: bool) -> Callable[[Any], Any]:
     return compiled
 
 
+def prepare(schema_name: str) -> None:
+    """Load the fast path's validator of `schema_name` now (forked workers then inherit it,
+    instead of each loading it for its first document)."""
+    _fast_validator(schema_name, lenient=False)
+
+
 def validate_document(
     document: LoadedDocument, schema_name: str, *, strict: bool = False
 ) -> list[Diagnostic]:
