@@ -52,10 +52,12 @@ def make_plan(desired: DesiredState, observed: ObservedState, options: PlanOptio
         diffs = tuple(diff_values(current.spec, resource.spec))
         changes.append(Change(Action.UPDATE, resource.kind, resource.key, resource, current, diffs))
 
-    used = _queues_used(desired)
+    used: set[tuple[Kind, str]] | None = None  # found when first needed: reading every spec
     for ident, current in observed.resources.items():
         if ident in wanted or not desired.in_scope(current.owner):
             continue
+        if used is None:
+            used = _queues_used(desired)
         if ident in used:
             unchanged += 1  # a queue a declared deployment still runs on: keep it
         elif options.prune:
