@@ -44,7 +44,8 @@ def map_forked(
     """`[work(item) for item in items]`, done by this process and forked children, each taking
     the next item (largest first) until none is left; `size` is the bytes an item reads or
     writes. A child's results pass through `for_transfer` (which makes them cheap to pickle)
-    before they are sent; whatever a failed child took is done again here."""
+    before they are sent. When a piece fails (here or in a child), or a child dies, all the
+    work is done again here, in order: it then fails exactly as the plain loop would."""
     workers = min(os.cpu_count() or 1, len(items))
     total = sum(size(item) for item in items)
     if (
@@ -60,14 +61,20 @@ def map_forked(
         return [work(item) for item in items]
     children = [_fork(queue, items, work, for_transfer) for _ in range(workers - 1)]
     results: dict[int, Result] = {}
-    for index in _taken(queue):
-        results[index] = work(items[index])
-    os.close(queue)
-    for child in children:
-        results.update(_collect(child))
-    for index in order:  # taken by a child that failed
-        if index not in results:
+    failed = False
+    try:
+        for index in _taken(queue):
             results[index] = work(items[index])
+    except Exception:
+        failed = True
+    finally:
+        os.close(queue)
+        for child in children:  # always waited for, even when this process fails
+            done = _collect(child)
+            failed = failed or done is None
+            results.update(done or {})
+    if failed:
+        return [work(item) for item in items]
     return [results[i] for i in range(len(items))]
 
 
@@ -126,8 +133,8 @@ def _fork(
     return pid, read_end
 
 
-def _collect(child: tuple[int, int] | None) -> dict[int, Any]:
-    """What a child did; nothing when it failed (its pieces are then done again here)."""
+def _collect(child: tuple[int, int] | None) -> dict[int, Any] | None:
+    """What a child did (nothing when it could not be forked); None when it failed."""
     if child is None:
         return {}
     pid, read_end = child
@@ -135,6 +142,6 @@ def _collect(child: tuple[int, int] | None) -> dict[int, Any]:
         data = source.read()
     _, status = os.waitpid(pid, 0)
     if status != 0 or not data:
-        return {}
+        return None
     received: dict[int, Any] = pickle.loads(data)
     return received

@@ -184,6 +184,34 @@ def test_a_failing_child_has_its_pieces_done_here(monkeypatch: pytest.MonkeyPatc
     assert parallel.map_forked(list(range(30)), work, size=lambda n: 1) == list(range(1, 31))
 
 
+def test_a_failing_piece_fails_as_the_plain_loop_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Which process meets which failure first is a race; the error is always the first one
+    in order, and no child is left behind."""
+    forking(monkeypatch, 2)
+    forked: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork)
+
+    def work(n: int) -> int:
+        if n in (3, 17):
+            raise ValueError(f"piece {n} is broken")
+        return n
+
+    for _ in range(5):
+        with pytest.raises(ValueError, match="piece 3 is broken"):
+            parallel.map_forked(list(range(20)), work, size=lambda n: n)
+    assert len(forked) == 5
+    for pid in forked:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # already waited for
+
+
 def test_forked_work_equals_work_here(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     here, here_resources = build(), resources()
     forking(monkeypatch, 3)
