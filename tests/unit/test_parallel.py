@@ -7,6 +7,7 @@ a child to do the work make this process wait for it (`child_does_the_rest`).
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -18,8 +19,10 @@ import pytest
 
 from reconciler import parallel
 from reconciler.model import Kind, Owner, Resource
+from reconciler.plan import render_json as json_module
 from reconciler.plan import render_text as text_module
 from reconciler.plan.model import Action, Change, Plan, diff_values
+from reconciler.plan.render_json import render_json
 from reconciler.plan.render_text import render_text
 from reconciler.sources.base import MemorySnapshot
 from reconciler.spec import build as build_module
@@ -256,7 +259,7 @@ def test_a_refused_fork_leaves_the_work_to_this_process(monkeypatch: pytest.Monk
     assert summary(build()) == here
 
 
-def test_a_large_plan_rendered_in_children_is_the_same_text(
+def test_a_large_plan_rendered_in_children_is_the_same_text_and_json(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     secret = "hunter2-s3cr3t"
@@ -280,6 +283,7 @@ def test_a_large_plan_rendered_in_children_is_the_same_text(
         return text.replace(secret, "REDACTED")
 
     here = [render_text(plan, color=color, mask=hide) for color in (False, True)]
+    here_json = render_json(plan, mask=hide)
     forking(monkeypatch, 3)
     monkeypatch.setattr(
         text_module, "change_lines", child_does_the_rest(text_module.change_lines, 3, tmp_path)
@@ -287,5 +291,15 @@ def test_a_large_plan_rendered_in_children_is_the_same_text(
     forked = render_text(plan, color=False, mask=hide)  # 3 pieces: 2 of them in children
     assert len(os.listdir(tmp_path)) >= 2
     assert [forked, render_text(plan, color=True, mask=hide)] == here
+    json_markers = tmp_path / "json"
+    json_markers.mkdir()
+    monkeypatch.setattr(
+        json_module,
+        "_changes_text",
+        child_does_the_rest(json_module._changes_text, 3, json_markers),
+    )
+    assert render_json(plan, mask=hide) == here_json
+    assert len(os.listdir(json_markers)) >= 2
+    assert json.loads(here_json)["changes"][0]["key"] == "f/d000"
     assert here[0].count("\n\n  # deployment") == 249  # blocks apart, also where pieces meet
     assert secret not in here[0] and "REDACTED" in here[0]
