@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import jsonschema
@@ -153,8 +153,11 @@ class _Declared:
         return self.document.location(self.path)
 
 
-@dataclass(frozen=True)
-class _FileJob:
+# Named tuples, not dataclasses: made by the thousand, pickled between processes, and cheaper
+# to define at start-up.
+
+
+class _FileJob(NamedTuple):
     """One prefect.yaml to read, and where in the run's diagnostics its reading problems go
     (after those of its repository's pools file, before the next repository's)."""
 
@@ -165,8 +168,7 @@ class _FileJob:
     slot: int
 
 
-@dataclass
-class _BuiltDeployment:
+class _BuiltDeployment(NamedTuple):
     """What building one deployment found; `_Builder.commit` adds it to the run, in order."""
 
     notes: list[Diagnostic]
@@ -177,8 +179,7 @@ class _BuiltDeployment:
     queue: tuple[str, str] = ("", "")
 
 
-@dataclass
-class _FileOutcome:
+class _FileOutcome(NamedTuple):
     """A prefect.yaml read (its problems) and its deployments built."""
 
     problems: list[Diagnostic]
@@ -198,11 +199,18 @@ def _for_transfer(outcome: _FileOutcome) -> _FileOutcome:
     for built in outcome.deployments:
         if built.declared is not None:
             built.declared.document = lighter(built.declared.document)
-        if built.build_plan is not None and built.build_plan.document is not None:
-            built.build_plan = dataclasses.replace(
-                built.build_plan, document=lighter(built.build_plan.document)
+    return outcome._replace(
+        deployments=[
+            built._replace(
+                build_plan=dataclasses.replace(
+                    built.build_plan, document=lighter(built.build_plan.document)
+                )
             )
-    return outcome
+            if built.build_plan is not None and built.build_plan.document is not None
+            else built
+            for built in outcome.deployments
+        ]
+    )
 
 
 class _Builder:
@@ -486,15 +494,13 @@ class _DeploymentBuilder:
         """The deployment's resource, or the problems that prevent it; nothing is added to the
         run here (`_Builder.commit` does that, in the order of the files)."""
         spec = self._spec()
-        built = _BuiltDeployment(self.notes, self.problems, self.secrets)
         if spec is None or self.problems:
-            return built
+            return _BuiltDeployment(self.notes, self.problems, self.secrets)
         key = deployment_key(spec["flow_name"], spec["name"])
         resource = Resource.of(Kind.DEPLOYMENT, key, spec, self.owner, self.snapshot.commit)
-        built.declared = _Declared(resource, self.document, self.draft.at("name"))
-        built.queue = (spec["work_pool_name"], spec["work_queue_name"])
+        build_plan = None
         if self.draft.build or self.draft.push:
-            built.build_plan = BuildPlan(
+            build_plan = BuildPlan(
                 key,
                 self.owner,
                 tuple(p.step for p in self.draft.build),
@@ -504,7 +510,14 @@ class _DeploymentBuilder:
                 self.document,
                 self.file.base_dir,
             )
-        return built
+        return _BuiltDeployment(
+            self.notes,
+            self.problems,
+            self.secrets,
+            _Declared(resource, self.document, self.draft.at("name")),
+            build_plan,
+            (spec["work_pool_name"], spec["work_queue_name"]),
+        )
 
     def _spec(self) -> dict[str, Any] | None:
         # A shallow copy: nothing below edits nested values in place (templating builds anew).
