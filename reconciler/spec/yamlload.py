@@ -24,6 +24,8 @@ EXPANSION_FACTOR = 40
 
 Path = tuple[str | int, ...]
 _STR_TAG = "tag:yaml.org,2002:str"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 Position = tuple[int, int]  # 1-based line, 1-based column
 
@@ -33,22 +35,28 @@ _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
     """The safe loader, with the resolver hooks the composer calls for every node made cheaper.
 
-    Safe loading has no path resolvers, so `descend_resolver` and `ascend_resolver` do nothing
-    and a scalar's tag depends only on its text and on whether it was plain: each distinct
-    pair is resolved once per file (keys and many values repeat in every deployment).
+    Safe loading has no path resolvers, so `descend_resolver` and `ascend_resolver` do nothing,
+    a mapping or list always gets the default tag, so does a quoted scalar, and a plain
+    scalar's tag depends only on its text: each distinct text is resolved once per file (keys
+    and many values repeat in every deployment).
     """
 
     def __init__(self, stream: bytes) -> None:
         super().__init__(stream)
-        self._scalar_tags: dict[tuple[str, bool], str] = {}
+        self._plain_tags: dict[str, str] = {}
 
     def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
         if kind is ScalarNode:
-            key = (value, implicit[0])
-            tag = self._scalar_tags.get(key)
+            if not implicit[0]:
+                return _STR_TAG
+            tag = self._plain_tags.get(value)
             if tag is None:
-                tag = self._scalar_tags[key] = super().resolve(kind, value, implicit)
+                tag = self._plain_tags[value] = super().resolve(kind, value, implicit)
             return tag
+        if kind is MappingNode:
+            return _MAP_TAG
+        if kind is SequenceNode:
+            return _SEQ_TAG
         resolved: str = super().resolve(kind, value, implicit)
         return resolved
 
