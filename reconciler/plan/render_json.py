@@ -21,14 +21,14 @@ def _unmasked(text: str) -> str:
 
 
 _HEAD = '{"changes": ['
-_CHUNK_CHANGES = 100
+_CHUNK_CHANGES = 25
 
 
 def render_json(plan: Plan, *, mask: Callable[[str], str] = _unmasked) -> str:
     """The plan as compact JSON text with sorted keys, masked.
 
     The changes, most of the text, are written apart, on every core for a large plan (in
-    pieces of 100), then put where `json.dumps` of the whole would put them: `changes` is the
+    pieces of 25), then put where `json.dumps` of the whole would put them: `changes` is the
     first key, and list items are separated by ", "."""
     rest = _dumps(plan.to_json(changes=False))
     assert rest.startswith(_HEAD + "]")

@@ -107,8 +107,9 @@ def render_text(plan: Plan, *, color: bool, mask: Mask = _unmasked) -> str:
     return "\n".join([*steps, blocks, "", footer])
 
 
-_CHUNK_CHANGES = 100
-"""Changes per piece of work when a large plan's text is rendered on every core."""
+_CHUNK_CHANGES = 25
+"""Changes per piece of work when a large plan's text is rendered on every core (small
+pieces: when a core is busy with other programs, the other one takes more of them)."""
 
 
 def _change_text(changes: Sequence[Change], gutters: Gutters, mask: Mask) -> str:

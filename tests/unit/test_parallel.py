@@ -286,20 +286,20 @@ def test_a_large_plan_rendered_in_children_is_the_same_text_and_json(
     here_json = render_json(plan, mask=hide)
     forking(monkeypatch, 3)
     monkeypatch.setattr(
-        text_module, "change_lines", child_does_the_rest(text_module.change_lines, 3, tmp_path)
+        text_module, "change_lines", child_does_the_rest(text_module.change_lines, 10, tmp_path)
     )
-    forked = render_text(plan, color=False, mask=hide)  # 3 pieces: 2 of them in children
-    assert len(os.listdir(tmp_path)) >= 2
+    forked = render_text(plan, color=False, mask=hide)  # 10 pieces of 25: 9 in children
+    assert len(os.listdir(tmp_path)) >= 9
     assert [forked, render_text(plan, color=True, mask=hide)] == here
     json_markers = tmp_path / "json"
     json_markers.mkdir()
     monkeypatch.setattr(
         json_module,
         "_changes_text",
-        child_does_the_rest(json_module._changes_text, 3, json_markers),
+        child_does_the_rest(json_module._changes_text, 10, json_markers),
     )
     assert render_json(plan, mask=hide) == here_json
-    assert len(os.listdir(json_markers)) >= 2
+    assert len(os.listdir(json_markers)) >= 9
     assert json.loads(here_json)["changes"][0]["key"] == "f/d000"
     assert here[0].count("\n\n  # deployment") == 249  # blocks apart, also where pieces meet
     assert secret not in here[0] and "REDACTED" in here[0]
