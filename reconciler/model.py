@@ -58,10 +58,15 @@ _CANONICAL = json.JSONEncoder(
 
 
 def canonical_json(value: Any) -> str:
-    """Deterministic JSON text: sorted keys, no extra whitespace, UTF-8 kept. (The values are
-    trees read from files and the store: no circular reference to look for, which costs a
-    quarter of the time.)"""
-    text: str = _CANONICAL.encode(value)
+    """Deterministic JSON text: sorted keys, no extra whitespace, UTF-8 kept.
+
+    Written without looking for circular references (a quarter of the cost): the values are
+    trees read from files and the store. A value that does hold one recurses until Python
+    stops it, and is then written again with the check, which fails as json.dumps does."""
+    try:
+        text: str = _CANONICAL.encode(value)
+    except RecursionError:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return text
 
 
