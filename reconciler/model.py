@@ -144,7 +144,7 @@ def deployment_key(flow_name: str, deployment_name: str) -> str:
 
 
 def is_unknown(value: object) -> bool:
-    return isinstance(value, dict) and set(value) == {UNKNOWN_MARKER_KEY}
+    return isinstance(value, dict) and len(value) == 1 and UNKNOWN_MARKER_KEY in value
 
 
 UNKNOWN_VALUE: dict[str, str] = {UNKNOWN_MARKER_KEY: "known after build"}

@@ -99,6 +99,8 @@ COLORED_GUTTERS = Gutters.of(_colored_gutter, heading=_bold)
 
 def render_text(plan: Plan, *, color: bool, mask: Mask = _unmasked) -> str:
     """The plan as Terraform-style text; `color` adds ANSI colours and bold headings."""
+    if getattr(mask, "hides_nothing", False):
+        mask = _unmasked  # a masker without secrets: the lines need no masking call
     steps = [mask(line) for line in step_lines(plan)]
     if not plan.has_changes:
         return "\n".join([*steps, _styled_message(mask(NO_CHANGES_TEXT), color)])
@@ -270,10 +272,16 @@ def _append_block(change: Change, gutters: Gutters, mask: Mask, lines: list[str]
     lines.append(_CLOSE_PREFIX + mask("}"))
 
 
+@functools.lru_cache(maxsize=1024)
+def _owner_text(owner: Owner) -> str:
+    """An owner as a heading shows it (the same few owners head every block)."""
+    return _escape_unsafe(str(owner))
+
+
 def _heading(change: Change, title: str) -> str:
     heading = f"# {title} {_HEADINGS[change.action]}"
     if change.action is Action.CREATE and change.owner is not None:
-        heading += f" (owner: {_escape_unsafe(str(change.owner))})"
+        heading += f" (owner: {_owner_text(change.owner)})"
     return heading
 
 
@@ -286,7 +294,10 @@ def _append_aligned_fields(
         lines.append(gutters.field[symbol] + mask(f"{path.ljust(width)} = {value[0]}"))
         if len(value) > 1:
             prefix = gutters.value[symbol]
-            lines.extend([prefix + mask(text) for text in value[1:]])
+            if mask is _unmasked:  # the common case, without a call per line
+                lines.extend([prefix + text for text in value[1:]])
+            else:
+                lines.extend([prefix + mask(text) for text in value[1:]])
 
 
 def _created_fields(change: Change) -> list[_Field]:
