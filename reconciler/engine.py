@@ -14,10 +14,9 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.apply import ApplyResult, apply_plan
-from reconciler.build_steps import StepRecord, StepRun, preview_build_steps, run_build_steps
 from reconciler.desired import DEFAULT_PREFECT_GLOB
 from reconciler.diagnostics import Diagnostic
 from reconciler.errors import ConfigError, SourceError, StaleStateError
@@ -28,9 +27,12 @@ from reconciler.plan.planner import PlanOptions, make_plan
 from reconciler.sources.git import open_repository
 from reconciler.spec.build import BuildOptions, BuildResult, DraftKey, RepoInput, build_desired
 from reconciler.spec.default_pull import repository_directory_name
-from reconciler.steps.runner import StepFailed, TemplateValues
 from reconciler.store import open_store
 from reconciler.store.base import Fence, ObservedState, Store
+
+if TYPE_CHECKING:  # the step machinery (Docker SDK, jinja2, asyncio) loads only when used
+    from reconciler.build_steps import StepRecord, StepRun
+    from reconciler.steps.runner import StepFailed, TemplateValues
 
 MAX_PLAN_ATTEMPTS = 5
 
@@ -185,6 +187,8 @@ def _preview_steps(
     env: dict[str, str],
 ) -> tuple[list[PlannedStep], dict[DraftKey, dict[str, Any]]]:
     """Which steps apply would run: hashes computed in a checkout, nothing run."""
+    from reconciler.build_steps import preview_build_steps
+
     with _checkouts(built, inputs) as checkouts:
         return preview_build_steps(
             built.build_plans,
@@ -213,6 +217,8 @@ def _checkouts(built: BuildResult, inputs: list[RepoInput]) -> Iterator[dict[str
 
 
 def _template_values(observed: ObservedState) -> TemplateValues:
+    from reconciler.steps.runner import TemplateValues
+
     return TemplateValues(
         variables=observed.variables,
         blocks=lambda slug, name: observed.blocks.get((slug, name)),
@@ -230,6 +236,9 @@ def _run_steps(
 ) -> tuple[StepRun, dict[str, StepFailed]]:
     """Build and push, in a checkout of each repository at the planned commit. A repository
     whose steps fail is left out (nothing of it is applied); the others go on."""
+    from reconciler.build_steps import StepRun, run_build_steps
+    from reconciler.steps.runner import StepFailed
+
     outputs: dict[DraftKey, dict[str, Any]] = {}
     records: list[StepRecord] = []
     failures: dict[str, StepFailed] = {}

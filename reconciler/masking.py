@@ -54,6 +54,11 @@ class Masker:
             return text
         return self._pattern.sub(MASK, text)
 
+    @property
+    def hides_nothing(self) -> bool:
+        """True when this run has no secret: masking leaves every text as it is."""
+        return self._pattern is None
+
     def hides_something_in(self, text: str) -> bool:
         return self._pattern is not None and self._pattern.search(text) is not None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,9 +52,22 @@ class Owner:
         return {"repo": self.repo, "file": self.file}
 
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False
+)
+
+
 def canonical_json(value: Any) -> str:
-    """Deterministic JSON text: sorted keys, no extra whitespace, UTF-8 kept."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Deterministic JSON text: sorted keys, no extra whitespace, UTF-8 kept.
+
+    Written without looking for circular references (a quarter of the cost): the values are
+    trees read from files and the store. A value that does hold one recurses until Python
+    stops it, and is then written again with the check, which fails as json.dumps does."""
+    try:
+        text: str = _CANONICAL.encode(value)
+    except RecursionError:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text
 
 
 def content_hash(spec_json: str) -> str:
@@ -93,6 +107,25 @@ class Resource:
         value: dict[str, Any] = json.loads(self.spec_json)
         return value
 
+    def view(self) -> Mapping[str, Any]:
+        """The body for reading only, parsed once and kept (not copied on every read, as
+        `spec` is): nothing in it may be changed."""
+        parsed: dict[str, Any] | None = self.__dict__.get("_parsed")
+        if parsed is None:
+            parsed = json.loads(self.spec_json)
+            object.__setattr__(self, "_parsed", parsed)
+        return parsed
+
+    def field(self, name: str) -> Any:
+        """One top-level value of the body (None when absent), as `view` reads it."""
+        return self.view().get(name)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the parsed body `view` keeps."""
+        state = dict(self.__dict__)
+        state.pop("_parsed", None)
+        return state
+
     @property
     def ident(self) -> tuple[Kind, str]:
         return (self.kind, self.key)
@@ -111,7 +144,7 @@ def deployment_key(flow_name: str, deployment_name: str) -> str:
 
 
 def is_unknown(value: object) -> bool:
-    return isinstance(value, dict) and set(value) == {UNKNOWN_MARKER_KEY}
+    return isinstance(value, dict) and len(value) == 1 and UNKNOWN_MARKER_KEY in value
 
 
 UNKNOWN_VALUE: dict[str, str] = {UNKNOWN_MARKER_KEY: "known after build"}

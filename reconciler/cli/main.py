@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
+import os
 import sys
+import threading
 from typing import Any
 
 import click
@@ -147,7 +151,40 @@ read.deployment.add_command(runs.deployment_runs)
 
 def main() -> None:
     """Run the CLI. A usage error exits 1, not click's 2: with --detailed-exitcode, 2 means "the
-    plan has changes", and a mistyped flag in CI must not read as that."""
+    plan has changes", and a mistyped flag in CI must not read as that.
+
+    The cyclic garbage collector is off: a run is one short process whose objects (parsed
+    files, resources, plan) live until it exits, so the collector's full passes over them
+    freed nothing and cost a third of a large plan's time (peak memory measured the same).
+    Reference counting still frees everything else as usual. For the same reason the process
+    ends without tearing those objects down one by one (`_leave`)."""
+    gc.disable()
+    try:
+        _run()
+    except SystemExit as exc:
+        _leave(exc.code)
+        raise
+    _leave(0)
+
+
+def _leave(code: object) -> None:
+    """End the process now with `code`, as Python would end it (exit handlers run, output
+    flushed), but without freeing every object first: that took 10% of a 1,000-deployment
+    dry-run, 0.3 s at 10,000. Returns, for Python's usual exit, when another thread still runs,
+    the code is a message, or the output cannot be flushed (a closed pipe is reported as
+    usual)."""
+    if not (code is None or isinstance(code, int)) or threading.active_count() > 1:
+        return
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(code or 0)
+
+
+def _run() -> None:
     try:
         cli.main(prog_name="reconcile", standalone_mode=False)
     except click.exceptions.Exit as exc:

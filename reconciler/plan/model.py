@@ -208,14 +208,16 @@ class Plan:
     def has_changes(self) -> bool:
         return bool(self.changes)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, changes: bool = True) -> dict[str, Any]:
+        """The documented form; `changes=False` leaves the list of changes empty (for a
+        renderer that writes each change's JSON apart)."""
         return {
             "format_version": PLAN_FORMAT_VERSION,
             "observed_revision": self.observed_revision,
             "sources": [s.to_json() for s in self.sources],
             "summary": self.summary.to_json(),
             "unchanged": self.unchanged,
-            "changes": [c.to_json() for c in self.changes],
+            "changes": [c.to_json() for c in self.changes] if changes else [],
             "diagnostics": [d.to_json() for d in self.diagnostics],
             "steps": [s.to_json() for s in self.steps],
         }

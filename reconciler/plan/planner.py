@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
 
 from reconciler.desired import DesiredState
 from reconciler.diagnostics import Diagnostic, Location, error
@@ -53,10 +52,12 @@ def make_plan(desired: DesiredState, observed: ObservedState, options: PlanOptio
         diffs = tuple(diff_values(current.spec, resource.spec))
         changes.append(Change(Action.UPDATE, resource.kind, resource.key, resource, current, diffs))
 
-    used = _queues_used(desired)
+    used: set[tuple[Kind, str]] | None = None  # found when first needed: reading every spec
     for ident, current in observed.resources.items():
         if ident in wanted or not desired.in_scope(current.owner):
             continue
+        if used is None:
+            used = _queues_used(desired)
         if ident in used:
             unchanged += 1  # a queue a declared deployment still runs on: keep it
         elif options.prune:
@@ -81,16 +82,16 @@ def make_plan(desired: DesiredState, observed: ObservedState, options: PlanOptio
 def _queues_used(desired: DesiredState) -> set[tuple[Kind, str]]:
     """The queues desired deployments run on. Prune keeps them: Prefect would create a missing
     one again on deploy, so deleting it can only break the deployment."""
-    used = (_queue_of(r.spec) for r in desired.resources if r.kind is Kind.DEPLOYMENT)
+    used = (_queue_of(r) for r in desired.resources if r.kind is Kind.DEPLOYMENT)
     return {(Kind.WORK_QUEUE, key) for key in used if key is not None}
 
 
-def _queue_of(deployment_spec: dict[str, Any]) -> str | None:
+def _queue_of(deployment: Resource) -> str | None:
     """The key of the queue a deployment runs on (its pool's default queue when unnamed)."""
-    pool = deployment_spec.get("work_pool_name")
+    pool = deployment.field("work_pool_name")
     if not pool:
         return None
-    return queue_key(pool, deployment_spec.get("work_queue_name") or _DEFAULT_QUEUE)
+    return queue_key(pool, deployment.field("work_queue_name") or _DEFAULT_QUEUE)
 
 
 def _owned_elsewhere(desired: DesiredState, resource: Resource, owner: Owner) -> Diagnostic:
@@ -146,9 +147,8 @@ def _dangling_references(
             remaining[resource.key] = resource
     problems = []
     for key, deployment in sorted(remaining.items()):
-        spec = deployment.spec
-        pool = spec.get("work_pool_name")
-        queue = _queue_of(spec)
+        pool = deployment.field("work_pool_name")
+        queue = _queue_of(deployment)
         if pool and (Kind.WORK_POOL, pool) in deleted:
             where = desired.file_location(_owner_of(observed, Kind.WORK_POOL, pool))
             problems.append(_still_used("work-pool", pool, key, deployment.owner, where))

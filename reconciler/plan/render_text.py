@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from reconciler.model import Owner, is_unknown
+from reconciler.parallel import map_forked
 from reconciler.plan.model import Action, Change, FieldDiff, PathPart, Plan, Summary
 
 Mask = Callable[[str], str]
@@ -98,12 +99,37 @@ COLORED_GUTTERS = Gutters.of(_colored_gutter, heading=_bold)
 
 def render_text(plan: Plan, *, color: bool, mask: Mask = _unmasked) -> str:
     """The plan as Terraform-style text; `color` adds ANSI colours and bold headings."""
+    if getattr(mask, "hides_nothing", False):
+        mask = _unmasked  # a masker without secrets: the lines need no masking call
     steps = [mask(line) for line in step_lines(plan)]
     if not plan.has_changes:
         return "\n".join([*steps, _styled_message(mask(NO_CHANGES_TEXT), color)])
-    lines = change_lines(plan.changes, COLORED_GUTTERS if color else PLAIN_GUTTERS, mask)
+    blocks = _change_text(plan.changes, COLORED_GUTTERS if color else PLAIN_GUTTERS, mask)
     footer = _styled_message(mask(footer_text(plan.summary, plan.unchanged)), color)
-    return "\n".join([*steps, *lines, "", footer])
+    return "\n".join([*steps, blocks, "", footer])
+
+
+_CHUNK_CHANGES = 25
+"""Changes per piece of work when a large plan's text is rendered on every core (small
+pieces: when a core is busy with other programs, the other one takes more of them)."""
+
+
+def _change_text(changes: Sequence[Change], gutters: Gutters, mask: Mask) -> str:
+    """`change_lines` joined into one text; a large plan is rendered in pieces, on every
+    core, and the pieces joined with the blank line that separates any two blocks."""
+    chunks = [changes[i : i + _CHUNK_CHANGES] for i in range(0, len(changes), _CHUNK_CHANGES)]
+    texts = map_forked(
+        chunks,
+        lambda chunk: "\n".join(change_lines(chunk, gutters, mask)),
+        size=_text_size,
+    )
+    return f"\n{mask('')}\n".join(texts)
+
+
+def _text_size(changes: Sequence[Change]) -> int:
+    """About how many bytes of text the changes render to: a created object shows its whole
+    spec, anything else a few lines."""
+    return sum(len(c.desired.spec_json) if c.desired is not None else 100 for c in changes)
 
 
 def step_lines(plan: Plan) -> list[str]:
@@ -217,6 +243,8 @@ def _json_literal(value: Any) -> str:
         return "true" if value else "false"
     elif isinstance(value, int):
         return str(value)
+    elif value == {} and isinstance(value, dict):
+        return "{}"  # in every schedule (`parameters`)
     return _escape_unsafe(json.dumps(value, ensure_ascii=False))
 
 
@@ -244,10 +272,16 @@ def _append_block(change: Change, gutters: Gutters, mask: Mask, lines: list[str]
     lines.append(_CLOSE_PREFIX + mask("}"))
 
 
+@functools.lru_cache(maxsize=1024)
+def _owner_text(owner: Owner) -> str:
+    """An owner as a heading shows it (the same few owners head every block)."""
+    return _escape_unsafe(str(owner))
+
+
 def _heading(change: Change, title: str) -> str:
     heading = f"# {title} {_HEADINGS[change.action]}"
     if change.action is Action.CREATE and change.owner is not None:
-        heading += f" (owner: {_escape_unsafe(str(change.owner))})"
+        heading += f" (owner: {_owner_text(change.owner)})"
     return heading
 
 
@@ -260,7 +294,10 @@ def _append_aligned_fields(
         lines.append(gutters.field[symbol] + mask(f"{path.ljust(width)} = {value[0]}"))
         if len(value) > 1:
             prefix = gutters.value[symbol]
-            lines.extend([prefix + mask(text) for text in value[1:]])
+            if mask is _unmasked:  # the common case, without a call per line
+                lines.extend([prefix + text for text in value[1:]])
+            else:
+                lines.extend([prefix + mask(text) for text in value[1:]])
 
 
 def _created_fields(change: Change) -> list[_Field]:
@@ -268,7 +305,7 @@ def _created_fields(change: Change) -> list[_Field]:
     Derived fields (the flow's parameter schema, a pool's job template) are summarised on one
     line: they come from code or from Prefect's defaults, not from what a reviewer wrote; the
     JSON form has them in full, and an update shows their changed fields."""
-    spec = change.desired.spec if change.desired is not None else {}
+    spec = change.desired.view() if change.desired is not None else {}
     return [
         ("+", _top_level_path(key), _summary_or_lines(key, spec[key]))
         for key in sorted(spec)

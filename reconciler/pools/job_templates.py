@@ -10,7 +10,6 @@ I/O, and JSON Schema `$ref`s are resolved only inside the template itself, never
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -291,6 +290,8 @@ def _declared_properties(variables: Any) -> Mapping[str, Any]:
 
 def _unknown_variable_message(name: str, declared: Iterable[str]) -> str:
     message = f'"{name}" is not a job variable of this base job template'
+    import difflib  # only when there is something to suggest
+
     close = difflib.get_close_matches(name, list(declared), n=1)
     if close:
         message += f' (did you mean "{close[0]}"?)'

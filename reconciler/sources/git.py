@@ -127,9 +127,11 @@ class _Repository:
 
 
 class _BlobReader:
-    """One `git cat-file --batch` process for all the blobs a plan reads."""
+    """One `git cat-file --batch` process for all the blobs a plan reads (one per process: a
+    forked worker must not talk over its parent on the same pipe)."""
 
     def __init__(self, root: Path) -> None:
+        self.pid = os.getpid()
         self._process = subprocess.Popen(
             ["git", "-C", str(root), "cat-file", "--batch"],
             stdin=subprocess.PIPE,
@@ -238,7 +240,7 @@ class GitSnapshot:
         entry = self._entries.get(path)
         if entry is None or entry[0] is not PathKind.FILE:
             raise FileNotFoundError(path)
-        if self._blobs is None:
+        if self._blobs is None or self._blobs.pid != os.getpid():
             self._blobs = _BlobReader(self._repo.root)
         return self._blobs.read(entry[1])
 

@@ -11,12 +11,13 @@ the run together.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import posixpath
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import jsonschema
@@ -37,17 +38,24 @@ from reconciler.model import (
     deployment_key,
     queue_key,
 )
+from reconciler.parallel import map_forked
 from reconciler.pools.job_templates import job_variable_problems
 from reconciler.sources.base import Snapshot
 from reconciler.spec import templating as tpl
 from reconciler.spec.default_pull import default_pull_steps
 from reconciler.spec.flows import EntrypointError, FlowInfo, read_flow
-from reconciler.spec.parallel import ParseJob, parse_all
 from reconciler.spec.pools_file import DEFAULT_QUEUE, load_pools_file
-from reconciler.spec.prefect_file import DeploymentDraft, PlacedStep, PrefectFile
+from reconciler.spec.prefect_file import SCHEMA as PREFECT_SCHEMA
+from reconciler.spec.prefect_file import (
+    DeploymentDraft,
+    PlacedStep,
+    PrefectFile,
+    parse_prefect_file,
+)
 from reconciler.spec.schedules import ScheduleError, normalize_schedule
 from reconciler.spec.steps import StepSpec
 from reconciler.spec.validation import did_you_mean, show_value, type_name
+from reconciler.spec.validation import prepare as prepare_validation
 from reconciler.spec.yamlload import LoadedDocument, Path
 from reconciler.store.base import ObservedState
 
@@ -146,6 +154,66 @@ class _Declared:
         return self.document.location(self.path)
 
 
+# Named tuples, not dataclasses: made by the thousand, pickled between processes, and cheaper
+# to define at start-up.
+
+
+class _FileJob(NamedTuple):
+    """One prefect.yaml to read, and where in the run's diagnostics its reading problems go
+    (after those of its repository's pools file, before the next repository's)."""
+
+    snapshot: Snapshot
+    path: str
+    display: str
+    content: bytes
+    slot: int
+
+
+class _BuiltDeployment(NamedTuple):
+    """What building one deployment found; `_Builder.commit` adds it to the run, in order."""
+
+    notes: list[Diagnostic]
+    problems: list[Diagnostic]
+    secrets: list[str]
+    declared: _Declared | None = None
+    build_plan: BuildPlan | None = None
+    queue: tuple[str, str] = ("", "")
+
+
+class _FileOutcome(NamedTuple):
+    """A prefect.yaml read (its problems) and its deployments built."""
+
+    problems: list[Diagnostic]
+    deployments: list[_BuiltDeployment]
+
+
+def _for_transfer(outcome: _FileOutcome) -> _FileOutcome:
+    """The outcome, cheap to pickle: its document without node graph or values (a position is
+    found by composing the file again, if a diagnostic ever needs one)."""
+    light: dict[int, LoadedDocument] = {}
+
+    def lighter(document: LoadedDocument) -> LoadedDocument:
+        if id(document) not in light:
+            light[id(document)] = dataclasses.replace(document.without_nodes(), data=None)
+        return light[id(document)]
+
+    for built in outcome.deployments:
+        if built.declared is not None:
+            built.declared.document = lighter(built.declared.document)
+    return outcome._replace(
+        deployments=[
+            built._replace(
+                build_plan=dataclasses.replace(
+                    built.build_plan, document=lighter(built.build_plan.document)
+                )
+            )
+            if built.build_plan is not None and built.build_plan.document is not None
+            else built
+            for built in outcome.deployments
+        ]
+    )
+
+
 class _Builder:
     def __init__(self, observed: ObservedState, options: BuildOptions) -> None:
         self.observed = observed
@@ -158,11 +226,12 @@ class _Builder:
         self.deployments: dict[str, _Declared] = {}
         self.implicit: dict[str, Resource] = {}
         self.build_plans: list[BuildPlan] = []
-        self.pending: list[tuple[Snapshot, PrefectFile]] = []
+        self.files: list[_FileJob] = []
         self._templates: dict[str, dict[str, Any] | None] = {}
         self._flows: dict[tuple[int, str, str], FlowInfo | EntrypointError] = {}
         self._parameter_validators: dict[int, jsonschema.protocols.Validator] = {}
         self._noted: set[Diagnostic] = set()
+        self._type_checks: dict[int, tuple[dict[str, Any], dict[str, _TypeChecks]]] = {}
 
     # -- files ----------------------------------------------------------------------------
 
@@ -192,13 +261,16 @@ class _Builder:
             )
         for path in pool_files:
             self._add_pools_file(snapshot, path)
-        jobs = [
-            ParseJob(snapshot.read(path), path, _display(snapshot, path)) for path in prefect_files
-        ]
-        for loaded, problems in parse_all(jobs, strict=self.options.strict):
-            self.diagnostics.extend(problems)
-            if loaded is not None:
-                self.pending.append((snapshot, loaded))
+        for path in prefect_files:  # read and built in `finish`, once every pool is known
+            self.files.append(
+                _FileJob(
+                    snapshot,
+                    path,
+                    _display(snapshot, path),
+                    snapshot.read(path),
+                    len(self.diagnostics),
+                )
+            )
 
     def _add_pools_file(self, snapshot: Snapshot, path: str) -> None:
         loaded, problems = load_pools_file(snapshot, path, display=_display(snapshot, path))
@@ -235,9 +307,18 @@ class _Builder:
     # -- deployments ----------------------------------------------------------------------
 
     def finish(self) -> BuildResult:
-        for snapshot, prefect_file in self.pending:
-            for draft in prefect_file.deployments:
-                _DeploymentBuilder(self, snapshot, prefect_file, draft).build()
+        if self.files:
+            prepare_validation(PREFECT_SCHEMA)
+        outcomes = map_forked(
+            self.files,
+            self._read_and_build,
+            size=lambda job: len(job.content),
+            for_transfer=_for_transfer,
+        )
+        self._insert_reading_problems(outcomes)
+        for outcome in outcomes:
+            for built in outcome.deployments:
+                self.commit(built)
         if any(d.is_error for d in self.diagnostics):
             return BuildResult(None, self.diagnostics, self.secrets, self.build_plans)
         resources = [
@@ -254,6 +335,51 @@ class _Builder:
             frozenset((Kind.WORK_QUEUE, key) for key in self.implicit),
         )
         return BuildResult(desired, self.diagnostics, self.secrets, self.build_plans)
+
+    def _read_and_build(self, job: _FileJob) -> _FileOutcome:
+        """Read one prefect.yaml and build its deployments (pure: a worker process may run it,
+        with this builder as it was when the workers started)."""
+        loaded, problems = parse_prefect_file(
+            job.content, job.path, strict=self.options.strict, display=job.display
+        )
+        if loaded is None:
+            return _FileOutcome(problems, [])
+        return _FileOutcome(
+            problems,
+            [
+                _DeploymentBuilder(self, job.snapshot, loaded, draft).build()
+                for draft in loaded.deployments
+            ],
+        )
+
+    def _insert_reading_problems(self, outcomes: list[_FileOutcome]) -> None:
+        """Each file's reading problems, where reading it in `add_repository` would have put
+        them: the run reports in one order however the work was shared out."""
+        merged: list[Diagnostic] = []
+        done = 0
+        for job, outcome in zip(self.files, outcomes, strict=True):
+            merged.extend(self.diagnostics[done : job.slot])
+            done = job.slot
+            merged.extend(outcome.problems)
+        merged.extend(self.diagnostics[done:])
+        self.diagnostics = merged
+
+    def commit(self, built: _BuiltDeployment) -> None:
+        """Add one built deployment to the run: its diagnostics, and unless it failed, its
+        resource (refused if another declares the same key), build plan and queue."""
+        self.secrets.extend(built.secrets)
+        self.diagnostics.extend(built.notes)
+        self.diagnostics.extend(built.problems)
+        declared = built.declared
+        if declared is None:
+            return
+        self._declare(self.deployments, declared)
+        if built.build_plan is not None:
+            self.build_plans.append(built.build_plan)
+        pool, queue = built.queue
+        resource = declared.resource
+        assert resource.owner is not None
+        self.ensure_queue(pool, queue, resource.owner, resource.source_commit)
 
     def pool_template(self, name: str) -> dict[str, Any] | None:
         """The pool's base job template, parsed once per run (a plan checks thousands of
@@ -274,6 +400,13 @@ class _Builder:
         if isinstance(found, EntrypointError):
             raise found
         return found
+
+    def type_checks(self, properties: dict[str, Any]) -> dict[str, _TypeChecks]:
+        """A cache for `_plainly_fits`, one per flow's parameters (held while the run lasts)."""
+        key = id(properties)
+        if key not in self._type_checks:
+            self._type_checks[key] = (properties, {})
+        return self._type_checks[key][1]
 
     def parameter_validator(self, flow: FlowInfo) -> jsonschema.protocols.Validator:
         """A validator of the flow's parameters with `required` left out (checked apart)."""
@@ -354,6 +487,7 @@ class _DeploymentBuilder:
         self.owner = Owner(snapshot.repo_id, prefect_file.path)
         self.problems: list[Diagnostic] = []
         self.notes: list[Diagnostic] = []
+        self.secrets: list[str] = []
 
     def location(self, *keys: str | int) -> Location:
         return self.document.location(self.draft.at(*keys))
@@ -364,32 +498,34 @@ class _DeploymentBuilder:
     def note(self, message: str, *keys: str | int, hint: str | None = None) -> None:
         self.notes.append(warning(message, self.location(*keys), hint))
 
-    def build(self) -> None:
+    def build(self) -> _BuiltDeployment:
+        """The deployment's resource, or the problems that prevent it; nothing is added to the
+        run here (`_Builder.commit` does that, in the order of the files)."""
         spec = self._spec()
-        self.run.diagnostics.extend(self.notes)
-        self.run.diagnostics.extend(self.problems)
         if spec is None or self.problems:
-            return
+            return _BuiltDeployment(self.notes, self.problems, self.secrets)
         key = deployment_key(spec["flow_name"], spec["name"])
         resource = Resource.of(Kind.DEPLOYMENT, key, spec, self.owner, self.snapshot.commit)
-        self.run._declare(
-            self.run.deployments, _Declared(resource, self.document, self.draft.at("name"))
-        )
+        build_plan = None
         if self.draft.build or self.draft.push:
-            self.run.build_plans.append(
-                BuildPlan(
-                    key,
-                    self.owner,
-                    tuple(p.step for p in self.draft.build),
-                    tuple(p.step for p in self.draft.push),
-                    self.draft_key,
-                    (*self.draft.build, *self.draft.push),
-                    self.document,
-                    self.file.base_dir,
-                )
+            build_plan = BuildPlan(
+                key,
+                self.owner,
+                tuple(p.step for p in self.draft.build),
+                tuple(p.step for p in self.draft.push),
+                self.draft_key,
+                (*self.draft.build, *self.draft.push),
+                self.document,
+                self.file.base_dir,
             )
-        pool = spec["work_pool_name"]
-        self.run.ensure_queue(pool, spec["work_queue_name"], self.owner, self.snapshot.commit)
+        return _BuiltDeployment(
+            self.notes,
+            self.problems,
+            self.secrets,
+            _Declared(resource, self.document, self.draft.at("name")),
+            build_plan,
+            (spec["work_pool_name"], spec["work_queue_name"]),
+        )
 
     def _spec(self) -> dict[str, Any] | None:
         # A shallow copy: nothing below edits nested values in place (templating builds anew).
@@ -497,7 +633,7 @@ class _DeploymentBuilder:
                 name = placeholder.name.lstrip("$")
                 value = self.run.options.environ.get(name)
                 if value and _SECRET_ENV_NAME.search(name):
-                    self.run.secrets.append(value)
+                    self.secrets.append(value)
 
     @property
     def draft_key(self) -> DraftKey:
@@ -538,7 +674,11 @@ class _DeploymentBuilder:
     def _schedules(self, raw: Any, outputs: dict[str, Any]) -> list[dict[str, Any]]:
         if not raw:
             return []
-        templated = tpl.apply_values(raw, outputs, environ=self.run.options.environ)
+        templated = (
+            raw
+            if tpl.untemplated(raw)
+            else tpl.apply_values(raw, outputs, environ=self.run.options.environ)
+        )
         found = []
         for index, entry in enumerate(templated):
             try:
@@ -611,7 +751,8 @@ class _DeploymentBuilder:
 
     def _check_parameter_types(self, parameters: dict[str, Any], flow: FlowInfo) -> None:
         known = {k: v for k, v in parameters.items() if not _is_unresolved(v)}
-        if _plainly_fits(known, flow.parameter_schema.get("properties", {})):
+        properties = flow.parameter_schema.get("properties", {})
+        if _plainly_fits(known, properties, self.run.type_checks(properties)):
             return
         validator = self.run.parameter_validator(flow)
         for problem in validator.iter_errors(known):
@@ -647,7 +788,10 @@ class _DeploymentBuilder:
             return None, queue, job_variables
         checked = {k: v for k, v in job_variables.items() if v is not tpl.KNOWN_AFTER_BUILD}
         with contextlib.suppress(tpl.TemplateError):  # reported with the block references
-            checked = tpl.resolve_blocks(checked, lambda s, n: self.run.observed.blocks.get((s, n)))
+            if not tpl.untemplated(checked):
+                checked = tpl.resolve_blocks(
+                    checked, lambda s, n: self.run.observed.blocks.get((s, n))
+                )
         for problem in job_variable_problems(template, checked):
             self.fail(
                 f'{problem.message} (work pool "{name}")',
@@ -775,28 +919,48 @@ _JSON_TYPE_CHECKS: dict[str, Any] = {
 _PLAIN_KEYWORDS = frozenset({"type", "title", "position", "default", "description", "anyOf"})
 
 
-def _plainly_fits(parameters: dict[str, Any], properties: dict[str, Any]) -> bool:
+def _plainly_fits(
+    parameters: dict[str, Any], properties: dict[str, Any], checks: dict[str, _TypeChecks]
+) -> bool:
     """True when every value obviously matches its parameter's simple type: then the costly
-    JSON Schema validation can be skipped. False means "ask jsonschema", not "invalid"."""
+    JSON Schema validation can be skipped. False means "ask jsonschema", not "invalid".
+    `checks` caches `_type_checks` of these properties by name."""
     for name, value in parameters.items():
         prop = properties.get(name)
         if prop is None:
             continue
-        if not set(prop) <= _PLAIN_KEYWORDS | {"items", "additionalProperties"}:
+        if name not in checks:
+            checks[name] = _type_checks(prop)
+        found = checks[name]
+        if found is None or not any(check(value) for check in found):
             return False
-        if prop.get("items") not in (None, {}) or prop.get("additionalProperties") not in (
-            None,
-            True,
-        ):
-            return False
-        branches = prop.get("anyOf", [prop] if "type" in prop else [])
-        types = [b.get("type") for b in branches if isinstance(b, dict)]
-        if not types:
-            continue
-        if len(types) != len(branches) or any(not isinstance(t, str) for t in types):
-            return False
-        if not any(t in _JSON_TYPE_CHECKS and _JSON_TYPE_CHECKS[t](value) for t in types):
-            return False
+    return True
+
+
+_TypeChecks = tuple[Callable[[Any], bool], ...] | None
+
+
+def _type_checks(prop: Any) -> _TypeChecks:
+    """How to see that a value plainly fits a parameter: it passes one of these checks (one per
+    type the parameter allows; a parameter without types takes anything). None: only JSON
+    Schema validation can tell."""
+    if not set(prop) <= _PLAIN_KEYWORDS | {"items", "additionalProperties"}:
+        return None
+    if prop.get("items") not in (None, {}) or prop.get("additionalProperties") not in (
+        None,
+        True,
+    ):
+        return None
+    branches = prop.get("anyOf", [prop] if "type" in prop else [])
+    types = [b.get("type") for b in branches if isinstance(b, dict)]
+    if not types:
+        return (_anything,)
+    if len(types) != len(branches) or any(not isinstance(t, str) for t in types):
+        return None
+    return tuple(_JSON_TYPE_CHECKS[t] for t in types if t in _JSON_TYPE_CHECKS)
+
+
+def _anything(value: Any) -> bool:
     return True
 
 
@@ -829,7 +993,7 @@ def _names_block(slug: str, name: str) -> Callable[[str], bool]:
 def _is_unresolved(value: Any) -> bool:
     if value is tpl.KNOWN_AFTER_BUILD:
         return True
-    return isinstance(value, str) and bool(tpl.find_placeholders(value))
+    return isinstance(value, str) and "{{" in value and bool(tpl.find_placeholders(value))
 
 
 def _known_after_build(value: Any) -> Any:

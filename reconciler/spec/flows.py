@@ -12,7 +12,6 @@ Entrypoints take two forms, both relative to the directory of the prefect.yaml:
 from __future__ import annotations
 
 import ast
-import difflib
 import enum
 import keyword
 import re
@@ -268,6 +267,8 @@ def _find_function(module: ast.Module, name: str, path: str) -> FunctionNode:
 
 
 def _function_hint(name: str, available: list[str]) -> str:
+    import difflib  # only when there is something to suggest
+
     close = difflib.get_close_matches(name, available, n=1)
     if close:
         return f"did you mean '{close[0]}'?"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import marshal
 import posixpath
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,9 +100,10 @@ def parse_prefect_file(
     if any(d.is_error for d in diagnostics):
         return None, diagnostics
     actions = {key: _wrap(_json_dates(document.data.get(key))) for key in ("build", "push", "pull")}
+    top = _TopSteps(actions)
     drafts = []
     for index, raw in enumerate(document.data["deployments"]):
-        draft, problems = _draft(index, raw, actions, document)
+        draft, problems = _draft(index, raw, top, document)
         diagnostics.extend(problems)
         if draft is not None:
             drafts.append(draft)
@@ -115,13 +117,21 @@ def parse_prefect_file(
 
 def _json_dates(value: Any) -> Any:
     """A copy in which dates YAML read from unquoted text are ISO strings, as Prefect's JSON
-    dump of the config makes them (only fields typed "any", such as parameters, can hold one)."""
+    dump of the config makes them (only fields typed "any", such as parameters, can hold one).
+    Without a date (marshal refuses dates), the copy is made by marshal, in C."""
+    try:
+        return marshal.loads(marshal.dumps(value))
+    except ValueError:
+        return _iso_dates(value)
+
+
+def _iso_dates(value: Any) -> Any:
     if isinstance(value, (datetime.date, datetime.datetime)):
         return value.isoformat()
     if isinstance(value, dict):
-        return {k: _json_dates(v) for k, v in value.items()}
+        return {k: _iso_dates(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_json_dates(v) for v in value]
+        return [_iso_dates(v) for v in value]
     return value
 
 
@@ -152,16 +162,17 @@ def _wrap(value: Any) -> Any:
 
 
 def _draft(
-    index: int, raw: dict[str, Any], actions: dict[str, Any], document: LoadedDocument
+    index: int, raw: dict[str, Any], top: _TopSteps, document: LoadedDocument
 ) -> tuple[DeploymentDraft | None, list[Diagnostic]]:
     path: Path = ("deployments", index)
     config = _json_dates(raw)
     for key, default in DEPLOYMENT_DEFAULTS.items():
         if key not in config:
-            config[key] = copy.deepcopy(default)
+            config[key] = None if default is None else copy.deepcopy(default)
         elif key == "work_pool" and isinstance(config[key], dict):
             for sub, sub_default in default.items():
-                config[key].setdefault(sub, copy.deepcopy(sub_default))
+                if sub not in config[key]:
+                    config[key][sub] = None if sub_default is None else copy.deepcopy(sub_default)
     if config["work_pool"] is None:
         return None, [
             error(
@@ -184,29 +195,45 @@ def _draft(
         config["schedules"] = [legacy]
         draft.legacy_schedule = True
     for kind in ("build", "push", "pull"):
-        setattr(draft, kind, _effective_steps(kind, raw, actions, path))
+        setattr(draft, kind, _effective_steps(kind, raw, top, path))
     return draft, []
 
 
+class _TopSteps:
+    """The file's top-level build, push and pull lists, placed once for all its deployments
+    (placed steps are immutable: the deployments that use a list share them)."""
+
+    def __init__(self, actions: dict[str, Any]) -> None:
+        self.actions = actions
+        self._placed: dict[str, list[PlacedStep]] = {}
+
+    def written(self, kind: str) -> Any:
+        return self.actions.get(kind)
+
+    def placed(self, kind: str) -> list[PlacedStep]:
+        if kind not in self._placed:
+            self._placed[kind] = _place(self.actions.get(kind), (kind,))
+        return list(self._placed[kind])
+
+
 def _effective_steps(
-    kind: str, raw: dict[str, Any], actions: dict[str, Any], path: Path
+    kind: str, raw: dict[str, Any], top: _TopSteps, path: Path
 ) -> list[PlacedStep] | None:
     """Prefect's replacement rules (research notes section 1.6)."""
     own = _wrap(raw.get(kind))
-    top = actions.get(kind)
     if kind == "build":
-        chosen, where = (own, (*path, kind)) if kind in raw else (top, (kind,))
-        return _place(chosen, where) or []
+        placed = _place(own, (*path, kind)) if kind in raw else top.placed(kind)
+        return placed or []
     if kind == "push":
-        chosen, where = (own, (*path, kind)) if own else (top, (kind,))
-        return _place(chosen, where) or []
-    effective = own if kind in raw else top
+        placed = _place(own, (*path, kind)) if own else top.placed(kind)
+        return placed or []
+    effective = own if kind in raw else top.written(kind)
     if effective == []:
         return []  # explicit: no pull steps
     if own:
         return _place(own, (*path, kind))
-    if top:
-        return _place(top, (kind,))
+    if top.written(kind):
+        return top.placed(kind)
     return None
 
 

@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import copy
 import datetime
-import difflib
 import functools
-import importlib.resources
 import json
 import math
 import re
 from collections.abc import Iterable, Mapping
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
+
+from reconciler.spec.validation import package_text
 
 # Our decision, not Prefect's: an interval without `anchor_date` is anchored here. Prefect
 # anchors it at "now" on the deploying machine, so every redeploy re-anchors the schedule and
@@ -148,6 +148,8 @@ def _reject_unknown_keys(mapping: Mapping[Any, Any], accepted: Iterable[str], pr
         if key in known:
             continue
         name = str(key)
+        import difflib  # only when there is something to suggest
+
         close = difflib.get_close_matches(name, known, n=1)
         suggestion = f" Did you mean '{close[0]}'?" if close else ""
         raise ScheduleError(
@@ -500,8 +502,7 @@ def _valid_timezone_name(value: object, key: str) -> str:
 @functools.cache
 def _iana_zone_names() -> frozenset[str]:
     """The zone names in the `tzdata` package: Prefect's list, independent of the host."""
-    listing = importlib.resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8")
-    return frozenset(listing.split())
+    return frozenset(package_text("tzdata", "zones").split())
 
 
 def _zone_suggestion(value: object) -> str:
@@ -509,6 +510,8 @@ def _zone_suggestion(value: object) -> str:
         return ""
     names = _iana_zone_names()
     same_but_case = [name for name in names if name.lower() == value.lower()]
+    import difflib  # only when there is something to suggest
+
     close = same_but_case or difflib.get_close_matches(value, sorted(names), n=1)
     return f' Did you mean "{close[0]}"?' if close else ""
 

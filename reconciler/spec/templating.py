@@ -152,6 +152,20 @@ def _unexpected_type(value: object, path: TemplatePath) -> TemplateError:
     )
 
 
+def untemplated(value: object) -> bool:
+    """True when no templating pass can change `value` (nor fail on it): it holds only text
+    without `{{`, numbers, booleans, nulls, mappings and lists. Checking costs less than a
+    pass, which copies the value while looking for placeholders in every text."""
+    if isinstance(value, str):
+        return "{{" not in value
+    if isinstance(value, dict | list):
+        for item in value.values() if isinstance(value, dict) else value:
+            if not untemplated(item):
+                return False
+        return True
+    return value is None or isinstance(value, int | float)
+
+
 def find_placeholders(template: object) -> set[Placeholder]:
     """Every placeholder in the values of `template` (mapping keys are never templated)."""
     return set(_walk_placeholders(template, ()))

@@ -9,12 +9,12 @@ are warnings by default (Prefect ignores them silently) and errors with `strict`
 from __future__ import annotations
 
 import datetime
-import difflib
 import importlib
+import importlib.util
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cache
-from importlib import resources
+from pathlib import Path as FilePath
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -46,7 +46,21 @@ _SCHEMA_TYPE_WORDS = {
 
 @cache
 def schema_text(name: str) -> str:
-    return resources.files("reconciler").joinpath("schemas", name).read_text(encoding="utf-8")
+    return package_text("reconciler", "schemas", name)
+
+
+def package_text(package: str, *parts: str) -> str:
+    """A data file of an installed package, read from its directory (importlib.resources,
+    which also reads zipped packages, costs 10 ms to import: it is the fallback)."""
+    spec = importlib.util.find_spec(package)
+    if spec is not None and spec.origin is not None:
+        try:
+            return FilePath(spec.origin).parent.joinpath(*parts).read_text(encoding="utf-8")
+        except OSError:
+            pass
+    from importlib import resources
+
+    return resources.files(package).joinpath(*parts).read_text(encoding="utf-8")
 
 
 @cache
@@ -87,6 +101,12 @@ def _fast_validator(name: str, *, lenient: bool) -> Callable[[Any], Any]:
         schema_code.validator_schema(load_schema(name), lenient=lenient)
     )
     return compiled
+
+
+def prepare(schema_name: str) -> None:
+    """Load the fast path's validator of `schema_name` now (forked workers then inherit it,
+    instead of each loading it for its first document)."""
+    _fast_validator(schema_name, lenient=False)
 
 
 def validate_document(
@@ -209,6 +229,8 @@ def _found(value: object) -> str:
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    import difflib  # only when there is something to suggest
+
     matches = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
     return f'did you mean "{matches[0]}"?' if matches else None
 

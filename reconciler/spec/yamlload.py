@@ -24,10 +24,47 @@ EXPANSION_FACTOR = 40
 
 Path = tuple[str | int, ...]
 _STR_TAG = "tag:yaml.org,2002:str"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 Position = tuple[int, int]  # 1-based line, 1-based column
 
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """The safe loader, with the resolver hooks the composer calls for every node made cheaper.
+
+    Safe loading has no path resolvers, so `descend_resolver` and `ascend_resolver` do nothing,
+    a mapping or list always gets the default tag, so does a quoted scalar, and a plain
+    scalar's tag depends only on its text: each distinct text is resolved once per file (keys
+    and many values repeat in every deployment).
+    """
+
+    def __init__(self, stream: bytes) -> None:
+        super().__init__(stream)
+        self._plain_tags: dict[str, str] = {}
+
+    def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is ScalarNode:
+            if not implicit[0]:
+                return _STR_TAG
+            tag = self._plain_tags.get(value)
+            if tag is None:
+                tag = self._plain_tags[value] = super().resolve(kind, value, implicit)
+            return tag
+        if kind is MappingNode:
+            return _MAP_TAG
+        if kind is SequenceNode:
+            return _SEQ_TAG
+        resolved: str = super().resolve(kind, value, implicit)
+        return resolved
+
+    def descend_resolver(self, current_node: Node | None, current_index: Any) -> None:
+        pass
+
+    def ascend_resolver(self) -> None:
+        pass
 
 
 @dataclass
@@ -181,7 +218,7 @@ class _Builder:
         self.active.add(id(node))
         try:
             if isinstance(node, SequenceNode):
-                return [self.build(item) for item in node.value]
+                return [self._item(item) for item in node.value]
             if isinstance(node, MappingNode):
                 return self._mapping(node)
         finally:
@@ -190,12 +227,23 @@ class _Builder:
             None, None, f"unsupported YAML node {node.tag}", node.start_mark
         )
 
+    def _item(self, node: Node) -> Any:
+        """`build`, with the commonest node (a string scalar) handled without a further call."""
+        if node.tag == _STR_TAG and type(node) is ScalarNode:
+            self.built += 1
+            if self.built > self.budget:
+                raise _ExpansionLimit(self.budget, node)
+            return node.value
+        return self.build(node)
+
     def _mapping(self, node: MappingNode) -> dict[str, Any]:
         check_duplicates = True
-        if any(key.tag == _MERGE_TAG for key, _ in node.value):
-            self._warn_duplicates(node)  # before merging: merged keys may be overridden
-            self.loader.flatten_mapping(node)  # resolves `<<` merge keys as safe_load does
-            check_duplicates = False
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                self._warn_duplicates(node)  # before merging: merged keys may be overridden
+                self.loader.flatten_mapping(node)  # resolves `<<` merge keys as safe_load does
+                check_duplicates = False
+                break
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _STR_TAG and isinstance(key_node, ScalarNode):
@@ -205,7 +253,13 @@ class _Builder:
                 self.key_names[id(key_node)] = key
             if check_duplicates and key in result:
                 self._duplicate(key, node, key_node)
-            result[key] = self.build(value_node)
+            if value_node.tag == _STR_TAG and type(value_node) is ScalarNode:  # as `_item`
+                self.built += 1
+                if self.built > self.budget:
+                    raise _ExpansionLimit(self.budget, value_node)
+                result[key] = value_node.value
+            else:
+                result[key] = self.build(value_node)
         return result
 
     def _duplicate(self, key: str, node: MappingNode, second: Node) -> None:

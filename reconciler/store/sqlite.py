@@ -383,7 +383,7 @@ class _SqliteTransaction:
         self._now = _now()
 
     def put(self, resource: Resource) -> None:
-        spec = resource.spec
+        spec = resource.view()  # read only: a few columns of the stored row
         owner = resource.owner
         owned = (
             resource.spec_json,

@@ -3,12 +3,13 @@ user sees in the plan, and where each problem is reported (file:line:column)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from textwrap import dedent
 from typing import Any
 
 from reconciler.diagnostics import Diagnostic
-from reconciler.model import UNKNOWN_VALUE, Kind
+from reconciler.model import UNKNOWN_VALUE, Kind, canonical_json, content_hash
 from reconciler.sources.base import MemorySnapshot
 from reconciler.spec.build import BuildOptions, BuildResult, RepoInput, build_desired
 from reconciler.store.base import ObservedState
@@ -618,3 +619,27 @@ def test_a_repository_without_a_prefect_file_is_warned_about_even_with_pools() -
     assert result.desired is not None
     assert any("no file matching 'deploy/*.yaml'" in w for w in warnings(result)), warnings(result)
     assert not any("no file matching" in w for w in warnings(build(one_deployment(""))))
+
+
+def test_resources_hold_canonical_json_and_its_hash() -> None:
+    """The stored text (and the content hash that decides "unchanged") is exactly the
+    canonical JSON of the spec, however the builder wrote it out."""
+    result = build(
+        """
+        deployments:
+          - {name: a, entrypoint: flows/etl.py:etl, work_pool: {name: etl}}
+          - name: b
+            entrypoint: flows/etl.py:etl
+            description: "über \\"quoted\\""
+            work_pool: {name: etl, job_variables: {env: {A: "1"}}}
+            parameters: {day: 2}
+          - {name: c, entrypoint: flows/etl.py:load, work_pool: {name: etl}, parameters: {path: x}}
+        """
+    )
+    assert result.desired is not None, rendered(result.diagnostics)
+    deployments = [r for r in result.desired.resources if r.kind is Kind.DEPLOYMENT]
+    assert len(deployments) == 3
+    for resource in deployments:
+        assert resource.spec_json == canonical_json(json.loads(resource.spec_json))
+        assert resource.hash == content_hash(resource.spec_json)
+        assert resource.spec["parameter_openapi_schema"]["properties"]
