@@ -117,6 +117,10 @@ def resources() -> list[Any]:
 def forking(monkeypatch: pytest.MonkeyPatch, cores: int) -> None:
     monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    # Earlier tests of the session may leave server threads running (the git HTTP server);
+    # map_forked would then not fork at all. These tests' children touch no lock a thread
+    # could hold, so they may fork anyway.
+    monkeypatch.setattr(parallel.threading, "active_count", lambda: 1)
 
 
 def child_does_the_rest(
