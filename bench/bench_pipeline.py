@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine
 from generate import generate
 
 RECONCILE = [sys.executable, "-m", "reconciler"]
@@ -94,21 +94,6 @@ def measure(size: int, repeat: int, scratch: Path) -> dict[str, tuple[float, flo
         [run([*RECONCILE, "-q", "--store", store], repo) for _ in range(repeat)]
     )
     return figures
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}, load average {os.getloadavg()[0]:.2f} at start"
-    )
 
 
 def main() -> None:
