@@ -272,3 +272,35 @@ def _list_runs(
             for r in runs
         ],
     )
+
+
+@worker.command("ls")
+@click.option("--pool", "-p", help="Only the workers of this pool.")
+@store_option
+@output_option
+@user_errors
+def worker_ls(pool: str | None, store_url: str | None, output: str) -> None:
+    """Workers that have heartbeated: ONLINE, or OFFLINE after 3 missed heartbeats."""
+    store = open_for_reading(store_url)
+    try:
+        workers = store.workers(pool)
+    finally:
+        store.close()
+    now = time.time()
+    rows = [
+        {
+            "pool": w.pool,
+            "name": w.name,
+            "status": "ONLINE" if w.is_online(now) else "OFFLINE",
+            "last_heartbeat": _when(w.heartbeat_at),
+            "heartbeat_seconds": w.heartbeat_interval,
+        }
+        for w in workers
+    ]
+    if output == "json":
+        echo_json(rows)
+        return
+    echo_table(
+        ["pool", "name", "status", "last heartbeat"],
+        [[r["pool"], r["name"], r["status"], r["last_heartbeat"]] for r in rows],
+    )

@@ -168,6 +168,11 @@ def test_a_worker_killed_during_a_run_is_noticed_and_its_run_crashes(project: Pr
         project.wait_state(run_id, {RunState.RUNNING})
         doomed.kill()
         doomed.wait()
+        time.sleep(1.0)  # three missed heartbeats
+        listed = project.cli("worker", "ls", "-o", "json", "--store", project.store_url)
+        assert [(w["name"], w["status"]) for w in json.loads(listed.stdout)] == [
+            ("doomed", "OFFLINE")
+        ]
         watcher = project.worker("--name", "watcher", "--heartbeat-seconds", "0.3")
         run = project.wait_state(run_id, {RunState.CRASHED}, timeout=15)
         assert run.state_message == "worker doomed stopped heartbeating"
@@ -263,6 +268,11 @@ def test_a_pool_is_ready_while_a_worker_heartbeats(project: Project) -> None:
         while status() != "READY":
             assert time.monotonic() < deadline
             time.sleep(0.2)
+        listed = project.cli(
+            "worker", "ls", "--pool", "local", "-o", "json", "--store", project.store_url
+        )
+        (shown,) = json.loads(listed.stdout)
+        assert (shown["pool"], shown["status"]) == ("local", "ONLINE")
     finally:
         assert stop(worker) == 0
     assert status() == "NOT_READY"  # a worker that stops says goodbye
