@@ -71,6 +71,15 @@ def holder_is_dead(holder: str) -> bool:
     return False
 
 
+def take_lease(store: Store, name: str, holder: str, ttl_seconds: float) -> str | None:
+    """Take or renew lease `name`, taking it over at once from a dead process on this host;
+    None when held, else the live holder."""
+    current = store.acquire_lease(name, holder, ttl_seconds)
+    if current is not None and holder_is_dead(current):
+        current = store.acquire_lease(name, holder, ttl_seconds, replacing=current)
+    return current
+
+
 @dataclass
 class Runtime:
     """What every controller shares."""
@@ -172,14 +181,10 @@ class RepoController:
             )
 
     def _take_lease(self) -> str | None:
-        store, name = self.runtime.status_store, self.config.name
         with self.runtime.store_lock:
-            holder = store.acquire_lease(name, self.runtime.holder, LEASE_SECONDS)
-            if holder is not None and holder_is_dead(holder):
-                holder = store.acquire_lease(
-                    name, self.runtime.holder, LEASE_SECONDS, replacing=holder
-                )
-        return holder
+            return take_lease(
+                self.runtime.status_store, self.config.name, self.runtime.holder, LEASE_SECONDS
+            )
 
     def _attempt(self, reasons: list[str], started: float) -> None:
         name = self.config.name

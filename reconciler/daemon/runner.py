@@ -32,7 +32,7 @@ from types import FrameType
 from typing import Any
 
 from reconciler.daemon.config import DaemonSettings
-from reconciler.daemon.controller import RepoController, Runtime, holder_is_dead, holder_name
+from reconciler.daemon.controller import RepoController, Runtime, holder_name, take_lease
 from reconciler.daemon.http import DaemonApp, make_server
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.sources import open_source
@@ -190,8 +190,8 @@ class Daemon:
 
     # -- life cycle ----------------------------------------------------------------------------
 
-    def run(self, on_ready: Callable[[tuple[str, int]], None] | None = None) -> int:
-        """Serve until SIGTERM/SIGINT (or `stop()`); returns the exit code."""
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; returns the exit code."""
         from apscheduler.triggers.interval import IntervalTrigger
 
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -239,8 +239,6 @@ class Daemon:
             port,
             self.status_store.url,
         )
-        if on_ready:
-            on_ready((host, port))
         threading.Thread(target=self._lead, name="leader", daemon=True).start()
         self.stopping.wait()
         return self._shutdown()
@@ -256,13 +254,9 @@ class Daemon:
         while not self.stopping.is_set():
             try:
                 with self.store_lock:
-                    holder = self.status_store.acquire_lease(
-                        LEADER_LEASE, runtime.holder, LEADER_TTL_SECONDS
+                    holder = take_lease(
+                        self.status_store, LEADER_LEASE, runtime.holder, LEADER_TTL_SECONDS
                     )
-                    if holder is not None and holder_is_dead(holder):
-                        holder = self.status_store.acquire_lease(
-                            LEADER_LEASE, runtime.holder, LEADER_TTL_SECONDS, replacing=holder
-                        )
                     token = (
                         self.status_store.lease_token(LEADER_LEASE, runtime.holder)
                         if holder is None
@@ -287,9 +281,6 @@ class Daemon:
                 self._announced_standby = True
                 log.info("standing by: %s is the active daemon", holder)
             self.stopping.wait(LEADER_RETRY_SECONDS)
-
-    def stop(self) -> None:
-        self.stopping.set()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("received %s: finishing the work in progress", signal.Signals(signum).name)

@@ -282,11 +282,7 @@ class SqliteStore(SqliteRuns):
 
     @contextmanager
     def transaction(self, expected_revision: int | None = None) -> Iterator[_SqliteTransaction]:
-        if self.readonly:
-            raise RuntimeError("a read-only store cannot write")
-        conn = self._require()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._small_write() as conn:
             current = self.revision()
             if expected_revision is not None and current != expected_revision:
                 raise StaleStateError(
@@ -294,15 +290,10 @@ class SqliteStore(SqliteRuns):
                     f"{current})",
                     "plan again",
                 )
-            tx = _SqliteTransaction(conn, current + 1)
-            yield tx
+            yield _SqliteTransaction(conn, current + 1)
             conn.execute(
                 "UPDATE store_meta SET value = ? WHERE key = 'revision'", (str(current + 1),)
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def put_repo_status(self, name: str, status: dict[str, Any]) -> None:
         with self._small_write() as conn:
@@ -358,7 +349,8 @@ class SqliteStore(SqliteRuns):
 
     @contextmanager
     def _small_write(self) -> Iterator[sqlite3.Connection]:
-        """A write outside the revisioned transactions (status, leases)."""
+        """One atomic write under SQLite's write lock: status, leases and runs use it as is;
+        `transaction()` adds the revision on top."""
         if self.readonly:
             raise RuntimeError("a read-only store cannot write")
         conn = self._require()

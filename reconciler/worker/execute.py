@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from reconciler.model import Kind
 from reconciler.runs import FlowRun, RunState
 from reconciler.steps.runner import StepFailed, TemplateValues
 from reconciler.store import Store, open_store
+from reconciler.store.base import ObservedState
 from reconciler.worker.flow_code import fetch_flow_code
 from reconciler.worker.flow_runner import PARAMETERS_VARIABLE
 from reconciler.worker.job_config import JobConfigError, RunContext, docker_job, process_job
@@ -169,7 +169,12 @@ class RunExecution:
             self._end(store, RunState.CANCELLED, f"deployment {run.deployment} no longer exists")
             return
         spec = deployment.spec
-        observed = store.observe()
+        # Only what templating and masking need: not every object of the store, for each run.
+        observed = ObservedState(
+            revision=0,
+            variables=store.variables(),
+            blocks={(b.type_slug, b.name): b.value for b in store.blocks()},
+        )
         masker = Masker(observed.secret_values)
         run_log = RunLog(store, self.lock, run.id, masker)
         commit = None
@@ -372,7 +377,3 @@ def container_directory(pull_steps: list[dict[str, Any]]) -> str | None:
             return None
         directory = str(body.get("directory"))
     return directory
-
-
-def default_work_dir() -> Path:
-    return Path(os.environ.get("TMPDIR") or tempfile.gettempdir())

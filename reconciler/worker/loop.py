@@ -15,13 +15,11 @@ that reason, and the worker exits 0.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -84,7 +82,7 @@ class Worker:
 
     # -- life cycle ----------------------------------------------------------------------------
 
-    def run(self, on_ready: Callable[[], None] | None = None) -> int:
+    def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         options = self.options
@@ -102,8 +100,6 @@ class Worker:
             self.pool_type,
             f", queues {', '.join(options.queues)}" if options.queues else "",
         )
-        if on_ready:
-            on_ready()
         beating = threading.Thread(target=self._keep_beating, name="heartbeat", daemon=True)
         beating.start()
         try:
@@ -237,7 +233,3 @@ class Worker:
 
 def default_worker_name() -> str:
     return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-
-
-def worker_environ() -> dict[str, str]:
-    return dict(os.environ)
