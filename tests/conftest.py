@@ -150,6 +150,31 @@ def dump_store() -> Callable[[str], dict[str, list[tuple[object, ...]]]]:
     return store_dump
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_temporary_prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test may start Prefect's temporary (ephemeral) server: every process the tests start
+    inherits a PREFECT_HOME of the session's own and has ephemeral mode switched off, so a
+    flow that finds no API fails fast; at the end, no Prefect database may exist there (the
+    temporary server creates one when it starts)."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    saved = {name: os.environ.get(name) for name in ("PREFECT_HOME", _EPHEMERAL)}
+    os.environ["PREFECT_HOME"] = str(home)
+    os.environ[_EPHEMERAL] = "false"
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    databases = sorted(str(path) for path in home.rglob("*.db"))
+    assert not databases, f"a temporary Prefect server started during the tests: {databases}"
+
+
+_EPHEMERAL = "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"
+
+
 @pytest.fixture(autouse=True)
 def _no_store_from_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("RECONCILER_STORE", raising=False)

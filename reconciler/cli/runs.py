@@ -195,6 +195,22 @@ def worker() -> None:
 @click.option("--no-schedule", is_flag=True, help="Leave turning schedules into runs to others.")
 @click.option("--with-healthcheck", is_flag=True, help="Serve GET /health.")
 @click.option("--healthcheck-listen", default="127.0.0.1:8080", show_default=True)
+@click.option(
+    "--python",
+    "python",
+    help="The Python that runs Prefect flows whose job sets no `command` "
+    "(default: this worker's own interpreter).",
+)
+@click.option(
+    "--prefect-api-url",
+    help="Give runs this Prefect API (a daemon's http://HOST:PORT/prefect/api) instead of "
+    "serving one on 127.0.0.1. Its token comes from RECONCILER_PREFECT_API_TOKEN.",
+)
+@click.option(
+    "--no-forkserver",
+    is_flag=True,
+    help="Start each Prefect flow in a fresh interpreter (slower: Prefect is imported each time).",
+)
 @store_option
 @user_errors
 def worker_start(**options: object) -> None:
@@ -224,6 +240,10 @@ def worker_start(**options: object) -> None:
         healthcheck_address=parse_listen(
             str(options["healthcheck_listen"]), "--healthcheck-listen"
         ),
+        python=str(options["python"]) if options["python"] else None,
+        prefect_api_url=str(options["prefect_api_url"]) if options["prefect_api_url"] else None,
+        prefect_api_token=os.environ.get("RECONCILER_PREFECT_API_TOKEN") or None,
+        forkserver=not options["no_forkserver"],
     )
     sys.exit(Worker(settings, dict(os.environ)).run())
 

@@ -6,9 +6,15 @@
    (reconciler/worker/flow_code.py). A failure there: CRASHED, with the step's message.
 3. Render the job configuration (pool template < deployment job variables < run overrides)
    and start the infrastructure (process or container). It cannot start: CRASHED.
-4. RUNNING, with the pid or container id; output is stored as it comes, secrets masked.
-5. Exit 0: COMPLETED. Otherwise FAILED, with the exit code, what it usually means, and the
-   last lines of output. Cancelled meanwhile: CANCELLED.
+4. A plain function (reconciler's runner): RUNNING, with the pid or container id; output is
+   stored as it comes, secrets masked. Exit 0: COMPLETED. Otherwise FAILED, with the exit
+   code, what it usually means, and the last lines of output.
+   A Prefect flow (reconciler/worker/flow_kind.py): Prefect's engine runs it against the
+   Prefect API this worker serves (reconciler/worker/prefect_runtime.py) and moves the run
+   through its states itself; the worker only records the process. Prefect's engine exits 0
+   even when the flow failed, so the outcome is the state the API recorded, never the exit
+   code; a process that ended without a final state is CRASHED, with the reason.
+5. Cancelled meanwhile: CANCELLED.
 """
 
 from __future__ import annotations
@@ -32,8 +38,11 @@ from reconciler.steps.runner import StepFailed, TemplateValues
 from reconciler.store import Store, open_store
 from reconciler.store.base import ObservedState
 from reconciler.worker.flow_code import fetch_flow_code
+from reconciler.worker.flow_kind import FlowKind, inspect_entrypoint
 from reconciler.worker.flow_runner import PARAMETERS_VARIABLE
+from reconciler.worker.interpreters import missing_prefect_message, probe_prefect, resolve_python
 from reconciler.worker.job_config import JobConfigError, RunContext, docker_job, process_job
+from reconciler.worker.prefect_runtime import PrefectRuntime
 from reconciler.worker.process_backend import StartError, start_process
 
 log = logging.getLogger("reconciler.worker")
@@ -51,6 +60,8 @@ _EXIT_MEANINGS = {
     126: "the command could not be run",
     127: "the command was not found",
 }
+_API_UNREACHABLE = ("Failed to reach API", "ConnectError", "All connection attempts failed")
+"""What Prefect's client prints when PREFECT_API_URL does not answer."""
 
 
 class Infrastructure(Protocol):
@@ -118,8 +129,12 @@ class RunExecution:
         pool_type: str,
         work_dir: Path | None,
         cancel_grace_seconds: float,
+        prefect: PrefectRuntime | None = None,
     ) -> None:
         self.run = run
+        self.prefect = prefect
+        self.engine_mode = False
+        """True when Prefect's engine runs the flow (it reports the states itself)."""
         self.store_url = store_url
         self.environ = environ
         self.worker_name = worker_name
@@ -205,15 +220,7 @@ class RunExecution:
                 run_log.flush()
                 self._end(store, RunState.CRASHED, f"the infrastructure could not start: {exc}")
                 return
-            with self.lock:
-                moved = store.set_run_state(
-                    run.id,
-                    RunState.RUNNING,
-                    f"started by {self.worker_name}",
-                    expected=[RunState.PENDING],
-                    infrastructure_id=self.infrastructure.infrastructure_id,
-                )
-            if moved is None:  # cancelled (or crashed by someone) before it started
+            if not self._record_start(store):  # cancelled (or crashed) before it started
                 self.infrastructure.stop(self.grace)
                 self.infrastructure.wait()
                 return
@@ -223,6 +230,8 @@ class RunExecution:
             run_log.flush()
             if self._interrupted():
                 self._finish_interrupted(store, code)
+            elif self.engine_mode:
+                self._end_engine_run(store, code, run_log)
             elif code == 0:
                 self._end(store, RunState.COMPLETED, "exit code 0", exit_code=0)
             else:
@@ -316,29 +325,114 @@ class RunExecution:
                 return handle
             if self.pool_type != "process":
                 raise StartError(f"pools of type {self.pool_type!r} have no worker here")
+            job_variables = spec.get("job_variables") or {}
+            # -u: output arrives as it is printed, and is kept when the run is killed.
+            runner = [sys.executable, "-u", "-m", "reconciler.worker.flow_runner", entrypoint]
             job = process_job(
                 template,
-                spec.get("job_variables") or {},
+                job_variables,
                 run.job_variables,
                 context,
-                # -u: output arrives as it is printed, and is kept when the run is killed.
-                default_command=[
-                    sys.executable,
-                    "-u",
-                    "-m",
-                    "reconciler.worker.flow_runner",
-                    entrypoint,
-                ],
+                default_command=runner,
                 environ=self.environ,
                 **lookups,
             )
+            cwd = (
+                flow_dir if spec.get("pull_steps") or not job.working_dir else Path(job.working_dir)
+            )
+            if self.prefect is not None and self._is_prefect_flow(entrypoint, cwd, job):
+                self.engine_mode = True
+                job = process_job(
+                    template,
+                    job_variables,
+                    run.job_variables,
+                    context,
+                    default_command=self.prefect.engine_command(),
+                    base_env=self.prefect.base_env(),
+                    environ=self.environ,
+                    **lookups,
+                )
         except JobConfigError as exc:
             raise StartError(exc.message) from exc
         run_log.hide(job.secrets)
         run_log.echo = job.stream_output
-        cwd = flow_dir if spec.get("pull_steps") or not job.working_dir else Path(job.working_dir)
         env = {**job.env, PARAMETERS_VARIABLE: json.dumps(run.parameters)}
+        forkserver = self.prefect.forkserver if self.prefect is not None else None
+        if self.engine_mode and forkserver is not None and not job.command_configured:
+            handle: Infrastructure | None = forkserver.start(cwd=cwd, env=env, on_line=run_log.add)
+            if handle is not None:
+                return handle
         return start_process(job.command, cwd=cwd, env=env, on_line=run_log.add)
+
+    def _is_prefect_flow(self, entrypoint: str, cwd: Path, job: Any) -> bool:
+        """Whether Prefect's engine runs this entrypoint; raises StartError with what to
+        install where when the flow imports prefect and its Python cannot."""
+        assert self.prefect is not None
+        info = inspect_entrypoint(entrypoint, cwd)
+        if not info.imports_prefect:
+            return False
+        if job.command_configured:  # the job names its own program: it is used as it is
+            return info.kind is FlowKind.PREFECT_FLOW
+        python = resolve_python(self.prefect.python)
+        probe = probe_prefect(python)
+        if probe.version is None:
+            raise StartError(missing_prefect_message(python, probe))
+        return info.kind is FlowKind.PREFECT_FLOW
+
+    def _record_start(self, store: Store) -> bool:
+        """Record the started process: False when the run was cancelled or crashed meanwhile.
+
+        reconciler's runner: the worker moves the run to RUNNING. Prefect's engine proposes
+        RUNNING itself through the API (and may already have done so): the process is
+        recorded on the PENDING state, and a run that moved on is left to the engine."""
+        assert self.infrastructure is not None
+        started = f"started by {self.worker_name}"
+        infrastructure_id = self.infrastructure.infrastructure_id
+        with self.lock:
+            if not self.engine_mode:
+                moved = store.set_run_state(
+                    self.run.id,
+                    RunState.RUNNING,
+                    started,
+                    expected=[RunState.PENDING],
+                    infrastructure_id=infrastructure_id,
+                )
+                return moved is not None
+            moved = store.set_run_state(
+                self.run.id,
+                RunState.PENDING,
+                f"{started} (Prefect engine, {infrastructure_id})",
+                expected=[RunState.PENDING],
+                infrastructure_id=infrastructure_id,
+            )
+            if moved is not None:
+                return True
+            now = store.get_run(self.run.id)
+        return now is not None and now.state is RunState.RUNNING
+
+    def _end_engine_run(self, store: Store, code: int, run_log: RunLog) -> None:
+        """The outcome of a Prefect engine run: the state it reported through the API, or
+        CRASHED with what the process said when it ended without one."""
+        with self.lock:
+            now = store.get_run(self.run.id)
+        if now is None or now.state.is_final:
+            state = now.state.value if now else "gone"
+            log.info("flow run %s %s (engine exit code %s)", self.run.id, state, code)
+            return
+        last = "\n".join(run_log.tail)
+        api = self.prefect.api_url if self.prefect else "the Prefect API"
+        if any(marker in last for marker in _API_UNREACHABLE):
+            message = f"the Prefect API at {api} could not be reached by the flow's process"
+        elif code == 0:
+            message = "the flow's process exited without reporting a final state"
+        else:
+            meaning = _EXIT_MEANINGS.get(code) if code not in (1, 2) else None
+            message = f"the flow's process exited with code {code}" + (
+                f" ({meaning})" if meaning else ""
+            )
+        if last:
+            message += f"; last lines of output:\n{last}"
+        self._end(store, RunState.CRASHED, message, exit_code=code)
 
     # -- endings -------------------------------------------------------------------------------
 

@@ -7,6 +7,10 @@ as its free slots allow. Each claimed run executes on a thread of its own
 runs of workers that stopped beating (3 missed beats), and runs the scheduler tick. It also
 watches its own runs for cancellation requests.
 
+Runs of Prefect flows talk to a Prefect-compatible API backed by the store: the worker serves
+one on 127.0.0.1 (a free port, a random bearer token) for the runs it starts, or points them at
+a daemon's (`--prefect-api-url`). It answers only about this worker's runs.
+
 At start, a worker that restarts under the same name crashes what its predecessor left
 behind. SIGTERM or SIGINT: no new claims; the runs in progress are stopped and CRASHED with
 that reason, and the worker exits 0.
@@ -30,6 +34,7 @@ from reconciler.runs import FlowRun, RunState
 from reconciler.scheduling.scheduler import tick
 from reconciler.store import Store, open_store
 from reconciler.worker.execute import RunExecution
+from reconciler.worker.prefect_runtime import PrefectRuntime
 
 log = logging.getLogger("reconciler.worker")
 STORE_ERROR_PAUSE_SECONDS = 1.0
@@ -53,6 +58,14 @@ class WorkerOptions:
     worker is alive, daemon or not (the runs' keys make that exactly once)."""
     with_healthcheck: bool = False
     healthcheck_address: tuple[str, int] = ("127.0.0.1", 8080)
+    python: str | None = None
+    """The interpreter of Prefect flows whose job names no `command` (default: the worker's)."""
+    prefect_api_url: str | None = None
+    """Point runs at this Prefect API (a daemon's) instead of serving one here."""
+    prefect_api_token: str | None = None
+    """The bearer token of `prefect_api_url`, when it needs one."""
+    forkserver: bool = True
+    """Start Prefect flows from a warm interpreter that has imported Prefect (fast)."""
 
 
 class Worker:
@@ -76,6 +89,7 @@ class Worker:
                 "`reconcile work-pool create`",
             )
         self.pool_type = str(pool.spec.get("type", "process"))
+        self.prefect: PrefectRuntime | None = None
         self.running: dict[str, RunExecution] = {}
         self.threads: list[threading.Thread] = []
         self.last_poll = time.monotonic()
@@ -93,6 +107,7 @@ class Worker:
             log.warning("crashed %d run(s) left by a previous %s", len(leftovers), options.name)
         if options.with_healthcheck:
             self._serve_health()
+        self.prefect = self._prefect_runtime()
         log.info(
             "worker %s started on pool %s (%s)%s",
             options.name,
@@ -136,6 +151,8 @@ class Worker:
             )
         for thread in list(self.threads):
             thread.join(timeout=self.options.cancel_grace_seconds + 5)
+        if self.prefect is not None:
+            self.prefect.close()
         with self.store_lock:
             self.store.remove_worker(self.options.pool, self.options.name)
             self.store.close()
@@ -177,6 +194,7 @@ class Worker:
             pool_type=self.pool_type,
             work_dir=self.options.work_dir,
             cancel_grace_seconds=self.options.cancel_grace_seconds,
+            prefect=self.prefect,
         )
         self.running[run.id] = execution
         thread = threading.Thread(target=execution.execute, name=f"run-{run.id[:8]}", daemon=True)
@@ -218,6 +236,13 @@ class Worker:
                     log.warning("flow run %s crashed: its worker stopped heartbeating", run_id)
         finally:
             store.close()
+
+    # -- the Prefect API of the runs -----------------------------------------------------------
+
+    def _prefect_runtime(self) -> PrefectRuntime:
+        from reconciler.worker.prefect_serving import prefect_runtime
+
+        return prefect_runtime(self.options)
 
     # -- health --------------------------------------------------------------------------------
 
