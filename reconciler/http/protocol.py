@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from uvicorn.server import ServerState
 log = logging.getLogger("reconciler.http")
 
 WARNING_INTERVAL_SECONDS = 10.0
+_arrivals = itertools.count()  # ties between equal idle times: the earlier arrival goes first
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.idle_since: float | None = None
         self.header_timer: asyncio.TimerHandle | None = None
         self.header_bytes = 0
+        self.arrival = next(_arrivals)
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -146,7 +149,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if excess <= 0:
             return
         idle = [
-            (c.idle_since, id(c), c)
+            (c.idle_since, c.arrival, c)
             for c in open_now
             if isinstance(c, GuardedHttpToolsProtocol)
             and c is not self
