@@ -1,4 +1,4 @@
-"""The daemon's HTTP endpoints, as a WSGI app served by waitress.
+"""The daemon's HTTP endpoints, as a Starlette (ASGI) app served by reconciler/http/server.py.
 
     POST /hooks/<repo>   webhook: authenticated (webhooks.py), then an immediate fetch and
                          reconcile of that repository; answers 202 at once
@@ -6,19 +6,29 @@
     GET  /healthz        200 when the daemon runs and its store answers, else 503; says
                          whether this daemon is the active one or a standby
     GET  /metrics        Prometheus text format
+    <prefix>/...         each ASGI app given in `mounts` (e.g. the Prefect API at /prefect/api)
 
-Four routes do not need a web framework; waitress gives a threaded server with request size
-limits, and is pure Python.
+Other methods get 405, other paths 404, both with a JSON `error`. A webhook's body is read
+as it streams, and refused with 413 as soon as it passes MAX_BODY_BYTES (at once when its
+Content-Length says so), or with 408 when it has not arrived within BODY_TIMEOUT_SECONDS.
+The endpoints that read the store run in Starlette's thread pool, never on the event loop.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
+import anyio
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
 
 from reconciler.daemon.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from reconciler.daemon.metrics import Metrics
@@ -26,11 +36,16 @@ from reconciler.daemon.webhooks import MAX_BODY_BYTES, authenticate
 
 log = logging.getLogger("reconciler.daemon.http")
 
-StartResponse = Callable[[str, list[tuple[str, str]]], Any]
-Environ = dict[str, Any]
+BODY_TIMEOUT_SECONDS = 30.0
 
 
-class DaemonApp:
+class BodyRefused(Exception):
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+class DaemonEndpoints:
     def __init__(
         self,
         *,
@@ -48,76 +63,101 @@ class DaemonApp:
         self.metrics = metrics
         self.role = role
 
-    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        method = environ.get("REQUEST_METHOD", "GET")
-        path = environ.get("PATH_INFO", "/")
-        if path.startswith("/hooks/"):
-            if method != "POST":
-                return _json(start_response, "405 Method Not Allowed", {"error": "use POST"})
-            return self.hook(path.removeprefix("/hooks/"), environ, start_response)
-        if method not in ("GET", "HEAD"):
-            return _json(start_response, "405 Method Not Allowed", {"error": "use GET"})
-        if path == "/status":
-            return _json(start_response, "200 OK", {"repositories": self.statuses()})
-        if path == "/healthz":
-            problem = self.healthy()
-            if problem:
-                return _json(start_response, "503 Service Unavailable", {"status": problem})
-            return _json(start_response, "200 OK", {"status": "ok", "role": self.role()})
-        if path == "/metrics":
-            body = self.metrics.render()
-            start_response(
-                "200 OK",
-                [("Content-Type", METRICS_CONTENT_TYPE), ("Content-Length", str(len(body)))],
-            )
-            return [body]
-        return _json(start_response, "404 Not Found", {"error": f"no such path: {path}"})
+    def status(self, request: Request) -> Response:
+        return json_response(200, {"repositories": self.statuses()})
 
-    def hook(self, name: str, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    def healthz(self, request: Request) -> Response:
+        problem = self.healthy()
+        if problem:
+            return json_response(503, {"status": problem})
+        return json_response(200, {"status": "ok", "role": self.role()})
+
+    def render_metrics(self, request: Request) -> Response:
+        return Response(self.metrics.render(), 200, media_type=METRICS_CONTENT_TYPE)
+
+    async def hook(self, request: Request) -> Response:
+        name = request.path_params["repo"]
         if name not in self.secrets:
-            return _json(start_response, "404 Not Found", {"error": f"no repository {name!r}"})
+            return json_response(404, {"error": f"no repository {name!r}"})
         secret = self.secrets[name]
         if secret is None:
-            return _json(
-                start_response,
-                "404 Not Found",
-                {"error": f"repository {name!r} has no webhook_secret: webhooks are off"},
+            return json_response(
+                404, {"error": f"repository {name!r} has no webhook_secret: webhooks are off"}
             )
         try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return _json(start_response, "400 Bad Request", {"error": "bad Content-Length"})
-        if length > MAX_BODY_BYTES:
-            return _json(
-                start_response,
-                "413 Content Too Large",
-                {"error": f"bodies over {MAX_BODY_BYTES} bytes are refused"},
-            )
-        body = environ["wsgi.input"].read(length) if length else b""
-        problem = authenticate(secret, body, environ)
+            body = await read_body(request)
+        except BodyRefused as refused:
+            return refused.response
+        except ClientDisconnect:
+            return json_response(400, {"error": "the client went away"})
+        problem = authenticate(secret, body, request.headers)
         if problem is not None:
             log.warning("webhook for repo=%s refused: %s", name, problem)
-            return _json(start_response, "401 Unauthorized", {"error": problem})
-        self.trigger(name, "webhook")
-        return _json(start_response, "202 Accepted", {"accepted": name})
+            return json_response(401, {"error": problem})
+        await run_in_threadpool(self.trigger, name, "webhook")
+        return json_response(202, {"accepted": name})
 
 
-def _json(start_response: StartResponse, status: str, value: Any) -> list[bytes]:
-    body = (json.dumps(value, indent=2) + "\n").encode()
-    start_response(
-        status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-    )
-    return [body]
+async def read_body(request: Request) -> bytes:
+    """The request's body, at most MAX_BODY_BYTES, within BODY_TIMEOUT_SECONDS."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise BodyRefused(json_response(400, {"error": "bad Content-Length"}))
+        if int(declared) > MAX_BODY_BYTES:
+            raise BodyRefused(_too_large())
+    body = bytearray()
+    try:
+        with anyio.fail_after(BODY_TIMEOUT_SECONDS):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    raise BodyRefused(_too_large())
+    except TimeoutError:
+        raise BodyRefused(
+            json_response(
+                408, {"error": f"the body did not arrive within {BODY_TIMEOUT_SECONDS:.0f}s"}
+            )
+        ) from None
+    return bytes(body)
 
 
-def make_server(app: DaemonApp, host: str, port: int) -> BaseWSGIServer | MultiSocketServer:
-    """A waitress server bound now (port 0 picks a free port); `.run()` serves."""
-    return create_server(
-        app,
-        host=host,
-        port=port,
-        threads=4,
-        max_request_body_size=MAX_BODY_BYTES,
-        ident="reconciler",
-        clear_untrusted_proxy_headers=True,
+def _too_large() -> Response:
+    return json_response(413, {"error": f"bodies over {MAX_BODY_BYTES} bytes are refused"})
+
+
+def json_response(status: int, value: Any) -> Response:
+    return Response(json.dumps(value, indent=2) + "\n", status, media_type="application/json")
+
+
+async def _not_found_or_wrong_method(request: Request, exc: Exception) -> Response:
+    """404 for unknown paths, 405 for a method a path does not take (also on unknown paths,
+    as a GET-only server: only /hooks/ takes POST)."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    path = request.url.path
+    if path.startswith("/hooks/") and request.method != "POST":
+        return json_response(405, {"error": "use POST"})
+    if status == 405 or (
+        status == 404 and request.method not in ("GET", "HEAD") and not path.startswith("/hooks/")
+    ):
+        return json_response(405, {"error": "use GET"})
+    if status == 404:
+        return json_response(404, {"error": f"no such path: {path}"})
+    return json_response(status, {"error": getattr(exc, "detail", "error")})
+
+
+def daemon_app(
+    endpoints: DaemonEndpoints, mounts: Mapping[str, ASGIApp] | None = None
+) -> Starlette:
+    """The daemon's routes, then each of `mounts` (prefix -> ASGI app, e.g. "/prefect/api")."""
+    routes: list[BaseRoute] = [
+        Route("/hooks/{repo:path}", endpoints.hook, methods=["POST"]),
+        Route("/status", endpoints.status, methods=["GET"]),
+        Route("/healthz", endpoints.healthz, methods=["GET"]),
+        Route("/metrics", endpoints.render_metrics, methods=["GET"]),
+    ]
+    routes += [Mount(prefix, app=app) for prefix, app in (mounts or {}).items()]
+    return Starlette(
+        routes=routes,
+        exception_handlers={404: _not_found_or_wrong_method, 405: _not_found_or_wrong_method},
     )

@@ -43,6 +43,11 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    # Only our lines: the scheduler's and the HTTP server's chatter stays at warnings.
-    for noisy in ("apscheduler", "waitress"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Only our lines: the scheduler's and the HTTP server's chatter stays at warnings, and the
+    # HTTP server's (uvicorn, its event loop) are written in our format, never as bare text.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    for server_logger in ("uvicorn", "asyncio"):
+        logger = logging.getLogger(server_logger)
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False

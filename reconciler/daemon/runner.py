@@ -25,17 +25,20 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from starlette.types import ASGIApp
+
 from reconciler.daemon.config import DaemonSettings
 from reconciler.daemon.controller import RepoController, Runtime, holder_name, take_lease
-from reconciler.daemon.http import DaemonApp, make_server
+from reconciler.daemon.http import DaemonEndpoints, daemon_app
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.sources import open_source
+from reconciler.http.server import RunningServer, listen_socket, serve_in_thread
 from reconciler.store import open_store
 from reconciler.store.base import Fence
 
@@ -45,11 +48,18 @@ LEADER_TTL_SECONDS = 10.0
 LEADER_RETRY_SECONDS = 2.0
 WATCH_DEBOUNCE_MS = 50
 ORPHAN_CHECK_SECONDS = 10.0
+HTTP_STOP_SECONDS = 1.5
 log = logging.getLogger("reconciler.daemon")
 
 
 class Daemon:
-    def __init__(self, settings: DaemonSettings, environ: dict[str, str]) -> None:
+    def __init__(
+        self,
+        settings: DaemonSettings,
+        environ: dict[str, str],
+        mounts: Mapping[str, ASGIApp] | None = None,
+    ) -> None:
+        """`mounts`: more ASGI apps served on the daemon's address, by path prefix."""
         from apscheduler.schedulers.background import BackgroundScheduler
 
         self.settings = settings
@@ -82,7 +92,7 @@ class Daemon:
         }
         for name in self.controllers:
             self.metrics.register(name)
-        app = DaemonApp(
+        endpoints = DaemonEndpoints(
             secrets={
                 c.name: (c.webhook_secret.value if c.webhook_secret else None)
                 for c in settings.repositories
@@ -93,11 +103,14 @@ class Daemon:
             metrics=self.metrics,
             role=lambda: self.role,
         )
-        self.server = make_server(app, settings.listen_host, settings.listen_port)
+        self.app = daemon_app(endpoints, mounts)
+        # Bound now, so a busy address is reported before anything starts; served in run().
+        self.listener = listen_socket(settings.listen_host, settings.listen_port)
+        self.server: RunningServer | None = None
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self.server.getsockname()  # type: ignore[union-attr]
+        host, port = self.listener.getsockname()[:2]
         return str(host), int(port)
 
     # -- triggers ----------------------------------------------------------------------------
@@ -227,7 +240,7 @@ class Daemon:
             id="orphaned-runs",
         )
         self.scheduler.start()
-        threading.Thread(target=self.server.run, name="http", daemon=True).start()
+        self.server = serve_in_thread(self.app, name="http", sock=self.listener)
         watched = self._watched_paths()
         if watched:
             threading.Thread(target=self._watch, args=(watched,), name="watch", daemon=True).start()
@@ -288,7 +301,8 @@ class Daemon:
 
     def _shutdown(self) -> int:
         self.scheduler.shutdown(wait=False)
-        self.server.close()
+        if self.server is not None:
+            self.server.stop(HTTP_STOP_SECONDS)
         self.executor.shutdown(wait=False, cancel_futures=True)
         with self._idle:
             finished = self._idle.wait_for(lambda: self._active <= 0, SHUTDOWN_GRACE_SECONDS)

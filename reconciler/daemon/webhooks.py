@@ -12,8 +12,8 @@ import hmac
 from collections.abc import Mapping
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
-GITHUB_SIGNATURE = "HTTP_X_HUB_SIGNATURE_256"
-GITLAB_TOKEN = "HTTP_X_GITLAB_TOKEN"
+GITHUB_SIGNATURE = "x-hub-signature-256"
+GITLAB_TOKEN = "x-gitlab-token"
 
 
 def github_signature(secret: str, body: bytes) -> str:
@@ -23,7 +23,7 @@ def github_signature(secret: str, body: bytes) -> str:
 
 def authenticate(secret: str, body: bytes, headers: Mapping[str, str]) -> str | None:
     """None when the call is authentic; otherwise why not (no secret material in it).
-    `headers` uses WSGI names (HTTP_X_HUB_SIGNATURE_256)."""
+    `headers` is looked up by lower-case names (Starlette's Headers, or a plain dict)."""
     signature = headers.get(GITHUB_SIGNATURE)
     if signature is not None:
         expected = github_signature(secret, body)

@@ -1,40 +1,43 @@
 """The worker's `--with-healthcheck` endpoint: GET /health is 200 while the claim loop turns,
-503 when it is stuck (as Prefect's worker healthcheck)."""
+503 when it is stuck (as Prefect's worker healthcheck). Served by reconciler/http/server.py."""
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
 
-from waitress.server import create_server
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from reconciler.http.server import serve_in_thread
+
+
+def health_app(healthy: Callable[[], bool]) -> Starlette:
+    def health(request: Request) -> Response:
+        if healthy():
+            return _json(200, {"message": "OK"})
+        return _json(503, {"message": "Worker may be unresponsive at this time"})
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _json(404, {"message": "no such path"})
+
+    return Starlette(routes=[Route("/health", health)], exception_handlers={404: not_found})
 
 
 def serve_health(
     address: tuple[str, int], healthy: Callable[[], bool], stopping: threading.Event
 ) -> None:
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != "/health":
-            status, body = "404 Not Found", {"message": "no such path"}
-        elif healthy():
-            status, body = "200 OK", {"message": "OK"}
-        else:
-            status, body = (
-                "503 Service Unavailable",
-                {"message": "Worker may be unresponsive at this time"},
-            )
-        data = json.dumps(body).encode()
-        start_response(
-            status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
-        )
-        return [data]
-
-    server = create_server(app, host=address[0], port=address[1], threads=1)
-    threading.Thread(target=server.run, name="health", daemon=True).start()
+    server = serve_in_thread(health_app(healthy), address[0], address[1], name="health")
 
     def close_when_stopping() -> None:
         stopping.wait()
-        server.close()
+        server.stop(1.0)
 
-    threading.Thread(target=close_when_stopping, daemon=True).start()
+    threading.Thread(target=close_when_stopping, name="health-stop", daemon=True).start()
+
+
+def _json(status: int, body: dict[str, str]) -> Response:
+    return Response(json.dumps(body), status, media_type="application/json")

@@ -5,6 +5,9 @@ leave the process; a failed fetch deletes nothing."""
 from __future__ import annotations
 
 import http.client
+import resource
+import selectors
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -183,3 +186,96 @@ def test_an_unreachable_remote_is_retried_with_backoff_and_deletes_nothing(
     status = daemon.wait_for(lambda s: s["flows"]["failures"] >= 2, timeout=15)["flows"]
     assert status["state"] == "Error"
     assert keys(daemon.store_url, Kind.DEPLOYMENT) == []
+
+
+IDLE_CONNECTIONS = 1000
+
+
+@pytest.fixture
+def many_descriptors() -> None:
+    """Room for 1,000 client sockets here and as many in the daemon (it inherits the limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4 * IDLE_CONNECTIONS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            pytest.skip(f"the open-file limit is {hard}: {wanted} descriptors are needed")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def wait_until_all_closed(sockets: list[socket.socket], timeout: float) -> list[socket.socket]:
+    """Reads every socket until the server closes it; returns those still open at `timeout`."""
+    selector = selectors.DefaultSelector()
+    for sock in sockets:
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while selector.get_map() and time.monotonic() < deadline:
+        for key, _ in selector.select(timeout=0.5):
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            try:
+                data = sock.recv(4096)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                selector.unregister(sock)
+    still_open = [key.fileobj for key in selector.get_map().values()]
+    selector.close()
+    return [sock for sock in still_open if isinstance(sock, socket.socket)]
+
+
+def test_a_thousand_idle_connections_delay_neither_healthz_nor_a_webhook(
+    many_descriptors: None, http_daemon: tuple[Remote, DaemonProcess]
+) -> None:
+    remote, daemon = http_daemon
+    host, port = daemon.url.removeprefix("http://").split(":")
+    # Half never send a byte; half start a request and never finish its headers (slowloris).
+    idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(IDLE_CONNECTIONS)]
+    for sock in idle[1::2]:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: daemon\r\nX-Slow: ")
+    try:
+        health = http.client.HTTPConnection(host, int(port), timeout=5)
+        health.request("GET", "/healthz")
+        assert health.getresponse().status == 200
+        health.close()
+
+        commit = remote.commit({"prefect.yaml": TWO_DEPLOYMENTS})
+        body = b'{"ref": "refs/heads/main"}'
+        hook = http.client.HTTPConnection(host, int(port), timeout=5)
+        hook.request(
+            "POST", "/hooks/flows", body, {"X-Hub-Signature-256": github_signature(SECRET, body)}
+        )
+        assert hook.getresponse().status == 202
+        hook.close()
+        daemon.wait_for(applied(commit), timeout=10)
+
+        # The daemon closes them all: silent ones after the idle timeout (5 s), slow
+        # headers after the header timeout (10 s).
+        assert wait_until_all_closed(idle, timeout=30) == []
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_a_streamed_body_is_refused_once_it_passes_5_mb(
+    http_daemon: tuple[Remote, DaemonProcess],
+) -> None:
+    _, daemon = http_daemon
+    before = daemon.statuses()["flows"]
+    host, port = daemon.url.removeprefix("http://").split(":")
+    # Chunked, so no Content-Length announces the size: the limit holds while reading, and the
+    # 413 comes although the body never ends.
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(
+        b"POST /hooks/flows HTTP/1.1\r\nHost: daemon\r\nTransfer-Encoding: chunked\r\n"
+        + b"X-Hub-Signature-256: "
+        + github_signature(SECRET, b"").encode()
+        + b"\r\n\r\n"
+    )
+    chunk = b"x" * (1024 * 1024)
+    for _ in range(6):
+        sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+    answer = sock.recv(4096)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 413"), answer
+    assert daemon.statuses()["flows"]["last_attempt_at"] == before["last_attempt_at"]
