@@ -359,9 +359,9 @@ class RunExecution:
         env = {**job.env, PARAMETERS_VARIABLE: json.dumps(run.parameters)}
         forkserver = self.prefect.forkserver if self.prefect is not None else None
         if self.engine_mode and forkserver is not None and not job.command_configured:
-            handle: Infrastructure | None = forkserver.start(cwd=cwd, env=env, on_line=run_log.add)
-            if handle is not None:
-                return handle
+            warm: Infrastructure | None = forkserver.start(cwd=cwd, env=env, on_line=run_log.add)
+            if warm is not None:
+                return warm
         return start_process(job.command, cwd=cwd, env=env, on_line=run_log.add)
 
     def _is_prefect_flow(self, entrypoint: str, cwd: Path, job: Any) -> bool:
