@@ -36,8 +36,8 @@ def daemon(
     """Watch the repositories of --config and keep the store in step with them.
 
     Local repositories are applied as soon as a commit lands; remote ones on each poll and on
-    webhooks (POST /hooks/NAME). GET /status, /healthz and /metrics report on it. SIGTERM or
-    SIGINT stops it cleanly.
+    webhooks (POST /hooks/NAME). GET /status, /healthz and /metrics report on it; the Prefect
+    API that flow runs talk to is at /prefect/api. SIGTERM or SIGINT stops it cleanly.
     """
     from reconciler.daemon import logs
     from reconciler.daemon.config import Overrides, load_settings
@@ -54,9 +54,12 @@ def daemon(
             log_format=log_format,
         ),
     )
+    from reconciler.daemon.prefect_mount import prefect_api_mounts
+
     logs.configure(settings.log_format)
+    mounts = prefect_api_mounts(settings.store_url, settings.listen_host, os.environ)
     try:
-        runner = Daemon(settings, dict(os.environ))
+        runner = Daemon(settings, dict(os.environ), mounts=mounts)
     except OSError as exc:
         click.secho(
             f"error: cannot listen on {settings.listen_host}:{settings.listen_port}: "
