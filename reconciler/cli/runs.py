@@ -1,5 +1,5 @@
-"""`reconcile deployment run`, `reconcile flow-run ls|inspect|logs|cancel` and
-`reconcile worker start`."""
+"""`reconcile deployment run`, `reconcile flow-run ls|cancel` and `reconcile worker start`
+(`flow-run inspect|logs` and `task-run ls`: reconciler/cli/run_records.py)."""
 
 from __future__ import annotations
 
@@ -54,14 +54,16 @@ def deployment_run(
         sys.exit(_watch(store_url, run.id))
 
 
-def _watch(store_url: str | None, run_id: str) -> int:
+def _watch(store_url: str | None, run_id: str, min_level: int | None = None) -> int:
+    from reconciler.cli.run_records import echo_log_line
+
     seen = 0
     store = open_store(store_url, readonly=True)
     try:
         while True:
             run = store.get_run(run_id)
-            for line in store.run_logs(run_id, after=seen):
-                click.echo(line.line, err=line.stream == "stderr")
+            for line in store.run_logs(run_id, after=seen, min_level=min_level):
+                echo_log_line(line)
                 seen = line.seq
             if run is None or run.state.is_final:
                 break
@@ -98,39 +100,6 @@ def flow_run_ls(
 ) -> None:
     """Flow runs, newest scheduled first."""
     _list_runs(store_url, output, deployment=deployment, states=states, limit=limit)
-
-
-@flow_run.command("inspect")
-@click.argument("run_id")
-@store_option
-@user_errors
-def flow_run_inspect(run_id: str, store_url: str | None) -> None:
-    store = open_for_reading(store_url)
-    try:
-        echo_json(_one(store, run_id).to_json())
-    finally:
-        store.close()
-
-
-@flow_run.command("logs")
-@click.argument("run_id")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
-@store_option
-@user_errors
-def flow_run_logs(run_id: str, follow: bool, store_url: str | None) -> None:
-    store = open_for_reading(store_url)
-    try:
-        run = _one(store, run_id)
-    finally:
-        store.close()
-    if follow:
-        sys.exit(_watch(store_url, run.id))
-    store = open_for_reading(store_url)
-    try:
-        for line in store.run_logs(run.id):
-            click.echo(line.line, err=line.stream == "stderr")
-    finally:
-        store.close()
 
 
 @flow_run.command("cancel")

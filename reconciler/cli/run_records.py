@@ -1,0 +1,190 @@
+"""`reconcile flow-run inspect|logs` and `reconcile task-run ls`: what a run recorded (CLI:
+read commands over the store).
+
+A run of a Prefect flow records, through the Prefect API the worker serves, its task runs
+(state, start, end, retries used, cache hit), its subflow runs (runs of their own, linked to
+the parent's task run), Prefect's log records with their time and level, and its artifacts.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
+from reconciler.cli.read import store_option
+from reconciler.cli.runs import _one, _watch, flow_run
+from reconciler.runs import FlowRun, RunLogLine
+from reconciler.store import Store
+from reconciler.store.prefect_types import FlowRunFilter, TaskRunRecord
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@click.group("task-run")
+def task_run() -> None:
+    """Task runs of Prefect flows (recorded from the events their engine sends)."""
+
+
+@task_run.command("ls")
+@click.option("--flow-run", "flow_run_id", required=True, help="The flow run (id or prefix).")
+@click.option(
+    "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@store_option
+@user_errors
+def task_run_ls(flow_run_id: str, output: str, store_url: str | None) -> None:
+    """The task runs of one flow run, in the order they started."""
+    store = open_for_reading(store_url)
+    try:
+        run = _one(store, flow_run_id)
+        tasks = store.task_runs(run.id)
+    finally:
+        store.close()
+    if output == "json":
+        echo_json([task_json(task) for task in tasks])
+        return
+    echo_table(TASK_HEADERS, [task_row(task) for task in tasks])
+
+
+@flow_run.command("inspect")
+@click.argument("run_id")
+@click.option(
+    "--output", "-o", type=click.Choice(["json", "table"]), default="json", show_default=True
+)
+@store_option
+@user_errors
+def flow_run_inspect(run_id: str, output: str, store_url: str | None) -> None:
+    """A flow run: its state and history, task runs, subflow runs and artifacts."""
+    store = open_for_reading(store_url)
+    try:
+        run = _one(store, run_id)
+        details = run_details(store, run)
+        tasks = store.task_runs(run.id)
+    finally:
+        store.close()
+    if output == "json":
+        echo_json(details)
+        return
+    click.echo(f"{run.name} ({run.id})")
+    click.echo(f"  flow:       {run.flow_name}")
+    click.echo(f"  deployment: {run.deployment or '-'}")
+    state = run.state.value + (f" ({run.state_name})" if run.state_name else "")
+    click.echo(f"  state:      {state}")
+    if run.state_message:
+        click.echo(f"  message:    {run.state_message.splitlines()[0]}")
+    if details["parent_flow_run_id"]:
+        click.echo(f"  parent:     {details['parent_flow_run_id']}")
+    for child in details["subflow_runs"]:
+        click.echo(f"  subflow:    {child['name']} ({child['id']}) {child['state']}")
+    if tasks:
+        click.echo("")
+        echo_table(TASK_HEADERS, [task_row(task) for task in tasks])
+
+
+@flow_run.command("logs")
+@click.argument("run_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
+@click.option(
+    "--level",
+    type=click.Choice(LEVELS, case_sensitive=False),
+    help="Only Prefect's log records at this level or above (no process output).",
+)
+@store_option
+@user_errors
+def flow_run_logs(run_id: str, follow: bool, level: str | None, store_url: str | None) -> None:
+    """The run's output and Prefect's log records (with their time and level)."""
+    min_level = logging.getLevelName(level.upper()) if level else None
+    store = open_for_reading(store_url)
+    try:
+        run = _one(store, run_id)
+        if not follow:
+            for line in store.run_logs(run.id, min_level=min_level):
+                echo_log_line(line)
+    finally:
+        store.close()
+    if follow:
+        sys.exit(_watch(store_url, run.id, min_level))
+
+
+def echo_log_line(line: RunLogLine) -> None:
+    """Prefect's records with their time and level; process output as it was printed."""
+    if line.level is None:
+        click.echo(line.line, err=line.stream == "stderr")
+        return
+    level = logging.getLevelName(line.level)
+    click.echo(f"{line.at} {level:<8} {line.line}")
+
+
+TASK_HEADERS = ["name", "state", "start", "end", "retries used", "cache hit"]
+
+
+def task_row(task: TaskRunRecord) -> list[object]:
+    state = task.state_type or "-"
+    if task.state_name and task.state_name.upper() != state:
+        state += f" ({task.state_name})"
+    return [
+        task.name,
+        state,
+        task.start_time or "-",
+        task.end_time or "-",
+        task.retries_used,
+        "yes" if task.cache_hit else "no",
+    ]
+
+
+def task_json(task: TaskRunRecord) -> dict[str, object]:
+    return {
+        "id": task.id,
+        "flow_run_id": task.flow_run_id,
+        "name": task.name,
+        "task_key": task.task_key,
+        "dynamic_key": task.dynamic_key,
+        "state": task.state_type,
+        "state_name": task.state_name,
+        "state_message": task.state_message,
+        "start_time": task.start_time,
+        "end_time": task.end_time,
+        "run_count": task.run_count,
+        "retries_used": task.retries_used,
+        "cache_hit": task.cache_hit,
+    }
+
+
+def run_details(store: Store, run: FlowRun) -> dict[str, object]:
+    """The run's JSON, with its task runs, subflow runs, parent and artifacts."""
+    tasks = store.task_runs(run.id)
+    children = (
+        store.filter_flow_runs(
+            FlowRunFilter(parent_task_run_ids=tuple(t.id for t in tasks), newest_first=False)
+        )
+        if tasks
+        else []
+    )
+    parent_id = None
+    if run.parent_task_run_id:
+        placeholder = store.get_task_run(run.parent_task_run_id)
+        parent_id = placeholder.flow_run_id if placeholder else None
+    return {
+        **run.to_json(),
+        "parent_flow_run_id": parent_id,
+        "task_runs": [task_json(task) for task in tasks],
+        "subflow_runs": [
+            {"id": c.id, "name": c.name, "flow_name": c.flow_name, "state": c.state.value}
+            for c in children
+        ],
+        "artifacts": [
+            {
+                "id": a.id,
+                "key": a.key,
+                "type": a.type,
+                "description": a.description,
+                "data": a.data,
+                "task_run_id": a.task_run_id,
+                "created_at": a.created_at,
+            }
+            for a in store.artifacts(run.id)
+        ],
+    }
