@@ -711,8 +711,15 @@ def test_negative_and_nested_literals_are_defaults() -> None:
         ("list[int]", {"type": "array", "items": {"type": "integer"}}),
         ("list[Widget]", {"type": "array", "items": {}}),
         ("typing.List[bool]", {"type": "array", "items": {"type": "boolean"}}),
-        ("t.Dict[str, int]", {"type": "object", "additionalProperties": True}),
-        ("dict[str, list[int]]", {"type": "object", "additionalProperties": True}),
+        ("t.Dict[str, int]", {"type": "object", "additionalProperties": {"type": "integer"}}),
+        (
+            "dict[str, list[int]]",
+            {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": {"type": "integer"}},
+            },
+        ),
+        ("dict[str, Widget]", {"type": "object", "additionalProperties": True}),
         ("t.Optional[str]", {"anyOf": [{"type": "string"}, {"type": "null"}]}),
         ("int | None", {"anyOf": [{"type": "integer"}, {"type": "null"}]}),
         ("None | int", {"anyOf": [{"type": "null"}, {"type": "integer"}]}),
@@ -734,9 +741,10 @@ def test_negative_and_nested_literals_are_defaults() -> None:
         ("Widget", {}),
         ("Optional[Widget]", {}),
         ("Widget | None", {}),
-        ("datetime.date", {}),
+        ("datetime.date", {"type": "string", "format": "date"}),
         ("mytypes.List[int]", {}),
-        ("Literal['a', 'b']", {}),
+        ("mytypes.Date", {}),
+        ("Literal['a', 'b']", {"type": "string", "enum": ["a", "b"]}),
     ],
 )
 def test_annotation_mapping(annotation: str, expected: dict[str, object]) -> None:
