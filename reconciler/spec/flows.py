@@ -12,7 +12,6 @@ Entrypoints take two forms, both relative to the directory of the prefect.yaml:
 from __future__ import annotations
 
 import ast
-import enum
 import keyword
 import re
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from typing import Any
 
 from reconciler.errors import UserError
 from reconciler.sources.base import PathKind, Snapshot
+from reconciler.spec.flow_types import TypeReader, Unresolved, qualified_name
 
 MAX_FLOW_FILE_BYTES = 5 * 1024 * 1024
 
@@ -32,26 +32,10 @@ ENTRYPOINT_FORMS = (
 # What a decorator must resolve to (through the module's imports) to mark a flow.
 FLOW_DECORATORS = frozenset({"flow", "prefect.flow", "prefect.flows.flow"})
 
-# Annotation name -> JSON Schema, as pydantic renders it in Prefect's parameter schema.
-# Names reached through `typing`, `typing_extensions` or `builtins` are looked up bare.
-# An "array" also gets `items` when subscripted with a type we can map (`list[int]`).
-SIMPLE_TYPES: dict[str, dict[str, Any]] = {
-    "int": {"type": "integer"},
-    "float": {"type": "number"},
-    "str": {"type": "string"},
-    "bool": {"type": "boolean"},
-    "None": {"type": "null"},
-    "list": {"type": "array", "items": {}},
-    "List": {"type": "array", "items": {}},
-    "dict": {"type": "object", "additionalProperties": True},
-    "Dict": {"type": "object", "additionalProperties": True},
-}
 _VARIADIC_SCHEMA: dict[bool, dict[str, Any]] = {
     True: {"type": "array", "items": {}, "default": []},
     False: {"type": "object", "additionalProperties": True, "default": {}},
 }
-UNION_TYPES = frozenset({"Optional", "Union"})
-TRANSPARENT_MODULES = ("typing.", "typing_extensions.", "builtins.")
 
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 
@@ -337,7 +321,7 @@ def _describe(module: ast.Module, function: FunctionNode, path: str) -> FlowInfo
         path=path,
         description=options.get("description") or ast.get_docstring(function),
         version=options.get("version") or None,
-        parameter_schema=_parameter_schema(function.args, imports),
+        parameter_schema=_parameter_schema(function.args, TypeReader(module, imports)),
         accepts_any_parameter=function.args.kwarg is not None,
         is_flow=decorator is not None,
     )
@@ -361,21 +345,11 @@ def _import_aliases(module: ast.Module) -> dict[str, str]:
     return aliases
 
 
-def _qualified_name(expr: ast.expr, imports: dict[str, str]) -> str | None:
-    """`f` -> `prefect.flow` when imported so; `prefect.flow` -> itself; None if not a name."""
-    if isinstance(expr, ast.Name):
-        return imports.get(expr.id, expr.id)
-    if isinstance(expr, ast.Attribute):
-        owner = _qualified_name(expr.value, imports)
-        return f"{owner}.{expr.attr}" if owner else None
-    return None
-
-
 def _flow_decorator(function: FunctionNode, imports: dict[str, str]) -> ast.expr | None:
     """The `@flow` or `@flow(...)` decorator of `function`, if it has one."""
     for decorator in function.decorator_list:
         target = decorator.func if isinstance(decorator, ast.Call) else decorator
-        if _qualified_name(target, imports) in FLOW_DECORATORS:
+        if qualified_name(target, imports) in FLOW_DECORATORS:
             return decorator
     return None
 
@@ -399,14 +373,12 @@ class _Parameter:
     variadic: bool
 
 
-class _Omitted(enum.Enum):
-    """Marks a default that is not a JSON literal and so is left out of the schema."""
+def _parameter_schema(args: ast.arguments, types: TypeReader) -> dict[str, Any]:
+    """Prefect-shaped schema: one property per named parameter, with its signature position.
 
-    VALUE = 0
-
-
-def _parameter_schema(args: ast.arguments, imports: dict[str, str]) -> dict[str, Any]:
-    """Prefect-shaped schema: one property per named parameter, with its signature position."""
+    Deliberate difference: `required` and `definitions` are always present (Prefect leaves an
+    empty `required` out); a validator reads both forms the same.
+    """
     properties: dict[str, Any] = {}
     required: list[str] = []
     for position, param in enumerate(_signature(args)):
@@ -417,12 +389,16 @@ def _parameter_schema(args: ast.arguments, imports: dict[str, str]) -> dict[str,
             properties[param.name] = prop
             continue
         if param.annotation is not None:
-            prop.update(_type_schema(param.annotation, imports) or {})
+            # Unresolvable annotations give {}, as Prefect renders a type it cannot describe.
+            prop.update(types.schema(param.annotation) or {})
+            # A parameter's own title stays its name, as in Prefect (Field(title=...) is not used).
+            prop["title"] = param.name
+            prop.pop("description", None)
         if param.default is None:
             required.append(param.name)
         else:
-            default = _json_literal(param.default)
-            if default is not _Omitted.VALUE:
+            default = types.default_value(param.default)
+            if default is not Unresolved.VALUE:
                 prop["default"] = default
         properties[param.name] = prop
     return {
@@ -430,7 +406,7 @@ def _parameter_schema(args: ast.arguments, imports: dict[str, str]) -> dict[str,
         "type": "object",
         "properties": properties,
         "required": required,
-        "definitions": {},
+        "definitions": dict(sorted(types.definitions.items())),
     }
 
 
@@ -453,87 +429,3 @@ def _signature(args: ast.arguments) -> list[_Parameter]:
     if positional and positional[0].arg == "self":
         params.pop(0)
     return params
-
-
-def _type_schema(annotation: ast.expr, imports: dict[str, str]) -> dict[str, Any] | None:
-    """The JSON Schema of an annotation, or None when it is not one we map."""
-    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
-        return _string_annotation_schema(annotation.value, imports)
-    if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):
-        return _union_schema([annotation.left, annotation.right], imports)
-    if isinstance(annotation, ast.Subscript):
-        return _generic_schema(annotation, imports)
-    name = _type_name(annotation, imports)
-    return dict(SIMPLE_TYPES[name]) if name in SIMPLE_TYPES else None
-
-
-def _string_annotation_schema(text: str, imports: dict[str, str]) -> dict[str, Any] | None:
-    try:
-        return _type_schema(ast.parse(text.strip(), mode="eval").body, imports)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-
-
-def _generic_schema(annotation: ast.Subscript, imports: dict[str, str]) -> dict[str, Any] | None:
-    name = _type_name(annotation.value, imports)
-    slice_ = annotation.slice
-    args = list(slice_.elts) if isinstance(slice_, ast.Tuple) else [slice_]
-    if name == "Optional":
-        return _union_schema([*args, ast.Constant(None)], imports)
-    if name in UNION_TYPES:
-        return _union_schema(args, imports)
-    if name not in SIMPLE_TYPES:
-        return None
-    schema = dict(SIMPLE_TYPES[name])
-    if schema["type"] == "array" and len(args) == 1:
-        items = _type_schema(args[0], imports)
-        if items is not None:
-            schema["items"] = items
-    return schema
-
-
-def _union_schema(members: list[ast.expr], imports: dict[str, str]) -> dict[str, Any] | None:
-    """`anyOf` of the members (nested unions flattened); None if any member is unknown."""
-    schemas: list[dict[str, Any]] = []
-    for member in members:
-        schema = _type_schema(member, imports)
-        if schema is None:
-            return None
-        for option in schema.get("anyOf", [schema]):
-            if option not in schemas:
-                schemas.append(option)
-    return {"anyOf": schemas} if len(schemas) > 1 else schemas[0]
-
-
-def _type_name(expr: ast.expr, imports: dict[str, str]) -> str | None:
-    """`int`, `typing.List`, `t.Optional` -> `int`, `List`, `Optional`; None: not a type name."""
-    if isinstance(expr, ast.Constant) and expr.value is None:
-        return "None"
-    name = _qualified_name(expr, imports)
-    if name is None:
-        return None
-    for module in TRANSPARENT_MODULES:
-        if name.startswith(module):
-            return name.removeprefix(module)
-    return name
-
-
-def _json_literal(expr: ast.expr) -> Any:
-    """The value of a literal default as JSON data, or _Omitted.VALUE."""
-    try:
-        value = ast.literal_eval(expr)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return _Omitted.VALUE
-    return _as_json(value)
-
-
-def _as_json(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, list | tuple):
-        items = [_as_json(item) for item in value]
-        return _Omitted.VALUE if _Omitted.VALUE in items else items
-    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
-        entries = {key: _as_json(item) for key, item in value.items()}
-        return _Omitted.VALUE if _Omitted.VALUE in entries.values() else entries
-    return _Omitted.VALUE  # bytes, sets, complex numbers, Ellipsis

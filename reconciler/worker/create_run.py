@@ -2,14 +2,14 @@
 
 The run's parameters are the deployment's, overlaid with those given; they are checked
 against the parameter schema recorded from the flow's signature (unknown names always, unless
-the flow takes **kwargs; types and required ones when the deployment enforces its schema, as
-Prefect does). Job-variable overrides are checked against the pool's template, with required
-variables enforced as Prefect does for a run. Nothing is written unless all of it is valid.
+the flow takes **kwargs; types, bounds, formats and required ones when the deployment
+enforces its schema, as Prefect does: see run_parameters.py). Job-variable overrides are
+checked against the pool's template, with required variables enforced as Prefect does for a
+run. Nothing is written unless all of it is valid.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,6 +20,12 @@ from reconciler.pools.job_templates import job_variable_problems
 from reconciler.runs import FlowRun, NewRun
 from reconciler.spec.validation import did_you_mean
 from reconciler.store import Store
+from reconciler.worker.run_parameters import (
+    check_storable,
+    parse_object,
+    parse_value,
+    schema_problems,
+)
 
 
 def parse_assignments(pairs: Iterable[str], what: str) -> dict[str, Any]:
@@ -29,23 +35,12 @@ def parse_assignments(pairs: Iterable[str], what: str) -> dict[str, Any]:
         name, sep, text = pair.partition("=")
         if not sep or not name:
             raise UserError(f"{what} {pair!r} is not NAME=VALUE", f"for example {what} days=3")
-        try:
-            values[name] = json.loads(text)
-        except ValueError:
-            values[name] = text
+        values[name] = parse_value(text, f"{what} {name}")
     return values
 
 
 def parse_json_object(text: str | None, what: str) -> dict[str, Any]:
-    if text is None:
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise UserError(f"{what} is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise UserError(f"{what} must be a JSON object, like '{{\"days\": 3}}'")
-    return value
+    return {} if text is None else parse_object(text, what)
 
 
 def create_run(
@@ -66,6 +61,7 @@ def create_run(
         )
     spec = deployment.spec
     merged = {**(spec.get("parameters") or {}), **(parameters or {})}
+    check_storable(merged, "the run's parameters")
     problems = parameter_problems(spec, merged)
     overrides = dict(job_variables or {})
     pool = store.get(Kind.WORK_POOL, spec["work_pool_name"])
@@ -116,11 +112,5 @@ def parameter_problems(spec: Mapping[str, Any], parameters: Mapping[str, Any]) -
                     + (f" ({hint})" if hint else f" (its parameters: {', '.join(properties)})")
                 )
     if spec.get("enforce_parameter_schema", True) and not problems:
-        import jsonschema
-
-        validator_class = jsonschema.validators.validator_for(schema)
-        validator = validator_class(schema)
-        for error in sorted(validator.iter_errors(dict(parameters)), key=lambda e: e.path):
-            where = ".".join(str(p) for p in error.absolute_path)
-            problems.append(f"parameter {where}: {error.message}" if where else error.message)
+        problems += schema_problems(schema, parameters)
     return problems

@@ -687,7 +687,10 @@ def test_non_literal_default_is_omitted_but_not_required() -> None:
     props = info.parameter_schema["properties"]
     assert props["when"] == {"title": "when", "position": 0, "type": "string"}
     assert props["items"]["default"] == [1, 2]
-    assert all("default" not in props[name] for name in ("raw", "unique", "keyed", "nested"))
+    # As pydantic dumps them: bytes as UTF-8 text, a set as a list.
+    assert props["raw"]["default"] == "x" and props["nested"]["default"] == ["x"]
+    assert props["unique"]["default"] == [1, 2]
+    assert "default" not in props["keyed"]  # a mapping with non-string keys
     assert info.parameter_schema["required"] == []
 
 
@@ -711,8 +714,15 @@ def test_negative_and_nested_literals_are_defaults() -> None:
         ("list[int]", {"type": "array", "items": {"type": "integer"}}),
         ("list[Widget]", {"type": "array", "items": {}}),
         ("typing.List[bool]", {"type": "array", "items": {"type": "boolean"}}),
-        ("t.Dict[str, int]", {"type": "object", "additionalProperties": True}),
-        ("dict[str, list[int]]", {"type": "object", "additionalProperties": True}),
+        ("t.Dict[str, int]", {"type": "object", "additionalProperties": {"type": "integer"}}),
+        (
+            "dict[str, list[int]]",
+            {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": {"type": "integer"}},
+            },
+        ),
+        ("dict[str, Widget]", {"type": "object", "additionalProperties": True}),
         ("t.Optional[str]", {"anyOf": [{"type": "string"}, {"type": "null"}]}),
         ("int | None", {"anyOf": [{"type": "integer"}, {"type": "null"}]}),
         ("None | int", {"anyOf": [{"type": "null"}, {"type": "integer"}]}),
@@ -734,9 +744,10 @@ def test_negative_and_nested_literals_are_defaults() -> None:
         ("Widget", {}),
         ("Optional[Widget]", {}),
         ("Widget | None", {}),
-        ("datetime.date", {}),
+        ("datetime.date", {"type": "string", "format": "date"}),
         ("mytypes.List[int]", {}),
-        ("Literal['a', 'b']", {}),
+        ("mytypes.Date", {}),
+        ("Literal['a', 'b']", {"type": "string", "enum": ["a", "b"]}),
     ],
 )
 def test_annotation_mapping(annotation: str, expected: dict[str, object]) -> None:
@@ -781,3 +792,27 @@ def test_reading_does_not_execute_the_file() -> None:
         """
     )
     assert info.parameter_schema["properties"]["x"]["default"] == 1
+
+
+def test_classes_imported_from_elsewhere_accept_anything() -> None:
+    """A deliberate difference: Prefect imports such a class and may describe it; we do not
+    import, so the parameter takes any value (Prefect's schema for a type it cannot describe)."""
+    info = read_one(
+        """
+        from mypackage.models import Settings, Mode
+
+        def main(settings: Settings, mode: Mode = Mode.FAST, many: list[Settings] = []):
+            pass
+        """
+    )
+    props = info.parameter_schema["properties"]
+    assert props["settings"] == {"title": "settings", "position": 0}
+    assert props["mode"] == {"title": "mode", "position": 1}
+    assert props["many"] == {
+        "title": "many",
+        "position": 2,
+        "type": "array",
+        "items": {},
+        "default": [],
+    }
+    assert info.parameter_schema["definitions"] == {}

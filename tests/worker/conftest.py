@@ -56,6 +56,29 @@ def quick(n: int = 0) -> int:
     return n
 """
 
+# Read for its parameter schema only (never run here): formats, bounds, a Literal, a model.
+TYPED = """\
+import datetime
+from typing import Annotated, Literal, Optional
+
+from pydantic import BaseModel, Field
+
+
+class Config(BaseModel):
+    retries: int = 3
+    label: Optional[str] = None
+
+
+def typed(
+    when: datetime.date = datetime.date(2024, 1, 1),
+    ratio: Annotated[float, Field(ge=0, le=1)] = 0.5,
+    mode: Literal["fast", "slow"] = "fast",
+    config: Config = Config(),
+    anything: dict = {},
+) -> None:
+    print(when, ratio, mode, config, anything)
+"""
+
 BROKEN = "import not_a_module_anywhere\n\ndef flow() -> None:\n    pass\n"
 
 POOLS = """\
@@ -82,6 +105,7 @@ deployments:
   - {name: env, entrypoint: flows/flows.py:show_env,
      work_pool: {name: local, job_variables: {env: {GREETING: from-the-deployment}}}}
   - {name: quick, entrypoint: flows/flows.py:quick, work_pool: {name: local}}
+  - {name: typed, entrypoint: flows/typed.py:typed, work_pool: {name: local}}
   - {name: broken, entrypoint: flows/broken.py:flow, work_pool: {name: local},
      enforce_parameter_schema: false}
 """
@@ -163,6 +187,7 @@ def project(
         {
             "flows/flows.py": FLOWS,
             "flows/broken.py": BROKEN,
+            "flows/typed.py": TYPED,
             "work-pools.yaml": POOLS,
             "prefect.yaml": PREFECT,
         }

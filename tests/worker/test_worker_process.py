@@ -89,7 +89,7 @@ def test_bad_parameters_and_job_variables_are_refused_and_create_nothing(
     before = store_dump(project.store_url)
     cases = [
         (("--param", "nmae=x"), 'did you mean "name"'),
-        (("--param", "times=many"), "parameter times: 'many' is not of type 'integer'"),
+        (("--param", "times=many"), "parameter times: must be an integer (got 'many')"),
         (("--params", "[1]"), "--params must be a JSON object"),
         (("--params", "{nope"), "--params is not valid JSON"),
         (("--job-variable", "stream_output=sometimes"), "job variable stream_output"),
@@ -103,6 +103,56 @@ def test_bad_parameters_and_job_variables_are_refused_and_create_nothing(
     missing = project.cli("deployment", "run", "hello/helo", "--store", project.store_url)
     assert missing.code == 1 and 'did you mean "hello/hello"' in missing.stderr
     assert store_dump(project.store_url) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--param", "when=notadate"), "parameter when: 'notadate' is not a date (YYYY-MM-DD)"),
+        (("--param", "when=2024-02-30"), "parameter when: '2024-02-30' is not a date"),
+        (("--params", '{"config": {"retries": "x"}}'), "parameter config.retries: must be an"),
+        (("--param", 'config={"retries": 1.5}'), "parameter config.retries: must be an integer"),
+        (("--param", "ratio=2"), "parameter ratio: must be <= 1 (got 2)"),
+        (("--param", "ratio=-0.1"), "parameter ratio: must be >= 0"),
+        (("--param", "mode=medium"), "parameter mode: must be one of 'fast', 'slow'"),
+        (("--param", "ratio=Infinity"), "--param ratio: Infinity is not a finite number"),
+        (("--param", "ratio=NaN"), "--param ratio: NaN is not a finite number"),
+        (("--param", "ratio=-1e999"), "is not a finite number and cannot be stored as JSON"),
+        (("--params", '{"ratio": NaN}'), "--params: NaN is not a finite number"),
+        (("--params", '{"anything": {"x": [Infinity]}}'), "--params: Infinity is not a finite"),
+        (("--params", '{"anything": ' + "[" * 1000 + "]" * 1000 + "}"), "nested more than 64"),
+        (("--params", '{"anything": ' + "[" * 64 + "]" * 64 + "}"), "nested more than 64"),
+        (("--param", "anything=" + '{"a":' * 100 + "1" + "}" * 100), "nested more than 64"),
+    ],
+)
+def test_values_that_break_the_flows_types_are_refused_before_a_run_exists(
+    project: Project, args: tuple[str, ...], message: str
+) -> None:
+    before = store_dump(project.store_url)
+    done = project.cli("deployment", "run", "typed/typed", "--store", project.store_url, *args)
+    assert done.code == 1, done.output
+    assert message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert store_dump(project.store_url) == before
+
+
+def test_values_that_fit_the_flows_types_are_accepted_as_given(project: Project) -> None:
+    run_id = project.run(
+        "typed/typed",
+        "--param",
+        "when=2024-05-17",
+        "--param",
+        "ratio=1",
+        "--param",
+        'config={"retries": 5}',
+        "--params",
+        '{"anything": ' + '{"a": ' * 62 + "1" + "}" * 62 + "}",  # 64 levels: the limit
+    )
+    parameters = project.get(run_id).parameters
+    assert parameters["when"] == "2024-05-17"  # a date stays the text the flow converts
+    assert parameters["ratio"] == 1 and parameters["config"] == {"retries": 5}
+    quoted = project.run("typed/typed", "--param", 'mode="fast"', "--param", 'when="2024-05-17"')
+    assert project.get(quoted).parameters["mode"] == "fast"
 
 
 def test_cancel_stops_a_running_flow(project: Project) -> None:
