@@ -18,10 +18,10 @@ import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
-from urllib.parse import urlsplit, urlunsplit
 
 from reconciler.errors import SourceError
 from reconciler.sources.base import PathKind, normalize
+from reconciler.url_credentials import strip_credentials
 
 _MODE_KIND = {"100644": PathKind.FILE, "100755": PathKind.FILE, "120000": PathKind.SYMLINK}
 
@@ -40,16 +40,6 @@ def open_repository(
             )
         return WorktreeSnapshot(repo, display_root or path)
     return GitSnapshot(repo, display_root or path, ref)
-
-
-def strip_credentials(url: str) -> str:
-    if "://" not in url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 class _Repository:
