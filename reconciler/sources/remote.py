@@ -174,7 +174,8 @@ class RemoteRepository:
         self.timeout = timeout
         if self.credentials is not None and not _is_http(self.url):
             raise UserError(
-                f"credentials are given for {self.shown_url}, but they are only used with http(s) URLs",
+                f"credentials are given for {self.shown_url}, but they are only used with "
+                "http(s) URLs",
                 "use an https:// URL, or drop the credentials (ssh uses its own keys)",
             )
         self._masker = Masker(_secret_forms(self.credentials) if self.credentials else ())
@@ -442,7 +443,8 @@ class RemoteRepository:
 
     def _unexpected(self, failure: _GitFailed) -> SourceError:
         return SourceError(
-            f"git fetch from {self.shown_url} failed (exit {failure.status}): {_reason(failure.stderr)}"
+            f"git fetch from {self.shown_url} failed (exit {failure.status}): "
+            f"{_reason(failure.stderr)}"
         )
 
 
