@@ -46,10 +46,12 @@ class Diagnostic:
 
     def render(self, mask: Callable[[str], str] = str) -> str:
         """One or two lines: `file:line:col: error: message` then `  hint: ...`."""
-        where = f"{self.location}: " if self.location else ""
-        text = f"{where}{self.severity.value}: {mask(self.message)}"
+        from reconciler.terminal_text import printable
+
+        where = f"{printable(str(self.location))}: " if self.location else ""
+        text = f"{where}{self.severity.value}: {printable(mask(self.message), keep_newlines=True)}"
         if self.hint:
-            text += f"\n  hint: {mask(self.hint)}"
+            text += f"\n  hint: {printable(mask(self.hint), keep_newlines=True)}"
         return text
 
     def to_json(self) -> dict[str, object]:

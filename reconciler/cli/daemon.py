@@ -9,6 +9,7 @@ import click
 
 from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
 from reconciler.cli.read import output_option, store_option
+from reconciler.terminal_text import printable
 
 
 @click.command("daemon")
@@ -106,9 +107,9 @@ def status(store_url: str | None, output: str) -> None:
     for r in records:
         message = r.status.get("message")
         if message:
-            click.echo(f"{r.name}: {message}")
+            click.echo(printable(f"{r.name}: {message}", keep_newlines=True))
         for item in r.status.get("drift") or []:
-            click.echo(f"  drift: {item}")
+            click.echo(printable(f"  drift: {item}"))
 
 
 def _short(error: str | None, at: str | None) -> str:

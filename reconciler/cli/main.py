@@ -15,6 +15,7 @@ from reconciler import __version__
 from reconciler.cli import daemon, pools, read, run_records, runs, values
 from reconciler.cli.output import echo_diagnostics, user_errors
 from reconciler.desired import DEFAULT_PREFECT_GLOB
+from reconciler.terminal_text import printable
 
 OUTPUTS = ("text", "json", "markdown")
 
@@ -115,9 +116,11 @@ def apply_command(repositories: tuple[str, ...], **options: Any) -> None:
         click.secho("error: the plan was refused; nothing was applied", fg="red", err=True)
         sys.exit(1)
     for failure in outcome.step_failures:
-        click.secho(f"error: {mask(failure.message)}", fg="red", err=True)
+        click.secho(
+            f"error: {printable(mask(failure.message), keep_newlines=True)}", fg="red", err=True
+        )
         if failure.hint:
-            click.echo(f"  hint: {mask(failure.hint)}", err=True)
+            click.echo(f"  hint: {printable(mask(failure.hint), keep_newlines=True)}", err=True)
     if outcome.applied is not None and plan.has_changes and options["output"] == "text":
         summary = plan.summary
         click.echo(

@@ -16,6 +16,7 @@ from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.store import open_store
 from reconciler.store.base import Store
 from reconciler.store.url import sqlite_path, store_exists
+from reconciler.terminal_text import printable
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -44,12 +45,14 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except ConfigError as exc:
             echo_diagnostics(exc.diagnostics)
-            click.secho(f"error: {exc.message}; nothing was applied", fg="red", err=True)
+            message = printable(exc.message, keep_newlines=True)
+            click.secho(f"error: {message}; nothing was applied", fg="red", err=True)
             sys.exit(1)
         except ReconcilerError as exc:
-            click.secho(f"error: {exc.message}", fg="red", err=True)
+            message = printable(exc.message, keep_newlines=True)
+            click.secho(f"error: {message}", fg="red", err=True)
             if exc.hint:
-                click.echo(f"  hint: {exc.hint}", err=True)
+                click.echo(f"  hint: {printable(exc.hint, keep_newlines=True)}", err=True)
             sys.exit(1)
 
     return wrapper
@@ -75,7 +78,8 @@ def echo_json(value: Any) -> None:
 
 
 def echo_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    """Columns padded to their widest cell; every cell escaped (values come from the store)."""
+    cells = [[("" if v is None else printable(str(v))) for v in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for row in cells:

@@ -25,6 +25,7 @@ from reconciler.pools.status import Worker, pool_status
 from reconciler.store import open_store
 from reconciler.store.base import ObservedState, Store
 from reconciler.store.url import resolve_store_url, store_exists
+from reconciler.terminal_text import printable
 
 store_option = click.option("--store", "store_url", help="Store URL (default $RECONCILER_STORE).")
 pool_name_option = click.option(
@@ -74,7 +75,7 @@ def _apply(
         edit = _decide_and_write(store, decide)
     finally:
         store.close()
-    click.echo(edit.message)
+    click.echo(printable(edit.message, keep_newlines=True))
 
 
 def _decide_and_write(store: Store, decide: Callable[[ObservedState], manual.Edit]) -> manual.Edit:

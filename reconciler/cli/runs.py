@@ -16,6 +16,7 @@ from reconciler.cli.read import output_option, store_option
 from reconciler.errors import UserError
 from reconciler.runs import FlowRun, RunState
 from reconciler.store import Store, open_store
+from reconciler.terminal_text import printable
 
 WATCH_POLL_SECONDS = 0.1
 
@@ -49,7 +50,9 @@ def deployment_run(
         run = create_run(store, key, parameters=parameters, job_variables=overrides)
     finally:
         store.close()
-    click.echo(f"Created flow run {run.name!r} ({run.id}) of {key} in {run.pool}/{run.queue}.")
+    click.echo(
+        printable(f"Created flow run {run.name!r} ({run.id}) of {key} in {run.pool}/{run.queue}.")
+    )
     if watch:
         sys.exit(_watch(store_url, run.id))
 
@@ -72,7 +75,12 @@ def _watch(store_url: str | None, run_id: str, min_level: int | None = None) -> 
         store.close()
     assert run is not None
     click.echo(
-        f"Flow run {run.name!r} ended {run.state.value}: {run.state_message or ''}".rstrip(": ")
+        printable(
+            f"Flow run {run.name!r} ended {run.state.value}: {run.state_message or ''}".rstrip(
+                ": "
+            ),
+            keep_newlines=True,
+        )
     )
     return 0 if run.state is RunState.COMPLETED else 1
 

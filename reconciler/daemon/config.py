@@ -19,7 +19,7 @@ from typing import Any
 from reconciler.desired import DEFAULT_PREFECT_GLOB
 from reconciler.diagnostics import Diagnostic, Location, error
 from reconciler.errors import ConfigError, UserError
-from reconciler.scheduling.scheduler import LatePolicy, LookAhead
+from reconciler.scheduling.scheduler import DEFAULT_BUDGET_SECONDS, LatePolicy, LookAhead
 from reconciler.spec.validation import validate_document
 from reconciler.spec.yamlload import LoadedDocument, YamlLoadError, load_yaml
 
@@ -98,6 +98,7 @@ class DaemonSettings:
     scheduler_interval: float = 10.0
     look_ahead: LookAhead = field(default_factory=LookAhead)
     late: LatePolicy = field(default_factory=LatePolicy)
+    schedule_budget: float = DEFAULT_BUDGET_SECONDS
 
     def repository(self, name: str) -> RepositoryConfig | None:
         return next((r for r in self.repositories if r.name == name), None)
@@ -169,6 +170,7 @@ def _with_scheduler(settings: DaemonSettings, raw: dict[str, Any]) -> DaemonSett
         scheduler_interval=seconds("interval", 10.0),
         look_ahead=look,
         late=late,
+        schedule_budget=seconds("budget", DEFAULT_BUDGET_SECONDS),
     )
 
 

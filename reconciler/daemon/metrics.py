@@ -1,7 +1,8 @@
 """The daemon's Prometheus metrics, served as text at GET /metrics.
 
 A registry of our own (not the library's global one), so tests and two daemons in one process
-never share counters. Labels are repository names from the config: bounded by it.
+never share counters. Labels are repository names from the config: bounded by it, and
+deployment names for schedule errors: bounded by the store.
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ class Metrics:
             ["repo"],
             registry=self.registry,
         )
+        self._schedule_errors = Counter(
+            "reconciler_schedule_errors",
+            "Scheduler ticks in which a deployment's schedules failed or ran out of time.",
+            ["deployment"],
+            registry=self.registry,
+        )
         self._last_success = Gauge(
             "reconciler_last_success_timestamp_seconds",
             "When the repository was last in sync with the store (Unix time).",
@@ -60,6 +67,9 @@ class Metrics:
 
     def error(self, repo: str) -> None:
         self._errors.labels(repo).inc()
+
+    def schedule_error(self, deployment: str) -> None:
+        self._schedule_errors.labels(deployment).inc()
 
     def builds(self, repo: str, count: int) -> None:
         if count:

@@ -161,11 +161,16 @@ class Daemon:
         try:
             with self.store_lock:
                 result = tick(
-                    self.status_store, look=self.settings.look_ahead, late=self.settings.late
+                    self.status_store,
+                    look=self.settings.look_ahead,
+                    late=self.settings.late,
+                    budget_seconds=self.settings.schedule_budget,
                 )
         except Exception:  # the next tick tries again
             log.exception("the scheduler tick failed")
             return
+        for deployment in result.errors:  # each one is logged by the tick itself
+            self.metrics.schedule_error(deployment)
         if result.created or result.late:
             log.info("scheduler: %d runs created, %d late", result.created, result.late)
 

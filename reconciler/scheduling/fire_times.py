@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import itertools
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -35,22 +37,44 @@ def schedule_id(schedule: dict[str, Any]) -> str:
     return f"{schedule.get('slug') or schedule.get('type', 'schedule')}-{digest}"
 
 
-def fire_times(schedule: dict[str, Any], after: datetime.datetime) -> Iterator[datetime.datetime]:
-    """Fire times strictly after `after` (aware), increasing, as aware UTC datetimes."""
+class ScheduleTooSlow(RuntimeError):
+    """Computing a schedule's fire times went past the time it was given."""
+
+
+def fire_times(
+    schedule: dict[str, Any],
+    after: datetime.datetime,
+    *,
+    before: datetime.datetime | None = None,
+    deadline: float | None = None,
+) -> Iterator[datetime.datetime]:
+    """Fire times strictly after `after` (aware), increasing, as aware UTC datetimes.
+
+    With `before`, the search stops past it (a rule that never fires again ends there instead
+    of searching to the year 9999). With `deadline` (a `time.monotonic()` value), a search
+    still running then raises `ScheduleTooSlow`.
+    """
     kind = schedule["type"]
     zone = ZoneInfo(schedule.get("timezone") or "UTC")
     if kind == "cron":
-        return _cron(schedule["cron"], bool(schedule.get("day_or", True)), zone, after)
-    if kind == "interval":
-        return _interval(
+        times = _cron(schedule["cron"], bool(schedule.get("day_or", True)), zone, after, deadline)
+    elif kind == "interval":
+        times = _interval(
             float(schedule["interval_seconds"]),
             datetime.datetime.fromisoformat(schedule["anchor_date"]),
             zone,
             after,
         )
-    if kind == "rrule":
-        return _rrule(schedule["rrule"], zone, after)
-    raise ValueError(f"unknown schedule type {kind!r}")
+    elif kind == "rrule":
+        times = _rrule(schedule["rrule"], zone, after, before, deadline)
+    else:
+        raise ValueError(f"unknown schedule type {kind!r}")
+    return times if before is None else itertools.takewhile(lambda t: t <= before, times)
+
+
+def _check(deadline: float | None, why: str) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise ScheduleTooSlow(why)
 
 
 def _as_utc(local: datetime.datetime) -> datetime.datetime:
@@ -60,16 +84,24 @@ def _as_utc(local: datetime.datetime) -> datetime.datetime:
 
 
 def _cron(
-    expression: str, day_or: bool, zone: ZoneInfo, after: datetime.datetime
+    expression: str,
+    day_or: bool,
+    zone: ZoneInfo,
+    after: datetime.datetime,
+    deadline: float | None,
 ) -> Iterator[datetime.datetime]:
-    from croniter import croniter
+    from croniter import CroniterBadDateError, croniter
 
     start = after.astimezone(zone).replace(tzinfo=None)
     # Start an hour early: a wall-clock time inside a skipped hour maps forward past `after`.
     walker = croniter(expression, start - datetime.timedelta(hours=1), day_or=day_or)
     last: datetime.datetime | None = None
     while True:
-        local: datetime.datetime = walker.get_next(datetime.datetime)
+        _check(deadline, f"the cron expression {expression!r} took too long to search")
+        try:
+            local: datetime.datetime = walker.get_next(datetime.datetime)
+        except CroniterBadDateError:  # a date that never comes (30 February): no more times
+            return
         fired = _as_utc(local.replace(tzinfo=zone))
         if fired <= after or (last is not None and fired <= last):
             continue
@@ -82,18 +114,21 @@ def _interval(
 ) -> Iterator[datetime.datetime]:
     if anchor.tzinfo is None:
         anchor = anchor.replace(tzinfo=zone)
-    if seconds % _DAY == 0:
-        yield from _calendar_days(int(seconds // _DAY), anchor.astimezone(zone), after)
+    try:
+        if seconds % _DAY == 0:
+            yield from _calendar_days(int(seconds // _DAY), anchor.astimezone(zone), after)
+            return
+        step = datetime.timedelta(seconds=seconds)
+        elapsed = (after - anchor).total_seconds()
+        count = max(0, int(elapsed // seconds))
+        moment = anchor + step * count
+        while moment <= after:
+            moment += step
+        while True:
+            yield moment.astimezone(UTC)
+            moment += step
+    except OverflowError:  # past the year 9999: no more fire times
         return
-    step = datetime.timedelta(seconds=seconds)
-    elapsed = (after - anchor).total_seconds()
-    count = max(0, int(elapsed // seconds))
-    moment = anchor + step * count
-    while moment <= after:
-        moment += step
-    while True:
-        yield moment.astimezone(UTC)
-        moment += step
 
 
 def _calendar_days(
@@ -115,21 +150,37 @@ def _calendar_days(
         yield candidate
 
 
-def _rrule(text: str, zone: ZoneInfo, after: datetime.datetime) -> Iterator[datetime.datetime]:
-    from dateutil.rrule import rrulestr
+def _rrule(
+    text: str,
+    zone: ZoneInfo,
+    after: datetime.datetime,
+    before: datetime.datetime | None,
+    deadline: float | None,
+) -> Iterator[datetime.datetime]:
+    from reconciler.scheduling.rrule_search import rules_near
 
-    # Without a DTSTART, dateutil would start at "now": a fixed start keeps the times stable.
-    rule = rrulestr(text, forceset=True, ignoretz=True, dtstart=datetime.datetime(2020, 1, 1))
-    local_after = after.astimezone(zone).replace(tzinfo=None) - datetime.timedelta(hours=1)
+    local_after = after.astimezone(zone).replace(tzinfo=None)
+    local_before = None if before is None else before.astimezone(zone).replace(tzinfo=None)
+    rules, too_slow = rules_near(
+        text,
+        local_after - _skipped_wall_time(zone, after),
+        None if local_before is None else local_before + datetime.timedelta(days=1),
+        deadline,
+    )
     last: datetime.datetime | None = None
-    moment = local_after
-    while True:
-        following = rule.after(moment, inc=False)
-        if following is None:
-            return
-        moment = following
-        fired = _as_utc(following.replace(tzinfo=zone))
+    for local in rules:
+        _check(deadline, too_slow)
+        fired = _as_utc(local.replace(tzinfo=zone))
         if fired <= after or (last is not None and fired <= last):
             continue
         last = fired
         yield fired
+
+
+def _skipped_wall_time(zone: ZoneInfo, moment: datetime.datetime) -> datetime.timedelta:
+    """How much wall-clock time the zone skipped in the day before `moment`: a wall-clock time
+    that far before it, inside the skipped hour, still fires after it (it moves forward)."""
+    now_offset = moment.astimezone(zone).utcoffset()
+    day_before_offset = (moment - datetime.timedelta(days=1)).astimezone(zone).utcoffset()
+    assert now_offset is not None and day_before_offset is not None
+    return max(now_offset - day_before_offset, datetime.timedelta(0))

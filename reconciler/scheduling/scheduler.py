@@ -7,6 +7,11 @@ is skipped without computing anything. Each run carries the key
 `scheduled DEPLOYMENT SCHEDULE TIME`, unique in the store: a tick repeated, a daemon restarted,
 or two daemons side by side never create a run twice.
 
+Each deployment gets `budget_seconds` (2 s) to compute its fire times: a schedule still being
+searched then, or one that fails, is reported as an error of its deployment (logged, and in
+`TickResult.errors`) and the tick goes on with the next deployment. The fire times themselves
+cost time proportional to the runs asked for (reconciler/scheduling/fire_times.py).
+
 The tick also marks runs not started within `late_after_seconds` of their time LATE (or
 cancels them, when late runs are to be skipped).
 
@@ -17,15 +22,19 @@ Runs of schedules that changed or left git are removed by the apply itself, in i
 from __future__ import annotations
 
 import datetime
+import logging
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.model import Kind, Resource
 from reconciler.runs import NewRun
-from reconciler.scheduling.fire_times import fire_times, schedule_id
+from reconciler.scheduling.fire_times import ScheduleTooSlow, fire_times, schedule_id
 from reconciler.store import Store
+
+DEFAULT_BUDGET_SECONDS = 2.0
+log = logging.getLogger("reconciler.scheduler")
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,14 @@ class LatePolicy:
 class TickResult:
     created: int
     late: int
+    # Deployments whose schedules could not be computed this tick, and why.
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class WantedRuns:
+    runs: list[NewRun] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
 
 
 def active_schedule_ids(spec: Mapping[str, Any]) -> set[str]:
@@ -60,47 +77,69 @@ def runs_to_create(
     ahead: Mapping[tuple[str, str], tuple[int, float]],
     now: float,
     look: LookAhead,
-) -> list[NewRun]:
-    """Pure: the runs the look-ahead asks for, given what is already scheduled."""
-    wanted: list[NewRun] = []
+    budget_seconds: float = DEFAULT_BUDGET_SECONDS,
+) -> WantedRuns:
+    """The runs the look-ahead asks for, given what is already scheduled; a deployment whose
+    fire times fail or take longer than `budget_seconds` gets none, and an error instead."""
+    wanted = WantedRuns()
     moment = datetime.datetime.fromtimestamp(now, datetime.UTC)
     for deployment in deployments:
-        spec = deployment.spec
-        if spec.get("paused"):
+        deadline = time.monotonic() + budget_seconds
+        try:
+            wanted.runs.extend(_deployment_runs(deployment, ahead, moment, look, deadline))
+        except ScheduleTooSlow as exc:
+            wanted.errors[deployment.key] = (
+                f"{exc} (its schedules have {budget_seconds:g} s per scheduler tick)"
+            )
+        except Exception as exc:  # one deployment's schedule never stops the others' runs
+            wanted.errors[deployment.key] = f"its schedules could not be computed: {exc}"
+    return wanted
+
+
+def _deployment_runs(
+    deployment: Resource,
+    ahead: Mapping[tuple[str, str], tuple[int, float]],
+    moment: datetime.datetime,
+    look: LookAhead,
+    deadline: float,
+) -> list[NewRun]:
+    spec = deployment.spec
+    if spec.get("paused"):
+        return []
+    now = moment.timestamp()
+    wanted: list[NewRun] = []
+    for schedule in spec.get("schedules") or []:
+        if not schedule.get("active", True):
             continue
-        for schedule in spec.get("schedules") or []:
-            if not schedule.get("active", True):
-                continue
-            sid = schedule_id(schedule)
-            count, latest = ahead.get((deployment.key, sid), (0, 0.0))
-            if count >= look.min_runs and latest >= now + look.min_seconds:
-                continue
-            parameters = {**(spec.get("parameters") or {}), **(schedule.get("parameters") or {})}
-            for fire in _dates(schedule, moment, look):
-                stamp = fire.timestamp()
-                wanted.append(
-                    NewRun(
-                        deployment=deployment.key,
-                        flow_name=spec["flow_name"],
-                        pool=spec["work_pool_name"],
-                        queue=spec.get("work_queue_name") or "default",
-                        scheduled_time=stamp,
-                        parameters=parameters,
-                        idempotency_key=f"scheduled {deployment.key} {sid} {fire.isoformat()}",
-                        schedule_id=sid,
-                    )
+        sid = schedule_id(schedule)
+        count, latest = ahead.get((deployment.key, sid), (0, 0.0))
+        if count >= look.min_runs and latest >= now + look.min_seconds:
+            continue
+        parameters = {**(spec.get("parameters") or {}), **(schedule.get("parameters") or {})}
+        for fire in _dates(schedule, moment, look, deadline):
+            wanted.append(
+                NewRun(
+                    deployment=deployment.key,
+                    flow_name=spec["flow_name"],
+                    pool=spec["work_pool_name"],
+                    queue=spec.get("work_queue_name") or "default",
+                    scheduled_time=fire.timestamp(),
+                    parameters=parameters,
+                    idempotency_key=f"scheduled {deployment.key} {sid} {fire.isoformat()}",
+                    schedule_id=sid,
                 )
+            )
     return wanted
 
 
 def _dates(
-    schedule: dict[str, Any], now: datetime.datetime, look: LookAhead
+    schedule: dict[str, Any], now: datetime.datetime, look: LookAhead, deadline: float
 ) -> list[datetime.datetime]:
     dates: list[datetime.datetime] = []
     end = now + datetime.timedelta(seconds=look.max_seconds)
     enough_at = now + datetime.timedelta(seconds=look.min_seconds)
-    for fire in fire_times(schedule, now):
-        if fire > end or len(dates) >= look.max_runs:
+    for fire in fire_times(schedule, now, before=end, deadline=deadline):
+        if len(dates) >= look.max_runs:
             break
         dates.append(fire)
         if len(dates) >= look.min_runs and fire >= enough_at:
@@ -114,6 +153,7 @@ def tick(
     now: float | None = None,
     look: LookAhead | None = None,
     late: LatePolicy | None = None,
+    budget_seconds: float = DEFAULT_BUDGET_SECONDS,
 ) -> TickResult:
     """One pass of the scheduler over every deployment in the store."""
     moment = time.time() if now is None else now
@@ -124,5 +164,8 @@ def tick(
         store.scheduled_ahead(moment),
         moment,
         look or LookAhead(),
+        budget_seconds,
     )
-    return TickResult(store.create_runs(wanted), len(late_ids))
+    for deployment, message in wanted.errors.items():
+        log.warning("deployment %s gets no scheduled runs this tick: %s", deployment, message)
+    return TickResult(store.create_runs(wanted.runs), len(late_ids), wanted.errors)

@@ -11,7 +11,10 @@ import enum
 import posixpath
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from reconciler.diagnostics import Diagnostic
 
 
 class PathKind(enum.Enum):
@@ -45,6 +48,10 @@ class Snapshot(Protocol):
 
     def kind(self, path: str) -> PathKind | None:
         """What `path` is, or None when it does not exist. Never follows symlinks."""
+        ...
+
+    def link_target(self, path: str) -> str:
+        """The text a symbolic link at `path` points to; FileNotFoundError if not a link."""
         ...
 
     def read(self, path: str) -> bytes:
@@ -109,6 +116,12 @@ class MemorySnapshot:
             return PathKind.DIRECTORY
         return None
 
+    def link_target(self, path: str) -> str:
+        path = normalize(path)
+        if path not in self._symlinks:
+            raise FileNotFoundError(path)
+        return self._symlinks[path]
+
     def read(self, path: str) -> bytes:
         path = normalize(path)
         if path not in self._files:
@@ -121,6 +134,87 @@ class MemorySnapshot:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
         return destination
+
+
+MAX_LINK_HOPS = 40  # as the kernel's limit: a loop of links ends with an error, not a hang
+
+
+class LinkOutsideRepository(Exception):
+    """A symbolic link that leads outside the repository, nowhere, or round in a loop."""
+
+    def __init__(self, path: str, target: str, reason: str) -> None:
+        super().__init__(f"'{path}' is a symbolic link to '{target}', which {reason}")
+        self.path = path
+        self.target = target
+        self.reason = reason
+
+
+def follow_links(snapshot: Snapshot, path: str) -> str:
+    """The repository path of the regular file `path` leads to, following symbolic links
+    (the file's own, and links to directories on the way) as long as every target stays inside
+    the repository. Raises `LinkOutsideRepository` otherwise."""
+    start = normalize(path)
+    pending = start.split("/") if start else []
+    resolved: list[str] = []
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not resolved:
+                raise LinkOutsideRepository(start, _first_target(snapshot, start), _OUTSIDE)
+            resolved.pop()
+            continue
+        here = "/".join([*resolved, part])
+        if snapshot.kind(here) is not PathKind.SYMLINK:
+            resolved.append(part)
+            continue
+        hops += 1
+        target = snapshot.link_target(here)
+        if hops > MAX_LINK_HOPS:
+            raise LinkOutsideRepository(start, target, "is a loop of links")
+        if target.startswith("/") or _is_windows_absolute(target):
+            raise LinkOutsideRepository(start, target, f"{_OUTSIDE} (an absolute path)")
+        pending = target.replace("\\", "/").split("/") + pending
+    final = "/".join(resolved)
+    if snapshot.kind(final) is not PathKind.FILE:
+        raise LinkOutsideRepository(
+            start, _first_target(snapshot, start), "is not a file committed in the repository"
+        )
+    return final
+
+
+_OUTSIDE = "points outside the repository"
+
+
+def read_following_links(snapshot: Snapshot, path: str) -> bytes:
+    """The content of the file `path`, following symbolic links inside the repository."""
+    if snapshot.kind(path) is PathKind.FILE:
+        return snapshot.read(path)
+    return snapshot.read(follow_links(snapshot, path))
+
+
+def link_diagnostic(problem: LinkOutsideRepository, display: str) -> Diagnostic:
+    """The plan error for a configuration file that is a link we cannot follow."""
+    from reconciler.diagnostics import Location, error
+
+    return error(
+        str(problem),
+        Location(display, 1),
+        hint="commit the file itself, or a link whose target is a file inside the repository",
+    )
+
+
+def _first_target(snapshot: Snapshot, path: str) -> str:
+    try:
+        return snapshot.link_target(path)
+    except OSError:
+        return path
+
+
+def _is_windows_absolute(target: str) -> bool:
+    return len(target) >= 2 and target[1] == ":" and target[0].isalpha()
 
 
 def normalize(path: str) -> str:

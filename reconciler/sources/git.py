@@ -18,10 +18,10 @@ import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
-from urllib.parse import urlsplit, urlunsplit
 
 from reconciler.errors import SourceError
 from reconciler.sources.base import PathKind, normalize
+from reconciler.url_credentials import strip_credentials
 
 _MODE_KIND = {"100644": PathKind.FILE, "100755": PathKind.FILE, "120000": PathKind.SYMLINK}
 
@@ -40,16 +40,6 @@ def open_repository(
             )
         return WorktreeSnapshot(repo, display_root or path)
     return GitSnapshot(repo, display_root or path, ref)
-
-
-def strip_credentials(url: str) -> str:
-    if "://" not in url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 class _Repository:
@@ -235,14 +225,24 @@ class GitSnapshot:
             )
         return destination
 
+    def link_target(self, path: str) -> str:
+        path = normalize(path)
+        entry = self._entries.get(path)
+        if entry is None or entry[0] is not PathKind.SYMLINK:
+            raise FileNotFoundError(path)
+        return self._blob(entry[1]).decode(errors="replace")  # a link's blob is its target
+
     def read(self, path: str) -> bytes:
         path = normalize(path)
         entry = self._entries.get(path)
         if entry is None or entry[0] is not PathKind.FILE:
             raise FileNotFoundError(path)
+        return self._blob(entry[1])
+
+    def _blob(self, sha: str) -> bytes:
         if self._blobs is None or self._blobs.pid != os.getpid():
             self._blobs = _BlobReader(self._repo.root)
-        return self._blobs.read(entry[1])
+        return self._blobs.read(sha)
 
 
 class WorktreeSnapshot:
@@ -288,6 +288,11 @@ class WorktreeSnapshot:
     def checkout(self, destination: Path) -> Path:
         """The working copy itself: steps run on the files as they are."""
         return self._root
+
+    def link_target(self, path: str) -> str:
+        if self.kind(path) is not PathKind.SYMLINK:
+            raise FileNotFoundError(path)
+        return os.readlink(self._root / normalize(path))
 
     def read(self, path: str) -> bytes:
         if self.kind(path) is not PathKind.FILE:

@@ -35,7 +35,8 @@ import git
 
 from reconciler.errors import SourceError, UserError
 from reconciler.masking import Masker
-from reconciler.sources.git import GitSnapshot, open_repository, strip_credentials
+from reconciler.sources.git import GitSnapshot, open_repository
+from reconciler.url_credentials import scrub_urls, strip_credentials, without_user_info
 
 # Sent when no username is given: GitHub and Gitea take any name with a token, GitLab too
 # with a personal access token; servers that need a real name are given one.
@@ -166,13 +167,15 @@ class RemoteRepository:
                 "use an https:// URL with credentials, or drop the password (ssh uses keys)",
             )
         self.url = _fetch_url(url)
+        self.shown_url = strip_credentials(url)  # what errors and plans show
         self.branch = branch
         self.cache_root = cache_root
         self.credentials = _with_url_username(credentials or _credentials_in(url), url)
         self.timeout = timeout
         if self.credentials is not None and not _is_http(self.url):
             raise UserError(
-                f"credentials are given for {self.url}, but they are only used with http(s) URLs",
+                f"credentials are given for {self.shown_url}, but they are only used with "
+                "http(s) URLs",
                 "use an https:// URL, or drop the credentials (ssh uses its own keys)",
             )
         self._masker = Masker(_secret_forms(self.credentials) if self.credentials else ())
@@ -181,7 +184,7 @@ class RemoteRepository:
     @property
     def repo_id(self) -> str:
         """The owner recorded on objects planned from this remote (as its snapshots say)."""
-        return strip_credentials(self.url).removesuffix(".git")
+        return self.shown_url.removesuffix(".git")
 
     @property
     def cache_path(self) -> Path:
@@ -209,7 +212,7 @@ class RemoteRepository:
 
     def snapshot(self, commit: str) -> GitSnapshot:
         """The tree of `commit` from the cache, as the planner reads repositories."""
-        snapshot = open_repository(str(self.cache_path), ref=commit, display_root=self.url)
+        snapshot = open_repository(str(self.cache_path), ref=commit, display_root=self.shown_url)
         assert isinstance(snapshot, GitSnapshot)
         return snapshot
 
@@ -336,7 +339,7 @@ class RemoteRepository:
         )
         if status != 0:
             timed_out = time.monotonic() - started >= self.timeout
-            raise _GitFailed(status, self._masker(_scrub_urls(str(stderr))), timed_out)
+            raise _GitFailed(status, self._masker(scrub_urls(str(stderr))), timed_out)
         return str(stdout)
 
     def _git_local(self, path: Path, *args: str) -> str | None:
@@ -380,7 +383,7 @@ class RemoteRepository:
         problems."""
         text = failure.stderr
         lowered = text.lower()
-        url = self.url
+        url = self.shown_url
         if failure.timed_out:
             return SourceError(
                 f"fetching {url} timed out after {self.timeout:g} s",
@@ -390,7 +393,7 @@ class RemoteRepository:
         if "couldn't find remote ref" in lowered:
             return self._missing_branch(previous, path)
         if any(s in lowered for s in _AUTH_FAILED):
-            if not _is_http(url):
+            if not _is_http(self.url):
                 return SourceError(
                     f"{url} refused access: {_reason(text)}",
                     "check that this machine's ssh key (or the server's access rules) let "
@@ -424,11 +427,11 @@ class RemoteRepository:
         there = f"branches there: {', '.join(branches)}" if branches else "it has no branches"
         if previous is not None:
             return SourceError(
-                f"branch {self.branch!r} no longer exists on {self.url}",
+                f"branch {self.branch!r} no longer exists on {self.shown_url}",
                 f"the cache keeps the last fetched commit {previous[:12]}; push the branch "
                 f"again or watch another one ({there})",
             )
-        return SourceError(f"branch {self.branch!r} does not exist on {self.url}", there)
+        return SourceError(f"branch {self.branch!r} does not exist on {self.shown_url}", there)
 
     def _remote_branches(self, path: Path, limit: int = 20) -> list[str]:
         try:
@@ -440,7 +443,8 @@ class RemoteRepository:
 
     def _unexpected(self, failure: _GitFailed) -> SourceError:
         return SourceError(
-            f"git fetch from {self.url} failed (exit {failure.status}): {_reason(failure.stderr)}"
+            f"git fetch from {self.shown_url} failed (exit {failure.status}): "
+            f"{_reason(failure.stderr)}"
         )
 
 
@@ -484,11 +488,6 @@ def _reason(stderr: str) -> str:
     return "; ".join(lines) or "git gave no reason"
 
 
-def _scrub_urls(text: str) -> str:
-    """URLs with their userinfo removed, wherever git quotes one."""
-    return re.sub(r"\b([a-z][a-z0-9+.-]*://)[^/@\s'\"]+@", r"\1", text, flags=re.IGNORECASE)
-
-
 def _config_count(environ: Mapping[str, str]) -> int:
     try:
         return max(0, int(environ.get("GIT_CONFIG_COUNT", "0")))
@@ -504,10 +503,10 @@ def _fetch_url(url: str) -> str:
     """What git fetches from: no userinfo in http(s) URLs (credentials go through the
     helper); other URLs keep their user name (`ssh://git@host/...`) but never a password."""
     if "://" not in url or _is_http(url):
-        return strip_credentials(url)
+        return without_user_info(url)
     parts = urlsplit(url)
     if parts.username is None:
-        return strip_credentials(url)
+        return without_user_info(url)
     netloc = f"{parts.username}@{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 

@@ -40,7 +40,12 @@ from reconciler.model import (
 )
 from reconciler.parallel import map_forked
 from reconciler.pools.job_templates import job_variable_problems
-from reconciler.sources.base import Snapshot
+from reconciler.sources.base import (
+    LinkOutsideRepository,
+    Snapshot,
+    link_diagnostic,
+    read_following_links,
+)
 from reconciler.spec import templating as tpl
 from reconciler.spec.default_pull import default_pull_steps
 from reconciler.spec.flows import EntrypointError, FlowInfo, read_flow
@@ -262,14 +267,13 @@ class _Builder:
         for path in pool_files:
             self._add_pools_file(snapshot, path)
         for path in prefect_files:  # read and built in `finish`, once every pool is known
+            try:
+                content = read_following_links(snapshot, path)
+            except LinkOutsideRepository as exc:
+                self.diagnostics.append(link_diagnostic(exc, _display(snapshot, path)))
+                continue
             self.files.append(
-                _FileJob(
-                    snapshot,
-                    path,
-                    _display(snapshot, path),
-                    snapshot.read(path),
-                    len(self.diagnostics),
-                )
+                _FileJob(snapshot, path, _display(snapshot, path), content, len(self.diagnostics))
             )
 
     def _add_pools_file(self, snapshot: Snapshot, path: str) -> None:

@@ -28,7 +28,12 @@ from reconciler.pools.job_templates import (
     template_problems,
     with_job_variable_defaults,
 )
-from reconciler.sources.base import Snapshot
+from reconciler.sources.base import (
+    LinkOutsideRepository,
+    Snapshot,
+    link_diagnostic,
+    read_following_links,
+)
 from reconciler.spec.validation import validate_document
 from reconciler.spec.yamlload import LoadedDocument, Path, YamlLoadError, load_yaml
 
@@ -54,9 +59,11 @@ def load_pools_file(
     snapshot: Snapshot, path: str, *, strict: bool = False, display: str | None = None
 ) -> tuple[PoolsFile | None, list[Diagnostic]]:
     try:
-        document = load_yaml(snapshot.read(path), display or path)
+        document = load_yaml(read_following_links(snapshot, path), display or path)
     except YamlLoadError as exc:
         return None, [exc.diagnostic]
+    except LinkOutsideRepository as exc:
+        return None, [link_diagnostic(exc, display or path)]
     diagnostics = list(document.diagnostics)
     if not isinstance(document.data, dict):
         diagnostics.append(

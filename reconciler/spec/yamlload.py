@@ -178,7 +178,48 @@ def load_yaml(content: bytes, file: str) -> LoadedDocument:
         raise YamlLoadError(error("the YAML nests too deeply to be read", Location(file))) from None
     finally:
         loader.dispose()
-    return LoadedDocument(file, data, node, builder.diagnostics, builder.key_names, content)
+    document = LoadedDocument(file, data, node, builder.diagnostics, builder.key_names, content)
+    document.diagnostics.extend(_unsafe_names(document, data, ()))
+    return document
+
+
+# Values that name something (deployments, flows, pools, queues, schedules, tags): printed by
+# every listing, so they may not hold control or bidi characters (reconciler/terminal_text.py).
+_NAME_KEYS = frozenset({"name", "flow_name", "work_queue_name", "slug", "tags"})
+
+
+def _unsafe_names(document: LoadedDocument, value: object, path: Path) -> list[Diagnostic]:
+    from reconciler.terminal_text import unsafe_characters
+
+    found: list[Diagnostic] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found.extend(_unsafe_names(document, item, (*path, key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(_unsafe_names(document, item, (*path, index)))
+    elif isinstance(value, str) and _is_name(path) and (bad := unsafe_characters(value)):
+        found.append(
+            error(
+                f"`{_dotted(path)}` holds control or bidi characters ({', '.join(bad)}), "
+                "which would garble or disguise it in terminals",
+                document.location(path),
+                "use printable characters only in names, tags and slugs",
+            )
+        )
+    return found
+
+
+_FREE_VALUES = frozenset({"parameters", "job_variables", "base_job_template", "variables"})
+
+
+def _is_name(path: Path) -> bool:
+    keys = [part for part in path if isinstance(part, str)]
+    return bool(keys) and keys[-1] in _NAME_KEYS and not _FREE_VALUES.intersection(keys)
+
+
+def _dotted(path: Path) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
 
 
 class _ExpansionLimit(Exception):

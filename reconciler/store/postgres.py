@@ -41,7 +41,6 @@ from psycopg import conninfo as pg_conninfo
 
 from reconciler.errors import StaleLeaseError, StaleStateError, StoreUrlError
 from reconciler.model import Kind, Owner, Resource, canonical_json
-from reconciler.sources.git import strip_credentials
 from reconciler.store.base import (
     AppliedPlanRecord,
     BlockRecord,
@@ -59,6 +58,7 @@ from reconciler.store.postgres_runs import (
     notify_pools,
     remove_future_scheduled_runs,
 )
+from reconciler.url_credentials import strip_credentials
 
 CONNECT_TIMEOUT_SECONDS = 10
 LISTEN_SLICE_SECONDS = 0.2

@@ -100,6 +100,27 @@ def test_the_caps_hold_for_a_fast_interval(setup: Callable[..., tuple[GitRepo, S
     assert times[1] - times[0] == 2
 
 
+def test_a_slow_schedule_is_reported_and_never_holds_up_the_other_deployments(
+    setup: Callable[..., tuple[GitRepo, Store]],
+) -> None:
+    _, store = setup(
+        prefect(
+            deployment("minutely", '[{rrule: "FREQ=MINUTELY"}]'),
+            deployment("walked", '[{rrule: "FREQ=SECONDLY;COUNT=2000000;BYSECOND=0,30"}]'),
+            deployment("ended", '[{rrule: "FREQ=SECONDLY;COUNT=2000000"}]'),
+            deployment("daily", '[{cron: "0 9 * * *"}]'),
+        )
+    )
+    result = tick(store, now=NOW, budget_seconds=0.2)
+    assert len(waiting(store, "ingest/daily")) == 3
+    minutely = waiting(store, "ingest/minutely")
+    assert len(minutely) == 60 and minutely[0] == NOW + 60  # 12:01 ... 13:00
+    assert waiting(store, "ingest/ended") == waiting(store, "ingest/walked") == []
+    assert list(result.errors) == ["ingest/walked"]
+    assert "0.2 s" in result.errors["ingest/walked"]
+    assert "COUNT" in result.errors["ingest/walked"]
+
+
 def test_paused_deployments_and_inactive_schedules_make_no_runs(
     setup: Callable[..., tuple[GitRepo, Store]],
 ) -> None:
