@@ -70,13 +70,14 @@ def start_process(
     handle = ProcessHandle(process)
     for stream, pipe in (("stdout", process.stdout), ("stderr", process.stderr)):
         assert pipe is not None
-        reader = threading.Thread(target=_pump, args=(pipe, stream, on_line), daemon=True)
+        reader = threading.Thread(target=pump_lines, args=(pipe, stream, on_line), daemon=True)
         reader.start()
         handle.readers.append(reader)
     return handle
 
 
-def _pump(pipe: IO[bytes], stream: str, on_line: LineSink) -> None:
+def pump_lines(pipe: IO[bytes], stream: str, on_line: LineSink) -> None:
+    """Hand each line of `pipe` to `on_line(stream, line)` until it ends (then close it)."""
     with pipe:
         for raw in iter(pipe.readline, b""):
             on_line(stream, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
