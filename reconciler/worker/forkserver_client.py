@@ -357,3 +357,56 @@ def _wait_gone(pid: int, timeout: float) -> None:
         except PermissionError:
             return
         time.sleep(0.05)
+
+
+class WarmingForkserver:
+    """A forkserver started in the background: the worker does not wait for Prefect's import
+    at start-up; runs that come before it is ready (or when it could not start) start cold."""
+
+    def __init__(self, python: str, base_env: Mapping[str, str]) -> None:
+        self.python = python
+        self.server: Forkserver | None = None
+        self.closed = False
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(
+            target=self._warm, args=(python, dict(base_env)), name="forkserver", daemon=True
+        )
+        self.thread.start()
+
+    def _warm(self, python: str, base_env: dict[str, str]) -> None:
+        try:
+            server = start_forkserver(python, base_env)
+        except StartError as exc:
+            log.warning("the warm Prefect interpreter could not start (%s): runs start cold", exc)
+            return
+        with self.lock:
+            if self.closed:
+                server.close()
+                return
+            self.server = server
+
+    def start(
+        self,
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        on_line: LineSink,
+        command: Sequence[str] | None = None,
+    ) -> ForkedRun | None:
+        with self.lock:
+            server = self.server
+        if server is None:
+            log.info("a Prefect run starts cold: the forkserver is not ready yet")
+            return None
+        return server.start(cwd=cwd, env=env, on_line=on_line, command=command)
+
+    def wait_ready(self, timeout: float) -> bool:
+        self.thread.join(timeout)
+        return self.server is not None
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            server, self.server = self.server, None
+        if server is not None:
+            server.close()

@@ -67,17 +67,11 @@ def _serve(options: WorkerOptions) -> PrefectRuntime:
 
 
 def _start_forkserver(runtime: PrefectRuntime) -> Any:
-    """A warm interpreter for the runtime's Python, when that Python has Prefect (None
-    otherwise: runs then start a fresh interpreter each)."""
+    """A warm interpreter for the runtime's Python, warming up in the background, when that
+    Python has Prefect (None otherwise: runs then start a fresh interpreter each)."""
     probe = probe_prefect(runtime.python)
     if probe.version is None:
         return None
-    try:
-        from reconciler.worker.forkserver_client import start_forkserver
-    except ImportError:  # not built yet on this branch
-        return None
-    try:
-        return start_forkserver(runtime.python, runtime.base_env())
-    except Exception as exc:  # a slow start is better than none
-        log.warning("the warm Prefect interpreter could not start (%s): runs start cold", exc)
-        return None
+    from reconciler.worker.forkserver_client import WarmingForkserver
+
+    return WarmingForkserver(runtime.python, runtime.base_env())
