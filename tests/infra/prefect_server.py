@@ -40,6 +40,7 @@ from typing import Any
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 START_TIMEOUT_S = 90  # a cold start migrates a new SQLite database: ~10 s on a busy 2-core host
 STOP_TIMEOUT_S = 20
+REQUEST_ATTEMPTS = 6  # 0.5 s doubling: ~30 s in all before a 429 or 503 is final
 INSTALL_HINT = "install the test extra: `.venv/bin/pip install -e '.[test]'` (it holds prefect)"
 
 # Settings every Prefect program started here gets: no analytics, no UI, no temporary
@@ -53,6 +54,10 @@ QUIET_SETTINGS = {
     "PREFECT_CLI_PROMPT": "false",
     "DO_NOT_TRACK": "1",
 }
+
+
+class PrefectRequestFailed(RuntimeError):
+    """The Prefect server answered a REST call with an error (the message holds its body)."""
 
 
 class PrefectUnavailable(RuntimeError):
@@ -120,17 +125,27 @@ class PrefectServer:
             return False
 
     def request(self, method: str, path: str, body: object = None) -> Any:
-        """Call the server's REST API (`path` after `/api`) and return the decoded JSON."""
+        """Call the server's REST API (`path` after `/api`) and return the decoded JSON.
+        429 and 503 (a busy SQLite database) are tried again after a pause, as Prefect's own
+        client does."""
         data = None if body is None else json.dumps(body).encode()
-        call = urllib.request.Request(
-            f"{self.api_url}{path}",
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(call, timeout=30) as answer:
-            payload = answer.read()
-        return json.loads(payload) if payload else None
+        for attempt in range(REQUEST_ATTEMPTS):
+            call = urllib.request.Request(
+                f"{self.api_url}{path}",
+                data=data,
+                method=method,
+                headers={"Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(call, timeout=30) as answer:
+                    payload = answer.read()
+                return json.loads(payload) if payload else None
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode(errors="replace")[:500]
+                if exc.code not in (429, 503) or attempt == REQUEST_ATTEMPTS - 1:
+                    raise PrefectRequestFailed(f"{method} {path}: {exc.code} {detail}") from exc
+                time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def log_tail(self, chars: int = 3000) -> str:
         try:
