@@ -63,6 +63,8 @@ POOL = "bench"
 FLOW_NAME = "ten-tasks"
 DEPLOYMENT = "bench"
 RUN_TIMEOUT_S = 300
+READY_TIMEOUT_S = 120
+STARTED = " started on pool "  # in the line reconciler's worker logs once it polls
 POLL_S = 0.2  # final states are read with their own time stamps: no need to poll fast
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 TARGETS = {"vs_prefect": 0.5, "vs_bare": 1.2, "first_line_p95": 1.0}
@@ -183,6 +185,20 @@ def deploy_to_prefect(server: PrefectServer, repo: Path) -> str:
     return str(deployment["id"])
 
 
+def wait_for_prefect_worker(server: PrefectServer) -> None:
+    """Until a worker of the pool has sent a heartbeat since now (it has started and polls),
+    so that no run waits for a worker's start-up."""
+    since = time.time()
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        workers = server.request("POST", f"/work_pools/{POOL}/workers/filter", {})
+        if any(epoch(w["last_heartbeat_time"]) >= since for w in workers):
+            time.sleep(0.5)  # its first poll follows its first heartbeat
+            return
+        time.sleep(POLL_S)
+    raise SystemExit(f"Prefect's worker sent no heartbeat within {READY_TIMEOUT_S} s")
+
+
 def prefect_create(server: PrefectServer, deployment_id: str, marker: Path) -> tuple[str, float]:
     created = time.time()
     run = server.request(
@@ -216,7 +232,7 @@ def prefect_side(
 ) -> Sample:
     sample = Sample()
     with running_prefect_worker(server, POOL, query_seconds=query, cwd=scratch):
-        time.sleep(3.0)  # started and polling, as a worker waiting for work is
+        wait_for_prefect_worker(server)
         for number in range(runs):
             marker = scratch / f"prefect-{query}-{number}.first"
             run_id, created = prefect_create(server, deployment_id, marker)
@@ -230,6 +246,7 @@ def prefect_concurrent(
     server: PrefectServer, deployment_id: str, scratch: Path, total: int
 ) -> Counter[str]:
     with running_prefect_worker(server, POOL, query_seconds=1, limit=4, cwd=scratch):
+        wait_for_prefect_worker(server)
         ids = [
             prefect_create(server, deployment_id, scratch / f"prefect-many-{n}.first")[0]
             for n in range(total)
@@ -271,7 +288,9 @@ def reconciler_store(repo: Path, scratch: Path) -> str:
 def reconciler_worker(
     store_url: str, scratch: Path, env: Mapping[str, str], *args: str
 ) -> Iterator[subprocess.Popen[bytes]]:
-    log = (scratch / "reconciler-worker.log").open("ab")
+    log_path = scratch / "reconciler-worker.log"
+    log = log_path.open("ab")
+    started_before = log_path.read_text(errors="replace").count(STARTED)
     argv = ["worker", "start", "--pool", POOL, "--store", store_url, "--no-schedule", *args]
     process = subprocess.Popen(
         [sys.executable, "-m", "reconciler", *argv],
@@ -281,10 +300,23 @@ def reconciler_worker(
         stderr=subprocess.STDOUT,
     )
     try:
+        wait_for_worker_start(log_path, started_before)
         yield process
     finally:
         stop_process(process)
         log.close()
+
+
+def wait_for_worker_start(log_path: Path, previous_starts: int) -> None:
+    """Until the worker's log says it started (one more "started on pool" line than before)."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if log_path.read_text(errors="replace").count(STARTED) > previous_starts:
+            return
+        time.sleep(POLL_S)
+    raise SystemExit(
+        f"reconciler's worker did not start within {READY_TIMEOUT_S} s; its log: {log_path}"
+    )
 
 
 def reconciler_create(store_url: str, marker: Path) -> tuple[str, float]:
@@ -321,7 +353,6 @@ def reconciler_wait(store_url: str, run_ids: list[str]) -> dict[str, tuple[str, 
 def reconciler_side(store_url: str, scratch: Path, env: Mapping[str, str], runs: int) -> Sample:
     sample = Sample()
     with reconciler_worker(store_url, scratch, env):
-        time.sleep(3.0)
         for number in range(runs):
             marker = scratch / f"reconciler-{number}.first"
             run_id, created = reconciler_create(store_url, marker)
