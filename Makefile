@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_worker.py
 	$(BIN)/python bench/bench_scheduler.py
 	$(BIN)/python bench/bench_store.py
+	$(BIN)/python bench/bench_prefect_flows.py
 
 clean:
 	rm -rf $(VENV) .reconciler .mypy_cache .ruff_cache .pytest_cache

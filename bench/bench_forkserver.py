@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import machine
 from reconciler.worker.forkserver_client import start_forkserver
 from reconciler.worker.process_backend import start_process
-from tests.infra.prefect_server import create_flow_run, running_prefect_server
+from tests.infra.prefect_runs import create_flow_run
+from tests.infra.prefect_server import running_prefect_server
 
 FLOW = """\
 from prefect import flow, task
@@ -81,7 +82,8 @@ def main() -> None:
         (flow_dir / "flows.py").write_text(FLOW)
         work = root / "work"
         work.mkdir()
-        with running_prefect_server(root) as api_url:
+        with running_prefect_server() as server:
+            api_url = server.api_url
             base = {"PREFECT_API_URL": api_url, "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "false"}
             env = {**os.environ, "PREFECT_HOME": str(root / "client-home"), **base}
             os.environ["PREFECT_HOME"] = env["PREFECT_HOME"]

@@ -12,6 +12,10 @@ With no engine reachable, or a Debian tool missing, these fixtures skip with the
 A real PostgreSQL server (`tests/infra/postgres_env.py`), one per session, started on first
 use: `postgres_url` is a fresh database on it for one test. Without PostgreSQL's programs
 these skip, or fail on CI, in the same way.
+
+A real Prefect server (`tests/infra/prefect_server.py`, `prefect` from the test extra), one
+per session, started on first use: `prefect_server`. Without `prefect` installed it skips,
+or fails on CI, in the same way.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from tests.infra.git_servers import (
     running_http_server,
 )
 from tests.infra.postgres_env import PostgresServer, PostgresUnavailable, running_postgres
+from tests.infra.prefect_server import PrefectServer, PrefectUnavailable, running_prefect_server
 from tests.infra.reconciler_image import ImageBuildFailed, ensure_reconciler_image
 
 GIT_HTTP_USER = "reconciler-test"
@@ -123,6 +128,17 @@ def postgres_url(postgres_server: PostgresServer, request: pytest.FixtureRequest
     url = postgres_server.create_database(request.node.name)
     yield url
     postgres_server.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[PrefectServer]:
+    """`prefect server start` on 127.0.0.1 for the whole session, with its own PREFECT_HOME
+    (see prefect_server.py); `prefect_server.env()` points any Prefect program at it."""
+    try:
+        with running_prefect_server() as server:
+            yield server
+    except PrefectUnavailable as exc:
+        unavailable(str(exc), "the Prefect tests")
 
 
 @pytest.fixture(scope="session")

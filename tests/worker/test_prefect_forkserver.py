@@ -22,12 +22,8 @@ from reconciler.worker.forkserver_client import (
     start_prefect_engine,
 )
 from reconciler.worker.process_backend import ProcessHandle
-from tests.infra.prefect_server import (
-    create_flow_run,
-    flow_run_state,
-    running_prefect_server,
-    task_run_states,
-)
+from tests.infra.prefect_runs import create_flow_run, flow_run_state, task_run_states
+from tests.infra.prefect_server import PrefectServer
 
 pytestmark = [
     pytest.mark.prefect,
@@ -97,9 +93,8 @@ class Output:
 
 
 @pytest.fixture(scope="module")
-def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_prefect_server(tmp_path_factory.mktemp("prefect-server")) as url:
-        yield url
+def api_url(prefect_server: PrefectServer) -> str:
+    return prefect_server.api_url
 
 
 @pytest.fixture(scope="module")
