@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-# Session fixtures for a real Docker engine: docker_client, base_image, registry, auth_registry.
+# Session fixtures for a real Docker engine (docker_client, base_image, reconciler_image,
+# prefect_image, registry, auth_registry) and a real Prefect server (prefect_server).
 pytest_plugins = ["tests.infra.fixtures"]
 
 GIT_ENV = {

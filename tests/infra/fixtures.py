@@ -5,7 +5,8 @@ behind basic auth), one of each per session, and `make_remote(server)` for a fre
 on one of them that a test can commit to, force-push and delete branches of.
 
 A real Docker engine (the build and push steps): a docker SDK client, the locally built base
-image, reconciler's own image built from it (`reconciler_image`), and throwaway registries.
+image, reconciler's own image built from it (`reconciler_image`), an image with Prefect
+installed (`prefect_image`), and throwaway registries.
 With no engine reachable, or a Debian tool missing, these fixtures skip with the reason; on CI
 (CI=true) they fail instead, since CI machines have an engine and install the tools.
 
@@ -48,6 +49,7 @@ from tests.infra.git_servers import (
     running_http_server,
 )
 from tests.infra.postgres_env import PostgresServer, PostgresUnavailable, running_postgres
+from tests.infra.prefect_image import ensure_prefect_image
 from tests.infra.prefect_server import PrefectServer, PrefectUnavailable, running_prefect_server
 from tests.infra.reconciler_image import ImageBuildFailed, ensure_reconciler_image
 
@@ -157,22 +159,27 @@ def docker_client() -> Iterator[docker.DockerClient]:
         client.close()
 
 
-@pytest.fixture(scope="session")
-def base_image(docker_client: docker.DockerClient, request: pytest.FixtureRequest) -> str:
-    """`reconciler-test-base:bookworm` (Debian minbase + python3), built on first use."""
+def progress_line(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Write a line to the terminal at once, through pytest's capture: why the run pauses
+    while an image is built."""
     plugins = request.config.pluginmanager
     reporter = plugins.get_plugin("terminalreporter")
     capture = plugins.get_plugin("capturemanager")
 
     def show(message: str) -> None:
-        """Tell the user at once why the run pauses (debootstrap takes a minute or two)."""
         if reporter is None:
             return
         with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
             reporter.write_line(f"[docker tests] {message}")
 
+    return show
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client: docker.DockerClient, request: pytest.FixtureRequest) -> str:
+    """`reconciler-test-base:bookworm` (Debian minbase + python3), built on first use."""
     try:
-        return ensure_base_image(progress=show)
+        return ensure_base_image(progress=progress_line(request))
     except DockerEnvUnavailable as exc:
         unavailable(str(exc))
 
@@ -189,6 +196,20 @@ def reconciler_image(
         return ensure_reconciler_image(
             docker_client, base_image, tmp_path_factory.mktemp("image-context")
         )
+    except DockerEnvUnavailable as exc:
+        unavailable(str(exc))
+    except ImageBuildFailed as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def prefect_image(
+    docker_client: docker.DockerClient, base_image: str, request: pytest.FixtureRequest
+) -> str:
+    """The test base image with Prefect 3.9 in /opt/prefect, first on PATH (see
+    prefect_image.py), built when its inputs changed; its tag."""
+    try:
+        return ensure_prefect_image(docker_client, base_image, progress=progress_line(request))
     except DockerEnvUnavailable as exc:
         unavailable(str(exc))
     except ImageBuildFailed as exc:

@@ -1,9 +1,10 @@
 """Test infrastructure: reconciler's own image, deploy/Dockerfile built FROM the locally made
 test base image, for the tests that run reconciler in containers (tests/docker).
 
-The dependencies come from a wheelhouse made on this machine (`pip download`, cached in
-~/.cache/reconciler-tests/) and are installed with `--no-index`: containers here reach
-Debian's mirror but not PyPI (its TLS certificate is not one the base image trusts).
+The dependencies come from a wheelhouse made on this machine (tests/infra/wheelhouse.py:
+`pip download`, cached in ~/.cache/reconciler-tests/) and are installed with `--no-index`:
+containers here reach Debian's mirror but not PyPI (its TLS certificate is not one the base
+image trusts).
 
 The image is kept between runs, labelled, as `reconciler-deploy-test:latest`, so that later
 runs build from the engine's cache (the first build takes a minute or two, mostly apt-get;
@@ -16,13 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import json
 import os
-import platform
 import shutil
-import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +27,8 @@ import docker
 import docker.errors
 import docker.utils.build
 
-from tests.infra.docker_env import DockerEnvUnavailable, cache_dir
+from tests.infra.docker_env import cache_dir
+from tests.infra.wheelhouse import wheelhouse
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "reconciler-deploy-test:latest"
@@ -56,50 +53,13 @@ def image_python(client: docker.DockerClient, base_image: str) -> str:
     return output.decode().strip()
 
 
-def wheelhouse(python_version: str) -> Path:
+def deploy_wheelhouse(python_version: str) -> Path:
     """The dependencies of pyproject.toml and its build backend as wheels for the image's
-    Python, made once per dependency set with `pip download` and cached. Raises
-    DockerEnvUnavailable when pip cannot download them."""
+    Python, made once per dependency set with `pip download` and cached (wheelhouse.py).
+    Raises DockerEnvUnavailable when pip cannot download them."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     requirements = [*project["build-system"]["requires"], *project["project"]["dependencies"]]
-    wheel_platform = f"manylinux2014_{platform.machine()}"
-    key = hashlib.sha256(
-        json.dumps([requirements, python_version, wheel_platform]).encode()
-    ).hexdigest()[:16]
-    target = cache_dir() / f"deploy-wheels-{key}"
-    if target.is_dir():
-        return target
-    partial = cache_dir() / f"deploy-wheels-{key}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--dest",
-            str(partial),
-            "--only-binary=:all:",
-            "--implementation",
-            "cp",
-            "--python-version",
-            python_version,
-            "--platform",
-            wheel_platform,
-            *requirements,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise DockerEnvUnavailable(
-            f"`pip download` of the image's dependencies failed:\n{done.stderr[-2000:]}"
-        )
-    partial.rename(target)
-    return target
+    return wheelhouse("deploy-wheels", requirements, python_version)
 
 
 def dockerignore_patterns() -> list[str]:
@@ -170,7 +130,7 @@ def ensure_reconciler_image(client: docker.DockerClient, base_image: str, scratc
     """Build (or refresh from the engine's cache) reconciler's image FROM `base_image`, offline
     from the wheelhouse, with `scratch` (an empty directory) as the build context; returns its
     tag."""
-    wheels = wheelhouse(image_python(client, base_image))
+    wheels = deploy_wheelhouse(image_python(client, base_image))
     context = build_context(scratch, wheels)
     with image_lock():
         previous = {tag: image_id(client, tag) for tag in (IMAGE, BUILD_STAGE)}
