@@ -3,6 +3,7 @@ uvicorn on 127.0.0.1, and a way to run a claimed run with Prefect's own engine a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -119,11 +120,16 @@ class Harness:
 
     def run_engine(self, run_id: str, timeout: float = 120, **env: str) -> EngineRun:
         """`python -m prefect.engine` for our run, as a worker starts it."""
+        return self.run_python(
+            ["-m", "prefect.engine"], timeout, PREFECT__FLOW_RUN_ID=run_id, **env
+        )
+
+    def run_python(self, args: list[str], timeout: float = 120, **env: str) -> EngineRun:
+        """Python in the flows' directory, with Prefect pointed at our API."""
         home = self.tmp_path / "prefect-home"
         environ = {
             **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
             "PREFECT_API_URL": self.api.url,
-            "PREFECT__FLOW_RUN_ID": run_id,
             "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "false",
             "PREFECT_HOME": str(home),
             "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
@@ -131,7 +137,7 @@ class Harness:
             **env,
         }
         done = subprocess.run(
-            [sys.executable, "-m", "prefect.engine"],
+            [sys.executable, *args],
             cwd=FLOWS_DIR,
             env=environ,
             capture_output=True,
@@ -151,15 +157,15 @@ def open_test_store(url: str) -> Callable[[], Store]:
     return lambda: open_store(url)
 
 
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
+@contextlib.contextmanager
+def running_harness(tmp_path: Path, *, allow_adhoc_runs: bool) -> Iterator[Harness]:
     url = str(tmp_path / "state.db")
     store = open_store(url)
     put(store, pool_resource(), queue_resource())
     app = create_prefect_api(
         open_test_store(url),
-        may_access=lambda run: run.worker == WORKER,
-        allow_adhoc_runs=False,
+        may_access=lambda run: run.worker == WORKER or (allow_adhoc_runs and run.worker is None),
+        allow_adhoc_runs=allow_adhoc_runs,
         token=None,
     )
     api = ServedApi(app)
@@ -168,3 +174,15 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
     finally:
         api.stop()
         store.close()
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    with running_harness(tmp_path, allow_adhoc_runs=False) as made:
+        yield made
+
+
+@pytest.fixture
+def adhoc_harness(tmp_path: Path) -> Iterator[Harness]:
+    with running_harness(tmp_path, allow_adhoc_runs=True) as made:
+        yield made

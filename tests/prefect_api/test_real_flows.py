@@ -107,3 +107,16 @@ def test_a_flow_over_its_timeout_is_failed_timed_out(harness: Harness) -> None:
     final = harness.store.get_run(run.id)
     assert final is not None
     assert (final.state, final.state_name) == (RunState.FAILED, "TimedOut")
+
+
+def test_an_ad_hoc_flow_call_is_recorded_when_the_api_allows_it(adhoc_harness: Harness) -> None:
+    done = adhoc_harness.run_python(["-c", "from pipeline import child; print(child(4))"])
+
+    assert done.returncode == 0, done.output
+    assert "8" in done.output.split()
+    adhoc_harness.settle()
+    (run,) = adhoc_harness.store.filter_flow_runs(FlowRunFilter())
+    assert (run.flow_name, run.state, run.run_count) == ("child", RunState.COMPLETED, 1)
+    assert (run.deployment, run.pool, run.worker, run.parent_task_run_id) == ("", "", None, None)
+    (task,) = adhoc_harness.store.task_runs(run.id)
+    assert task.task_key.startswith("double") and task.state_name == "Completed"
