@@ -158,8 +158,10 @@ def open_test_store(url: str) -> Callable[[], Store]:
 
 
 @contextlib.contextmanager
-def running_harness(tmp_path: Path, *, allow_adhoc_runs: bool) -> Iterator[Harness]:
-    url = str(tmp_path / "state.db")
+def running_harness(
+    tmp_path: Path, *, allow_adhoc_runs: bool, url: str | None = None
+) -> Iterator[Harness]:
+    url = url or str(tmp_path / "state.db")
     store = open_store(url)
     put(store, pool_resource(), queue_resource())
     app = create_prefect_api(
@@ -185,4 +187,10 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
 @pytest.fixture
 def adhoc_harness(tmp_path: Path) -> Iterator[Harness]:
     with running_harness(tmp_path, allow_adhoc_runs=True) as made:
+        yield made
+
+
+@pytest.fixture
+def postgres_harness(tmp_path: Path, postgres_url: str) -> Iterator[Harness]:
+    with running_harness(tmp_path, allow_adhoc_runs=False, url=postgres_url) as made:
         yield made

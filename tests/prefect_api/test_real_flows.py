@@ -19,6 +19,15 @@ pytestmark = pytest.mark.prefect
 def test_a_flow_with_tasks_a_subflow_logs_a_variable_a_secret_and_an_artifact(
     harness: Harness, tmp_path: Path
 ) -> None:
+    check_the_pipeline_flow(harness, tmp_path)
+
+
+@pytest.mark.postgres
+def test_the_same_flow_recorded_in_postgresql(postgres_harness: Harness, tmp_path: Path) -> None:
+    check_the_pipeline_flow(postgres_harness, tmp_path)
+
+
+def check_the_pipeline_flow(harness: Harness, tmp_path: Path) -> None:
     with harness.store.transaction() as tx:
         tx.set_variable("greeting", "hello")
         tx.set_block("secret", "api-key", {"value": "s3cr3t-value"})
