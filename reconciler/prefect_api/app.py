@@ -17,9 +17,6 @@ as Prefect's server does, so a client degrades instead of hanging.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import threading
 import uuid
 from collections.abc import Callable
@@ -31,11 +28,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from reconciler.model import Kind
 from reconciler.prefect_api import schemas
+from reconciler.prefect_api.access import RequireToken, token_checker
 from reconciler.prefect_api.events import EventWriter, events_in, events_out
 from reconciler.prefect_api.orchestration import Orchestration, initial_state, orchestrate
 from reconciler.runs import FlowRun, RunState
@@ -50,9 +47,6 @@ from reconciler.store.prefect_types import (
 )
 
 T = TypeVar("T")
-
-OPEN_ROUTES = frozenset({"/health", "/admin/version"})
-"""Answered without a token: probes and Prefect's version check."""
 
 
 class ApiError(HTTPException):
@@ -85,63 +79,6 @@ class _StorePerThread:
             store.close()
 
 
-class _RequireToken:
-    """ASGI middleware: 401 for HTTP requests without the token (websockets authenticate
-    with their first frame instead)."""
-
-    def __init__(self, app: ASGIApp, token_ok: Callable[[str | None], bool]) -> None:
-        self.app = app
-        self.token_ok = token_ok
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path = scope["path"]
-            root = scope.get("root_path", "")
-            if root and path.startswith(root):
-                path = path[len(root) :]
-            if path not in OPEN_ROUTES and not self.token_ok(_presented_token(scope)):
-                response = JSONResponse(
-                    {
-                        "detail": "this Prefect API needs a token: set PREFECT_API_KEY "
-                        "(or PREFECT_API_AUTH_STRING=user:TOKEN) to the API's token"
-                    },
-                    status_code=401,
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-def _presented_token(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", []):
-        if name == b"authorization":
-            header = bytes(value).decode("latin-1")
-            scheme, _, credentials = header.partition(" ")
-            if scheme.lower() == "bearer":
-                return credentials.strip()
-            if scheme.lower() == "basic":
-                try:
-                    decoded = base64.b64decode(credentials.strip()).decode()
-                except (binascii.Error, UnicodeDecodeError):
-                    return None
-                return decoded
-    return None
-
-
-def _token_checker(token: str | None) -> Callable[[Any], bool]:
-    def token_ok(presented: Any) -> bool:
-        if token is None:
-            return True
-        if not isinstance(presented, str):
-            return False
-        password = presented.partition(":")[2]  # PREFECT_API_AUTH_STRING is "user:password"
-        return hmac.compare_digest(presented.encode(), token.encode()) or hmac.compare_digest(
-            password.encode(), token.encode()
-        )
-
-    return token_ok
-
-
 class PrefectApi:
     """The routes' state: how to reach the store, who may touch which run, the event writer."""
 
@@ -157,7 +94,7 @@ class PrefectApi:
         self.stores = _StorePerThread(open_store)
         self.may_access = may_access
         self.allow_adhoc_runs = allow_adhoc_runs
-        self.token_ok = _token_checker(token)
+        self.token_ok = token_checker(token)
         self.server_version = server_version
         self.events = EventWriter(open_store)
 
@@ -596,6 +533,6 @@ def create_prefect_api(
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.router.redirect_slashes = False  # Prefect's paths are exact: /flow_runs/ID/ is a 404
-    app.add_middleware(_RequireToken, token_ok=api.token_ok)
+    app.add_middleware(RequireToken, token_ok=api.token_ok)
     app.state.prefect_api = api
     return app
