@@ -98,6 +98,24 @@ class FlowRun:
     history: tuple[StateChange, ...]
     idempotency_key: str | None = None
     schedule_id: str | None = None
+    # What Prefect's engine reported through our Prefect API (reconciler/prefect_api):
+    state_name: str | None = None
+    """Prefect's name of the state ("Running", "AwaitingRetry", "TimedOut"...), when it said."""
+    run_count: int = 0
+    """How many times Prefect's engine moved the run into Running (retries make it more)."""
+    parent_task_run_id: str | None = None
+    """For a subflow: the parent's task run that stands for it (the parent run owns it)."""
+    prefect_state: dict[str, Any] | None = None
+    """The last Prefect state the API accepted, as Prefect's JSON (id, type, name...)."""
+    empirical_policy: dict[str, Any] | None = None
+    flow_version: str | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+
+    @property
+    def made_through_api(self) -> bool:
+        """A subflow or ad hoc run: no deployment, pool or queue; no claim ever counts it."""
+        return self.deployment == ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -120,6 +138,12 @@ class FlowRun:
             "history": [change.to_json() for change in self.history],
             "auto_scheduled": self.schedule_id is not None,
             "schedule_id": self.schedule_id,
+            "state_name": self.state_name,
+            "run_count": self.run_count,
+            "parent_task_run_id": self.parent_task_run_id,
+            "flow_version": self.flow_version,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
         }
 
 
@@ -128,7 +152,11 @@ class RunLogLine:
     seq: int
     at: str
     stream: str
+    """stdout/stderr of the run's process, or "prefect" for a record of Prefect's logger."""
     line: str
+    level: int | None = None
+    """The record's level (logging.INFO...) for Prefect's records; None for process output."""
+    logger: str | None = None
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,8 @@ def flow_run_inspect(run_id: str, output: str, store_url: str | None) -> None:
         click.echo(f"  message:    {run.state_message.splitlines()[0]}")
     if details["parent_flow_run_id"]:
         click.echo(f"  parent:     {details['parent_flow_run_id']}")
-    for child in details["subflow_runs"]:
-        click.echo(f"  subflow:    {child['name']} ({child['id']}) {child['state']}")
+    for child in subflow_runs(store_url, tasks):
+        click.echo(f"  subflow:    {child.name} ({child.id}) {child.state.value}")
     if tasks:
         click.echo("")
         echo_table(TASK_HEADERS, [task_row(task) for task in tasks])
@@ -153,16 +153,26 @@ def task_json(task: TaskRunRecord) -> dict[str, object]:
     }
 
 
+def children_of(store: Store, tasks: list[TaskRunRecord]) -> list[FlowRun]:
+    """The subflow runs whose placeholder task runs are among `tasks`."""
+    if not tasks:
+        return []
+    wanted = FlowRunFilter(parent_task_run_ids=tuple(t.id for t in tasks), newest_first=False)
+    return store.filter_flow_runs(wanted)
+
+
+def subflow_runs(store_url: str | None, tasks: list[TaskRunRecord]) -> list[FlowRun]:
+    store = open_for_reading(store_url)
+    try:
+        return children_of(store, tasks)
+    finally:
+        store.close()
+
+
 def run_details(store: Store, run: FlowRun) -> dict[str, object]:
     """The run's JSON, with its task runs, subflow runs, parent and artifacts."""
     tasks = store.task_runs(run.id)
-    children = (
-        store.filter_flow_runs(
-            FlowRunFilter(parent_task_run_ids=tuple(t.id for t in tasks), newest_first=False)
-        )
-        if tasks
-        else []
-    )
+    children = children_of(store, tasks)
     parent_id = None
     if run.parent_task_run_id:
         placeholder = store.get_task_run(run.parent_task_run_id)

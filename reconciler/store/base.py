@@ -11,7 +11,7 @@ planned" holds across processes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,6 +19,17 @@ from typing import Any, Protocol
 from reconciler.masking import strings_in
 from reconciler.model import Kind, Resource
 from reconciler.runs import FlowRun, NewRun, RunLogLine, RunState, WorkerRecord
+from reconciler.store.prefect_types import (
+    ArtifactRecord,
+    EventRecord,
+    FlowRunFilter,
+    NewApiRun,
+    PrefectFlow,
+    PrefectLogRecord,
+    RunStateUpdate,
+    TaskRunRecord,
+    TaskRunStateRecord,
+)
 
 
 @dataclass(frozen=True)
@@ -133,7 +144,87 @@ class WriteTransaction(Protocol):
     def delete_block(self, type_slug: str, name: str) -> bool: ...
 
 
-class Store(Protocol):
+class PrefectRecordStore(Protocol):
+    """What our Prefect API (reconciler/prefect_api) keeps of a run's inside. Each call is
+    one atomic write of its own, or a read; none changes the revision."""
+
+    def ensure_prefect_flow(self, name: str) -> PrefectFlow:
+        """Prefect's flow of that name, created on first use (its id is stable per name)."""
+        ...
+
+    def prefect_flow(self, flow_id: str) -> PrefectFlow | None: ...
+
+    def prefect_flow_named(self, name: str) -> PrefectFlow | None: ...
+
+    def create_api_run(self, new: NewApiRun) -> FlowRun:
+        """A subflow or ad hoc run: deployment, pool and queue '' (claims and limits never
+        count it), held by `new.worker`. With an id already used: that run, unchanged."""
+        ...
+
+    def filter_flow_runs(self, wanted: FlowRunFilter) -> list[FlowRun]:
+        """Runs matching every part of `wanted` (Prefect's state type and name included),
+        by scheduled time, at most `wanted.limit`."""
+        ...
+
+    def apply_flow_run_state(
+        self, run_id: str, decide: Callable[[FlowRun], RunStateUpdate | None]
+    ) -> FlowRun | None:
+        """In one transaction, with the run locked: `decide` (pure) reads the run and says
+        what it becomes (None: nothing), and that is written, history appended. Two calls for
+        one run never interleave. Returns the run afterwards; None when there is no such run."""
+        ...
+
+    def update_flow_run_settings(
+        self,
+        run_id: str,
+        *,
+        flow_version: str | None = None,
+        empirical_policy: dict[str, Any] | None = None,
+    ) -> bool:
+        """Set what is not None; False when there is no such run."""
+        ...
+
+    def record_events(self, events: Sequence[EventRecord]) -> None:
+        """Store events in one transaction; an id already stored is ignored. A task-run state
+        event upserts its task run (flow run from its related `flow-run` resource), applied
+        only when its time is newer than the stored state's."""
+        ...
+
+    def create_task_run(self, task: TaskRunRecord) -> TaskRunRecord:
+        """A task run made through the API (a subflow's placeholder); an id already stored
+        returns the stored one."""
+        ...
+
+    def get_task_run(self, task_run_id: str) -> TaskRunRecord | None: ...
+
+    def task_runs(self, flow_run_id: str) -> list[TaskRunRecord]:
+        """The flow run's task runs in the order they started."""
+        ...
+
+    def task_run_states(self, task_run_id: str) -> list[TaskRunStateRecord]:
+        """Every state the task run went through, oldest first, from its events."""
+        ...
+
+    def append_prefect_logs(self, records: Sequence[PrefectLogRecord]) -> None:
+        """Append Prefect's log records to their runs' logs (stream "prefect", their own
+        time, level and logger), numbered after the lines already there."""
+        ...
+
+    def run_logs(
+        self, run_id: str, after: int = 0, min_level: int | None = None
+    ) -> list[RunLogLine]:
+        """Lines numbered after `after`, in order; with `min_level`, only Prefect's records
+        at or above that level."""
+        ...
+
+    def create_artifact(self, artifact: ArtifactRecord) -> ArtifactRecord: ...
+
+    def artifacts(self, flow_run_id: str) -> list[ArtifactRecord]:
+        """The run's artifacts, oldest first."""
+        ...
+
+
+class Store(PrefectRecordStore, Protocol):
     url: str
     """Where the store is, as messages and logs may show it: without credentials."""
 
@@ -274,10 +365,6 @@ class Store(Protocol):
 
     def append_run_logs(self, run_id: str, lines: Iterable[tuple[str, str]]) -> None:
         """Append (stream, line) pairs; they are numbered from 1 in order."""
-        ...
-
-    def run_logs(self, run_id: str, after: int = 0) -> list[RunLogLine]:
-        """Lines numbered after `after`, in order."""
         ...
 
     def heartbeat(self, pool: str, worker: str, interval: float) -> None: ...

@@ -331,4 +331,77 @@ MIGRATIONS = (
     ),
 )
 
+_PREFECT_RUN_COLUMNS = (
+    ("state_name", "TEXT"),
+    ("run_count", "INTEGER NOT NULL DEFAULT 0"),
+    ("parent_task_run_id", "TEXT"),
+    ("prefect_state", "TEXT"),
+    ("empirical_policy", "TEXT"),
+    ("flow_version", "TEXT"),
+    ("start_time", "TEXT"),
+    ("end_time", "TEXT"),
+)
+
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        7,
+        "prefect runtime records",
+        (
+            *(
+                f"ALTER TABLE flow_runs ADD COLUMN {name} {kind}"
+                for name, kind in _PREFECT_RUN_COLUMNS
+            ),
+            "CREATE INDEX flow_runs_by_parent_task_run ON flow_runs (parent_task_run_id)",
+            """CREATE TABLE prefect_flows (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                created_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE task_runs (
+                id TEXT PRIMARY KEY,
+                flow_run_id TEXT,
+                name TEXT NOT NULL,
+                task_key TEXT NOT NULL,
+                dynamic_key TEXT NOT NULL,
+                state_type TEXT,
+                state_name TEXT,
+                state_message TEXT,
+                state_timestamp TEXT,
+                start_time TEXT,
+                end_time TEXT,
+                run_count INTEGER NOT NULL DEFAULT 0,
+                cache_hit BOOLEAN NOT NULL DEFAULT FALSE,
+                details TEXT NOT NULL
+            )""",
+            "CREATE INDEX task_runs_by_flow_run ON task_runs (flow_run_id)",
+            """CREATE TABLE events (
+                id TEXT PRIMARY KEY,
+                occurred TEXT NOT NULL,
+                event TEXT NOT NULL,
+                resource_id TEXT NOT NULL,
+                resource TEXT NOT NULL,
+                related TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                received_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX events_by_resource ON events (resource_id, occurred)",
+            """CREATE TABLE artifacts (
+                id TEXT PRIMARY KEY,
+                key TEXT,
+                type TEXT,
+                description TEXT,
+                data TEXT NOT NULL,
+                flow_run_id TEXT,
+                task_run_id TEXT,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX artifacts_by_flow_run ON artifacts (flow_run_id)",
+            "ALTER TABLE flow_run_logs ADD COLUMN level INTEGER",
+            "ALTER TABLE flow_run_logs ADD COLUMN logger TEXT",
+            "ALTER TABLE flow_run_logs ADD COLUMN task_run_id TEXT",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version

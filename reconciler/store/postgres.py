@@ -31,7 +31,7 @@ import datetime
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -41,6 +41,7 @@ from psycopg import conninfo as pg_conninfo
 
 from reconciler.errors import StaleLeaseError, StaleStateError, StoreUrlError
 from reconciler.model import Kind, Owner, Resource, canonical_json
+from reconciler.runs import WAITING_STATES, RunState
 from reconciler.store.base import (
     AppliedPlanRecord,
     BlockRecord,
@@ -53,11 +54,13 @@ from reconciler.store.migrations import LATEST_VERSION, MIGRATIONS, POSTGRESQL
 from reconciler.store.postgres_runs import (
     CHANNEL,
     LOCK_MIGRATIONS,
+    LOCK_RUN_LOGS,
     Connection,
     PostgresRuns,
     notify_pools,
     remove_future_scheduled_runs,
 )
+from reconciler.store.prefect_records import PrefectRecords, SqlConnection
 from reconciler.url_credentials import strip_credentials
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -81,7 +84,7 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
 
-class PostgresStore(PostgresRuns):
+class PostgresStore(PostgresRuns, PrefectRecords):
     def __init__(self, url: str, *, readonly: bool = False) -> None:
         self.shown_url = shown_url(url)
         self.url = self.shown_url  # logged and shown by callers: never the password
@@ -474,6 +477,25 @@ class PostgresStore(PostgresRuns):
                 self._drop_listener()
                 _sleep(deadline - time.monotonic(), stop)
                 return False
+
+    # -- what reconciler/store/prefect_records.py needs ------------------------------------
+
+    _FOR_UPDATE = " FOR UPDATE"
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s")  # the shared SQL has no other `?` (nor `%`)
+
+    def _read_rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        if self._conn is None:
+            return []
+        return self._require().execute(self._sql(sql), tuple(params)).fetchall()
+
+    def _serialise_run_logs(self, conn: SqlConnection, run_id: str) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_RUN_LOGS, run_id))
+
+    def _run_moved(self, conn: SqlConnection, pool: str, state: RunState) -> None:
+        if pool and (state.is_final or state in WAITING_STATES):
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, pool))
 
     def _drop_listener(self) -> None:
         if self._listener is not None:

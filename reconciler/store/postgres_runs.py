@@ -41,7 +41,6 @@ from reconciler.runs import (
     WAITING_STATES,
     FlowRun,
     NewRun,
-    RunLogLine,
     RunState,
     StateChange,
     WorkerRecord,
@@ -54,7 +53,18 @@ from reconciler.store.claims import (
     claim_budget,
     deployment_limit,
 )
-from reconciler.store.run_rows import ACTIVE_SQL, RUN_COLUMNS, WAITING_SQL, now_iso, run_from_row
+from reconciler.store.run_rows import (
+    ACTIVE_SQL,
+    HAS_WORKER_SQL,
+    INSERT_COLUMNS,
+    RUN_COLUMNS,
+    STATE_RESET_SQL,
+    WAITING_SQL,
+    WORKER_OF_RUN_SQL,
+    freshest_beat_per_run,
+    now_iso,
+    run_from_row,
+)
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -133,7 +143,7 @@ def _move(
     change = json.dumps(StateChange(state, now, message).to_json())
     rows = conn.execute(
         "UPDATE flow_runs SET state = %s, state_message = %s, updated_at = %s, "
-        "history = CASE WHEN history = '[]' THEN '[' || %s || ']' "
+        f"{STATE_RESET_SQL}, history = CASE WHEN history = '[]' THEN '[' || %s || ']' "
         "ELSE left(history, -1) || ', ' || %s || ']' END, "
         "worker = COALESCE(%s, worker), infrastructure_id = COALESCE(%s, infrastructure_id), "
         "exit_code = COALESCE(%s, exit_code) "
@@ -178,7 +188,7 @@ class PostgresRuns:
     def create_run(self, new: NewRun) -> FlowRun:
         with self._small_write() as conn:
             row = conn.execute(
-                f"INSERT INTO flow_runs ({RUN_COLUMNS}) VALUES {_RUN_PLACEHOLDERS} "
+                f"INSERT INTO flow_runs ({INSERT_COLUMNS}) VALUES {_RUN_PLACEHOLDERS} "
                 f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {RUN_COLUMNS}",
                 _run_values(new, now_iso()),
             ).fetchone()
@@ -206,7 +216,7 @@ class PostgresRuns:
                 values = ", ".join(_RUN_PLACEHOLDERS for _ in chunk)
                 params = [value for new in chunk for value in _run_values(new, now)]
                 rows = conn.execute(
-                    f"INSERT INTO flow_runs ({RUN_COLUMNS}) VALUES {values} "
+                    f"INSERT INTO flow_runs ({INSERT_COLUMNS}) VALUES {values} "
                     "ON CONFLICT (idempotency_key) DO NOTHING RETURNING pool",
                     params,
                 ).fetchall()
@@ -475,16 +485,6 @@ class PostgresRuns:
                     ],
                 )
 
-    def run_logs(self, run_id: str, after: int = 0) -> list[RunLogLine]:
-        if self._conn is None:
-            return []
-        rows = self._rows_of(
-            "SELECT seq, at, stream, line FROM flow_run_logs WHERE run_id = %s AND seq > %s "
-            "ORDER BY seq",
-            (run_id, after),
-        )
-        return [RunLogLine(*row) for row in rows]
-
     # -- workers ---------------------------------------------------------------------------
 
     def heartbeat(self, pool: str, worker: str, interval: float) -> None:
@@ -521,9 +521,11 @@ class PostgresRuns:
         with self._small_write() as conn:
             rows = conn.execute(
                 "SELECT r.id, r.worker, w.heartbeat_at, w.heartbeat_interval, r.pool "
-                "FROM flow_runs r LEFT JOIN workers w ON w.pool = r.pool AND w.name = r.worker "
-                f"WHERE r.state IN ({ACTIVE_SQL}) ORDER BY r.id FOR UPDATE OF r SKIP LOCKED"
+                f"FROM flow_runs r LEFT JOIN workers w ON {WORKER_OF_RUN_SQL} "
+                f"WHERE r.state IN ({ACTIVE_SQL}) AND {HAS_WORKER_SQL} "
+                "ORDER BY r.id FOR UPDATE OF r SKIP LOCKED"
             ).fetchall()
+            rows = freshest_beat_per_run(rows)
             stamp = now_iso()
             pools: list[str] = []
             for run_id, holder, beat, interval, pool in rows:

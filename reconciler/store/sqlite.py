@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,6 +28,7 @@ from reconciler.store.base import (
     RepoStatusRecord,
 )
 from reconciler.store.migrations import LATEST_VERSION, MIGRATIONS
+from reconciler.store.prefect_records import PrefectRecords
 from reconciler.store.sqlite_runs import SqliteRuns, remove_future_scheduled_runs
 
 BUSY_TIMEOUT_SECONDS = 60.0
@@ -44,7 +45,7 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
 
-class SqliteStore(SqliteRuns):
+class SqliteStore(SqliteRuns, PrefectRecords):
     def __init__(self, path: str, *, url: str, readonly: bool = False) -> None:
         self.url = url
         self.path = path
@@ -361,6 +362,14 @@ class SqliteStore(SqliteRuns):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _sql(self, sql: str) -> str:
+        return sql  # SQLite's placeholders are `?` already
+
+    def _read_rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        if self._conn is None:
+            return []
+        return self._conn.execute(sql, tuple(params)).fetchall()
 
     def close(self) -> None:
         if self._conn is not None:

@@ -19,7 +19,6 @@ from reconciler.model import canonical_json
 from reconciler.runs import (
     FlowRun,
     NewRun,
-    RunLogLine,
     RunState,
     StateChange,
     WorkerRecord,
@@ -34,8 +33,13 @@ from reconciler.store.claims import (
 )
 from reconciler.store.run_rows import (
     ACTIVE_SQL,
+    HAS_WORKER_SQL,
+    INSERT_COLUMNS,
     RUN_COLUMNS,
+    STATE_RESET_SQL,
     WAITING_SQL,
+    WORKER_OF_RUN_SQL,
+    freshest_beat_per_run,
     now_iso,
     run_from_row,
 )
@@ -49,7 +53,7 @@ def _insert_run(
     history = [StateChange(RunState.SCHEDULED, now).to_json()]
     verb = "INSERT OR IGNORE" if ignore_duplicate else "INSERT"
     cursor = conn.execute(
-        f"{verb} INTO flow_runs ({RUN_COLUMNS}) "
+        f"{verb} INTO flow_runs ({INSERT_COLUMNS}) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL, NULL, NULL, ?, ?, ?, ?, ?)",
         (
             run_id,
@@ -352,7 +356,8 @@ class SqliteRuns:
         history.append(StateChange(state, now, message).to_json())
         conn.execute(
             "UPDATE flow_runs SET state = ?, state_message = ?, updated_at = ?, history = ?, "
-            "worker = COALESCE(?, worker), infrastructure_id = COALESCE(?, infrastructure_id), "
+            f"{STATE_RESET_SQL}, worker = COALESCE(?, worker), "
+            "infrastructure_id = COALESCE(?, infrastructure_id), "
             "exit_code = COALESCE(?, exit_code) WHERE id = ?",
             (
                 state.value,
@@ -384,16 +389,6 @@ class SqliteRuns:
                     for index, (stream, line) in enumerate(batch, start=1)
                 ],
             )
-
-    def run_logs(self, run_id: str, after: int = 0) -> list[RunLogLine]:
-        if self._conn is None:
-            return []
-        rows = self._conn.execute(
-            "SELECT seq, at, stream, line FROM flow_run_logs WHERE run_id = ? AND seq > ? "
-            "ORDER BY seq",
-            (run_id, after),
-        )
-        return [RunLogLine(*row) for row in rows]
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -431,9 +426,10 @@ class SqliteRuns:
         with self._small_write() as conn:
             rows = conn.execute(
                 f"SELECT r.id, r.worker, w.heartbeat_at, w.heartbeat_interval FROM flow_runs r "
-                f"LEFT JOIN workers w ON w.pool = r.pool AND w.name = r.worker "
-                f"WHERE r.state IN ({ACTIVE_SQL})"
+                f"LEFT JOIN workers w ON {WORKER_OF_RUN_SQL} "
+                f"WHERE r.state IN ({ACTIVE_SQL}) AND {HAS_WORKER_SQL}"
             ).fetchall()
+            rows = freshest_beat_per_run(rows)
             stamp = now_iso()
             for run_id, holder, beat, interval in rows:
                 if worker is not None:

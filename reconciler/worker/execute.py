@@ -355,6 +355,8 @@ class RunExecution:
         except JobConfigError as exc:
             raise StartError(exc.message) from exc
         run_log.hide(job.secrets)
+        if self.engine_mode and self.prefect is not None and self.prefect.token:
+            run_log.hide([self.prefect.token])
         run_log.echo = job.stream_output
         env = {**job.env, PARAMETERS_VARIABLE: json.dumps(run.parameters)}
         forkserver = self.prefect.forkserver if self.prefect is not None else None

@@ -48,7 +48,10 @@ class PrefectRuntime:
             "PREFECT_LOGGING_SETTINGS_PATH": str(LOGGING_CONFIG),
         }
         if self.token:
+            # HTTP calls send the key as a bearer token; the events websocket sends only the
+            # auth string in its first frame: the API takes the token from either.
             env["PREFECT_API_KEY"] = self.token
+            env["PREFECT_API_AUTH_STRING"] = f"reconciler:{self.token}"
         return env
 
     def engine_command(self) -> list[str]:

@@ -61,6 +61,7 @@ def _serve(options: WorkerOptions) -> PrefectRuntime:
     app = Starlette(routes=[Mount(API_PREFIX, app=api)])
     server = serve_in_thread(app, host="127.0.0.1", port=0, name=f"prefect-api-{worker}")
     runtime = PrefectRuntime(api_url=f"{server.url}{API_PREFIX}", token=token)
+    runtime.on_close.append(api.state.prefect_api.close)  # runs after the server stopped
     runtime.on_close.append(server.stop)
     log.info("worker %s serves the Prefect API for its runs at %s", worker, runtime.api_url)
     return runtime
