@@ -288,6 +288,25 @@ def test_cancel_mid_task_and_kill_of_the_flow_process(
     assert "SIGKILL" in (run.state_message or "")
 
 
+def test_a_worker_restarted_mid_run_crashes_the_run_it_left(flows: Project) -> None:
+    os.environ["PID_FILE"] = str(flows.tmp_path / "pid")
+    try:
+        run_id = flows.run("sleeper/sleeper")
+        first = flows.worker("--name", "same")
+        flows.wait_state(run_id, {RunState.RUNNING}, timeout=60)
+        first.kill()
+        first.wait()
+        second = flows.worker("--name", "same")
+        try:
+            run = flows.wait_state(run_id, FINAL, timeout=30)
+            assert run.state is RunState.CRASHED
+            assert run.state_message == "worker same restarted while the run was in progress"
+        finally:
+            stop(second)
+    finally:
+        os.environ.pop("PID_FILE", None)
+
+
 def test_a_plain_function_keeps_the_fast_runner(
     flows: Project, worker: subprocess.Popen[str]
 ) -> None:
