@@ -7,8 +7,9 @@ running container, as prefect-docker 0.7.4's worker does (research notes §5.9):
 2. The image, by the job's pull policy: `Never` uses the engine's copy only, `IfNotPresent`
    pulls when the engine has none, `Always` pulls, `IfPossible` pulls and falls back to the
    engine's copy. Registry credentials log in just before a pull.
-3. The container is created with the job's command, environment (plus the run's parameters
-   in RECONCILER_FLOW_PARAMETERS), labels, name (`name-1`, `name-2`, ... when taken), volumes,
+3. The container is created with the job's command, environment (plus
+   RECONCILER_FLOW_PARAMETERS_FILE, the path of the run's parameters), labels, name
+   (`name-1`, `name-2`, ... when taken), volumes,
    networks or network mode, memory limits, privileges and extra create arguments; never
    with the engine's auto-remove, so the exit code and output survive the run: with
    `auto_remove` the container is removed after it ends.
@@ -31,6 +32,7 @@ is CRASHED with it); registry passwords never appear in those reasons.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import math
@@ -58,6 +60,8 @@ from reconciler.worker.process_backend import StartError
 LineSink = Callable[[str, str], None]
 
 RUNNER_PATH: Final = "/opt/reconciler/flow_runner.py"
+PARAMETERS_PATH: Final = "/opt/reconciler/" + flow_runner.PARAMETERS_FILE_NAME
+"""The run's parameters, as JSON: copied in, as the environment cannot carry more than 128 KB."""
 CODE_PATH: Final = "/opt/reconciler/code"
 NAME_ATTEMPTS: Final = 100
 """Container names tried when the job's name is taken: `name`, `name-1`, ... `name-99`."""
@@ -149,9 +153,9 @@ def start_container(
     client = _connect()
     try:
         _ensure_image(client, job, masker)
-        container = _create(client, job, entrypoint, parameters, code_dir, working_dir, masker)
+        container = _create(client, job, entrypoint, code_dir, working_dir, masker)
         try:
-            handle = _start(client, container, job, code_dir, on_line, masker)
+            handle = _start(client, container, job, code_dir, parameters, on_line, masker)
         except BaseException:
             with contextlib.suppress(docker.errors.DockerException, OSError):
                 container.remove(force=True)
@@ -271,7 +275,6 @@ def container_settings(
     job: DockerJob,
     *,
     entrypoint: str,
-    parameters: dict[str, Any],
     code_dir: Path | None,
     working_dir: str | None,
     cwd: Path | None = None,
@@ -283,7 +286,7 @@ def container_settings(
         if job.command_configured
         else ["python3", "-u", RUNNER_PATH, entrypoint]  # -u: output as it comes
     )
-    env = {**job.env, flow_runner.PARAMETERS_VARIABLE: json.dumps(parameters)}
+    env = {**job.env, flow_runner.PARAMETERS_FILE_VARIABLE: PARAMETERS_PATH}
     network_mode = job.effective_network_mode(platform)
     settings: dict[str, Any] = job.extra_create_kwargs()
     settings.update(
@@ -338,7 +341,6 @@ def _create(
     client: docker.DockerClient,
     job: DockerJob,
     entrypoint: str,
-    parameters: dict[str, Any],
     code_dir: Path | None,
     working_dir: str | None,
     masker: Masker,
@@ -346,7 +348,6 @@ def _create(
     settings = container_settings(
         job,
         entrypoint=entrypoint,
-        parameters=parameters,
         code_dir=code_dir,
         working_dir=working_dir,
     )
@@ -384,6 +385,7 @@ def _start(
     container: Container,
     job: DockerJob,
     code_dir: Path | None,
+    parameters: dict[str, Any],
     on_line: LineSink,
     masker: Masker,
 ) -> ContainerHandle:
@@ -391,9 +393,12 @@ def _start(
     try:
         for network in job.networks[1:]:
             client.networks.get(network).connect(container)
-        if code_dir is not None or not job.command_configured:
-            step = "copying the flow runner" + (" and the flow code" if code_dir else "") + " in"
-            _copy_in(container, code_dir)
+        step = (
+            "copying the flow runner, the parameters"
+            + (" and the code" if code_dir else "")
+            + " in"
+        )
+        _copy_in(container, code_dir, parameters)
         step = "attaching to its output"
         output = client.api.attach(
             str(container.id), stdout=True, stderr=True, stream=True, logs=True, demux=True
@@ -428,17 +433,27 @@ def _start(
     )
 
 
-def _copy_in(container: Container, code_dir: Path | None) -> None:
-    """Our runner, and the code when it was fetched on this host, into the container."""
+def _copy_in(container: Container, code_dir: Path | None, parameters: dict[str, Any]) -> None:
+    """Our runner, the run's parameters, and the code when it was fetched on this host, into
+    the container."""
     with tempfile.TemporaryFile() as archive:
         with tarfile.open(fileobj=archive, mode="w") as tar:
             for directory in ("opt", "opt/reconciler"):
                 tar.addfile(_directory_entry(directory))
             tar.add(str(Path(flow_runner.__file__)), arcname=RUNNER_PATH.lstrip("/"))
+            _add_file(tar, PARAMETERS_PATH, json.dumps(parameters).encode("utf-8"))
             if code_dir is not None:
                 tar.add(str(code_dir), arcname=CODE_PATH.lstrip("/"), filter=_owned_by_root)
         archive.seek(0)
         container.put_archive("/", archive)
+
+
+def _add_file(tar: tarfile.TarFile, path: str, data: bytes) -> None:
+    info = tarfile.TarInfo(path.lstrip("/"))
+    info.size = len(data)
+    info.mode = 0o644
+    info.mtime = int(time.time())
+    tar.addfile(info, io.BytesIO(data))
 
 
 def _directory_entry(name: str) -> tarfile.TarInfo:

@@ -4,8 +4,10 @@
     python /any/path/flow_runner.py ENTRYPOINT        (inside a container: no package needed)
 
 ENTRYPOINT is `path/to/file.py:function` (relative to the working directory) or
-`package.module.function`. The parameters come as a JSON object in the environment variable
-RECONCILER_FLOW_PARAMETERS. The function is called with them: a plain function works, and so
+`package.module.function`. The parameters come as a JSON object in the file named by the
+environment variable RECONCILER_FLOW_PARAMETERS_FILE (the environment cannot carry more than
+128 KB in one variable); RECONCILER_FLOW_PARAMETERS, the JSON itself, is read when no file is
+named. The function is called with them: a plain function works, and so
 does a Prefect `@flow` when prefect is installed here (calling it runs it). A coroutine is run
 to completion.
 
@@ -28,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 PARAMETERS_VARIABLE = "RECONCILER_FLOW_PARAMETERS"
+PARAMETERS_FILE_VARIABLE = "RECONCILER_FLOW_PARAMETERS_FILE"
+PARAMETERS_FILE_NAME = "parameters.json"
 EXIT_FLOW_FAILED = 1
 EXIT_CANNOT_LOAD = 2
 
@@ -76,14 +80,29 @@ def load_entrypoint(entrypoint: str) -> Any:
     return function
 
 
+def read_parameters() -> dict[str, Any]:
+    """The run's parameters: from the file the environment names, else from the environment."""
+    path = os.environ.get(PARAMETERS_FILE_VARIABLE)
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise LoadError(f"cannot read the parameters file {path}: {exc.strerror}") from exc
+        where = path
+    else:
+        text, where = os.environ.get(PARAMETERS_VARIABLE) or "{}", PARAMETERS_VARIABLE
+    parameters = json.loads(text)
+    if not isinstance(parameters, dict):
+        raise LoadError(f"{where} must hold a JSON object")
+    return parameters
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: flow_runner ENTRYPOINT", file=sys.stderr)
         return EXIT_CANNOT_LOAD
     try:
-        parameters = json.loads(os.environ.get(PARAMETERS_VARIABLE) or "{}")
-        if not isinstance(parameters, dict):
-            raise LoadError(f"{PARAMETERS_VARIABLE} must hold a JSON object")
+        parameters = read_parameters()
         function = load_entrypoint(argv[0])
     except (LoadError, ValueError) as exc:
         print(f"cannot load the flow: {exc}", file=sys.stderr, flush=True)
