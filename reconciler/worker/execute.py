@@ -47,6 +47,7 @@ from reconciler.worker.job_config import JobConfigError, RunContext, docker_job,
 from reconciler.worker.log_budget import DEFAULT_MAX_LOG_BYTES, LogBudget, for_message
 from reconciler.worker.prefect_runtime import PrefectRuntime
 from reconciler.worker.process_backend import StartError, start_process
+from reconciler.worker.run_supervisor import STOP_GRACE_VARIABLE
 
 log = logging.getLogger("reconciler.worker")
 
@@ -392,7 +393,9 @@ class RunExecution:
         env = {**job.env, PARAMETERS_FILE_VARIABLE: str(parameters_file)}
         forkserver = self.prefect.forkserver if self.prefect is not None else None
         if self.engine_mode and forkserver is not None and not job.command_configured:
-            warm: Infrastructure | None = forkserver.start(cwd=cwd, env=env, on_line=run_log.add)
+            warm: Infrastructure | None = forkserver.start(
+                cwd=cwd, env={**env, STOP_GRACE_VARIABLE: str(self.grace)}, on_line=run_log.add
+            )
             if warm is not None:
                 return warm
         return start_process(
