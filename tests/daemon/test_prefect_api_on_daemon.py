@@ -98,3 +98,14 @@ def test_a_worker_runs_prefect_flows_against_the_daemons_api(
         store.close()
     assert len(tasks) == 4
     assert {t.state_type for t in tasks} == {"COMPLETED"}
+
+
+def test_without_a_token_the_daemon_does_not_serve_the_prefect_api(
+    start_daemon: StartDaemon, make_repo: Callable[..., GitRepo]
+) -> None:
+    repo = make_repo(FILES)
+    assert "RECONCILER_PREFECT_API_TOKEN" not in os.environ
+    daemon = start_daemon(local(repo))
+    daemon.wait_for(applied(repo.git("rev-parse", "HEAD")))
+    assert daemon.request("GET", "/prefect/api/admin/version").status in (404, 405)
+    assert "export RECONCILER_PREFECT_API_TOKEN" in daemon.log()
