@@ -17,11 +17,10 @@ created -> the flow's first line; p50, p95, max; then the ratios against the tar
 issue. Then N runs at once for a worker limited to 4 runs at a time on 2 cores: how many
 ended FAILED or CRASHED (the flow itself always succeeds after its retry).
 
-Until reconciler serves the Prefect API itself, its worker's runs would start a temporary
-Prefect server each; by default (`--reconciler-prefect-api server`) the worker's environment
-carries PREFECT_API_URL of the real server instead, so its runs report there. With `none`,
-the worker gets no PREFECT_API_URL (temporary servers are forbidden, so a worker that does
-not provide one fails its runs quickly instead of hanging).
+reconciler's worker serves the Prefect API its runs talk to (by default, `--reconciler-prefect-api
+none`: no PREFECT_API_URL is given to the worker; it serves its own on 127.0.0.1). With `server`
+the worker's runs report to the real Prefect server instead (`--prefect-api-url`), which
+measures reconciler's claim and forkserver against Prefect's own API.
 
     .venv/bin/python bench/bench_prefect_flows.py [--runs 10] [--concurrent-total 100]
         [--concurrency-prefect] [--quick] [--reconciler-prefect-api server|none]
@@ -65,6 +64,7 @@ DEPLOYMENT = "bench"
 RUN_TIMEOUT_S = 300
 READY_TIMEOUT_S = 120
 STARTED = " started on pool "  # in the line reconciler's worker logs once it polls
+FORKSERVER_READY = "forkserver ready"  # logged once the warm interpreter has imported Prefect
 POLL_S = 0.2  # final states are read with their own time stamps: no need to poll fast
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 TARGETS = {"vs_prefect": 0.5, "vs_bare": 1.2, "first_line_p95": 1.0}
@@ -291,6 +291,9 @@ def reconciler_worker(
     log_path = scratch / "reconciler-worker.log"
     log = log_path.open("ab")
     started_before = log_path.read_text(errors="replace").count(STARTED)
+    warm_before = log_path.read_text(errors="replace").count(FORKSERVER_READY)
+    if env.get("PREFECT_API_URL"):  # `--reconciler-prefect-api server`
+        args = (*args, "--prefect-api-url", env["PREFECT_API_URL"])
     argv = ["worker", "start", "--pool", POOL, "--store", store_url, "--no-schedule", *args]
     process = subprocess.Popen(
         [sys.executable, "-m", "reconciler", *argv],
@@ -301,17 +304,21 @@ def reconciler_worker(
     )
     try:
         wait_for_worker_start(log_path, started_before)
+        # Measured warm, as Prefect's worker is: its first run does not wait for the import.
+        wait_for_worker_start(log_path, warm_before, FORKSERVER_READY)
         yield process
     finally:
         stop_process(process)
         log.close()
 
 
-def wait_for_worker_start(log_path: Path, previous_starts: int) -> None:
-    """Until the worker's log says it started (one more "started on pool" line than before)."""
+def wait_for_worker_start(log_path: Path, previous_starts: int, marker: str | None = None) -> None:
+    """Until the worker's log says it started (one more `marker` line than before: "started on
+    pool" by default)."""
+    marker = marker or STARTED
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        if log_path.read_text(errors="replace").count(STARTED) > previous_starts:
+        if log_path.read_text(errors="replace").count(marker) > previous_starts:
             return
         time.sleep(POLL_S)
     raise SystemExit(
@@ -451,8 +458,9 @@ def main() -> None:
     parser.add_argument(
         "--reconciler-prefect-api",
         choices=("server", "none"),
-        default="server",
-        help="server: reconciler's worker gets PREFECT_API_URL of the real server; none: not",
+        default="none",
+        help="none: the worker serves its own Prefect API (default); server: its runs use the "
+        "real Prefect server's",
     )
     parser.add_argument("--quick", action="store_true", help="3 runs per side, 8 at once")
     options = parser.parse_args()

@@ -1,9 +1,10 @@
 """Secret masking for everything reconciler prints or records: plans, errors, logs, history.
 
 A `Masker` knows the secret strings of this run (block values from the store, and environment
-values whose names look secret) and replaces each occurrence, longest first. Renderers print
-values as JSON and error messages quote them with `repr`, so a secret is also recognised in
-those written forms: a password holding `"`, `\\` or `ü` is hidden however it was escaped.
+values whose names look secret: `looks_secret`, one rule for plans and runs) and replaces each
+occurrence, longest first. Renderers print values as JSON and error messages quote them with
+`repr`, so a secret is also recognised in those written forms: a password holding `"`, `\\`
+or `ü` is hidden however it was escaped.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ from reconciler.diagnostics import Diagnostic
 
 MASK = "(sensitive value)"
 MIN_SECRET_LENGTH = 3  # shorter strings would mask ordinary text
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE|CREDENTIAL", re.I)
+
+
+def looks_secret(name: str) -> bool:
+    """Whether an environment variable's value is sensitive, by its name: what a `{{ $NAME }}`
+    placeholder reads is masked in plans and in runs when this is true."""
+    return SECRET_NAME.search(name) is not None
 
 
 def written_forms(secret: str) -> set[str]:

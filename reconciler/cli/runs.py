@@ -169,6 +169,13 @@ def worker() -> None:
 @click.option(
     "--work-dir", type=click.Path(file_okay=False), help="Where runs get their directories."
 )
+@click.option(
+    "--max-log-bytes",
+    type=click.IntRange(min=1),
+    default=10 * 1024 * 1024,
+    show_default=True,
+    help="Output stored per run; the rest is counted, and a last line says how much.",
+)
 @click.option("--no-schedule", is_flag=True, help="Leave turning schedules into runs to others.")
 @click.option("--with-healthcheck", is_flag=True, help="Serve GET /health.")
 @click.option("--healthcheck-listen", default="127.0.0.1:8080", show_default=True)
@@ -226,6 +233,7 @@ def worker_start(**options: object) -> None:
         poll_interval=float(options["poll_interval"]),  # type: ignore[arg-type]
         heartbeat_interval=float(options["heartbeat_seconds"]),  # type: ignore[arg-type]
         cancel_grace_seconds=float(options["cancel_grace_seconds"]),  # type: ignore[arg-type]
+        max_log_bytes=int(options["max_log_bytes"]),  # type: ignore[call-overload]
         work_dir=Path(str(options["work_dir"])) if options["work_dir"] else None,
         with_healthcheck=bool(options["with_healthcheck"]),
         healthcheck_address=parse_listen(

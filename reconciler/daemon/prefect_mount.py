@@ -2,9 +2,10 @@
 
 Workers whose runs execute elsewhere (containers on other hosts) point those runs at it with
 `reconcile worker start --prefect-api-url http://DAEMON:PORT/prefect/api`. It answers about
-runs a worker has claimed. On loopback it needs no token unless one is set; bound beyond
-loopback it is served only with a bearer token (RECONCILER_PREFECT_API_TOKEN, or the file
-named by RECONCILER_PREFECT_API_TOKEN_FILE), which the workers pass to their runs.
+runs a worker has claimed. It is served only with a bearer token (RECONCILER_PREFECT_API_TOKEN,
+or the file named by RECONCILER_PREFECT_API_TOKEN_FILE), which the workers pass to their runs:
+it hands out variables and secret blocks in clear, so not even a local user without the token
+may read it (a worker's own API has a random token of its own, for the same reason).
 """
 
 from __future__ import annotations
@@ -57,11 +58,12 @@ def prefect_api_mounts(
 ) -> dict[str, Any]:
     """{"/prefect/api": app}, or {} when it may not be served (beyond loopback, no token)."""
     token = prefect_api_token(environ)
-    if token is None and not is_loopback(listen_host):
-        log.warning(
-            "the Prefect API (%s) is not served: the daemon listens beyond loopback and no "
-            "token is set (export %s)",
+    if token is None:
+        where = "" if is_loopback(listen_host) else f" (the daemon listens on {listen_host})"
+        log.info(
+            "the Prefect API (%s) is not served%s: export %s to serve it to workers' runs",
             PREFIX,
+            where,
             TOKEN_VARIABLE,
         )
         return {}

@@ -41,6 +41,7 @@ from reconciler.daemon.sources import open_source
 from reconciler.http.server import RunningServer, listen_socket, serve_in_thread
 from reconciler.store import open_store
 from reconciler.store.base import Fence
+from reconciler.worker.run_processes import crashed_run_processes, stop_run_processes
 
 SHUTDOWN_GRACE_SECONDS = 8.0
 LEADER_LEASE = "daemon-leader"
@@ -179,6 +180,8 @@ class Daemon:
         daemon, so their concurrency slots are freed even when no worker of the pool runs."""
         with self.store_lock:
             crashed = self.status_store.crash_orphaned_runs()
+            leftovers = crashed_run_processes(self.status_store, crashed)
+        stop_run_processes(leftovers)  # outside the lock: it may wait a few seconds
         for run_id in crashed:
             log.warning("flow run %s crashed: its worker stopped heartbeating", run_id)
 

@@ -39,6 +39,7 @@ from reconciler.runs import FlowRun, RunState
 from reconciler.store.base import Store
 from reconciler.store.prefect_types import (
     ArtifactRecord,
+    EventRecord,
     FlowRunFilter,
     NewApiRun,
     PrefectLogRecord,
@@ -242,8 +243,11 @@ class PrefectApi:
                 decided.append(orchestrate(run, proposed))
                 return decided[-1].update
 
-            if store.apply_flow_run_state(run_id, decide) is None:
+            after = store.apply_flow_run_state(run_id, decide)
+            if after is None:
                 raise ApiError(404, "Flow run not found")
+            if decided[-1].update is not None and after.parent_task_run_id:
+                mirror_to_parent_task(store, after)
             return decided[-1]
 
         result = await self.db(apply)
@@ -536,3 +540,50 @@ def create_prefect_api(
     app.add_middleware(RequireToken, token_ok=api.token_ok)
     app.state.prefect_api = api
     return app
+
+
+def mirror_to_parent_task(store: Store, subflow: FlowRun) -> None:
+    """A subflow's state becomes the state of the task run that stands for it in its parent
+    (as Prefect's server does): the parent's client never updates that task run itself."""
+    placeholder = store.get_task_run(subflow.parent_task_run_id or "")
+    state = subflow.prefect_state or {}
+    if placeholder is None or not state.get("type"):
+        return
+    name = str(state.get("name") or str(state["type"]).title())
+    related = []
+    if placeholder.flow_run_id:
+        related.append(
+            {
+                "prefect.resource.id": f"prefect.flow-run.{placeholder.flow_run_id}",
+                "prefect.resource.role": "flow-run",
+            }
+        )
+    event = EventRecord(
+        id=str(uuid.uuid4()),
+        occurred=str(state.get("timestamp") or utc_now_iso()),
+        event=f"prefect.task-run.{name}",
+        resource={
+            "prefect.resource.id": f"prefect.task-run.{placeholder.id}",
+            "prefect.resource.name": placeholder.name,
+            "prefect.state-type": state["type"],
+            "prefect.state-name": name,
+        },
+        related=related,
+        payload={
+            "validated_state": {
+                "type": state["type"],
+                "name": name,
+                "message": state.get("message"),
+            },
+            "task_run": {
+                **placeholder.details,
+                "name": placeholder.name,
+                "task_key": placeholder.task_key,
+                "dynamic_key": placeholder.dynamic_key,
+                "start_time": subflow.start_time,
+                "end_time": subflow.end_time,
+                "run_count": subflow.run_count,
+            },
+        },
+    )
+    store.record_events([event])

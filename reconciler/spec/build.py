@@ -30,6 +30,7 @@ from reconciler.desired import (
     matches_glob,
 )
 from reconciler.diagnostics import Diagnostic, Location, error, warning
+from reconciler.masking import looks_secret
 from reconciler.model import (
     UNKNOWN_VALUE,
     Kind,
@@ -46,6 +47,7 @@ from reconciler.sources.base import (
     link_diagnostic,
     read_following_links,
 )
+from reconciler.spec import sensitive
 from reconciler.spec import templating as tpl
 from reconciler.spec.default_pull import default_pull_steps
 from reconciler.spec.flows import EntrypointError, FlowInfo, read_flow
@@ -65,7 +67,6 @@ from reconciler.spec.yamlload import LoadedDocument, Path
 from reconciler.store.base import ObservedState
 
 _BAD_NAME = re.compile(r"[/%&><]")
-_SECRET_ENV_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE|CREDENTIAL", re.I)
 _TRUE = {"1", "on", "t", "true", "y", "yes"}
 _FALSE = {"0", "off", "f", "false", "n", "no"}
 # What each step we know returns (research notes 3.2, 3.3), unknown until a build runs. Prefect
@@ -595,6 +596,13 @@ class _DeploymentBuilder:
             "pull_steps": self._pull_steps(outputs, job_variables),
             "triggers": triggers if isinstance(triggers, list) else None,
         }
+        written = self.draft.config.get("work_pool")
+        written_variables = written.get("job_variables") if isinstance(written, dict) else None
+        # Values read from secret-looking environment variables: masked in runs too.
+        if isinstance(written_variables, dict) and (
+            hidden := sensitive.sensitive_paths(written_variables)
+        ):
+            spec[sensitive.FIELD] = hidden
         if outputs and self.file.has_placeholders:
             spec = _known_after_build(spec)
         return spec
@@ -636,7 +644,7 @@ class _DeploymentBuilder:
             if placeholder.kind is tpl.PlaceholderKind.ENV:
                 name = placeholder.name.lstrip("$")
                 value = self.run.options.environ.get(name)
-                if value and _SECRET_ENV_NAME.search(name):
+                if value and looks_secret(name):
                     self.secrets.append(value)
 
     @property

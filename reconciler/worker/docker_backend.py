@@ -7,8 +7,9 @@ running container, as prefect-docker 0.7.4's worker does (research notes §5.9):
 2. The image, by the job's pull policy: `Never` uses the engine's copy only, `IfNotPresent`
    pulls when the engine has none, `Always` pulls, `IfPossible` pulls and falls back to the
    engine's copy. Registry credentials log in just before a pull.
-3. The container is created with the job's command, environment (plus the run's parameters
-   in RECONCILER_FLOW_PARAMETERS), labels, name (`name-1`, `name-2`, ... when taken), volumes,
+3. The container is created with the job's command, environment (plus
+   RECONCILER_FLOW_PARAMETERS_FILE, the path of the run's parameters), labels, name
+   (`name-1`, `name-2`, ... when taken), volumes,
    networks or network mode, memory limits, privileges and extra create arguments; never
    with the engine's auto-remove, so the exit code and output survive the run: with
    `auto_remove` the container is removed after it ends.
@@ -32,6 +33,7 @@ is CRASHED with it); registry passwords never appear in those reasons.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import math
@@ -67,6 +69,8 @@ RUNNER_FILES: Final = {
 }
 """What the runner needs in the container: itself, the entrypoint reader for code in the
 image, and the logging settings of Prefect's engine (reconciler/worker/docker_flows.py)."""
+PARAMETERS_PATH: Final = "/opt/reconciler/" + flow_runner.PARAMETERS_FILE_NAME
+"""The run's parameters, as JSON: copied in, as the environment cannot carry more than 128 KB."""
 CODE_PATH: Final = "/opt/reconciler/code"
 NAME_ATTEMPTS: Final = 100
 """Container names tried when the job's name is taken: `name`, `name-1`, ... `name-99`."""
@@ -160,11 +164,9 @@ def start_container(
     client = _connect()
     try:
         _ensure_image(client, job, masker)
-        container = _create(
-            client, job, entrypoint, parameters, code_dir, working_dir, masker, runner_options
-        )
+        container = _create(client, job, entrypoint, code_dir, working_dir, masker, runner_options)
         try:
-            handle = _start(client, container, job, code_dir, on_line, masker)
+            handle = _start(client, container, job, code_dir, parameters, on_line, masker)
         except BaseException:
             with contextlib.suppress(docker.errors.DockerException, OSError):
                 container.remove(force=True)
@@ -284,7 +286,6 @@ def container_settings(
     job: DockerJob,
     *,
     entrypoint: str,
-    parameters: dict[str, Any],
     code_dir: Path | None,
     working_dir: str | None,
     cwd: Path | None = None,
@@ -297,7 +298,7 @@ def container_settings(
         if job.command_configured
         else ["python3", "-u", RUNNER_PATH, *runner_options, entrypoint]  # -u: output as it comes
     )
-    env = {**job.env, flow_runner.PARAMETERS_VARIABLE: json.dumps(parameters)}
+    env = {**job.env, flow_runner.PARAMETERS_FILE_VARIABLE: PARAMETERS_PATH}
     network_mode = job.effective_network_mode(platform)
     settings: dict[str, Any] = job.extra_create_kwargs()
     settings.update(
@@ -354,7 +355,6 @@ def _create(
     client: docker.DockerClient,
     job: DockerJob,
     entrypoint: str,
-    parameters: dict[str, Any],
     code_dir: Path | None,
     working_dir: str | None,
     masker: Masker,
@@ -363,7 +363,6 @@ def _create(
     settings = container_settings(
         job,
         entrypoint=entrypoint,
-        parameters=parameters,
         code_dir=code_dir,
         working_dir=working_dir,
         runner_options=runner_options,
@@ -402,6 +401,7 @@ def _start(
     container: Container,
     job: DockerJob,
     code_dir: Path | None,
+    parameters: dict[str, Any],
     on_line: LineSink,
     masker: Masker,
 ) -> ContainerHandle:
@@ -409,9 +409,12 @@ def _start(
     try:
         for network in job.networks[1:]:
             client.networks.get(network).connect(container)
-        if code_dir is not None or not job.command_configured:
-            step = "copying the flow runner" + (" and the flow code" if code_dir else "") + " in"
-            _copy_in(container, code_dir)
+        step = (
+            "copying the flow runner, the parameters"
+            + (" and the code" if code_dir else "")
+            + " in"
+        )
+        _copy_in(container, code_dir, parameters)
         step = "attaching to its output"
         output = client.api.attach(
             str(container.id), stdout=True, stderr=True, stream=True, logs=True, demux=True
@@ -446,18 +449,28 @@ def _start(
     )
 
 
-def _copy_in(container: Container, code_dir: Path | None) -> None:
-    """Our runner, and the code when it was fetched on this host, into the container."""
+def _copy_in(container: Container, code_dir: Path | None, parameters: dict[str, Any]) -> None:
+    """Our runner, the run's parameters, and the code when it was fetched on this host, into
+    the container."""
     with tempfile.TemporaryFile() as archive:
         with tarfile.open(fileobj=archive, mode="w") as tar:
             for directory in ("opt", "opt/reconciler"):
                 tar.addfile(_directory_entry(directory))
             for path, source in RUNNER_FILES.items():
                 tar.add(str(source), arcname=path.lstrip("/"), filter=_owned_by_root)
+            _add_file(tar, PARAMETERS_PATH, json.dumps(parameters).encode("utf-8"))
             if code_dir is not None:
                 tar.add(str(code_dir), arcname=CODE_PATH.lstrip("/"), filter=_owned_by_root)
         archive.seek(0)
         container.put_archive("/", archive)
+
+
+def _add_file(tar: tarfile.TarFile, path: str, data: bytes) -> None:
+    info = tarfile.TarInfo(path.lstrip("/"))
+    info.size = len(data)
+    info.mode = 0o644
+    info.mtime = int(time.time())
+    tar.addfile(info, io.BytesIO(data))
 
 
 def _directory_entry(name: str) -> tarfile.TarInfo:

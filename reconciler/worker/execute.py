@@ -7,7 +7,8 @@
 3. Render the job configuration (pool template < deployment job variables < run overrides)
    and start the infrastructure (process or container). It cannot start: CRASHED.
 4. A plain function (reconciler's runner): RUNNING, with the pid or container id; output is
-   stored as it comes, secrets masked. Exit 0: COMPLETED. Otherwise FAILED, with the exit
+   stored as it comes, secrets masked, up to the run's log budget
+   (reconciler/worker/log_budget.py). Exit 0: COMPLETED. Otherwise FAILED, with the exit
    code, what it usually means, and the last lines of output.
    A Prefect flow (reconciler/worker/flow_kind.py): Prefect's engine runs it against the
    Prefect API this worker serves (reconciler/worker/prefect_runtime.py) and moves the run
@@ -34,16 +35,19 @@ from typing import Any, Protocol
 from reconciler.masking import Masker
 from reconciler.model import Kind
 from reconciler.runs import FlowRun, RunState
+from reconciler.spec.sensitive import sensitive_values
 from reconciler.steps.runner import StepFailed, TemplateValues
 from reconciler.store import Store, open_store
 from reconciler.store.base import ObservedState
 from reconciler.worker.flow_code import fetch_flow_code
 from reconciler.worker.flow_kind import FlowKind, inspect_entrypoint
-from reconciler.worker.flow_runner import PARAMETERS_VARIABLE
+from reconciler.worker.flow_runner import PARAMETERS_FILE_NAME, PARAMETERS_FILE_VARIABLE
 from reconciler.worker.interpreters import missing_prefect_message, probe_prefect, resolve_python
 from reconciler.worker.job_config import JobConfigError, RunContext, docker_job, process_job
+from reconciler.worker.log_budget import DEFAULT_MAX_LOG_BYTES, LogBudget, for_message
 from reconciler.worker.prefect_runtime import PrefectRuntime
 from reconciler.worker.process_backend import StartError, start_process
+from reconciler.worker.run_supervisor import STOP_GRACE_VARIABLE
 
 log = logging.getLogger("reconciler.worker")
 
@@ -76,7 +80,15 @@ class Infrastructure(Protocol):
 class RunLog:
     """Output lines of one run, masked, stored in batches, and the last few kept for errors."""
 
-    def __init__(self, store: Store, lock: threading.Lock, run_id: str, masker: Masker) -> None:
+    def __init__(
+        self,
+        store: Store,
+        lock: threading.Lock,
+        run_id: str,
+        masker: Masker,
+        max_bytes: int = DEFAULT_MAX_LOG_BYTES,
+    ) -> None:
+        self.budget = LogBudget(max_bytes)
         self.store = store
         self.lock = lock
         self.run_id = run_id
@@ -100,14 +112,26 @@ class RunLog:
 
     def add(self, stream: str, line: str) -> None:
         shown = self.masker(line)
-        if self.echo:
-            print(f"[{self.run_id[:8]}] {shown}", flush=True)
         with self.guard:
-            self.pending.append((stream, shown))
-            self.tail.append(shown)
+            kept = self.budget.admit(shown)
+            if kept is not None:
+                self.pending.append((stream, kept))
+            self.tail.append(for_message(shown))
             due = time.monotonic() - self.last_flush >= LOG_FLUSH_SECONDS
+        if self.echo and kept is not None:
+            print(f"[{self.run_id[:8]}] {kept}", flush=True)
         if due:
             self.flush()
+
+    def finish(self) -> None:
+        """The output ended: store what is pending, and say what the budget left out."""
+        with self.guard:
+            truncated = self.budget.truncation_line()
+            if truncated is not None and (not self.pending or self.pending[-1][1] != truncated):
+                self.pending.append(("stderr", truncated))
+        if truncated is not None and self.echo:
+            print(f"[{self.run_id[:8]}] {truncated}", flush=True)
+        self.flush()
 
     def flush(self) -> None:
         with self.guard:
@@ -130,7 +154,9 @@ class RunExecution:
         work_dir: Path | None,
         cancel_grace_seconds: float,
         prefect: PrefectRuntime | None = None,
+        max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
     ) -> None:
+        self.max_log_bytes = max_log_bytes
         self.run = run
         self.prefect = prefect
         self.engine_mode = False
@@ -192,8 +218,8 @@ class RunExecution:
             variables=store.variables(),
             blocks={(b.type_slug, b.name): b.value for b in store.blocks()},
         )
-        masker = Masker(observed.secret_values)
-        run_log = RunLog(store, self.lock, run.id, masker)
+        masker = Masker([*observed.secret_values, *sensitive_values(spec)])
+        run_log = RunLog(store, self.lock, run.id, masker, self.max_log_bytes)
         commit = None
         if deployment.owner is not None:
             commit = next(
@@ -217,7 +243,9 @@ class RunExecution:
             pool = store.get(Kind.WORK_POOL, run.pool)
             template = (pool.spec.get("base_job_template") if pool else None) or {}
             try:
-                self.infrastructure = self._start(spec, template, flow_dir, run_log, observed)
+                self.infrastructure = self._start(
+                    spec, template, flow_dir, run_log, observed, scratch
+                )
             except StartError as exc:
                 run_log.flush()
                 self._end(store, RunState.CRASHED, f"the infrastructure could not start: {exc}")
@@ -229,7 +257,7 @@ class RunExecution:
             if self._interrupted():
                 self.infrastructure.stop(self.grace)
             code = self.infrastructure.wait()
-            run_log.flush()
+            run_log.finish()
             if self._interrupted():
                 self._finish_interrupted(store, code)
             elif self.engine_mode:
@@ -284,6 +312,7 @@ class RunExecution:
         flow_dir: Path,
         run_log: RunLog,
         observed: Any,
+        scratch: Path,
     ) -> Infrastructure:
         run = self.run
         context = RunContext(
@@ -338,13 +367,20 @@ class RunExecution:
         if self.engine_mode and self.prefect is not None and self.prefect.token:
             run_log.hide([self.prefect.token])
         run_log.echo = job.stream_output
-        env = {**job.env, PARAMETERS_VARIABLE: json.dumps(run.parameters)}
+        # A file, not the environment: one variable cannot carry more than 128 KB.
+        parameters_file = scratch / PARAMETERS_FILE_NAME
+        parameters_file.write_text(json.dumps(run.parameters), encoding="utf-8")
+        env = {**job.env, PARAMETERS_FILE_VARIABLE: str(parameters_file)}
         forkserver = self.prefect.forkserver if self.prefect is not None else None
         if self.engine_mode and forkserver is not None and not job.command_configured:
-            warm: Infrastructure | None = forkserver.start(cwd=cwd, env=env, on_line=run_log.add)
+            warm: Infrastructure | None = forkserver.start(
+                cwd=cwd, env={**env, STOP_GRACE_VARIABLE: str(self.grace)}, on_line=run_log.add
+            )
             if warm is not None:
                 return warm
-        return start_process(job.command, cwd=cwd, env=env, on_line=run_log.add)
+        return start_process(
+            job.command, cwd=cwd, env=env, on_line=run_log.add, stop_grace_seconds=self.grace
+        )
 
     def _start_container(
         self,

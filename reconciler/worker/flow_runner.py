@@ -4,8 +4,10 @@
     python /any/path/flow_runner.py [--prefect-engine | --auto] ENTRYPOINT   (in a container)
 
 ENTRYPOINT is `path/to/file.py:function` (relative to the working directory) or
-`package.module.function`. The parameters come as a JSON object in the environment variable
-RECONCILER_FLOW_PARAMETERS. The function is called with them: a plain function works, and so
+`package.module.function`. The parameters come as a JSON object in the file named by the
+environment variable RECONCILER_FLOW_PARAMETERS_FILE (the environment cannot carry more than
+128 KB in one variable); RECONCILER_FLOW_PARAMETERS, the JSON itself, is read when no file is
+named. The function is called with them: a plain function works, and so
 does a Prefect `@flow` when prefect is installed here (calling it runs it). A coroutine is run
 to completion.
 
@@ -37,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 PARAMETERS_VARIABLE = "RECONCILER_FLOW_PARAMETERS"
+PARAMETERS_FILE_VARIABLE = "RECONCILER_FLOW_PARAMETERS_FILE"
+PARAMETERS_FILE_NAME = "parameters.json"
 EXIT_FLOW_FAILED = 1
 EXIT_CANNOT_LOAD = 2
 EXIT_NO_PREFECT = 3
@@ -89,6 +93,23 @@ def load_entrypoint(entrypoint: str) -> Any:
     if not callable(function):
         raise LoadError(f"{entrypoint}: {name!r} is not callable")
     return function
+
+
+def read_parameters() -> dict[str, Any]:
+    """The run's parameters: from the file the environment names, else from the environment."""
+    path = os.environ.get(PARAMETERS_FILE_VARIABLE)
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise LoadError(f"cannot read the parameters file {path}: {exc.strerror}") from exc
+        where = path
+    else:
+        text, where = os.environ.get(PARAMETERS_VARIABLE) or "{}", PARAMETERS_VARIABLE
+    parameters = json.loads(text)
+    if not isinstance(parameters, dict):
+        raise LoadError(f"{where} must hold a JSON object")
+    return parameters
 
 
 def main(argv: list[str]) -> int:
@@ -150,9 +171,7 @@ def _is_prefect_flow(entrypoint: str) -> bool:
 def run_function(entrypoint: str) -> int:
     """Call the entrypoint's function with the run's parameters (reconciler's own runner)."""
     try:
-        parameters = json.loads(os.environ.get(PARAMETERS_VARIABLE) or "{}")
-        if not isinstance(parameters, dict):
-            raise LoadError(f"{PARAMETERS_VARIABLE} must hold a JSON object")
+        parameters = read_parameters()
         function = load_entrypoint(entrypoint)
     except (LoadError, ValueError) as exc:
         print(f"cannot load the flow: {exc}", file=sys.stderr, flush=True)

@@ -36,7 +36,14 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from reconciler.worker import prefect_forkserver
-from reconciler.worker.process_backend import LineSink, StartError, pump_lines, start_process
+from reconciler.worker.process_backend import (
+    SUPERVISOR_KILL_SECONDS,
+    LineSink,
+    StartError,
+    pump_lines,
+    start_process,
+)
+from reconciler.worker.run_processes import identity_of
 
 log = logging.getLogger("reconciler.worker")
 
@@ -88,6 +95,7 @@ class ForkedRun:
 
     def __init__(self, pid: int, connection: socket.socket, on_line: LineSink) -> None:
         self.pid = pid
+        self.identity = identity_of(pid)
         self.connection = connection
         self.on_line = on_line
         self.readers: list[threading.Thread] = []
@@ -98,7 +106,8 @@ class ForkedRun:
 
     @property
     def infrastructure_id(self) -> str:
-        return f"pid {self.pid}"
+        """`pid P started T on HOST`: what a worker that restarts needs to stop its leftovers."""
+        return str(self.identity)
 
     def wait(self) -> int:
         self.ended.wait()
@@ -108,9 +117,14 @@ class ForkedRun:
         return self.exit_code
 
     def stop(self, grace_seconds: float) -> None:
-        """SIGTERM the run's process group, then SIGKILL when it outlives `grace_seconds`."""
+        """SIGTERM the run's process group; when it outlives `grace_seconds`, its supervisor
+        SIGKILLs everything below it; the group is SIGKILLed if that did not end it."""
         self._signal_group(signal.SIGTERM)
-        if not self.ended.wait(grace_seconds):
+        if self.ended.wait(grace_seconds):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(self.pid, signal.SIGUSR1)
+        if not self.ended.wait(SUPERVISOR_KILL_SECONDS):
             self._signal_group(signal.SIGKILL)
 
     def _watch(self) -> None:

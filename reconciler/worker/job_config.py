@@ -11,7 +11,8 @@ The stages follow research notes §2.8 (`BaseJobConfiguration.resolve_for_flow_r
 2. `render_job_configuration`: `from_template_and_values` steps 1-7 (defaults that are not
    None, `env` merges, dotted keys, `apply_values` with `remove_notset=True`).
 3. `resolve_job_references`: `{{ prefect.blocks.* }}` then `{{ prefect.variables.* }}`, from
-   lookups the worker passes in (the store); block values are reported as `secrets`.
+   lookups the worker passes in (the store); block values are reported as `secrets`, and so
+   are environment values that plans mask (`environment_secrets`).
 4. Typing, as pydantic would (a missing key takes the field's default), then
    `prepare_for_flow_run`: the run's environment and attribution variables, `None` values
    dropping keys, labels, `{{ ctx.* }}` in the name, and the command.
@@ -36,13 +37,16 @@ from typing import Any, Final
 
 from reconciler import __version__
 from reconciler.errors import UserError
+from reconciler.masking import looks_secret
 from reconciler.pools.job_templates import default_base_job_template
 from reconciler.spec.templating import (
     NOTSET,
     BlockLookup,
+    PlaceholderKind,
     TemplateError,
     TemplatePath,
     apply_values,
+    find_placeholders,
     references,
     resolve_blocks,
     resolve_variables,
@@ -696,7 +700,31 @@ def _prepared_configuration(
     values = merge_job_variables(deployment_vars, run_vars)
     rendered = render_job_configuration(template, values, environ=environ)
     resolved, secrets = resolve_job_references(rendered, blocks=blocks, variables=variables)
-    return _Fields(resolved), secrets
+    fields = _Fields(resolved)
+    from_environment = environment_secrets([template, values], fields.env(), environ=environ)
+    return fields, secrets | from_environment
+
+
+def environment_secrets(
+    templates: Sequence[object],
+    job_env: Mapping[str, str | None],
+    *,
+    environ: Mapping[str, str],
+) -> frozenset[str]:
+    """The environment values a job uses that plans mask (`masking.looks_secret` on the
+    variable's name): those `{{ $NAME }}` placeholders in `templates` read, and the values of
+    the job's `env` that equal such a variable of `environ` (a placeholder the plan already
+    resolved, with the same environment)."""
+    found = {
+        environ[name]
+        for placeholder in find_placeholders(list(templates))
+        if placeholder.kind is PlaceholderKind.ENV
+        and looks_secret(name := placeholder.name.lstrip("$"))
+        and environ.get(name)
+    }
+    secret_values = {value for name, value in environ.items() if value and looks_secret(name)}
+    found.update(value for value in job_env.values() if value in secret_values)
+    return frozenset(found)
 
 
 def process_job(

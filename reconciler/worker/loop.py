@@ -34,7 +34,9 @@ from reconciler.runs import FlowRun, RunState
 from reconciler.scheduling.scheduler import tick
 from reconciler.store import Store, open_store
 from reconciler.worker.execute import RunExecution
+from reconciler.worker.log_budget import DEFAULT_MAX_LOG_BYTES
 from reconciler.worker.prefect_runtime import PrefectRuntime
+from reconciler.worker.run_processes import stop_crashed_runs
 
 log = logging.getLogger("reconciler.worker")
 STORE_ERROR_PAUSE_SECONDS = 1.0
@@ -52,6 +54,8 @@ class WorkerOptions:
     poll_interval: float = 0.1
     heartbeat_interval: float = 10.0
     cancel_grace_seconds: float = 10.0
+    max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
+    """Output stored per run (reconciler/worker/log_budget.py)."""
     work_dir: Path | None = None
     schedule: bool = True
     """Also run the scheduler tick with each heartbeat, so schedules make runs wherever a
@@ -106,6 +110,7 @@ class Worker:
         with self.store_lock:
             leftovers = self.store.crash_orphaned_runs(worker=options.name)
             self.store.heartbeat(options.pool, options.name, options.heartbeat_interval)
+            stop_crashed_runs(self.store, leftovers)
         if leftovers:
             log.warning("crashed %d run(s) left by a previous %s", len(leftovers), options.name)
         if options.with_healthcheck:
@@ -198,6 +203,7 @@ class Worker:
             work_dir=self.options.work_dir,
             cancel_grace_seconds=self.options.cancel_grace_seconds,
             prefect=self.prefect,
+            max_log_bytes=self.options.max_log_bytes,
         )
         self.running[run.id] = execution
         thread = threading.Thread(target=execution.execute, name=f"run-{run.id[:8]}", daemon=True)
@@ -230,6 +236,7 @@ class Worker:
                         self.options.pool, self.options.name, self.options.heartbeat_interval
                     )
                     crashed = store.crash_orphaned_runs()
+                    stop_crashed_runs(store, crashed)  # the heartbeat's own store: no lock
                     if self.options.schedule:
                         tick(store)
                 except Exception:  # the next beat tries again

@@ -278,11 +278,28 @@ def _become_run(server_pid: int, cwd: str, env: dict[str, str], out_fd: int, err
     os.environ.update(env)
     if hasattr(time, "tzset"):
         time.tzset()
+    _supervise()  # from here on, this is the flow's process; our parent stops what it leaves
     sys.argv = [ENGINE_MODULE]
     sys.path[0] = os.getcwd()
     if _settings_differ_here():
         _exec_cold_engine()
     return _run_engine()
+
+
+def _supervise() -> None:
+    """Become the run's supervisor (reconciler/worker/run_supervisor.py, beside this file:
+    loaded by path, so that no reconciler package is needed in this interpreter): this process
+    stays behind, stops every process the flow starts when the flow ends, and exits as the
+    flow did; the forked child returns and runs the engine."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_supervisor.py")
+    spec = importlib.util.spec_from_file_location("_reconciler_run_supervisor", path)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.supervise_this_process()
 
 
 def _die_with_parent(server_pid: int) -> None:

@@ -1,23 +1,36 @@
 """Worker backend `process`: each run is a subprocess on this machine (worker: execute).
 
-The child runs in its own session (process group), so a cancellation stops the flow and
-everything it started: SIGTERM to the group, then SIGKILL after the grace period. Output is
-read line by line from both pipes and handed to `on_line(stream, line)` as it comes.
+The command runs below a supervisor (reconciler/worker/run_supervisor.py), in a session of its
+own: when the flow's process ends, the supervisor stops every process the flow started,
+whatever session it moved to, and exits as the flow did. A cancellation: SIGTERM to the
+session's group (the supervisor passes it on to those that left the group), then, after the
+grace period, SIGUSR1 to the supervisor (SIGKILL for everything below it), then SIGKILL to
+the group if the supervisor is still there. The run is recorded as `pid P started T on HOST`
+(reconciler/worker/run_processes.py), so that what a crashed worker left can be stopped.
+Output is read line by line from both pipes and handed to `on_line(stream, line)` as it comes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from reconciler.worker import run_supervisor
+from reconciler.worker.run_processes import ProcessIdentity, identity_of
+
 LineSink = Callable[[str, str], None]
+SUPERVISOR_PATH = str(Path(run_supervisor.__file__))
+SUPERVISOR_KILL_SECONDS = 5.0
+"""How long the supervisor has to kill what is below it before the group is SIGKILLed."""
 
 
 class StartError(Exception):
@@ -27,11 +40,12 @@ class StartError(Exception):
 @dataclass
 class ProcessHandle:
     process: subprocess.Popen[bytes]
+    identity: ProcessIdentity
     readers: list[threading.Thread] = field(default_factory=list)
 
     @property
     def infrastructure_id(self) -> str:
-        return f"pid {self.process.pid}"
+        return str(self.identity)
 
     def wait(self) -> int:
         code = self.process.wait()
@@ -40,10 +54,18 @@ class ProcessHandle:
         return code
 
     def stop(self, grace_seconds: float) -> None:
-        """SIGTERM the process group, then SIGKILL when it outlives `grace_seconds`."""
+        """SIGTERM the session's group; when it outlives `grace_seconds`, the supervisor
+        SIGKILLs everything below it; the group is SIGKILLed if that did not end it."""
         _signal_group(self.process, signal.SIGTERM)
         try:
             self.process.wait(timeout=grace_seconds)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGUSR1)
+        try:
+            self.process.wait(timeout=SUPERVISOR_KILL_SECONDS)
         except subprocess.TimeoutExpired:
             _signal_group(self.process, signal.SIGKILL)
 
@@ -54,12 +76,17 @@ def start_process(
     cwd: Path,
     env: Mapping[str, str],
     on_line: LineSink,
+    stop_grace_seconds: float = 30.0,
 ) -> ProcessHandle:
+    """Start `command` below a run supervisor; StartError when it cannot be run at all."""
+    program = _find_program(command[0], cwd, env)
+    supervised = [sys.executable, "-I", "-S", SUPERVISOR_PATH, program, *command[1:]]
+    environment = {**env, run_supervisor.STOP_GRACE_VARIABLE: str(stop_grace_seconds)}
     try:
         process = subprocess.Popen(
-            list(command),
+            supervised,
             cwd=cwd,
-            env=dict(env),
+            env=environment,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -67,13 +94,26 @@ def start_process(
         )
     except OSError as exc:
         raise StartError(f"cannot start {command[0]!r}: {exc.strerror or exc}") from exc
-    handle = ProcessHandle(process)
+    handle = ProcessHandle(process, identity_of(process.pid))
     for stream, pipe in (("stdout", process.stdout), ("stderr", process.stderr)):
         assert pipe is not None
         reader = threading.Thread(target=pump_lines, args=(pipe, stream, on_line), daemon=True)
         reader.start()
         handle.readers.append(reader)
     return handle
+
+
+def _find_program(program: str, cwd: Path, env: Mapping[str, str]) -> str:
+    """`program` as the supervisor will exec it: a path, or found on the job's PATH."""
+    if os.sep in program:
+        path = Path(cwd, program)
+        if not os.access(path, os.X_OK) or path.is_dir():
+            raise StartError(f"cannot start {program!r}: no such executable file in {cwd}")
+        return str(path)
+    found = shutil.which(program, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise StartError(f"cannot start {program!r}: it is not on the job's PATH")
+    return found
 
 
 def pump_lines(pipe: IO[bytes], stream: str, on_line: LineSink) -> None:

@@ -91,7 +91,9 @@ def ingest(who: str = "world") -> None:
 """
 
 
-PRINT_PARAMETERS = "import os; print(os.getcwd(), os.environ['RECONCILER_FLOW_PARAMETERS'])"
+PRINT_PARAMETERS = (
+    "import os; print(os.getcwd(), open(os.environ['RECONCILER_FLOW_PARAMETERS_FILE']).read())"
+)
 
 
 def pools_file(tag: str) -> str:

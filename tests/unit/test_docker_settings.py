@@ -4,11 +4,15 @@ tests/docker/test_worker_docker.py."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from reconciler.worker.docker_backend import CODE_PATH, RUNNER_PATH, container_settings
+from reconciler.worker.docker_backend import (
+    CODE_PATH,
+    PARAMETERS_PATH,
+    RUNNER_PATH,
+    container_settings,
+)
 from reconciler.worker.job_config import DockerJob, RunContext, docker_job
 
 RUN = RunContext(flow_run_id="run-1", flow_run_name="happy-otter")
@@ -28,7 +32,6 @@ def settings(
     return container_settings(
         docker,
         entrypoint="flows/etl.py:ingest",
-        parameters={"days": 3, "region": "eu"},
         code_dir=code_dir,
         working_dir=working_dir,
         cwd=Path("/srv/worker"),
@@ -36,13 +39,14 @@ def settings(
     )
 
 
-def test_without_a_command_our_runner_runs_the_entrypoint_with_the_parameters() -> None:
+def test_without_a_command_our_runner_runs_the_entrypoint_and_reads_the_parameters_file() -> None:
     created = settings(job(env={"LEVEL": "debug"}))
 
     assert created["command"] == ["python3", "-u", RUNNER_PATH, "flows/etl.py:ingest"]
     assert created["environment"]["LEVEL"] == "debug"
-    parameters = json.loads(created["environment"]["RECONCILER_FLOW_PARAMETERS"])
-    assert parameters == {"days": 3, "region": "eu"}
+    # The parameters are copied in as a file (the environment holds 128 KB at most).
+    assert created["environment"]["RECONCILER_FLOW_PARAMETERS_FILE"] == PARAMETERS_PATH
+    assert "RECONCILER_FLOW_PARAMETERS" not in created["environment"]
     assert created["image"] == "flows:1"
 
 

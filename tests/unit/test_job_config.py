@@ -599,6 +599,25 @@ def test_block_and_variable_references_are_resolved_from_the_lookups() -> None:
     assert "s3cr3t-token" not in repr(job)
 
 
+def test_environment_values_that_plans_mask_are_secrets_of_the_job() -> None:
+    environ = {"MY_SECRET": "from-the-env", "DB_PASSWORD": "pa55word", "REGION": "eu-west-1"}
+    pool = template(
+        {"env": {"CONNECTION": "{{ $MY_SECRET }}", "WHERE": "{{ $REGION }}"}, "image": "x:1"},
+        {},
+    )
+    job = process(base=pool, environ=environ)
+    assert job.env["CONNECTION"] == "from-the-env" and job.env["WHERE"] == "eu-west-1"
+    # DB_PASSWORD is only inherited: not a value the job configuration handed to the flow.
+    assert job.secrets == frozenset({"from-the-env"})
+    assert docker(base=pool, environ=environ).secrets == frozenset({"from-the-env"})
+
+
+def test_a_value_the_plan_already_read_from_a_secret_variable_stays_a_secret() -> None:
+    environ = {"API_TOKEN": "t0ken-value", "HOME": "/root"}
+    job = process({"env": {"UPSTREAM": "t0ken-value", "WHERE": "/root"}}, environ=environ)
+    assert job.secrets == frozenset({"t0ken-value"})
+
+
 def test_a_missing_block_is_an_error_naming_where_it_was() -> None:
     with pytest.raises(JobConfigError, match=r"`env\.TOKEN`.*Block not found: 'tok'"):
         process({"env": {"TOKEN": "{{ prefect.blocks.secret.tok }}"}})

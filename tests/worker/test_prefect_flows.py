@@ -207,7 +207,8 @@ def test_a_prefect_flow_runs_with_prefects_engine_and_its_inside_is_recorded(
     assert child["state"] == "COMPLETED"
     assert child["parent_flow_run_id"] == run_id
     assert child["flow_name"] == "child"
-    # Prefect's log records, with their level
+    # Prefect's log records, with their level (the last batch is sent as the process ends)
+    wait_logs(flows, run_id, "printed through log_prints")
     logs = flows.cli("flow-run", "logs", run_id, "--store", flows.store_url)
     assert logs.code == 0, logs.output
     assert "starting with 3" in logs.stdout
@@ -260,8 +261,7 @@ def test_variables_and_secret_blocks_reach_the_flow(
     run_id = flows.run("uses-values/uses-values")
     run = flows.wait_state(run_id, FINAL, timeout=90)
     assert run.state is RunState.COMPLETED, run.state_message
-    logs = "\n".join(flows.logs(run_id))
-    assert "greeting=hello token-length=12" in logs
+    logs = wait_logs(flows, run_id, "greeting=hello token-length=12")
     assert "s3cr3t-value" not in logs
 
 
@@ -286,6 +286,25 @@ def test_cancel_mid_task_and_kill_of_the_flow_process(
     run = flows.wait_state(run_id, FINAL, timeout=60)
     assert run.state is RunState.CRASHED
     assert "SIGKILL" in (run.state_message or "")
+
+
+def test_a_worker_restarted_mid_run_crashes_the_run_it_left(flows: Project) -> None:
+    os.environ["PID_FILE"] = str(flows.tmp_path / "pid")
+    try:
+        run_id = flows.run("sleeper/sleeper")
+        first = flows.worker("--name", "same")
+        flows.wait_state(run_id, {RunState.RUNNING}, timeout=60)
+        first.kill()
+        first.wait()
+        second = flows.worker("--name", "same")
+        try:
+            run = flows.wait_state(run_id, FINAL, timeout=30)
+            assert run.state is RunState.CRASHED
+            assert run.state_message == "worker same restarted while the run was in progress"
+        finally:
+            stop(second)
+    finally:
+        os.environ.pop("PID_FILE", None)
 
 
 def test_a_plain_function_keeps_the_fast_runner(
@@ -320,6 +339,18 @@ def test_an_unreachable_prefect_api_crashes_the_run_with_that_reason(flows: Proj
     assert run.state is RunState.CRASHED
     assert "could not be reached" in (run.state_message or "")
     assert "http://127.0.0.1:9/prefect/api" in (run.state_message or "")
+
+
+def wait_logs(project: Project, run_id: str, text: str, timeout: float = 30) -> str:
+    """The run's logs once they hold `text`: Prefect's client sends its last log records as
+    the flow's process ends, a moment after the final state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = "\n".join(project.logs(run_id))
+        if text in logs or time.monotonic() > deadline:
+            assert text in logs, logs
+            return logs
+        time.sleep(0.1)
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:

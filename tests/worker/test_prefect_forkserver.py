@@ -225,7 +225,8 @@ def test_stop_ends_the_runs_whole_process_group(
     handle = start(forkserver, run_id, tmp_path, output, PIDS_FILE=str(pids_file))
     assert isinstance(handle, ForkedRun)
     flow_pid, sleep_pid = _wait_for_pids(pids_file)
-    assert flow_pid == handle.pid  # the flow runs in the forked child itself
+    # the forked child supervises the run (it stops what the flow leaves); the flow is its child
+    assert _parent_of(flow_pid) == handle.pid
     assert os.getpgid(sleep_pid) == handle.pid  # what it started is in the run's group
     handle.stop(grace_seconds=5)
     code = handle.wait()
@@ -276,11 +277,12 @@ def test_another_python_or_command_starts_cold(forkserver: Forkserver, tmp_path:
     assert forkserver.cold_reasons(forkserver.engine_command(), env) == []
 
     output = Output()
-    command = [sys.executable, "-c", "import os; print('cold', os.getpid() == os.getpgid(0))"]
+    command = [sys.executable, "-c", "import os; print('cold', os.getsid(0))"]
     handle = start_prefect_engine(forkserver, command, cwd=tmp_path, env=env, on_line=output)
     assert isinstance(handle, ProcessHandle)
     assert handle.wait() == 0
-    assert output.lines == [("stdout", "cold True")]
+    # a fresh process in a session of its own (under its run supervisor), not a fork
+    assert output.lines == [("stdout", f"cold {handle.process.pid}")]
 
 
 def test_when_the_forkserver_dies_its_runs_are_killed_and_later_runs_start_cold(
@@ -301,3 +303,8 @@ def test_when_the_forkserver_dies_its_runs_are_killed_and_later_runs_start_cold(
         assert server.start(cwd=tmp_path, env=run_env(server, run_id), on_line=output) is None
     finally:
         server.close()
+
+
+def _parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[1])

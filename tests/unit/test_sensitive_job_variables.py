@@ -1,0 +1,29 @@
+"""Job variables read from secret-looking environment variables at plan time: recorded with
+the deployment so that workers mask them (reconciler/spec/sensitive.py)."""
+
+from __future__ import annotations
+
+from reconciler.spec.sensitive import FIELD, sensitive_paths, sensitive_values
+
+
+def test_paths_of_values_read_from_secret_looking_variables() -> None:
+    written = {
+        "env": {
+            "CONNECTION": "postgres://app:{{ $DB_PASSWORD }}@db/app",
+            "KEY": "{{ $MY_SECRET }}",
+            "REGION": "{{ $REGION }}",
+            "PLAIN": "text",
+        },
+        "image": "{{ $REGISTRY_TOKEN }}",
+        "volumes": ["/data:/data", "{{ $PRIVATE_DIR }}:/private"],
+    }
+    assert sensitive_paths(written) == ["env.CONNECTION", "env.KEY", "image", "volumes.1"]
+
+
+def test_the_values_at_the_recorded_paths_of_a_stored_deployment() -> None:
+    spec = {
+        "job_variables": {"env": {"KEY": "s3cret", "REGION": "eu"}, "volumes": ["a", "/hid"]},
+        FIELD: ["env.KEY", "env.GONE", "volumes.1", "volumes.7"],
+    }
+    assert sensitive_values(spec) == ["s3cret", "/hid"]
+    assert sensitive_values({"job_variables": {"env": {}}}) == []
