@@ -191,6 +191,14 @@ def worker() -> None:
     "serving one on 127.0.0.1. Its token comes from RECONCILER_PREFECT_API_TOKEN.",
 )
 @click.option(
+    "--prefect-api-listen",
+    metavar="HOST:PORT",
+    help="Serve this worker's Prefect API on HOST:PORT instead of a free port on 127.0.0.1, "
+    "for containers on bridge or user-defined networks (e.g. the Docker gateway "
+    "172.17.0.1:4300, or 0.0.0.0:4300, reached as host.docker.internal). A random token "
+    "guards it.",
+)
+@click.option(
     "--no-forkserver",
     is_flag=True,
     help="Start each Prefect flow in a fresh interpreter (slower: Prefect is imported each time).",
@@ -205,6 +213,12 @@ def worker_start(**options: object) -> None:
     from reconciler.daemon.logs import configure
     from reconciler.worker.loop import Worker, WorkerOptions, default_worker_name
 
+    if options["prefect_api_listen"] and options["prefect_api_url"]:
+        raise UserError(
+            "--prefect-api-listen and --prefect-api-url exclude each other",
+            "serve the worker's own API (--prefect-api-listen) or use another one "
+            "(--prefect-api-url), not both",
+        )
     configure("text")
     logging.getLogger("reconciler").setLevel(logging.INFO)
     settings = WorkerOptions(
@@ -228,6 +242,11 @@ def worker_start(**options: object) -> None:
         python=str(options["python"]) if options["python"] else None,
         prefect_api_url=str(options["prefect_api_url"]) if options["prefect_api_url"] else None,
         prefect_api_token=os.environ.get("RECONCILER_PREFECT_API_TOKEN") or None,
+        prefect_api_listen=(
+            parse_listen(str(options["prefect_api_listen"]), "--prefect-api-listen")
+            if options["prefect_api_listen"]
+            else None
+        ),
         forkserver=not options["no_forkserver"],
     )
     sys.exit(Worker(settings, dict(os.environ)).run())

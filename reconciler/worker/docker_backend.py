@@ -13,9 +13,10 @@ running container, as prefect-docker 0.7.4's worker does (research notes §5.9):
    networks or network mode, memory limits, privileges and extra create arguments; never
    with the engine's auto-remove, so the exit code and output survive the run: with
    `auto_remove` the container is removed after it ends.
-4. Our flow runner (reconciler/worker/flow_runner.py) and the flow code fetched on the host
-   (`code_dir`, e.g. a git clone) are copied into the container before it starts, at
-   /opt/reconciler/flow_runner.py and /opt/reconciler/code (the working directory). A copy,
+4. Our flow runner (reconciler/worker/flow_runner.py, with flow_kind.py and Prefect's logging
+   settings beside it) and the flow code fetched on the host (`code_dir`, e.g. a git clone)
+   are copied into the container before it starts, at /opt/reconciler/flow_runner.py and
+   /opt/reconciler/code (the working directory). A copy,
    not a bind mount: it works with an engine on another machine (DOCKER_HOST), the flow can
    write where it works, and nothing the container writes ends up on the worker's disk (a
    read-only root filesystem cannot take the copy: such a job needs its code in the image and
@@ -42,7 +43,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -52,14 +53,22 @@ from docker.models.containers import Container
 from docker.utils import parse_repository_tag
 
 from reconciler.masking import Masker
-from reconciler.worker import flow_runner
+from reconciler.worker import flow_kind, flow_runner
 from reconciler.worker.docker_rules import LOCAL_API_HOSTS
 from reconciler.worker.job_config import DockerJob
+from reconciler.worker.prefect_runtime import LOGGING_CONFIG
 from reconciler.worker.process_backend import StartError
 
 LineSink = Callable[[str, str], None]
 
 RUNNER_PATH: Final = "/opt/reconciler/flow_runner.py"
+RUNNER_FILES: Final = {
+    RUNNER_PATH: Path(flow_runner.__file__),
+    "/opt/reconciler/flow_kind.py": Path(flow_kind.__file__),
+    "/opt/reconciler/prefect_logging.yml": LOGGING_CONFIG,
+}
+"""What the runner needs in the container: itself, the entrypoint reader for code in the
+image, and the logging settings of Prefect's engine (reconciler/worker/docker_flows.py)."""
 PARAMETERS_PATH: Final = "/opt/reconciler/" + flow_runner.PARAMETERS_FILE_NAME
 """The run's parameters, as JSON: copied in, as the environment cannot carry more than 128 KB."""
 CODE_PATH: Final = "/opt/reconciler/code"
@@ -148,12 +157,14 @@ def start_container(
     code_dir: Path | None,
     working_dir: str | None,
     on_line: LineSink,
+    runner_options: Sequence[str] = (),
 ) -> ContainerHandle:
+    """`runner_options` go to our flow runner before the entrypoint (no `command` configured)."""
     masker = _credential_masker(job)
     client = _connect()
     try:
         _ensure_image(client, job, masker)
-        container = _create(client, job, entrypoint, code_dir, working_dir, masker)
+        container = _create(client, job, entrypoint, code_dir, working_dir, masker, runner_options)
         try:
             handle = _start(client, container, job, code_dir, parameters, on_line, masker)
         except BaseException:
@@ -279,12 +290,13 @@ def container_settings(
     working_dir: str | None,
     cwd: Path | None = None,
     platform: str | None = None,
+    runner_options: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The keyword arguments of `containers.create` for `job` (name excluded)."""
     command = (
         list(job.command)
         if job.command_configured
-        else ["python3", "-u", RUNNER_PATH, entrypoint]  # -u: output as it comes
+        else ["python3", "-u", RUNNER_PATH, *runner_options, entrypoint]  # -u: output as it comes
     )
     env = {**job.env, flow_runner.PARAMETERS_FILE_VARIABLE: PARAMETERS_PATH}
     network_mode = job.effective_network_mode(platform)
@@ -324,7 +336,9 @@ def _extra_hosts(
     list of `host:ip`)."""
     hosts: dict[str, str] = {}
     api_url = job.env.get("PREFECT_API_URL")
-    local = not api_url or any(host in api_url for host in LOCAL_API_HOSTS)
+    local = not api_url or any(
+        host in api_url for host in (*LOCAL_API_HOSTS, "host.docker.internal")
+    )
     shares_network = bool(network_mode and network_mode.startswith("container:"))
     if (platform or sys.platform) == "linux" and local and not shares_network:
         hosts["host.docker.internal"] = "host-gateway"
@@ -344,12 +358,14 @@ def _create(
     code_dir: Path | None,
     working_dir: str | None,
     masker: Masker,
+    runner_options: Sequence[str],
 ) -> Container:
     settings = container_settings(
         job,
         entrypoint=entrypoint,
         code_dir=code_dir,
         working_dir=working_dir,
+        runner_options=runner_options,
     )
     names: Iterator[str | None] = (
         iter([None])
@@ -440,7 +456,8 @@ def _copy_in(container: Container, code_dir: Path | None, parameters: dict[str, 
         with tarfile.open(fileobj=archive, mode="w") as tar:
             for directory in ("opt", "opt/reconciler"):
                 tar.addfile(_directory_entry(directory))
-            tar.add(str(Path(flow_runner.__file__)), arcname=RUNNER_PATH.lstrip("/"))
+            for path, source in RUNNER_FILES.items():
+                tar.add(str(source), arcname=path.lstrip("/"), filter=_owned_by_root)
             _add_file(tar, PARAMETERS_PATH, json.dumps(parameters).encode("utf-8"))
             if code_dir is not None:
                 tar.add(str(code_dir), arcname=CODE_PATH.lstrip("/"), filter=_owned_by_root)

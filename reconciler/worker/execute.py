@@ -161,6 +161,8 @@ class RunExecution:
         self.prefect = prefect
         self.engine_mode = False
         """True when Prefect's engine runs the flow (it reports the states itself)."""
+        self.container: tuple[str, str | None] | None = None
+        """A docker run: its image, and the Prefect API URL the container got."""
         self.store_url = store_url
         self.environ = environ
         self.worker_name = worker_name
@@ -329,29 +331,7 @@ class RunExecution:
         }
         try:
             if self.pool_type == "docker":
-                from reconciler.worker.docker_backend import start_container
-
-                docker = docker_job(
-                    template,
-                    spec.get("job_variables") or {},
-                    run.job_variables,
-                    context,
-                    environ=self.environ,
-                    **lookups,
-                )
-                run_log.hide(docker.secrets)
-                run_log.echo = docker.stream_output
-                pull_steps = spec.get("pull_steps") or []
-                inside = container_directory(pull_steps)
-                handle: Infrastructure = start_container(
-                    docker,
-                    entrypoint=entrypoint,
-                    parameters=run.parameters,
-                    code_dir=flow_dir if pull_steps and inside is None else None,
-                    working_dir=inside,
-                    on_line=run_log.add,
-                )
-                return handle
+                return self._start_container(spec, template, flow_dir, run_log, context, lookups)
             if self.pool_type != "process":
                 raise StartError(f"pools of type {self.pool_type!r} have no worker here")
             job_variables = spec.get("job_variables") or {}
@@ -401,6 +381,67 @@ class RunExecution:
         return start_process(
             job.command, cwd=cwd, env=env, on_line=run_log.add, stop_grace_seconds=self.grace
         )
+
+    def _start_container(
+        self,
+        spec: dict[str, Any],
+        template: dict[str, Any],
+        flow_dir: Path,
+        run_log: RunLog,
+        context: RunContext,
+        lookups: dict[str, Any],
+    ) -> Infrastructure:
+        """A container for the run; a Prefect flow runs with Prefect's engine inside it
+        (reconciler/worker/docker_flows.py)."""
+        from reconciler.worker.docker_backend import start_container
+        from reconciler.worker.docker_flows import PLAIN_MARKER, prepare_container_flow
+
+        run = self.run
+        pull_steps = spec.get("pull_steps") or []
+        inside = container_directory(pull_steps)
+        code_dir = flow_dir if pull_steps and inside is None else None
+
+        def render(base_env: Any) -> Any:
+            return docker_job(
+                template,
+                spec.get("job_variables") or {},
+                run.job_variables,
+                context,
+                base_env=base_env,
+                environ=self.environ,
+                **lookups,
+            )
+
+        flow = prepare_container_flow(
+            render,
+            self.prefect,
+            entrypoint=str(spec["entrypoint"]),
+            code_on_worker=None if inside is not None else flow_dir,
+        )
+        docker = flow.job
+        self.engine_mode = flow.mode != "plain"
+        self.container = (docker.image, flow.api_url)
+        run_log.hide(docker.secrets)
+        if self.engine_mode and self.prefect is not None and self.prefect.token:
+            run_log.hide([self.prefect.token])
+        run_log.echo = docker.stream_output
+
+        def on_line(stream: str, line: str) -> None:
+            if flow.mode == "auto" and line == PLAIN_MARKER:
+                self.engine_mode = False  # the runner calls a plain function: exit code
+                return
+            run_log.add(stream, line)
+
+        handle: Infrastructure = start_container(
+            docker,
+            entrypoint=str(spec["entrypoint"]),
+            parameters=run.parameters,
+            code_dir=code_dir,
+            working_dir=inside,
+            on_line=on_line,
+            runner_options=flow.runner_options,
+        )
+        return handle
 
     def _is_prefect_flow(self, entrypoint: str, cwd: Path, job: Any) -> bool:
         """Whether Prefect's engine runs this entrypoint; raises StartError with what to
@@ -459,8 +500,18 @@ class RunExecution:
             return
         last = "\n".join(run_log.tail)
         api = self.prefect.api_url if self.prefect else "the Prefect API"
+        hint = ""
+        if self.container is not None:  # a container: its own URL, and what to do
+            from reconciler.worker.docker_flows import no_prefect_reason, unreachable_hint
+
+            image, api = self.container[0], self.container[1] or api
+            reason = no_prefect_reason(image, code, list(run_log.tail))
+            if reason is not None:
+                self._end(store, RunState.CRASHED, reason, exit_code=code)
+                return
+            hint = unreachable_hint(api, self.prefect)
         if any(marker in last for marker in _API_UNREACHABLE):
-            message = f"the Prefect API at {api} could not be reached by the flow's process"
+            message = f"the Prefect API at {api} could not be reached by the flow's process{hint}"
         elif code == 0:
             message = "the flow's process exited without reporting a final state"
         else:

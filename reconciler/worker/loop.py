@@ -67,6 +67,9 @@ class WorkerOptions:
     prefect_api_url: str | None = None
     """Point runs at this Prefect API (a daemon's) instead of serving one here."""
     prefect_api_token: str | None = None
+    prefect_api_listen: tuple[str, int] | None = None
+    """Serve this worker's Prefect API on this address instead of 127.0.0.1 (containers on
+    bridge networks reach it there)."""
     """The bearer token of `prefect_api_url`, when it needs one."""
     forkserver: bool = True
     """Start Prefect flows from a warm interpreter that has imported Prefect (fast)."""

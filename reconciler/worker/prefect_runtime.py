@@ -32,6 +32,9 @@ class PrefectRuntime:
     api_url: str
     """PREFECT_API_URL for the runs (it includes the `/api`-like prefix)."""
     token: str | None = None
+    container_api_url: str | None = None
+    """The API as containers on a bridge or user-defined network reach it (the address of
+    `--prefect-api-listen`); None when they cannot (the API is on loopback only)."""
     """Sent by the runs as PREFECT_API_KEY (a bearer token) when the API needs one."""
     python: str = field(default_factory=lambda: sys.executable)
     """The interpreter of flows whose job configures no `command`."""

@@ -4,6 +4,13 @@ By default the worker serves the Prefect-compatible API (reconciler/prefect_api/
 127.0.0.1, on a free port, behind a random bearer token that only its runs receive; it answers
 only about runs this worker claimed (and their subflows). With `--prefect-api-url` the runs
 talk to that API instead (a daemon's `/prefect/api`, for containers on other hosts).
+
+With `--prefect-api-listen HOST:PORT` the worker serves it there instead, for containers on a
+bridge or user-defined network, which cannot reach the host's loopback
+(reconciler/worker/docker_flows.py): on the Docker gateway (e.g. 172.17.0.1:4300) or on every
+address (0.0.0.0:4300; containers then reach it as host.docker.internal). The token guards it
+as on loopback. Processes and host-network containers use 127.0.0.1 when the address is a
+wildcard, the address itself otherwise.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
+from reconciler.errors import UserError
 from reconciler.runs import FlowRun
 from reconciler.store import open_store
 from reconciler.worker.interpreters import probe_prefect, resolve_python
@@ -59,12 +67,35 @@ def _serve(options: WorkerOptions) -> PrefectRuntime:
         token=token,
     )
     app = Starlette(routes=[Mount(API_PREFIX, app=api)])
-    server = serve_in_thread(app, host="127.0.0.1", port=0, name=f"prefect-api-{worker}")
-    runtime = PrefectRuntime(api_url=f"{server.url}{API_PREFIX}", token=token)
+    host, port = options.prefect_api_listen or ("127.0.0.1", 0)
+    try:
+        server = serve_in_thread(app, host=host, port=port, name=f"prefect-api-{worker}")
+    except OSError as exc:
+        raise UserError(
+            f"the worker cannot serve the Prefect API on {host}:{port}: {exc.strerror or exc}",
+            "give --prefect-api-listen an address of this machine and a free port",
+        ) from exc
+    api_url, container_api_url = api_urls(host, server.port)
+    runtime = PrefectRuntime(api_url=api_url, token=token, container_api_url=container_api_url)
     runtime.on_close.append(api.state.prefect_api.close)  # runs after the server stopped
     runtime.on_close.append(server.stop)
     log.info("worker %s serves the Prefect API for its runs at %s", worker, runtime.api_url)
+    if container_api_url and container_api_url != api_url:
+        log.info("containers on bridge networks reach it at %s", container_api_url)
     return runtime
+
+
+def api_urls(host: str, port: int) -> tuple[str, str | None]:
+    """The API's URL for this machine's processes, and for containers on a bridge network
+    (None when they cannot reach it: loopback only)."""
+    if host in ("0.0.0.0", "::", ""):
+        return f"http://127.0.0.1:{port}{API_PREFIX}", (
+            f"http://host.docker.internal:{port}{API_PREFIX}"
+        )
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}{API_PREFIX}"
+    loopback = host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+    return url, None if loopback else url
 
 
 def _start_forkserver(runtime: PrefectRuntime) -> Any:

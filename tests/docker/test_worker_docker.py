@@ -47,15 +47,9 @@ import signal
 import sys
 import time
 
-try:
-    from prefect import flow
-except ImportError:  # the test image has no prefect: a plain function runs the same way
 
-    def flow(function):
-        return function
-
-
-@flow
+# Plain functions: the base image has no prefect (tests/docker/test_worker_docker_prefect.py
+# runs Prefect flows in containers).
 def ingest(who: str = "world") -> None:
     print(f"hello {who} in {os.getcwd()}")
     print(f"GREETING={os.environ.get('GREETING')}")
@@ -66,7 +60,6 @@ def ingest(who: str = "world") -> None:
                 print(f"memory limit {handle.read().strip()}")
 
 
-@flow
 def show(path: str) -> None:
     with open(path) as handle:
         print(f"read {handle.read().strip()!r}")
@@ -74,12 +67,10 @@ def show(path: str) -> None:
         print(f"host.docker.internal known: {'host.docker.internal' in handle.read()}")
 
 
-@flow
 def explode(reason: str = "boom") -> None:
     raise ValueError(f"the flow failed: {reason}")
 
 
-@flow
 def snooze(seconds: float = 60) -> None:
     def on_term(signum, frame):
         print("SIGTERM received, finishing slowly", flush=True)
