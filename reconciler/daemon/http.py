@@ -102,7 +102,8 @@ async def read_body(request: Request) -> bytes:
     """The request's body, at most MAX_BODY_BYTES, within BODY_TIMEOUT_SECONDS."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.strip().isdigit():
+        # isdigit() alone takes "²" (a latin-1 header byte) for a digit, which int() refuses.
+        if not (declared.strip().isascii() and declared.strip().isdigit()):
             raise BodyRefused(json_response(400, {"error": "bad Content-Length"}))
         if int(declared) > MAX_BODY_BYTES:
             raise BodyRefused(_too_large())

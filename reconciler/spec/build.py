@@ -30,6 +30,7 @@ from reconciler.desired import (
     matches_glob,
 )
 from reconciler.diagnostics import Diagnostic, Location, error, warning
+from reconciler.errors import UserError
 from reconciler.masking import looks_secret
 from reconciler.model import (
     UNKNOWN_VALUE,
@@ -65,7 +66,12 @@ from reconciler.spec.validation import did_you_mean, show_value, type_name
 from reconciler.spec.validation import prepare as prepare_validation
 from reconciler.spec.yamlload import LoadedDocument, Path
 from reconciler.store.base import ObservedState
+from reconciler.worker.run_parameters import NON_FINITE_HINT, check_storable
 
+_YAML_NON_FINITE_HINT = (
+    "JSON has no Infinity or NaN: give a finite number, or quote the value ('.inf') to pass it "
+    "as a string"
+)
 _BAD_NAME = re.compile(r"[/%&><]")
 _TRUE = {"1", "on", "t", "true", "y", "yes"}
 _FALSE = {"0", "off", "f", "false", "n", "no"}
@@ -570,6 +576,14 @@ class _DeploymentBuilder:
             parameters = self._parameters(config.get("parameters"), flow, enforce, required)
         pool, queue, job_variables = self._work_pool(config.get("work_pool") or {})
         limit, options = self._concurrency(config.get("concurrency_limit"))
+        self._refuse_unstorable(parameters, "parameters")
+        self._refuse_unstorable(job_variables, "work_pool", "job_variables")
+        if isinstance(raw_schedules, list) and not self.draft.legacy_schedule:
+            for index, entry in enumerate(raw_schedules):
+                if isinstance(entry, dict):
+                    self._refuse_unstorable(
+                        entry.get("parameters"), "schedules", index, "parameters"
+                    )
         if config.get("sla"):
             self.note("`sla` is ignored: SLAs exist only in Prefect Cloud", "sla")
         if flow is None or name is None or pool is None or self.problems:
@@ -775,6 +789,20 @@ class _DeploymentBuilder:
                 "parameters",
                 *path,
             )
+
+    def _refuse_unstorable(self, values: Any, *keys: str | int) -> None:
+        """Values JSON cannot hold (Infinity, NaN: YAML's `.inf`, `.nan`) or nested past the
+        parameter depth limit would be applied, then refuse every run made from them
+        (run_parameters.py): refuse them where they are written, as a plan error."""
+        if not isinstance(values, dict):
+            return
+        for name, value in values.items():
+            where = ".".join(str(k) for k in (*keys, name))
+            try:
+                check_storable({name: value}, f"`{where}`")
+            except UserError as exc:
+                hint = _YAML_NON_FINITE_HINT if exc.hint == NON_FINITE_HINT else exc.hint
+                self.fail(exc.message, *keys, name, hint=hint)
 
     def _work_pool(self, pool_config: dict[str, Any]) -> tuple[str | None, str, dict[str, Any]]:
         name = pool_config.get("name")

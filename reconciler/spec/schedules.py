@@ -477,6 +477,12 @@ def _validate_rrule(rule: str, key: str) -> None:
         raise ScheduleError(
             f'Invalid rrule "{_abbreviated(rule)}": {exc}. Expected {_RRULE_FORMS}.', key=key
         ) from None
+    except TypeError:  # dateutil's rrule() was called without its required `freq`
+        raise ScheduleError(
+            f'Invalid rrule "{_abbreviated(rule)}": it has no FREQ part (e.g. FREQ=DAILY). '
+            f"Expected {_RRULE_FORMS}.",
+            key=key,
+        ) from None
 
 
 # --- shared field rules -------------------------------------------------------------------
