@@ -52,6 +52,11 @@ class _Repository:
     @classmethod
     def open(cls, path: str) -> _Repository:
         if not os.path.exists(path):
+            if "://" in path:  # shown without any credential it carries
+                raise SourceError(
+                    f"{strip_credentials(path)}: not a local repository",
+                    "clone it and give its path, or let the daemon watch the URL (daemon.yaml)",
+                )
             raise SourceError(f"{path}: no such file or directory", "check the repository path")
         if not os.path.isdir(path):
             raise SourceError(f"{path} is a file, not a repository directory")

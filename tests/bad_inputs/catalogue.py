@@ -7,6 +7,7 @@
     command:   the arguments of `reconcile`; {repo}, {store} and {tmp} are filled in
     exit_code: what it must exit with (1)
     expect:    fragments the output must contain, in any order
+    never:     (optional) fragments it must not contain (credentials, secrets)
 
 test_catalogue.py runs every case against a store where the valid project is applied;
 `python -m tests.bad_inputs.catalogue` writes docs/bad-inputs.md from the cases (a test checks
@@ -35,6 +36,7 @@ class Case:
     why: str = ""
     files: dict[str, str] = field(default_factory=dict)
     symlinks: dict[str, str] = field(default_factory=dict)
+    never: list[str] = field(default_factory=list)
 
 
 def load_cases() -> list[Case]:

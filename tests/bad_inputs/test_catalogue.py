@@ -62,6 +62,8 @@ def test_bad_input_is_rejected(
     assert printable(result.output, keep_newlines=True) == result.output, result.output
     for fragment in case.expect:
         assert filled(fragment) in result.output, f"{filled(fragment)!r} not in:\n{result.output}"
+    for secret in case.never:
+        assert secret not in result.output, f"{secret!r} shown in:\n{result.output}"
     assert dump_store(store_url) == before
 
 
