@@ -78,6 +78,14 @@ def soak(backend: str, seconds: float, rng: random.Random, keep: bool) -> Outcom
                 )
             outcome.add("orphans", orphans)
             outcome.add("daemon or worker", _exits(fleet))
+            outcome.add(
+                "daemon or worker",
+                (
+                    f"{what} ({time.strftime('%H:%M:%S', time.localtime(at))})"
+                    for at, what in record.kills
+                    if what.endswith("exited by itself")
+                ),
+            )
             outcome.figures.update(
                 {
                     "backend": backend,
