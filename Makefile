@@ -2,13 +2,15 @@
 # `make test` : virtualenv + packages, then ruff, mypy and the whole pytest suite.
 # `make demo` : the main job on examples/ against an embedded SQLite store.
 # `make bench`: benchmarks that print figures (figures in README.md, Benchmarks).
+# `make soak` : the chaos soak, ~10 minutes, PostgreSQL then SQLite (docs/soak.md); not in
+#               `make test`. SOAK_ARGS="--minutes 3" for a shorter one.
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: test lint typecheck pytest demo bench schemas clean system-deps
+.PHONY: test lint typecheck pytest demo bench soak schemas clean system-deps
 
 system-deps:
 	@bash .ci/system-deps
@@ -46,6 +48,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_scheduler.py
 	$(BIN)/python bench/bench_store.py
 	$(BIN)/python bench/bench_prefect_flows.py
+
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .reconciler .mypy_cache .ruff_cache .pytest_cache

@@ -123,6 +123,18 @@ class RepoController:
         submit(self._drain)
 
     def _drain(self) -> None:
+        try:
+            self._attempt_pending()
+        except Exception:
+            # The next trigger must start attempts again: a controller left "running" would
+            # ignore every commit until the daemon restarts.
+            log.exception(
+                "repo=%s the attempts stopped; the next trigger restarts them", self.config.name
+            )
+            with self._wake:
+                self._running = False
+
+    def _attempt_pending(self) -> None:
         while not self.runtime.stopping.is_set():
             with self._wake:
                 if not self._pending:
@@ -131,7 +143,7 @@ class RepoController:
                 reasons, self._pending = self._pending, []
             try:
                 self.attempt(reasons)
-            except Exception:  # a bug: keep the daemon alive, report, retry later
+            except Exception:  # a bug, or the store gone: keep the daemon alive, retry later
                 log.exception("repo=%s unexpected failure", self.config.name)
                 self._failed("internal error (see the daemon's log)", self.status.fetched_commit)
         with self._wake:
@@ -347,17 +359,25 @@ class RepoController:
         self.runtime.metrics.error(self.config.name)
         failures = self.status.failures + 1
         delay = retry_delay(failures)
-        self._save(
-            self.status.with_(
-                state=State.ERROR,
-                message=f"retrying in {delay:.0f}s (failure {failures} in a row)",
-                last_error=message[:_MAX_MESSAGE],
-                last_error_at=now_iso(),
-                failures=failures,
-                next_attempt_at=in_seconds_iso(delay),
-            )
-        )
+        # The retry first: when the store is what failed, saving the status fails too, and
+        # the retry is what brings the repository back once the store is.
         self.runtime.schedule_retry(self.config.name, delay)
+        status = self.status.with_(
+            state=State.ERROR,
+            message=f"retrying in {delay:.0f}s (failure {failures} in a row)",
+            last_error=message[:_MAX_MESSAGE],
+            last_error_at=now_iso(),
+            failures=failures,
+            next_attempt_at=in_seconds_iso(delay),
+        )
+        try:
+            self._save(status)
+        except Exception as exc:  # the store is away: the status stays in memory (GET /status)
+            log.warning(
+                "repo=%s the failure could not be recorded in the store: %s",
+                self.config.name,
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
 
     def _save(self, status: RepoStatus) -> None:
         self.status = status

@@ -52,6 +52,7 @@ from reconciler.worker.run_supervisor import STOP_GRACE_VARIABLE
 log = logging.getLogger("reconciler.worker")
 
 LOG_FLUSH_SECONDS = 0.25
+STORE_RETRY_SECONDS = 1.0
 TAIL_LINES = 20
 _EXIT_MEANINGS = {
     1: "the flow raised an exception",
@@ -192,7 +193,10 @@ class RunExecution:
     # -- the run -------------------------------------------------------------------------------
 
     def execute(self) -> None:
-        store = open_store(self.store_url)
+        store = self._open_store()
+        if store is None:  # the worker stopped while the store was away: a restart crashes it
+            self.finished.set()
+            return
         try:
             self._execute(store)
         except Exception as exc:  # a bug or an unexpected failure: the run must not hang
@@ -204,6 +208,22 @@ class RunExecution:
         finally:
             store.close()
             self.finished.set()
+
+    def _open_store(self) -> Store | None:
+        """The run's own connection. The run is claimed: it must run or end, so a store that
+        is away for a while (a restart, an outage) is waited for, until the worker stops."""
+        while True:
+            try:
+                return open_store(self.store_url)
+            except Exception as exc:  # unreachable for now: the worker's loop waits it out too
+                if self.abandoned is not None:
+                    return None
+                log.warning(
+                    "flow run %s: the store does not answer, trying again: %s",
+                    self.run.id,
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                )
+                time.sleep(STORE_RETRY_SECONDS)
 
     def _execute(self, store: Store) -> None:
         run = self.run

@@ -81,6 +81,14 @@ class Worker:
             raise UserError(
                 f"worker name {options.name!r} contains / or %", "choose another --name"
             )
+        if options.work_dir is not None:
+            try:  # now, not at each run: a bad --work-dir is one clear error, not N crashes
+                options.work_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(
+                    f"cannot create the work directory {options.work_dir}: {exc.strerror or exc}",
+                    "pass a directory this worker can write to with --work-dir",
+                ) from None
         self.options = options
         self.environ = environ
         self.stopping = threading.Event()

@@ -112,6 +112,7 @@ class PostgresServer:
     user: str | None
     host: str = "127.0.0.1"
     _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def url(self, database: str, *, password: str | None = None) -> str:
         secret = self.password if password is None else password
@@ -127,6 +128,19 @@ class PostgresServer:
         with self.connect() as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+    def stop_for(self, seconds: float) -> None:
+        """An outage (the chaos soak, bench/soak): a fast shutdown (clients are disconnected,
+        transactions in progress roll back), `seconds` down (connections are refused), then
+        the same server started again on the same port with its data."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
+            self.process.wait(timeout=60)
+        time.sleep(seconds)
+        process, failure = _launch(self)
+        if process is None:
+            raise PostgresUnavailable(f"postgres did not start again; its log ends:\n{failure}")
+        self.process = process
 
     def drop_database(self, url: str) -> None:
         """Drop a database made by `create_database`, ending its connections."""
@@ -174,7 +188,7 @@ def running_postgres() -> Iterator[PostgresServer]:
     # the server user must reach its own.
     directory = Path(tempfile.mkdtemp(prefix="reconciler-pg-"))
     password = f"pw-{secrets.token_hex(8)}"
-    process: subprocess.Popen[bytes] | None = None
+    server: PostgresServer | None = None
     try:
         pwfile = directory / "password"
         pwfile.write_text(password + "\n")
@@ -201,48 +215,58 @@ def running_postgres() -> Iterator[PostgresServer]:
             ],
             "initdb",
         )
-        server, process = _start(bindir, user, directory, password)
+        server = _start(bindir, user, directory, password)
         yield server
     finally:
-        if process is not None:
-            _stop(process)
+        if server is not None and server.process is not None:
+            _stop(server.process)  # the one running now: `stop_for` starts another
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _start(
-    bindir: Path, user: str | None, directory: Path, password: str
-) -> tuple[PostgresServer, subprocess.Popen[bytes]]:
+def _start(bindir: Path, user: str | None, directory: Path, password: str) -> PostgresServer:
     """`postgres` on a free port, ready for connections; a port taken between choosing it
     and binding it is tried again."""
-    log_path = directory / "server.log"
     failure = ""
     for _ in range(3):
-        port = _free_port()
-        settings = {**SERVER_SETTINGS, "port": str(port), "unix_socket_directories": str(directory)}
-        argv = [str(bindir / "postgres"), "-D", str(directory / "data")]
-        for name, value in settings.items():
-            argv += ["-c", f"{name}={value}"]
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=_ENV,
-                cwd="/",
-                preexec_fn=_as_server_user(user),
-            )
-        server = PostgresServer(bindir, directory, port, password, user)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while process.poll() is None and time.monotonic() < deadline:
-            try:
-                psycopg.connect(server.url("postgres"), connect_timeout=2).close()
-            except psycopg.OperationalError:
-                time.sleep(0.05)
-                continue
-            return server, process
-        _stop(process)
-        failure = log_path.read_text(errors="replace")[-2000:]
+        server = PostgresServer(bindir, directory, _free_port(), password, user)
+        process, failure = _launch(server)
+        if process is not None:
+            server.process = process
+            return server
     raise PostgresUnavailable(f"postgres did not start; its log ends:\n{failure}")
+
+
+def _launch(server: PostgresServer) -> tuple[subprocess.Popen[bytes] | None, str]:
+    """Start `postgres` for `server` (its directory, its port) and wait until it answers;
+    the process, or None and the end of its log."""
+    log_path = server.directory / "server.log"
+    settings = {
+        **SERVER_SETTINGS,
+        "port": str(server.port),
+        "unix_socket_directories": str(server.directory),
+    }
+    argv = [str(server.bindir / "postgres"), "-D", str(server.directory / "data")]
+    for name, value in settings.items():
+        argv += ["-c", f"{name}={value}"]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_ENV,
+            cwd="/",
+            preexec_fn=_as_server_user(server.user),
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            psycopg.connect(server.url("postgres"), connect_timeout=2).close()
+        except psycopg.OperationalError:
+            time.sleep(0.05)
+            continue
+        return process, ""
+    _stop(process)
+    return None, log_path.read_text(errors="replace")[-2000:]
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

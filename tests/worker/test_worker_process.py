@@ -270,6 +270,29 @@ def test_an_unknown_pool_is_refused_clearly(project: Project) -> None:
     assert "work pool 'nope' does not exist (pools: limited, local)" in log
 
 
+def test_a_work_dir_that_does_not_exist_yet_is_created_and_runs_complete(
+    project: Project,
+) -> None:
+    # Found by the chaos soak (bench/soak): every run CRASHED with a FileNotFoundError.
+    work_dir = project.tmp_path / "not" / "yet"
+    run_id = project.run("hello/hello")
+    project.run_once("--work-dir", str(work_dir))
+    assert project.get(run_id).state is RunState.COMPLETED
+    assert work_dir.is_dir()
+
+
+def test_a_work_dir_that_cannot_be_created_is_refused_clearly(project: Project) -> None:
+    blocker = project.tmp_path / "a-file"
+    blocker.write_text("")
+    run_id = project.run("hello/hello")
+    worker = project.worker("--run-once", "--work-dir", str(blocker / "runs"))
+    assert worker.wait(timeout=60) == 1
+    log = (sorted(project.tmp_path.glob("worker-*.log"))[-1]).read_text()
+    assert f"cannot create the work directory {blocker / 'runs'}" in log
+    assert "Traceback" not in log
+    assert project.get(run_id).state is RunState.SCHEDULED
+
+
 def test_four_workers_and_500_runs_run_each_exactly_once(project: Project) -> None:
     store = open_store(project.store_url)
     try:
