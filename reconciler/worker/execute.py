@@ -565,8 +565,25 @@ class RunExecution:
     def _end(
         self, store: Store, state: RunState, message: str, exit_code: int | None = None
     ) -> None:
-        with self.lock:
-            store.set_run_state(self.run.id, state, message, exit_code=exit_code)
+        """Record the final state; a store that is away is retried (the run must not stay
+        RUNNING under a live worker), until the worker stops (a restart then crashes it)."""
+        pause = 0.5
+        while True:
+            try:
+                with self.lock:
+                    store.set_run_state(self.run.id, state, message, exit_code=exit_code)
+                break
+            except Exception as exc:
+                if self.abandoned is not None:  # the worker stops: its restart crashes the run
+                    raise
+                log.warning(
+                    "flow run %s: cannot record %s yet, trying again: %s",
+                    self.run.id,
+                    state.value,
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                )
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
         log.info("flow run %s %s: %s", self.run.id, state.value, message.splitlines()[0])
 
 
