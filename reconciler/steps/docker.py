@@ -1,5 +1,6 @@
 """`prefect_docker.deployments.steps.build_docker_image` and `push_docker_image`, implemented
-natively with the docker SDK against the machine's Docker engine (research notes 3.3).
+natively with the docker SDK against the machine's Docker engine
+(docs/design-notes.md#docker-steps).
 
 Steps run during apply, after the plan, never during a dry-run. Same keyword arguments and
 outputs as prefect-docker's steps; every line the engine sends (build output, pull and push

@@ -12,8 +12,8 @@ references. Then:
 - a deployment Prefect would refuse (no entrypoint, no pool, no name) is an error at its place;
 - every deployment Prefect would deploy comes out the same, field by field.
 
-Expected values are worked out here from Prefect's rules (research notes, sections 1 and 2),
-independently of reconciler's own templating code.
+Expected values are worked out here from Prefect's rules
+(docs/design-notes.md#prefect-deploy-order), independently of reconciler's own templating code.
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ def test_every_corpus_file_has_an_expectation() -> None:
 
 _PLACEHOLDER = re.compile(r"{{\s*([\w.\-\[\]$]+)\s*}}")
 _REMOVED = object()  # a whole-value placeholder with no value: Prefect drops the key
-# What each built-in step returns (research notes 3.2 and 3.3); run_steps merges it flat.
+# What each built-in step returns (docs/design-notes.md#builtin-steps and #docker-steps); run_steps
+# merges it flat.
 _STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
     "build_docker_image": ("image_name", "tag", "image", "image_id", "additional_tags"),
     "push_docker_image": ("image_name", "tag", "image", "additional_tags"),
@@ -161,8 +162,9 @@ def _map_text(value: Any, change: Callable[[str], Any]) -> Any:
 
 @dataclass
 class PrefectTemplating:
-    """`prefect deploy`'s passes over one deployment (research notes 1.8), with reconciler's
-    decided exceptions: block references stay as written, step outputs are unknown."""
+    """`prefect deploy`'s passes over one deployment (docs/design-notes.md#prefect-deploy-order),
+    with reconciler's decided exceptions: block references stay as written, step outputs are
+    unknown."""
 
     environ: Mapping[str, str]
     variables: Mapping[str, Any]
