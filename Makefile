@@ -36,8 +36,8 @@ $(DOCSTAMP): $(PYSTAMP)
 	touch $(DOCSTAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check reconciler tests bench
-	$(BIN)/ruff format --check reconciler tests bench
+	$(BIN)/ruff check reconciler tests bench docs/hooks
+	$(BIN)/ruff format --check reconciler tests bench docs/hooks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -51,7 +51,7 @@ test-fast: $(PYSTAMP)
 	$(BIN)/pytest -q -n 2 -m "$(FAST_MARKS)" $(FAST_TESTS)
 
 docs: $(DOCSTAMP)
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
