@@ -3,7 +3,7 @@
 # `make test-fast`: no apt, Docker or PostgreSQL: unit, golden, contract (SQLite) and corpus tests.
 # `make docs` : the documentation site (MkDocs + Material) into site/, checked with --strict.
 # `make demo` : the main job on examples/ against an embedded SQLite store.
-# `make bench`: benchmarks that print figures (figures in README.md, Benchmarks).
+# `make bench`: benchmarks that print figures (figures in docs/benchmarks.md).
 
 PYTHON ?= python3
 VENV   ?= .venv
