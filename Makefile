@@ -1,7 +1,9 @@
 # Everything a fresh machine needs, installed by the targets themselves.
 # `make test` : virtualenv + packages, then ruff, mypy and the whole pytest suite.
+# `make test-fast`: no apt, Docker or PostgreSQL: unit, golden, contract (SQLite) and corpus tests.
+# `make docs` : the documentation site (MkDocs + Material) into site/, checked with --strict.
 # `make demo` : the main job on examples/ against an embedded SQLite store.
-# `make bench`: benchmarks that print figures (figures in README.md, Benchmarks).
+# `make bench`: benchmarks that print figures (figures in docs/benchmarks.md).
 # `make soak` : the chaos soak, ~10 minutes, PostgreSQL then SQLite (docs/soak.md); not in
 #               `make test`. SOAK_ARGS="--minutes 3" for a shorter one.
 
@@ -9,22 +11,35 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
+# The Python packages alone (no apt): what `make test-fast` and `make docs` need.
+PYSTAMP = $(VENV)/.python-stamp
+DOCSTAMP = $(VENV)/.docs-stamp
+# The fast tier: everything but the tests that need apt packages, Docker or PostgreSQL.
+FAST_TESTS = tests/unit tests/golden tests/contract tests/corpus
+FAST_MARKS = not e2e and not docker and not postgres
 
-.PHONY: test lint typecheck pytest demo bench soak schemas clean system-deps
+.PHONY: test test-fast lint typecheck pytest demo bench soak schemas docs clean system-deps
 
 system-deps:
 	@bash .ci/system-deps
 
-$(STAMP): pyproject.toml
-	@$(MAKE) --no-print-directory system-deps
+$(PYSTAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(PYSTAMP)
+
+$(STAMP): $(PYSTAMP)
+	@$(MAKE) --no-print-directory system-deps
 	touch $(STAMP)
 
+$(DOCSTAMP): $(PYSTAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
+	touch $(DOCSTAMP)
+
 lint: $(STAMP)
-	$(BIN)/ruff check reconciler tests bench
-	$(BIN)/ruff format --check reconciler tests bench
+	$(BIN)/ruff check reconciler tests bench docs/hooks
+	$(BIN)/ruff format --check reconciler tests bench docs/hooks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -33,6 +48,12 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
+
+test-fast: $(PYSTAMP)
+	$(BIN)/pytest -q -n 2 -m "$(FAST_MARKS)" $(FAST_TESTS)
+
+docs: $(DOCSTAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
@@ -53,4 +74,4 @@ soak: $(STAMP)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) .reconciler .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .reconciler .mypy_cache .ruff_cache .pytest_cache site

@@ -1,11 +1,11 @@
 """The scheduler tick: deployment schedules become SCHEDULED runs (scheduler: store -> store).
 
-Prefect's look-ahead (research notes 6.2): for every active schedule of every deployment that
-is not paused, keep at least `min_runs` runs and at least `min_seconds` scheduled ahead,
-generating at most `max_runs` runs or `max_seconds` ahead. A schedule that already has enough
-is skipped without computing anything. Each run carries the key
-`scheduled DEPLOYMENT SCHEDULE TIME`, unique in the store: a tick repeated, a daemon restarted,
-or two daemons side by side never create a run twice.
+Prefect's look-ahead (docs/design-notes.md#scheduler): for every active schedule of every deployment
+that is not paused, keep at least `min_runs` runs and at least `min_seconds` scheduled ahead,
+generating at most `max_runs` runs or `max_seconds` ahead. A schedule that already has enough is
+skipped without computing anything. Each run carries the key `scheduled DEPLOYMENT SCHEDULE TIME`,
+unique in the store: a tick repeated, a daemon restarted, or two daemons side by side never create a
+run twice.
 
 Each deployment gets `budget_seconds` (2 s) to compute its fire times: a schedule still being
 searched then, or one that fails, is reported as an error of its deployment (logged, and in

@@ -153,6 +153,8 @@ def _close(process: subprocess.Popen[bytes]) -> None:
     if process.stdin:
         process.stdin.close()
     process.wait(timeout=5)
+    if process.stdout:
+        process.stdout.close()
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess[str]:

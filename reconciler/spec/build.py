@@ -1,11 +1,11 @@
 """Desired state: every file of every repository in this run, turned into Resources.
 
-Pure stage between validation and planning. Inputs are the snapshots, the observed store state
-(for variables, blocks and pools that already exist) and the environment; nothing else is read.
-For each deployment it follows `prefect deploy`'s order (research notes section 1.8): variables,
-then the environment, then step outputs; it reads the flow with `ast`, checks parameters against
-the flow's signature and job variables against the pool's schema, and reports every problem of
-the run together.
+Pure stage between validation and planning. Inputs are the snapshots, the observed store state (for
+variables, blocks and pools that already exist) and the environment; nothing else is read. For each
+deployment it follows `prefect deploy`'s order (docs/design-notes.md#prefect-deploy-order):
+variables, then the environment, then step outputs; it reads the flow with `ast`, checks parameters
+against the flow's signature and job variables against the pool's schema, and reports every problem
+of the run together.
 """
 
 from __future__ import annotations
@@ -75,8 +75,9 @@ _YAML_NON_FINITE_HINT = (
 _BAD_NAME = re.compile(r"[/%&><]")
 _TRUE = {"1", "on", "t", "true", "y", "yes"}
 _FALSE = {"0", "off", "f", "false", "n", "no"}
-# What each step we know returns (research notes 3.2, 3.3), unknown until a build runs. Prefect
-# merges every output flat into the values later templates read, so `{{ image }}` works too.
+# What each step we know returns (docs/design-notes.md#builtin-steps and #docker-steps), unknown
+# until a build runs. Prefect merges every output flat into the values later templates read,
+# so `{{ image }}` works too.
 _STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
     "build_docker_image": ("image_name", "tag", "image", "image_id", "additional_tags"),
     "push_docker_image": ("image_name", "tag", "image", "additional_tags"),

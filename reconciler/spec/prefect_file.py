@@ -219,7 +219,7 @@ class _TopSteps:
 def _effective_steps(
     kind: str, raw: dict[str, Any], top: _TopSteps, path: Path
 ) -> list[PlacedStep] | None:
-    """Prefect's replacement rules (research notes section 1.6)."""
+    """Prefect's replacement rules (docs/design-notes.md#step-lists)."""
     own = _wrap(raw.get(kind))
     if kind == "build":
         placed = _place(own, (*path, kind)) if kind in raw else top.placed(kind)

@@ -4,7 +4,8 @@ Part of the validate stage, and pure: no clock, network or host time-zone databa
 come from the `tzdata` package). The desired-state stage stores the returned dict as-is, so two
 runs over the same YAML give the same dict. What is accepted follows Prefect 3.9.1
 (`RawScheduleConfig`, `DeploymentScheduleCreate`, `CronSchedule`, `IntervalSchedule`,
-`RRuleSchedule`); see reference §1.4. Where we differ from Prefect, a comment says why.
+`RRuleSchedule`); see docs/design-notes.md#schedules. Where we differ from Prefect, a comment
+says why.
 
 Output, always with these keys in this order (`replaces` only when given):
 

@@ -116,4 +116,7 @@ def step_problem(name: str) -> tuple[str, str | None] | None:
     from reconciler.spec.validation import did_you_mean
 
     hint = did_you_mean(name, sorted(BUILTIN_STEPS | CLOUD_STORAGE_STEPS))
-    return (f'unknown step "{name}"', hint or "see the README for the steps reconciler runs")
+    return (
+        f'unknown step "{name}"',
+        hint or "see docs/prefect-compatibility.md for the steps reconciler runs",
+    )

@@ -1,5 +1,6 @@
-"""The steps reconciler runs natively, under both of Prefect's names for each (research notes
-3.2), `set_working_directory`, and the Docker steps (reconciler/steps/docker.py, 3.3).
+"""The steps reconciler runs natively, under both of Prefect's names for each (design notes:
+docs/design-notes.md#builtin-steps), `set_working_directory`, and the Docker steps
+(reconciler/steps/docker.py, docs/design-notes.md#docker-steps).
 
 Steps run during apply, after the plan, never during a dry-run. The Docker steps are listed
 here rather than registered from their module with `runner.register`: the runner reads this

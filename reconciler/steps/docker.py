@@ -1,5 +1,6 @@
 """`prefect_docker.deployments.steps.build_docker_image` and `push_docker_image`, implemented
-natively with the docker SDK against the machine's Docker engine (research notes 3.3).
+natively with the docker SDK against the machine's Docker engine
+(docs/design-notes.md#docker-steps).
 
 Steps run during apply, after the plan, never during a dry-run. Same keyword arguments and
 outputs as prefect-docker's steps; every line the engine sends (build output, pull and push
@@ -488,10 +489,13 @@ def _connected(context: StepContext) -> Iterator[docker.DockerClient]:
     """A client for the engine that the step's environment names (DOCKER_HOST, else the
     default socket), checked with a ping."""
     host = context.env.get("DOCKER_HOST") or "the default socket (unix:///var/run/docker.sock)"
+    client: docker.DockerClient | None = None
     try:
         client = docker.from_env(environment=dict(context.env), timeout=CONNECT_TIMEOUT_S)
         client.ping()
     except (docker.errors.DockerException, OSError) as exc:
+        if client is not None:
+            client.close()
         raise StepError(
             f"the Docker engine is not reachable at {host}: {exc}",
             hint="start the Docker engine (dockerd), or set DOCKER_HOST in reconcile's "
@@ -516,6 +520,7 @@ def _run_build(
     status = _StatusLines(output)
     step: _BuildStep | None = None
     image_id: str | None = None
+    failure: Mapping[str, Any] | None = None
     try:
         events = client.api.build(
             path=str(options.context_dir), dockerfile=dockerfile, decode=True, **options.api_kwargs
@@ -526,8 +531,9 @@ def _run_build(
                 lines.write(text)
                 step = _last_build_step(text) or step
             elif "error" in event or "message" in event:
-                lines.flush()
-                raise _build_failure(image_name, event, step)
+                # Read the stream to its end first: the engine's connection then goes back to
+                # the client, which closes it (raising here would leave its socket open).
+                failure = failure or event
             elif isinstance(event.get("aux"), Mapping) and "ID" in event["aux"]:
                 image_id = str(event["aux"]["ID"])
             else:
@@ -541,6 +547,8 @@ def _run_build(
         raise _engine_failure(f"building {image_name}", exc) from exc
     finally:
         lines.flush()
+    if failure is not None:
+        raise _build_failure(image_name, failure, step)
     if image_id is None:
         raise StepError(f"Docker finished building {image_name} without reporting an image ID")
     return image_id

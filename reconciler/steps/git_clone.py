@@ -1,4 +1,4 @@
-"""`prefect.deployments.steps.git_clone`, implemented natively (research notes 3.2).
+"""`prefect.deployments.steps.git_clone`, implemented natively (docs/design-notes.md#builtin-steps).
 
 Steps run during apply, after the plan, never during a dry-run (and on workers, as pull
 steps). Same arguments, checks, destination and output as Prefect's step. Credentials go into

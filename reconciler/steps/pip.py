@@ -1,4 +1,5 @@
-"""`pip_install_requirements`, and installing a custom step's `requires` (research notes 3.1-3.2).
+"""`pip_install_requirements`, and installing a custom step's `requires`
+(docs/design-notes.md#step-runner).
 
 Steps run during apply, after the plan, never during a dry-run. Both run
 `python -m pip install` with the reconciler's own interpreter, in the step context's

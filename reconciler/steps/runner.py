@@ -1,4 +1,4 @@
-"""Run build, push and pull steps with Prefect's semantics (research notes 3.1).
+"""Run build, push and pull steps with Prefect's semantics (docs/design-notes.md#step-runner).
 
 Steps run during apply, after the plan, never during a dry-run: planning only checks their
 names. For each step, in order: its inputs are templated (upstream outputs, then blocks, then

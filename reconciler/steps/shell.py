@@ -1,4 +1,5 @@
-"""`prefect.deployments.steps.run_shell_script`, implemented natively (research notes 3.2).
+"""`prefect.deployments.steps.run_shell_script`, implemented natively
+(docs/design-notes.md#builtin-steps).
 
 Steps run during apply, after the plan, never during a dry-run. Each line of the script is its
 own process. By default a line is split with shlex and run without a shell, so text that

@@ -1,7 +1,7 @@
 """Worker backend `docker`: each run is a container (worker: execute).
 
-`start_container` turns a prepared `DockerJob` (reconciler/worker/job_config.py) into a
-running container, as prefect-docker 0.7.4's worker does (research notes §5.9):
+`start_container` turns a prepared `DockerJob` (reconciler/worker/job_config.py) into a running
+container, as prefect-docker 0.7.4's worker does (docs/design-notes.md#docker-runs):
 
 1. The engine: `docker.from_env()`, checked with a ping.
 2. The image, by the job's pull policy: `Never` uses the engine's copy only, `IfNotPresent`

@@ -1,5 +1,5 @@
-"""prefect-docker 0.7.4's small rules for a container job (research notes §5.9), as pure
-functions: label and container-name forms, the image tag behind the default pull policy, the
+"""prefect-docker 0.7.4's small rules for a container job (docs/design-notes.md#docker-runs), as
+pure functions: label and container-name forms, the image tag behind the default pull policy, the
 inferred network mode, and which volume strings are accepted.
 
 Place: worker. `reconciler.worker.job_config` applies them when it prepares a `DockerJob`; the

@@ -1,8 +1,8 @@
 """Get a deployment's flow code where a run will execute (worker: before the flow starts).
 
-Runs the deployment's stored pull steps with the step runner, in a directory of the run, and
-returns the directory the flow's entrypoint is relative to: the last `directory` a step
-returned, else the run's directory (Prefect's rule, research notes 3.1).
+Runs the deployment's stored pull steps with the step runner, in a directory of the run, and returns
+the directory the flow's entrypoint is relative to: the last `directory` a step returned, else the
+run's directory (Prefect's rule, docs/design-notes.md#step-runner).
 
 The clone step generated for a file without pull steps (reconciler/spec/default_pull.py) names
 no commit: here it is pinned to the commit its repository was last applied at, so a run

@@ -5,10 +5,11 @@ template, the deployment's `job_variables`, the run's `job_variables` and what t
 `RunContext`); the output is a `ProcessJob` or a `DockerJob`. Everything is pure except two
 documented defaults (`environ=None` reads `os.environ`, as Prefect's worker does).
 
-The stages follow research notes §2.8 (`BaseJobConfiguration.resolve_for_flow_run`):
+The stages follow docs/design-notes.md#job-configuration
+(`BaseJobConfiguration.resolve_for_flow_run`):
 
 1. `merge_job_variables`: deployment variables, then the run's; `env` merged one level.
-2. `render_job_configuration`: `from_template_and_values` steps 1-7 (defaults that are not
+2. `render_job_configuration`: Prefect's `from_template_and_values` (defaults that are not
    None, `env` merges, dotted keys, `apply_values` with `remove_notset=True`).
 3. `resolve_job_references`: `{{ prefect.blocks.* }}` then `{{ prefect.variables.* }}`, from
    lookups the worker passes in (the store); block values are reported as `secrets`, and so
@@ -306,7 +307,7 @@ class DockerJob:
 def merge_job_variables(
     deployment_vars: Mapping[str, Any], run_vars: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The deployment's job variables with the run's on top (§2.8 step 2).
+    """The deployment's job variables with the run's on top (stage 1).
 
     Everything is replaced at the top level, except `env` when the deployment's is a mapping:
     then the run's `env` entries are merged into it (a `null` entry is kept, and later removes
@@ -336,7 +337,7 @@ def render_job_configuration(
     *,
     environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The pool's `job_configuration` with the job variables applied (§2.8 steps 1-7).
+    """The pool's `job_configuration` with the job variables applied (stage 2).
 
     Variable defaults that are None are skipped; `env` defaults, the configuration's own `env`
     mapping and the job variables' `env` merge one level; dotted keys (`env.FOO`) are
@@ -409,7 +410,7 @@ def _merged_env(base: Mapping[str, Any], more: object, what: str) -> dict[str, A
 
 
 def expand_dotted_keys(values: Mapping[str, Any]) -> dict[str, Any]:
-    """`{"env.FOO": 1, "env": {"BAR": 2}}` -> `{"env": {"FOO": 1, "BAR": 2}}` (§2.8 step 4).
+    """`{"env.FOO": 1, "env": {"BAR": 2}}` -> `{"env": {"FOO": 1, "BAR": 2}}` (stage 2).
 
     Dotted keys are set first (`a[0]` is `a.0`); plain keys are then put on top, deep-merged
     when both sides are mappings, else replacing.
@@ -462,7 +463,7 @@ def resolve_job_references(
     blocks: BlockLookup | None = None,
     variables: VariableLookup | None = None,
 ) -> tuple[dict[str, Any], frozenset[str]]:
-    """Replace `{{ prefect.blocks.* }}`, then `{{ prefect.variables.* }}` (§2.8 step 8).
+    """Replace `{{ prefect.blocks.* }}`, then `{{ prefect.variables.* }}` (stage 3).
 
     `blocks(slug, name)` returns a block's data or None; `variables(name)` returns a
     variable's value or raises KeyError. Without a lookup there are no blocks (a reference is
@@ -739,7 +740,7 @@ def process_job(
     blocks: BlockLookup | None = None,
     variables: VariableLookup | None = None,
 ) -> ProcessJob:
-    """The process job of a run, as Prefect's process worker prepares it (§2.8, §5.6).
+    """The process job of a run, as Prefect's process worker prepares it (#process-runs).
 
     An empty `base_job_template` is the default process template (what a worker installs).
     `default_command` runs when no command is configured (default:
@@ -787,7 +788,7 @@ def docker_job(
     variables: VariableLookup | None = None,
     platform: str | None = None,
 ) -> DockerJob:
-    """The container job of a run, as prefect-docker's worker prepares it (§2.8, §5.9).
+    """The container job of a run, as prefect-docker's worker prepares it (#docker-runs).
 
     An empty `base_job_template` is the default docker template. `default_command` runs when
     no command is configured (default: `["python", "-m", "reconciler.worker.flow_runner"]`,

@@ -1,4 +1,4 @@
-"""The deployment files of deploy/ (docs/deploy.md) are what they claim to be.
+"""The deployment files of deploy/ (docs/operations.md) are what they claim to be.
 
 - The systemd units pass `systemd-analyze verify` (with the drop-in for docker pools), keep
   their hardening (`systemd-analyze security --offline`), and stop the way the daemon and the

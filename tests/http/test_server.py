@@ -64,8 +64,21 @@ def get(server: RunningServer, path: str = "/") -> str:
         return str(answer.read().decode())
 
 
+_OPENED: list[socket.socket] = []
+
+
+@pytest.fixture(autouse=True)
+def close_connections() -> Iterator[None]:
+    """Close the test's client sockets once it ends (unclosed, each is a ResourceWarning)."""
+    yield
+    while _OPENED:
+        _OPENED.pop().close()
+
+
 def open_connection(server: RunningServer) -> socket.socket:
-    return socket.create_connection((server.host, server.port), timeout=5)
+    sock = socket.create_connection((server.host, server.port), timeout=5)
+    _OPENED.append(sock)
+    return sock
 
 
 def closed_by_server(sock: socket.socket, within: float) -> bytes | None:

@@ -38,9 +38,10 @@ from pathlib import Path
 
 import yaml
 
+from tests.infra.package_sources import APT_DIR, NoPackageSource, apt_mirror
+
 BASE_IMAGE = "reconciler-test-base:bookworm"
 SUITE = "bookworm"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # Bump when the rootfs recipe changes: a new tarball name and image label force a rebuild.
 RECIPE_VERSION = "1"
 RECIPE_LABEL = "org.reconciler.test-base.recipe"
@@ -148,34 +149,12 @@ def run_tool(
 # --- base image ---------------------------------------------------------------------------
 
 
-def debian_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
-    """The first `deb` mirror this machine's apt uses for SUITE (deb822 .sources files or
-    one-line sources.list), or Debian's default mirror when none is found."""
-    for path in sorted((sources_dir / "sources.list.d").glob("*.sources")):
-        for stanza in path.read_text().split("\n\n"):
-            fields = _deb822_fields(stanza)
-            if (
-                "deb" in fields.get("types", "").split()
-                and SUITE in fields.get("suites", "").split()
-            ):
-                return fields.get("uris", DEFAULT_MIRROR).split()[0]
-    one_line = sources_dir / "sources.list"
-    if one_line.is_file():
-        for line in one_line.read_text().splitlines():
-            words = [w for w in line.split() if not w.startswith("[")]
-            if len(words) >= 3 and words[0] == "deb" and words[2] == SUITE:
-                return words[1]
-    return DEFAULT_MIRROR
-
-
-def _deb822_fields(stanza: str) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for line in stanza.splitlines():
-        if line.startswith("#") or ":" not in line or line[:1].isspace():
-            continue
-        key, _, value = line.partition(":")
-        fields[key.strip().lower()] = value.strip()
-    return fields
+def debian_mirror(apt_dir: Path = APT_DIR) -> str:
+    """The Debian mirror this machine's apt uses for SUITE; DockerEnvError when it has none."""
+    try:
+        return apt_mirror(SUITE, apt_dir)
+    except NoPackageSource as missing:
+        raise DockerEnvError(f"building {BASE_IMAGE}: {missing}") from None
 
 
 def ensure_base_image(progress: Progress = _log.info) -> str:

@@ -272,6 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
             except subprocess.TimeoutExpired:
                 backend.kill()
                 backend.wait()
+            backend.stdout.close()
 
     def _authorized(self) -> bool:
         expected_user, expected_password = self.server.git.username, self.server.git.password

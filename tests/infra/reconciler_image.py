@@ -28,6 +28,7 @@ import docker.errors
 import docker.utils.build
 
 from tests.infra.docker_env import cache_dir
+from tests.infra.package_sources import NoPackageSource, pip_index_url
 from tests.infra.wheelhouse import wheelhouse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,6 +107,15 @@ def image_id(client: docker.DockerClient, reference: str) -> str | None:
         return None
 
 
+def build_args(base_image: str) -> dict[str, str]:
+    """The Dockerfile's build arguments: offline from the wheelhouse, and this machine's pip
+    index when it has one configured (none configured: pip's own default in the build)."""
+    args = {"BASE_IMAGE": base_image, "PIP_INSTALL_OPTIONS": "--no-index"}
+    with contextlib.suppress(NoPackageSource):
+        args["PIP_INDEX_URL"] = pip_index_url()
+    return args
+
+
 def build_image(
     client: docker.DockerClient, context: Path, base_image: str, tag: str, target: str | None
 ) -> None:
@@ -115,7 +125,7 @@ def build_image(
             dockerfile="deploy/Dockerfile",
             tag=tag,
             target=target,
-            buildargs={"BASE_IMAGE": base_image, "PIP_INSTALL_OPTIONS": "--no-index"},
+            buildargs=build_args(base_image),
             labels={IMAGE_LABEL: "deploy-image"},
             rm=True,
             forcerm=True,

@@ -1,7 +1,7 @@
-"""The Docker steps (research notes 3.3) against the machine's real Docker engine: builds FROM
-the locally built base image, pushes to throwaway registries on 127.0.0.1 (with and without
-basic auth), and the failures a user meets (a broken Dockerfile, a wrong password, a registry
-that is down, no engine at all)."""
+"""The Docker steps (docs/design-notes.md#docker-steps) against the machine's real Docker engine:
+builds FROM the locally built base image, pushes to throwaway registries on 127.0.0.1 (with and
+without basic auth), and the failures a user meets (a broken Dockerfile, a wrong password, a
+registry that is down, no engine at all)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""`git_clone` (research notes 3.2) against real repositories: served by `git daemon` on
-127.0.0.1, or read from a local path."""
+"""`git_clone` (docs/design-notes.md#builtin-steps) against real repositories: served by `git
+daemon` on 127.0.0.1, or read from a local path."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The step runner (research notes 3.1): outputs, templating order, failures, masking and how a
-step's function is found, with real processes and real imported modules."""
+"""The step runner (docs/design-notes.md#step-runner): outputs, templating order, failures, masking
+and how a step's function is found, with real processes and real imported modules."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""`run_shell_script`, `set_working_directory` and `pip_install_requirements` (research notes
-3.2), run for real: no shell unless asked, one process per line, pip offline."""
+"""`run_shell_script`, `set_working_directory` and `pip_install_requirements` (design notes:
+docs/design-notes.md#builtin-steps), run for real: no shell unless asked, one process per line, pip
+offline."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""The job configuration a worker runs: Prefect 3.9's rendering rules (research notes §2.8),
-the default process and docker templates (§4.2, §4.3) and the workers' preparation (§5.6,
-§5.9). Expected values come from those notes, not from the code under test."""
+"""The job configuration a worker runs: Prefect 3.9's rendering rules
+(docs/design-notes.md#job-configuration), the default process and docker templates, and the
+workers' preparation (docs/design-notes.md#docker-runs). Expected values come from Prefect's
+rules as those notes give them, not from the code under test."""
 
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ def docker(
     )
 
 
-# --- §2.8 from_template_and_values ---------------------------------------------------------
+# --- from_template_and_values (design notes: job-configuration) -----------------------------------
 
 VERIFIED_TEMPLATE = template(
     {

@@ -1,5 +1,6 @@
-"""Schedule entries from prefect.yaml (reference §1.2, §1.4): what Prefect 3.9.1 accepts, how
-we normalise it, and the errors users see. Expected values were checked against Prefect 3.9.1."""
+"""Schedule entries from prefect.yaml (docs/design-notes.md#schedules): what Prefect 3.9.1
+accepts, how we normalise it, and the errors users see. Expected values were checked against
+Prefect 3.9.1."""
 
 from __future__ import annotations
 

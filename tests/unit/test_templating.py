@@ -1,5 +1,5 @@
-"""Prefect's `{{ }}` placeholder rules (reference §2, §1.8-1.9, §11), checked against the
-examples that were verified on Prefect 3.9.1."""
+"""Prefect's `{{ }}` placeholder rules (docs/design-notes.md#templating and
+#prefect-deploy-order), checked against the examples that were verified on Prefect 3.9.1."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def test_unsupported_value_types_are_rejected_with_their_path() -> None:
         find_placeholders({"a": {1, 2}})
 
 
-# --- key paths (§2.3) ----------------------------------------------------------------------
+# --- key paths (design notes: templating) ---------------------------------------------------------
 
 
 @pytest.mark.parametrize("path", ["a.b[0].c", "a.b.0.c", ["a", "b", "0", "c"], ["a", "b", 0, "c"]])
@@ -147,7 +147,7 @@ def test_known_after_build_met_along_the_path_is_the_result() -> None:
     assert get_from_dict(KNOWN_AFTER_BUILD, "anything") is KNOWN_AFTER_BUILD
 
 
-# --- apply_values (§2.2) -------------------------------------------------------------------
+# --- apply_values (design notes: templating) ------------------------------------------------------
 
 REFERENCE_TEMPLATE = {
     "a": "{{ x }}",
@@ -182,7 +182,7 @@ def test_reference_example_keeping_unset_values() -> None:
 
 
 def test_step_runner_example_with_myvar() -> None:
-    """§11: upstream outputs pass (removes), then the environment pass."""
+    """Prefect's worked example: upstream outputs pass (removes), then the environment pass."""
     inputs = {
         "tag": "a",
         "env_embedded": "x-{{ $MYVAR }}",
@@ -203,7 +203,7 @@ def test_step_runner_example_with_myvar() -> None:
 
 
 def test_deploy_section_plain_placeholder_reads_the_environment_passed_as_values() -> None:
-    """§1.8 step 4: `apply_values(deploy_config, os.environ, remove_notset=False)`."""
+    """The environment pass of `prefect deploy` (design notes: prefect-deploy-order, 3)."""
     environ = {"IMAGE": "repo/img", "TAG": "v1"}
     config = {"image": "{{ IMAGE }}:{{ $TAG }}", "other": "{{ build.image }}"}
     assert apply_values(config, environ, environ=environ, remove_notset=False) == {
@@ -304,7 +304,8 @@ def test_remove_notset_on_nested_lists_and_mappings() -> None:
 
 
 def test_worker_job_configuration_example() -> None:
-    """§2.8: missing or None-default variables delete their key; extra values are ignored."""
+    """Job configuration (design notes, stage 4): missing or None-default variables delete their
+    key; extra values are ignored."""
     base = {
         "command": "echo {{ a }} {{ b }}",
         "env": {"X": "{{ a }}", "Y": "{{ missing }}"},
@@ -388,7 +389,7 @@ def test_known_after_build_already_in_a_template_passes_through() -> None:
     assert find_placeholders([KNOWN_AFTER_BUILD]) == set()
 
 
-# --- variables (§2.5) ----------------------------------------------------------------------
+# --- variables (design notes: templating) ---------------------------------------------------------
 
 
 def test_variables_whole_value_keeps_type_and_missing_becomes_empty_text() -> None:
@@ -433,7 +434,7 @@ def test_variable_values_are_copied_into_the_result() -> None:
     assert variables == {"cfg": {"list": [1]}}
 
 
-# --- blocks (§2.4) -------------------------------------------------------------------------
+# --- blocks (design notes: templating) ------------------------------------------------------------
 
 BLOCKS: dict[tuple[str, str], dict[str, Any]] = {
     ("secret", "my-token"): {"value": "s3cr3t"},
@@ -533,7 +534,7 @@ def test_references_lists_what_a_template_needs_from_the_store() -> None:
     assert references(template) == ({"v", "a.b"}, {("secret", "tok"), ("json", "cfg")})
 
 
-# --- the passes together (§1.8, §1.9) ------------------------------------------------------
+# --- the passes together (design notes: prefect-deploy-order) -------------------------------------
 
 
 def test_deploy_pipeline_passes_in_order() -> None:

@@ -150,26 +150,27 @@ class Project:
         raise AssertionError(f"run {run_id} stayed {self.get(run_id).state}")
 
     def worker(self, *args: str, pool: str = "local") -> subprocess.Popen[str]:
-        log = (self.tmp_path / f"worker-{time.monotonic_ns()}.log").open("w")
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "reconciler",
-                "worker",
-                "start",
-                "--pool",
-                pool,
-                "--store",
-                self.store_url,
-                *args,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, **GIT_ENV},
-            cwd=self.tmp_path,
-        )
+        with (self.tmp_path / f"worker-{time.monotonic_ns()}.log").open("w") as log:
+            # The child keeps its own descriptor of the log; ours is closed at once.
+            return subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "reconciler",
+                    "worker",
+                    "start",
+                    "--pool",
+                    pool,
+                    "--store",
+                    self.store_url,
+                    *args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env={**os.environ, **GIT_ENV},
+                cwd=self.tmp_path,
+            )
 
     def run_once(self, *args: str, pool: str = "local") -> None:
         process = self.worker("--run-once", *args, pool=pool)
