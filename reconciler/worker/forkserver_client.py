@@ -374,18 +374,28 @@ def _wait_gone(pid: int, timeout: float) -> None:
 
 
 class WarmingForkserver:
-    """A forkserver started in the background: the worker does not wait for Prefect's import
-    at start-up; runs that come before it is ready (or when it could not start) start cold."""
+    """A forkserver started in the background when the first Prefect flow run comes (that run
+    starts cold; those after it are forked warm): a worker whose runs are plain functions never
+    pays for importing Prefect, and no worker waits for it at start-up. Runs that come before
+    it is ready, or when it could not start, start cold."""
 
     def __init__(self, python: str, base_env: Mapping[str, str]) -> None:
         self.python = python
+        self.base_env = dict(base_env)
         self.server: Forkserver | None = None
         self.closed = False
         self.lock = threading.Lock()
-        self.thread = threading.Thread(
-            target=self._warm, args=(python, dict(base_env)), name="forkserver", daemon=True
-        )
-        self.thread.start()
+        self.thread: threading.Thread | None = None
+
+    def warm(self) -> None:
+        """Start warming up now (once)."""
+        with self.lock:
+            if self.thread is not None or self.closed:
+                return
+            self.thread = threading.Thread(
+                target=self._warm, args=(self.python, self.base_env), name="forkserver", daemon=True
+            )
+            self.thread.start()
 
     def _warm(self, python: str, base_env: dict[str, str]) -> None:
         try:
@@ -407,6 +417,7 @@ class WarmingForkserver:
         on_line: LineSink,
         command: Sequence[str] | None = None,
     ) -> ForkedRun | None:
+        self.warm()
         with self.lock:
             server = self.server
         if server is None:
@@ -415,7 +426,10 @@ class WarmingForkserver:
         return server.start(cwd=cwd, env=env, on_line=on_line, command=command)
 
     def wait_ready(self, timeout: float) -> bool:
-        self.thread.join(timeout)
+        self.warm()
+        thread = self.thread
+        if thread is not None:
+            thread.join(timeout)
         return self.server is not None
 
     def close(self) -> None:

@@ -99,8 +99,9 @@ def api_urls(host: str, port: int) -> tuple[str, str | None]:
 
 
 def _start_forkserver(runtime: PrefectRuntime) -> Any:
-    """A warm interpreter for the runtime's Python, warming up in the background, when that
-    Python has Prefect (None otherwise: runs then start a fresh interpreter each)."""
+    """A warm interpreter for the runtime's Python, started in the background with the first
+    Prefect flow run, when that Python has Prefect (None otherwise: runs then start a fresh
+    interpreter each)."""
     probe = probe_prefect(runtime.python)
     if probe.version is None:
         return None

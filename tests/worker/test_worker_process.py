@@ -321,7 +321,11 @@ def test_four_workers_and_500_runs_run_each_exactly_once(project: Project) -> No
         runs = [store.get_run(run_id) for run_id in ids]
     finally:
         store.close()
-    assert all(run is not None and run.state is RunState.COMPLETED for run in runs)
+    unfinished = [r for r in runs if r is None or r.state is not RunState.COMPLETED]
+    assert not unfinished, (
+        Counter(r.state if r else None for r in runs),
+        [(r.state, r.state_message) for r in unfinished[:5] if r],
+    )
     for run in runs:
         assert run is not None
         starts = [c for c in run.history if c.state is RunState.RUNNING]
