@@ -475,6 +475,8 @@ class RunExecution:
         python = resolve_python(self.prefect.python)
         probe = probe_prefect(python)
         if probe.version is None:
+            if info.prefect_optional:  # the file falls back to running without prefect
+                return False
             raise StartError(missing_prefect_message(python, probe))
         return info.kind is FlowKind.PREFECT_FLOW
 

@@ -29,6 +29,9 @@ class EntrypointInfo:
     """The file imports `prefect` (or one of its modules) at any level."""
     source: Path | None
     """The file that was read; None when it could not be found here."""
+    prefect_optional: bool = False
+    """Every import of prefect is guarded by `try: ... except ImportError:` (the file has its
+    own fallback, so it also runs, as a plain function, where prefect is missing)."""
 
 
 def entrypoint_source(entrypoint: str, flow_dir: Path) -> tuple[Path | None, str]:
@@ -69,7 +72,12 @@ def inspect_entrypoint(entrypoint: str, flow_dir: Path) -> EntrypointInfo:
         _is_flow_decorator(decorator, names) for decorator in function.decorator_list
     )
     kind = FlowKind.PREFECT_FLOW if is_flow else FlowKind.PLAIN
-    return EntrypointInfo(kind, imports_prefect=imports_prefect, source=source)
+    return EntrypointInfo(
+        kind,
+        imports_prefect=imports_prefect,
+        source=source,
+        prefect_optional=imports_prefect and not names.unguarded,
+    )
 
 
 @dataclass
@@ -79,15 +87,44 @@ class _PrefectNames:
     flow_decorators: set[str]
     """Local names bound to Prefect's `flow` (`from prefect import flow [as f]`)."""
     any_import: bool = False
+    unguarded: bool = False
+    """Some import of prefect is not inside a `try` that catches ImportError."""
+
+
+_IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
+
+
+def _guarded_imports(tree: ast.Module) -> set[int]:
+    """ids of the import statements inside a `try` whose handlers catch a failed import."""
+    guarded: set[int] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Try):
+            continue
+        catches = False
+        for handler in node.handlers:
+            caught = handler.type
+            names = caught.elts if isinstance(caught, ast.Tuple) else [caught]
+            if caught is None or any(
+                isinstance(name, ast.Name) and name.id in _IMPORT_ERRORS for name in names
+            ):
+                catches = True
+        if catches:
+            for statement in node.body:
+                for inner in ast.walk(statement):
+                    if isinstance(inner, ast.Import | ast.ImportFrom):
+                        guarded.add(id(inner))
+    return guarded
 
 
 def _prefect_names(tree: ast.Module) -> _PrefectNames:
     names = _PrefectNames(set(), set())
+    guarded = _guarded_imports(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name == "prefect" or alias.name.startswith("prefect."):
                     names.any_import = True
+                    names.unguarded = names.unguarded or id(node) not in guarded
                     if alias.asname and alias.name == "prefect":
                         names.modules.add(alias.asname)
                     elif alias.asname is None:
@@ -99,6 +136,7 @@ def _prefect_names(tree: ast.Module) -> _PrefectNames:
             and (node.module == "prefect" or node.module.startswith("prefect."))
         ):
             names.any_import = True
+            names.unguarded = names.unguarded or id(node) not in guarded
             for alias in node.names:
                 if alias.name == "flow" and node.module in ("prefect", "prefect.flows"):
                     names.flow_decorators.add(alias.asname or "flow")
