@@ -64,26 +64,27 @@ def test_a_worker_runs_prefect_flows_against_the_daemons_api(
         run_id = create_run(store, "total/total", parameters={"n": 4}).id
     finally:
         store.close()
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "worker",
-            "start",
-            "--pool",
-            "local",
-            "--store",
-            daemon.store_url,
-            "--prefect-api-url",
-            f"{daemon.url}/prefect/api",
-            "--run-once",
-        ],
-        env={**os.environ, **GIT_ENV, "RECONCILER_PREFECT_API_TOKEN": TOKEN},
-        cwd=tmp_path,
-        stdout=(tmp_path / "worker.log").open("w"),
-        stderr=subprocess.STDOUT,
-    )
+    with (tmp_path / "worker.log").open("w") as worker_log:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "reconciler",
+                "worker",
+                "start",
+                "--pool",
+                "local",
+                "--store",
+                daemon.store_url,
+                "--prefect-api-url",
+                f"{daemon.url}/prefect/api",
+                "--run-once",
+            ],
+            env={**os.environ, **GIT_ENV, "RECONCILER_PREFECT_API_TOKEN": TOKEN},
+            cwd=tmp_path,
+            stdout=worker_log,
+            stderr=subprocess.STDOUT,
+        )
     assert worker.wait(timeout=180) == 0, (tmp_path / "worker.log").read_text()
     store = open_store(daemon.store_url, readonly=True)
     try:
