@@ -3,9 +3,10 @@
 Every `poll_interval` (0.1 s by default, where Prefect polls every 10 s) the worker asks the
 store, with a cheap read, whether a run is due; only then does it claim, atomically, as many
 as its free slots allow. Each claimed run executes on a thread of its own
-(reconciler/worker/execute.py). Every `heartbeat_interval` the worker beats, crashes the
-runs of workers that stopped beating (3 missed beats), and runs the scheduler tick. It also
-watches its own runs for cancellation requests.
+(reconciler/worker/execute.py). Every `heartbeat_interval` the worker beats and crashes the
+runs of workers that stopped beating (3 missed beats); the scheduler tick runs at the same
+interval on a thread of its own, so that a slow tick never delays a beat. It also watches its
+own runs for cancellation requests.
 
 Runs of Prefect flows talk to a Prefect-compatible API backed by the store: the worker serves
 one on 127.0.0.1 (a free port, a random bearer token) for the runs it starts, or points them at
@@ -133,6 +134,9 @@ class Worker:
         )
         beating = threading.Thread(target=self._keep_beating, name="heartbeat", daemon=True)
         beating.start()
+        if options.schedule:
+            ticking = threading.Thread(target=self._keep_ticking, name="scheduler", daemon=True)
+            ticking.start()
         try:
             while not self.stopping.is_set():
                 self.last_poll = time.monotonic()
@@ -245,13 +249,25 @@ class Worker:
                     )
                     crashed = store.crash_orphaned_runs()
                     stop_crashed_runs(store, crashed)  # the heartbeat's own store: no lock
-                    if self.options.schedule:
-                        tick(store)
                 except Exception:  # the next beat tries again
                     log.exception("heartbeat failed")
                     continue
                 for run_id in crashed:
                     log.warning("flow run %s crashed: its worker stopped heartbeating", run_id)
+        finally:
+            store.close()
+
+    def _keep_ticking(self) -> None:
+        """The scheduler's tick, with each heartbeat interval, on a thread and a connection of
+        its own: a slow tick (a busy store, many schedules) never delays a heartbeat, which
+        would make this live worker look dead to the others."""
+        store = open_store(self.options.store_url)
+        try:
+            while not self.stopping.wait(self.options.heartbeat_interval):
+                try:
+                    tick(store)
+                except Exception:  # the next tick tries again
+                    log.exception("scheduler tick failed")
         finally:
             store.close()
 
