@@ -27,6 +27,7 @@ is an explicit transaction.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import threading
@@ -64,6 +65,8 @@ from reconciler.store.prefect_records import PrefectRecords, SqlConnection
 from reconciler.url_credentials import strip_credentials
 
 CONNECT_TIMEOUT_SECONDS = 10
+_IN_TRANSACTION = psycopg.pq.TransactionStatus.INTRANS
+_TRANSACTION_FAILED = psycopg.pq.TransactionStatus.INERROR
 LISTEN_SLICE_SECONDS = 0.2
 """How often a wait for runs looks at its `stop` event."""
 
@@ -145,7 +148,9 @@ class PostgresStore(PostgresRuns, PrefectRecords):
     def _require(self) -> Connection:
         if self._conn is None:
             raise RuntimeError("store is not open")
-        if self._conn.closed:  # the server went away: the next call gets a new connection
+        if self._conn.closed or self._conn.broken:  # the server went away: connect again
+            with contextlib.suppress(Exception):
+                self._conn.close()
             self._conn = self._connect()
         return self._conn
 
@@ -231,7 +236,16 @@ class PostgresStore(PostgresRuns, PrefectRecords):
     # -- reads ----------------------------------------------------------------------------
 
     def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        return self._require().execute(sql, params).fetchall()
+        conn = self._require()
+        try:
+            return conn.execute(sql, params).fetchall()
+        except psycopg.OperationalError:
+            # A cut connection is not always marked broken at once (the server's goodbye can
+            # arrive while a query is being sent): drop it, so the next call connects again.
+            status = conn.info.transaction_status
+            if status not in (_IN_TRANSACTION, _TRANSACTION_FAILED):  # not a caller's
+                conn.close()
+            raise
 
     def revision(self) -> int:
         if self._conn is None:
