@@ -16,7 +16,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.diagnostics import Diagnostic, error
+from reconciler.diagnostics import Diagnostic, error, warning
 from reconciler.spec.schedules import is_empty_schedule
 from reconciler.spec.steps import StepSpec, step_from_mapping, step_problem
 from reconciler.spec.validation import validate_document
@@ -251,14 +251,15 @@ def _step_name_problems(
     draft: DeploymentDraft, document: LoadedDocument, reported: set[Path]
 ) -> list[Diagnostic]:
     found: list[Diagnostic] = []
-    for placed in [*draft.build, *draft.push, *(draft.pull or [])]:
-        if placed.path in reported:
-            continue
-        reported.add(placed.path)
-        problem = step_problem(placed.step.name)
-        if problem:
-            message, hint = problem
-            found.append(
-                error(message, document.key_location((*placed.path, placed.step.name)), hint)
-            )
+    sections = (("build", draft.build), ("push", draft.push), ("pull", draft.pull or []))
+    for section, steps in sections:
+        for placed in steps:
+            if placed.path in reported:
+                continue
+            reported.add(placed.path)
+            problem = step_problem(placed.step, section)
+            if problem:
+                where = document.key_location((*placed.path, placed.step.name))
+                report = error if problem.is_error else warning
+                found.append(report(problem.message, where, problem.hint))
     return found

@@ -1,15 +1,20 @@
 """Step declarations (build, push, pull): the names we know, checked at plan time.
 
 A step is a single-key mapping `{fully.qualified.name: {kwargs, id?, requires?}}`. Planning
-never runs or imports a step; it only checks that each step is one we can run (or, for steps
-outside our list, that its top-level package is installed) and reports unknown names with a
-"did you mean".
+never runs or imports a step. A name is Prefect's own only when it is one of the exact names
+Prefect 3.9 ships (and its documented aliases): those we run natively, or say are not supported
+yet; a misspelt name in one of Prefect's step modules is an error with a "did you mean". Any
+other well-formed dotted name is the user's own step (docs/prefect-compatibility.md, "What is
+imported where"): a build or push step runs where reconcile runs, so its package must be
+installed there (or listed under `requires`); a pull step is imported on the worker, so a
+package missing here is only a warning.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib.util
+import keyword
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +25,7 @@ BUILTIN_STEPS: frozenset[str] = frozenset(
     {
         f"{_CORE}.git_clone",
         f"{_CORE}.pull.git_clone",
+        f"{_CORE}.pull.agit_clone",
         f"{_CORE}.set_working_directory",
         f"{_CORE}.pull.set_working_directory",
         f"{_CORE}.run_shell_script",
@@ -56,6 +62,11 @@ LEGACY_NAMES: dict[str, str] = {
     "prefect_docker.projects.steps.build_docker_image": f"{_DOCKER}.build_docker_image",
     "prefect_docker.projects.steps.push_docker_image": f"{_DOCKER}.push_docker_image",
 }
+
+# Prefect's own step modules: a name in one of them that is not listed above exists nowhere.
+PREFECT_STEP_MODULES: frozenset[str] = frozenset(
+    name.rpartition(".")[0] for name in BUILTIN_STEPS | CLOUD_STORAGE_STEPS | set(LEGACY_NAMES)
+)
 
 RESERVED_KEYS = ("id", "requires")
 
@@ -99,24 +110,83 @@ def step_from_mapping(raw: dict[str, Any]) -> StepSpec:
     return StepSpec(name, dict(body or {}))
 
 
-def step_problem(name: str) -> tuple[str, str | None] | None:
-    """Why a step name cannot be used, with a hint; None when it can."""
-    if name in BUILTIN_STEPS or name in CLOUD_STORAGE_STEPS:
+@dataclass(frozen=True)
+class StepProblem:
+    """Why a step cannot be used as written (`is_error`), or what to know about it."""
+
+    message: str
+    hint: str | None
+    is_error: bool = True
+
+
+def is_dotted_name(name: str) -> bool:
+    """`package.module.function`: two or more Python identifiers joined by dots."""
+    parts = name.split(".")
+    return len(parts) >= 2 and all(p.isidentifier() and not keyword.iskeyword(p) for p in parts)
+
+
+def is_prefect_step(name: str) -> bool:
+    """One of the exact names under which Prefect (or reconciler for it) provides a step."""
+    return name in BUILTIN_STEPS or name in CLOUD_STORAGE_STEPS
+
+
+def step_problem(step: StepSpec, section: str) -> StepProblem | None:
+    """What is wrong with (or worth knowing about) the step `step` of a `section` list
+    (`build`, `push` or `pull`); None when nothing is."""
+    name = step.name
+    if is_prefect_step(name):
         return None
+    if not is_dotted_name(name):
+        return StepProblem(
+            f'"{name}" is not a step: a step is named by the dotted path of its function '
+            "(package.module.function)",
+            _did_you_mean(name),
+        )
+    problem = prefect_name_problem(name)
+    if problem:
+        return problem
+    package = name.split(".", 1)[0]
+    if importlib.util.find_spec(package) is not None:
+        return None  # the user's own step, installed here: imported when it runs
+    requires = ", ".join(step.requires)
+    if section == "pull":
+        then = f"the worker installs {requires} first" if requires else "the worker must have it"
+        return StepProblem(
+            f'pull step "{name}" is imported on the worker: its package "{package}" is not '
+            f"installed where this plan runs ({then})",
+            "nothing to do if the worker's Python has it; its outputs are known when the run "
+            "starts",
+            is_error=False,
+        )
+    if requires:
+        return None  # installed when it runs, with --allow-install
+    return StepProblem(
+        f'{section} step "{name}" cannot be imported: its package "{package}" is not installed '
+        "where reconcile runs, and build and push steps run here",
+        _did_you_mean(name)
+        or f'install "{package}" into the Python running reconcile, or list it under '
+        "`requires:` and pass --allow-install",
+    )
+
+
+def prefect_name_problem(name: str) -> StepProblem | None:
+    """Why a name in one of Prefect's own step modules is none of its steps (a Prefect 2 name,
+    or a misspelling); None for any other name."""
     if name in LEGACY_NAMES:
-        return (
+        return StepProblem(
             f'"{name}" is a Prefect 2 step name that Prefect 3 no longer has',
             f'use "{LEGACY_NAMES[name]}"',
         )
-    if "." not in name:
-        return (f'"{name}" is not a step: a step is named by its dotted function path', None)
-    top = name.split(".", 1)[0]
-    if importlib.util.find_spec(top) is not None and not top.startswith("prefect"):
-        return None  # a custom step from an installed package: checked when it runs
+    if not is_prefect_step(name) and name.rpartition(".")[0] in PREFECT_STEP_MODULES:
+        return StepProblem(
+            f'unknown step "{name}": Prefect has no such step',
+            _did_you_mean(name)
+            or "see docs/prefect-compatibility.md for the steps reconciler runs",
+        )
+    return None
+
+
+def _did_you_mean(name: str) -> str | None:
     from reconciler.spec.validation import did_you_mean
 
-    hint = did_you_mean(name, sorted(BUILTIN_STEPS | CLOUD_STORAGE_STEPS))
-    return (
-        f'unknown step "{name}"',
-        hint or "see docs/prefect-compatibility.md for the steps reconciler runs",
-    )
+    return did_you_mean(name, sorted(BUILTIN_STEPS | CLOUD_STORAGE_STEPS))

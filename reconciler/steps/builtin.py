@@ -1,5 +1,6 @@
 """The steps reconciler runs natively, under both of Prefect's names for each (design notes:
-docs/design-notes.md#builtin-steps), `set_working_directory`, and the Docker steps
+docs/design-notes.md#builtin-steps; `pull.agit_clone`, the async form Prefect also ships, is
+`git_clone` too), `set_working_directory`, and the Docker steps
 (reconciler/steps/docker.py, docs/design-notes.md#docker-steps).
 
 Steps run during apply, after the plan, never during a dry-run. The Docker steps are listed
@@ -43,4 +44,4 @@ BUILTIN_FUNCTIONS: dict[str, Callable[..., Any]] = {
         (set_working_directory, "pull"),
     )
     for alias in ("", f"{module}.")
-} | DOCKER_STEPS
+} | {f"{_CORE}.pull.agit_clone": git_clone} | DOCKER_STEPS

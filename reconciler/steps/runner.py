@@ -20,7 +20,11 @@ import contextlib
 import copy
 import dataclasses
 import importlib
+import importlib.util
 import inspect
+import platform
+import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +33,12 @@ from reconciler.diagnostics import Location
 from reconciler.errors import UserError
 from reconciler.masking import strings_in
 from reconciler.spec.prefect_file import PlacedStep
-from reconciler.spec.steps import BUILTIN_STEPS, CLOUD_STORAGE_STEPS, StepSpec
+from reconciler.spec.steps import (
+    StepSpec,
+    is_dotted_name,
+    is_prefect_step,
+    prefect_name_problem,
+)
 from reconciler.spec.templating import (
     BlockLookup,
     TemplateError,
@@ -236,29 +245,47 @@ def _function_for(
     allow_install: bool,
     context: StepContext,
 ) -> StepFunction:
+    """The step's function: ours for Prefect's exact names, else imported like any user step,
+    after installing its `requires` when one of them (or the function) cannot be imported, as
+    Prefect's `run_step` does."""
     if step.name in registry:
         return registry[step.name]
-    if step.name in CLOUD_STORAGE_STEPS or step.name in BUILTIN_STEPS:
+    if is_prefect_step(step.name):
         raise StepError(
             f'the step "{step.name}" is not supported yet',
             hint="copy the files with `run_shell_script` (for example with the provider's "
             "command line tool) or a custom step until reconciler supports it",
         )
-    if "." not in step.name:
+    if not is_dotted_name(step.name):
         raise StepError(
-            f'unknown step "{step.name}": a step is named by its dotted function path',
+            f'unknown step "{step.name}": a step is named by the dotted path of its function',
             hint=did_you_mean(step.name, registry),
         )
-    try:
-        return _import_function(step.name)
-    except ImportError as exc:
-        if not step.requires:
-            raise StepError(
-                f'unknown step "{step.name}": it is not built in and cannot be imported ({exc})',
-                hint=did_you_mean(step.name, registry)
-                or "install the package that provides it, or list it under `requires:`",
-            ) from exc
-        return _install_then_import(step, allow_install, context)
+    problem = prefect_name_problem(step.name)
+    if problem:
+        raise StepError(problem.message, hint=problem.hint)
+    missing = _missing_requirements(step.requires)
+    if not missing:
+        try:
+            return _import_function(step.name)
+        except ImportError as exc:
+            if not step.requires:
+                raise _import_failure(step, exc, registry) from exc
+    return _install_then_import(step, allow_install, context, registry)
+
+
+def _missing_requirements(requires: Sequence[str]) -> list[str]:
+    """The `requires` whose module (the name without its version, `-` read as `_`) is not
+    importable: Prefect installs them all when any one is missing."""
+    return [
+        package
+        for package in requires
+        if package.strip() and importlib.util.find_spec(_module_of(package)) is None
+    ]
+
+
+def _module_of(requirement: str) -> str:
+    return re.split(r"[<>=!~;\[ ]", requirement.strip(), maxsplit=1)[0].replace("-", "_")
 
 
 def _import_function(name: str) -> StepFunction:
@@ -272,23 +299,56 @@ def _import_function(name: str) -> StepFunction:
     return function  # type: ignore[no-any-return]
 
 
-def _install_then_import(step: StepSpec, allow_install: bool, context: StepContext) -> StepFunction:
+def _this_python() -> str:
+    return f"{sys.executable} (Python {platform.python_version()})"
+
+
+def _import_failure(
+    step: StepSpec, exc: ImportError, registry: Mapping[str, StepFunction]
+) -> StepError:
+    module_name = step.name.rpartition(".")[0]
+    return StepError(
+        f'cannot import the step "{step.name}": module "{module_name}" cannot be imported by '
+        f"{_this_python()}: {exc}",
+        hint=did_you_mean(step.name, registry)
+        or "install the package that provides it into that Python, or list it under `requires:`",
+    )
+
+
+def _install_then_import(
+    step: StepSpec,
+    allow_install: bool,
+    context: StepContext,
+    registry: Mapping[str, StepFunction],
+) -> StepFunction:
     packages = ", ".join(step.requires)
     if not allow_install:
         raise StepError(
-            f'the step "{step.name}" cannot be imported; it requires {packages}, which '
-            "reconcile installs only when asked",
+            f'the step "{step.name}" (or what it requires) cannot be imported by '
+            f"{_this_python()}; it requires {packages}, which reconcile installs only when asked",
             hint="install them yourself, or pass --allow-install to let reconcile install them "
             "with pip",
         )
-    context.output.note(f"cannot import {step.name}: installing {packages}")
-    install_packages(step.requires, context)
+    context.output.note(f"cannot import {step.name} or its requirements: installing {packages}")
+    install_failed: StepError | None = None
+    try:
+        install_packages(step.requires, context)
+    except StepError as exc:  # as Prefect: the step may still import
+        install_failed = exc
+        context.output.note(f"{exc.message}; trying to import {step.name} all the same")
     importlib.invalidate_caches()
     try:
         return _import_function(step.name)
     except ImportError as exc:
+        failure = _import_failure(step, exc, registry)
+        if install_failed is not None:
+            raise StepError(
+                f"{install_failed.message}, so {failure.message}",
+                exit_code=install_failed.exit_code,
+                hint=install_failed.hint,
+            ) from exc
         raise StepError(
-            f'installed {packages}, but "{step.name}" still cannot be imported ({exc})',
+            f"installed {packages}, but {failure.message}",
             hint="check the step's name and that `requires` names the package providing it",
         ) from exc
 

@@ -4,6 +4,10 @@ Runs the deployment's stored pull steps with the step runner, in a directory of 
 the directory the flow's entrypoint is relative to: the last `directory` a step returned, else the
 run's directory (Prefect's rule, docs/design-notes.md#step-runner).
 
+Pull steps are imported here, by the worker's own Python, never where the plan ran: a custom
+step's package must be installed for it, or named in the step's `requires:`, which is installed
+with that Python's pip before the step runs (as Prefect's worker does).
+
 The clone step generated for a file without pull steps (reconciler/spec/default_pull.py) names
 no commit: here it is pinned to the commit its repository was last applied at, so a run
 executes exactly the code that was reconciled.
@@ -67,7 +71,8 @@ def fetch_flow_code(
         PlacedStep(step_from_mapping(step), ("pull", index)) for index, step in enumerate(steps)
     ]
     context = StepContext(cwd=workdir, env=dict(env), masker=masker or Masker(), write=write)
-    outputs = run_steps(placed, document, context, values=values)
+    # As Prefect's worker: a step that cannot be imported gets its `requires` installed.
+    outputs = run_steps(placed, document, context, values=values, allow_install=True)
     directory = outputs.get("directory")
     if not isinstance(directory, str):
         return workdir

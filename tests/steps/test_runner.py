@@ -253,7 +253,7 @@ def test_an_unknown_step_is_refused_with_a_suggestion(steps: Steps) -> None:
 
 
 def test_a_name_without_a_module_is_not_a_step(steps: Steps) -> None:
-    with pytest.raises(StepFailed, match="a step is named by its dotted function path"):
+    with pytest.raises(StepFailed, match="a step is named by the dotted path of its function"):
         steps.run("build:\n  - run_shell_script:\n      script: ls\n")
 
 
