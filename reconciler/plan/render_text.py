@@ -25,6 +25,10 @@ from reconciler.plan.model import Action, Change, FieldDiff, PathPart, Plan, Sum
 Mask = Callable[[str], str]
 
 UNKNOWN_TEXT = "(known after build)"
+RUN_TIME_TEXT = "(known at run time: {})"
+# A pull step's argument that is wholly an earlier pull step's output (`{{ get-token.token }}`);
+# blocks, variables and `$VAR` are not outputs.
+_RUN_TIME_PLACEHOLDER = re.compile(r'"(\{\{ *(?!prefect\.|\$)[\w\-]+(?:\.[\w\-]+)* *\}\})"')
 NO_CHANGES_TEXT = "No changes. Your deployments and work pools match the repository."
 
 _HEADER_COLUMN = 2
@@ -322,7 +326,20 @@ def _summary_or_lines(key: str, value: Any) -> list[str]:
     summarise = _SUMMARISED_ON_CREATE.get(key)
     if summarise is not None and isinstance(value, dict):
         return [summarise(value)]
+    if key == "pull_steps":
+        return _mark_run_time(value_lines(value))
     return value_lines(value)
+
+
+def _mark_run_time(lines: list[str]) -> list[str]:
+    """Pull steps' arguments taken from an earlier pull step's outputs, shown as known at run
+    time: the worker runs the steps (docs/prefect-compatibility.md, "What is imported where")."""
+    return [
+        _RUN_TIME_PLACEHOLDER.sub(lambda m: RUN_TIME_TEXT.format(m[1]), line)
+        if "{{" in line
+        else line
+        for line in lines
+    ]
 
 
 def _parameter_schema_summary(schema: dict[str, Any]) -> str:
@@ -369,15 +386,16 @@ def _diff_field(diff: FieldDiff) -> _Field:
     """`after` for an added field, `before -> null` for a removed one, else `before -> after`
     (either side may span several lines)."""
     path = render_path(diff.path)
+    mark = _mark_run_time if diff.path[:1] == ("pull_steps",) else list
     if diff.before_json is None:
-        return ("+", path, value_lines(diff.after))
+        return ("+", path, mark(value_lines(diff.after)))
     lines = value_lines(diff.before)
     if diff.after_json is None:
         lines[-1] += " -> null"
-        return ("-", path, lines)
+        return ("-", path, mark(lines))
     last = lines.pop()
     _append_value(diff.after, f"{last} -> ", "", "", lines)
-    return ("~", path, lines)
+    return ("~", path, mark(lines))
 
 
 def _styled_message(text: str, color: bool) -> str:
