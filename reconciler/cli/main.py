@@ -7,6 +7,7 @@ import gc
 import os
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -89,7 +90,7 @@ def apply_command(repositories: tuple[str, ...], **options: Any) -> None:
         prune=not options["no_prune"],
         allow_empty=options["allow_empty"],
         allow_install=options["allow_install"],
-        step_output=lambda line: click.echo(line, err=True),
+        step_output=_to_stderr(),
         quiet=options["quiet"],
     )
     outcome = reconcile(request)
@@ -186,6 +187,17 @@ def _leave(code: object) -> None:
     except (OSError, ValueError):
         return
     os._exit(code or 0)
+
+
+def _to_stderr() -> Callable[[str], None]:
+    """Writes step output lines to the real stderr, fixed now: while a Python step runs, its
+    own prints are redirected into its output, and `sys.stderr` with them."""
+    stderr = sys.stderr
+
+    def write(line: str) -> None:
+        click.echo(line, file=stderr)
+
+    return write
 
 
 def _run() -> None:

@@ -163,7 +163,7 @@ def step_problem(step: StepSpec, section: str) -> StepProblem | None:
     return StepProblem(
         f'{section} step "{name}" cannot be imported: its package "{package}" is not installed '
         "where reconcile runs, and build and push steps run here",
-        _did_you_mean(name)
+        _close_prefect_name(name)
         or f'install "{package}" into the Python running reconcile, or list it under '
         "`requires:` and pass --allow-install",
     )
@@ -184,6 +184,16 @@ def prefect_name_problem(name: str) -> StepProblem | None:
             or "see docs/prefect-compatibility.md for the steps reconciler runs",
         )
     return None
+
+
+def _close_prefect_name(name: str) -> str | None:
+    """A did-you-mean for a misspelt Prefect package (`prefect_dockr...`), never for a name
+    that is merely another package's."""
+    import difflib
+
+    choices = sorted(BUILTIN_STEPS | CLOUD_STORAGE_STEPS)
+    matches = difflib.get_close_matches(name, choices, n=1, cutoff=0.9)
+    return f'did you mean "{matches[0]}"?' if matches else None
 
 
 def _did_you_mean(name: str) -> str | None:
