@@ -683,6 +683,8 @@ class _DeploymentBuilder:
 
     def _missing(self, prefix: Path) -> tpl.MissingCallback:
         def report(path: tpl.TemplatePath, name: str) -> None:
+            if (*prefix, *path)[:1] == ("pull",):
+                return  # kept for the worker: earlier pull steps' outputs (_pull_steps)
             self.notes.append(
                 warning(
                     f'placeholder "{{{{ {name} }}}}" has no value; the key is removed (or the '
