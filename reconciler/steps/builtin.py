@@ -35,13 +35,17 @@ def set_working_directory(directory: str, *, context: StepContext) -> dict[str, 
     return {"directory": str(target)}
 
 
-BUILTIN_FUNCTIONS: dict[str, Callable[..., Any]] = {
-    f"{_CORE}.{alias}{function.__name__}": function
-    for function, module in (
-        (run_shell_script, "utility"),
-        (pip_install_requirements, "utility"),
-        (git_clone, "pull"),
-        (set_working_directory, "pull"),
-    )
-    for alias in ("", f"{module}.")
-} | {f"{_CORE}.pull.agit_clone": git_clone} | DOCKER_STEPS
+BUILTIN_FUNCTIONS: dict[str, Callable[..., Any]] = (
+    {
+        f"{_CORE}.{alias}{function.__name__}": function
+        for function, module in (
+            (run_shell_script, "utility"),
+            (pip_install_requirements, "utility"),
+            (git_clone, "pull"),
+            (set_working_directory, "pull"),
+        )
+        for alias in ("", f"{module}.")
+    }
+    | {f"{_CORE}.pull.agit_clone": git_clone}
+    | DOCKER_STEPS
+)
