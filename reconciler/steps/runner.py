@@ -277,11 +277,16 @@ def _function_for(
 def _missing_requirements(requires: Sequence[str]) -> list[str]:
     """The `requires` whose module (the name without its version, `-` read as `_`) is not
     importable: Prefect installs them all when any one is missing."""
-    return [
-        package
-        for package in requires
-        if package.strip() and importlib.util.find_spec(_module_of(package)) is None
-    ]
+    return [package for package in requires if package.strip() and not _importable(package)]
+
+
+def _importable(requirement: str) -> bool:
+    """Whether the requirement's module is importable; a requirement that names no module
+    (a URL, a path) is not, so it gets installed, as in Prefect."""
+    try:
+        return importlib.util.find_spec(_module_of(requirement)) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _module_of(requirement: str) -> str:

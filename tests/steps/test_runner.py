@@ -412,3 +412,41 @@ def test_a_registered_step_takes_precedence_and_gets_the_context(
     assert outputs["build-image"] == {"image": "app:latest"}
     assert seen["cwd"] == steps.cwd
     assert "[build-image] building" in steps.lines
+
+
+def test_a_missing_requirement_is_installed_even_when_the_step_itself_imports(
+    steps: Steps,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    write_module: Callable[[str, str], None],
+) -> None:
+    """As Prefect's `run_step`: every module of `requires` is imported first, and all of
+    `requires` is installed when one of them is missing."""
+    write_module(
+        "uses_tinystep",
+        "def run():\n    import tinystep.steps\n    return tinystep.steps.shout(text='ok')\n",
+    )
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    wheels.mkdir()
+    target.mkdir()
+    _write_wheel(wheels)
+    steps.env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheels), PIP_TARGET=str(target))
+    monkeypatch.syspath_prepend(str(target))
+    monkeypatch.delitem(sys.modules, "tinystep", raising=False)
+    monkeypatch.delitem(sys.modules, "tinystep.steps", raising=False)
+    outputs = steps.run(
+        "build:\n  - uses_tinystep.run:\n      requires: [tinystep>=0.1]\n", allow_install=True
+    )
+    assert outputs == {"shout": "OK"}
+    assert any("Successfully installed tinystep-0.1" in line for line in steps.lines)
+    sys.modules.pop("tinystep.steps", None)
+    sys.modules.pop("tinystep", None)
+
+
+def test_a_step_that_cannot_be_imported_names_the_module_and_the_python(steps: Steps) -> None:
+    with pytest.raises(StepFailed) as caught:
+        steps.run("build:\n  - absent_package_xyz.steps.go: {}\n")
+    message = str(caught.value)
+    assert 'module "absent_package_xyz.steps" cannot be imported by ' in message
+    assert f"{sys.executable} (Python {sys.version.split()[0]})" in message
+    assert "No module named 'absent_package_xyz'" in message
