@@ -27,7 +27,10 @@ from reconciler.steps.context import StepContext
 from reconciler.steps.runner import TemplateValues, merge_output, render_inputs, run_step
 from reconciler.store.base import Store
 
-_DOCKER_STEPS = frozenset({"build_docker_image", "push_docker_image"})
+# Prefect's Docker steps by their exact names: a step of the user's own package that happens to
+# be called `build_docker_image` is hashed like any other (with the commit).
+_DOCKER_BUILD = "prefect_docker.deployments.steps.build_docker_image"
+_DOCKER_STEPS = frozenset({_DOCKER_BUILD, "prefect_docker.deployments.steps.push_docker_image"})
 
 
 @dataclass(frozen=True)
@@ -187,12 +190,12 @@ def _input_hash(
     except TemplateError:
         return None
     identity: dict[str, Any] = {"step": step.name, "inputs": inputs}
-    if step.short_name == "build_docker_image":
+    if step.name == _DOCKER_BUILD:
         tag = _docker_context_tag(inputs, context.cwd)
         if tag is None:
             return None
         identity["context"] = tag
-    elif step.short_name not in _DOCKER_STEPS:
+    elif step.name not in _DOCKER_STEPS:
         if commit is None:
             return None  # a working copy has no commit to pin a shell step's inputs to
         identity["commit"] = commit

@@ -61,7 +61,7 @@ from reconciler.spec.prefect_file import (
     parse_prefect_file,
 )
 from reconciler.spec.schedules import ScheduleError, normalize_schedule
-from reconciler.spec.steps import StepSpec
+from reconciler.spec.steps import StepSpec, is_prefect_step
 from reconciler.spec.validation import did_you_mean, show_value, type_name
 from reconciler.spec.validation import prepare as prepare_validation
 from reconciler.spec.yamlload import LoadedDocument, Path
@@ -675,7 +675,8 @@ class _DeploymentBuilder:
             return {}
         outputs: dict[str, Any] = {}
         for step in steps:
-            for name in _STEP_OUTPUTS.get(step.short_name, _ANY_STEP_OUTPUT):
+            known = _STEP_OUTPUTS.get(step.short_name) if is_prefect_step(step.name) else None
+            for name in known or _ANY_STEP_OUTPUT:
                 outputs[name] = tpl.KNOWN_AFTER_BUILD
             if step.id:
                 outputs[step.id] = tpl.KNOWN_AFTER_BUILD

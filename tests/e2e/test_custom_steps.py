@@ -26,6 +26,10 @@ def make_tag(base: str) -> dict:
 
 def publish(tag: str) -> dict:
     return {"where": f"registry.invalid/app:{tag}"}
+
+
+def push_docker_image(image_name: str) -> dict:
+    return {"image": f"{image_name}:pushed"}
 """
 
 PREFECT_FILE = """\
@@ -130,3 +134,34 @@ def test_a_misspelt_prefect_step_is_still_refused_even_with_prefect_installed(
         refused.stderr
     )
     assert 'did you mean "prefect.deployments.steps.run_shell_script"?' in refused.stderr
+
+
+def test_a_users_step_named_like_a_docker_step_reruns_when_the_commit_moves(
+    make_repo: Callable[..., GitRepo],
+    run_cli: Callable[..., CliResult],
+    store_url: str,
+    site: Path,
+) -> None:
+    """Only Prefect's own Docker steps skip the commit in their inputs; the user's
+    `push_docker_image` may read anything in the repository, like a shell step."""
+    text = """\
+push:
+  - prefect_acme.steps.push_docker_image:
+      id: push
+      image_name: app
+deployments:
+  - name: nightly
+    description: "{{ push.image }}"
+    entrypoint: flows/etl.py:ingest
+    work_pool: {name: etl}
+"""
+    repo = make_repo(project({"prefect.yaml": text}))
+    installed = {"PYTHONPATH": str(site)}
+    assert run_cli(str(repo.path), "--store", store_url, env=installed).code == 0
+    assert _deployment(store_url)["description"] == "app:pushed"
+    again = run_cli("--dry-run", str(repo.path), "--store", store_url, env=installed)
+    assert "unchanged, skipped push (push_docker_image)" in again.stdout
+    repo.commit({"README.md": "a change of the repository only\n"})
+    moved = run_cli("--dry-run", str(repo.path), "--store", store_url, env=installed)
+    assert moved.code == 0, moved.output
+    assert "would run          push (push_docker_image)" in moved.stdout
