@@ -159,6 +159,34 @@ def test_text_unknown_values_render_as_known_after_build() -> None:
     assert "$unknown" not in text
 
 
+def test_text_pull_step_outputs_used_by_later_pull_steps_render_as_known_at_run_time() -> None:
+    clone = "prefect.deployments.steps.git_clone"
+    steps = [
+        {"acme.steps.get_token": {"id": "get-token"}},
+        {clone: {"access_token": "{{ get-token.access_token }}", "repository": "r"}},
+    ]
+    moved = [steps[0], {clone: {"access_token": "{{ get-token.token }}", "repository": "r"}}]
+    elsewhere = {
+        "pull_steps": steps,
+        "job_variables": {"command": "{{ command }}", "token": "{{ prefect.blocks.secret.t }}"},
+    }
+    created = deployment("f/new", elsewhere, OWNER_A)
+    before = deployment("f/d", {"pull_steps": steps}, OWNER_A)
+    after = deployment("f/d", {"pull_steps": moved}, OWNER_A)
+    text = render_text(plan_of(create(created), update(before, after)), color=False)
+    assert '"access_token": (known at run time: {{ get-token.access_token }}),' in text
+    assert (
+        "(known at run time: {{ get-token.access_token }}) -> "
+        "(known at run time: {{ get-token.token }})" in text
+    )
+    # Only pull steps run on the worker after other pull steps: nothing else is marked.
+    assert '"command": "{{ command }}"' in text
+    assert '"token": "{{ prefect.blocks.secret.t }}"' in text
+    assert json.loads(render_json(plan_of(create(created))))  # the JSON form keeps the value
+    assert "{{ get-token.access_token }}" in render_json(plan_of(create(created)))
+    assert "known at run time" not in render_json(plan_of(create(created)))
+
+
 def test_text_footer_counts_each_action_and_the_unchanged_objects() -> None:
     plans = [
         (plan_of(*small_plan().changes, unchanged=0), "Plan: 1 to add, 1 to change, 1 to destroy."),
