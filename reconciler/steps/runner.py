@@ -29,7 +29,7 @@ from reconciler.diagnostics import Location
 from reconciler.errors import UserError
 from reconciler.masking import strings_in
 from reconciler.spec.prefect_file import PlacedStep
-from reconciler.spec.steps import BUILTIN_STEPS, CLOUD_STORAGE_STEPS, StepSpec
+from reconciler.spec.steps import BUILTIN_STEPS, CLOUD_STORAGE_STEPS
 from reconciler.spec.templating import (
     BlockLookup,
     TemplateError,
@@ -40,6 +40,7 @@ from reconciler.spec.templating import (
 )
 from reconciler.spec.validation import did_you_mean
 from reconciler.spec.yamlload import LoadedDocument
+from reconciler.specs import StepSpec
 from reconciler.steps.builtin import BUILTIN_FUNCTIONS
 from reconciler.steps.context import StepContext, StepError
 from reconciler.steps.pip import install_packages
