@@ -29,7 +29,6 @@ _Typed = TypeVar("_Typed", DeploymentSpec, PoolSpec, QueueSpec)
 _POSITIONS_PREFIX = "{" + json.dumps(POSITIONS_KEY) + ":"
 
 
-
 class Kind(enum.Enum):
     """Kinds in dependency order: pools before their queues before the deployments using them."""
 

@@ -231,9 +231,7 @@ class DeploymentSpec:
             parameter_openapi_schema=_mapping(spec, "parameter_openapi_schema", what),
             enforce_parameter_schema=bool(spec.get("enforce_parameter_schema", True)),
             paused=bool(spec.get("paused")),
-            schedules=tuple(
-                ScheduleSpec.from_spec(s) for s in _sequence(spec, "schedules", what)
-            ),
+            schedules=tuple(ScheduleSpec.from_spec(s) for s in _sequence(spec, "schedules", what)),
             concurrency_limit=_optional(spec, "concurrency_limit", int, what),
             collision_strategy=strategy if isinstance(strategy, str) else None,
             work_pool_name=_optional(spec, "work_pool_name", str, what),
@@ -385,9 +383,7 @@ def _optional(spec: Mapping[str, Any], key: str, kind: type[T], what: str) -> T 
 
 def _typed(value: Any, key: str, kind: type[T], what: str) -> T:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise SpecError(
-            f'{what} spec: "{key}" is a {type(value).__name__}, not a {kind.__name__}'
-        )
+        raise SpecError(f'{what} spec: "{key}" is a {type(value).__name__}, not a {kind.__name__}')
     return value
 
 

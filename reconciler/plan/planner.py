@@ -20,6 +20,7 @@ from reconciler.model import Kind, Owner, Resource, queue_key
 from reconciler.plan.model import Action, Change, Plan, SourceInfo, diff_values
 from reconciler.store.base import ObservedState
 
+
 @dataclass(frozen=True)
 class PlanOptions:
     prune: bool = True
