@@ -68,7 +68,7 @@ class StepSpec:
             raise SpecError(f"a step is a mapping with one key, not {sorted(raw)}")
         ((name, body),) = raw.items()
         if body is not None and not isinstance(body, Mapping):
-            raise SpecError(f'step "{name}": its body is a {type(body).__name__}, not a mapping')
+            raise SpecError(f'step "{name}": its body is {_name(type(body))}, not a mapping')
         return cls(str(name), dict(body or {}), position)
 
     @property
@@ -264,7 +264,7 @@ def _pull_steps(spec: Mapping[str, Any]) -> tuple[StepSpec, ...]:
     decoded = []
     for step, position in zip(steps, positions, strict=True):
         if not isinstance(step, Mapping):
-            raise SpecError(f"deployment: a pull step is a {type(step).__name__}, not a mapping")
+            raise SpecError(f"deployment spec: a pull step is {_name(type(step))}, not a mapping")
         decoded.append(StepSpec.from_spec(step, _decode_position(position)))
     return tuple(decoded)
 
@@ -383,8 +383,15 @@ def _optional(spec: Mapping[str, Any], key: str, kind: type[T], what: str) -> T 
 
 def _typed(value: Any, key: str, kind: type[T], what: str) -> T:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise SpecError(f'{what} spec: "{key}" is a {type(value).__name__}, not a {kind.__name__}')
+        raise SpecError(f'{what} spec: "{key}" is {_name(type(value))}, not {_name(kind)}')
     return value
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "a list"}
+
+
+def _name(kind: type) -> str:
+    return _TYPE_NAMES.get(kind, "a mapping" if issubclass(kind, Mapping) else kind.__name__)
 
 
 def _mapping(spec: Mapping[str, Any], key: str, what: str) -> Mapping[str, Any]:
@@ -406,7 +413,7 @@ def _number(spec: Mapping[str, Any], key: str, what: str) -> float | None:
     if value is None or is_unknown(value):
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(f'{what} spec: "{key}" is a {type(value).__name__}, not a number')
+        raise SpecError(f'{what} spec: "{key}" is {_name(type(value))}, not a number')
     return float(value)
 
 
