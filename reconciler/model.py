@@ -105,11 +105,17 @@ class Resource:
         source_commit: str | None = None,
     ) -> Resource:
         """`spec` may carry positions under POSITIONS_KEY: stored, but not hashed."""
-        text = canonical_json(spec)
         if POSITIONS_KEY not in spec:
+            text = canonical_json(spec)
             return cls(kind, key, text, owner, source_commit, content_hash(text))
         body = {k: v for k, v in spec.items() if k != POSITIONS_KEY}
-        return cls(kind, key, text, owner, source_commit, content_hash(canonical_json(body)))
+        body_text = canonical_json(body)
+        if body and min(body) > POSITIONS_KEY:  # sorted first: the stored text, encoded once
+            positions = canonical_json(spec[POSITIONS_KEY])
+            text = f"{_POSITIONS_PREFIX}{positions},{body_text[1:]}"
+        else:
+            text = canonical_json(spec)
+        return cls(kind, key, text, owner, source_commit, content_hash(body_text))
 
     def __post_init__(self) -> None:
         if not self.hash:

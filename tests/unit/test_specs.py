@@ -157,6 +157,7 @@ def test_positions_are_stored_but_not_part_of_the_spec_its_hash_or_its_diff() ->
         Kind.DEPLOYMENT, "ingest/nightly", with_pull_step_positions(body, positions), OWNER
     )
     assert POSITIONS_KEY in json.loads(with_positions.spec_json)  # what the store writes
+    assert with_positions.spec_json == canonical_json(with_pull_step_positions(body, positions))
     assert with_positions.hash == stored.hash == content_hash(canonical_json(body))
     assert with_positions.spec == body and dict(with_positions.view()) == body
     steps = with_positions.deployment_spec().pull_steps
