@@ -6,10 +6,10 @@ resource is immutable and hashable, two specs compare equal exactly when their t
 and the content hash recorded in the store is the hash of that text.
 
 The stored text may also hold, under `specs.POSITIONS_KEY`, where a deployment's pull steps
-were written. That is not part of the spec: `spec`, `view()` and the content hash leave it
-out, so plans and diffs never see it. Code that reads a spec reads its typed value
-(`deployment_spec()`, `pool_spec()`, `queue_spec()`, reconciler/specs.py), decoded once per
-resource: every resource handed out by the store or the build is such a value.
+were written. That is not part of the spec: `spec`, `view()` and the content hash (the hash of
+the text without it) leave it out, so plans and diffs never see it. Code that reads a spec
+reads its typed value (`deployment_spec()`, `pool_spec()`, `queue_spec()`, see
+reconciler/specs.py), decoded once per resource, whether the store or the build made it.
 """
 
 from __future__ import annotations
@@ -160,8 +160,8 @@ class Resource:
             raise TypeError(f"{self.kind.label} {self.key} is not a {kind.label}")
         typed = self.__dict__.get("_typed_spec")
         if not isinstance(typed, decoder):
-            stored: dict[str, Any] = json.loads(self.spec_json)  # positions included
-            typed = decoder.from_spec(stored)
+            with_positions = self.spec_json.startswith(_POSITIONS_PREFIX)
+            typed = decoder.from_spec(json.loads(self.spec_json) if with_positions else self.view())
             object.__setattr__(self, "_typed_spec", typed)
         return typed
 
