@@ -215,8 +215,7 @@ class DeploymentSpec:
     def from_spec(cls, spec: Mapping[str, Any]) -> Self:
         """Decode a stored deployment spec (positions included when `spec` has them)."""
         what = "deployment"
-        options = spec.get("concurrency_options")
-        strategy = options.get("collision_strategy") if isinstance(options, Mapping) else None
+        limit, strategy = deployment_concurrency(spec)
         triggers = spec.get("triggers")
         return cls(
             name=_required(spec, "name", str, what),
@@ -232,8 +231,8 @@ class DeploymentSpec:
             enforce_parameter_schema=bool(spec.get("enforce_parameter_schema", True)),
             paused=bool(spec.get("paused")),
             schedules=tuple(ScheduleSpec.from_spec(s) for s in _sequence(spec, "schedules", what)),
-            concurrency_limit=_optional(spec, "concurrency_limit", int, what),
-            collision_strategy=strategy if isinstance(strategy, str) else None,
+            concurrency_limit=limit,
+            collision_strategy=strategy,
             work_pool_name=_optional(spec, "work_pool_name", str, what),
             work_queue_name=_optional(spec, "work_queue_name", str, what),
             job_variables=_mapping(spec, "job_variables", what),
@@ -253,6 +252,15 @@ class DeploymentSpec:
     def active_schedules(self) -> tuple[ScheduleSpec, ...]:
         """The schedules that make runs (none while the deployment is paused)."""
         return () if self.paused else tuple(s for s in self.schedules if s.active)
+
+
+def deployment_concurrency(spec: Mapping[str, Any]) -> tuple[int | None, str | None]:
+    """Only a deployment's concurrency limit and collision strategy: what a claim reads of
+    each candidate's deployment, inside its write transaction (cheaper than decoding it all)."""
+    options = spec.get("concurrency_options")
+    strategy = options.get("collision_strategy") if isinstance(options, Mapping) else None
+    limit = _optional(spec, "concurrency_limit", int, "deployment")
+    return limit, strategy if isinstance(strategy, str) else None
 
 
 def _pull_steps(spec: Mapping[str, Any]) -> tuple[StepSpec, ...]:

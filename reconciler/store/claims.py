@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.specs import DeploymentSpec, PoolSpec, QueueSpec
+from reconciler.specs import PoolSpec, QueueSpec, deployment_concurrency
 
 CANCEL_NEW = "CANCEL_NEW"
 DEPLOYMENT_LIMIT_REACHED = "Deployment concurrency limit reached."
@@ -66,8 +66,7 @@ def claim_budget(
 
 def deployment_limit(spec_text: str) -> tuple[int | None, str | None]:
     """A deployment's concurrency limit and collision strategy, from its spec JSON."""
-    deployment = DeploymentSpec.from_spec(json.loads(spec_text))
-    return deployment.concurrency_limit, deployment.collision_strategy
+    return deployment_concurrency(json.loads(spec_text))
 
 
 def choose_runs(
