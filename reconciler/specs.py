@@ -2,11 +2,11 @@
 
 A resource's spec is stored, hashed and diffed as a JSON object (`Resource.spec_json`, see
 reconciler/model.py): that dict is the canonical form, and plans show it. Everything that
-*reads* a spec (scheduler, worker, CLI, daemon, Prefect API, pools) reads one of these values
+*reads* a spec (scheduler, worker, claims, CLI, Prefect API, pools) reads one of these values
 instead, decoded once per resource by `Resource.deployment_spec()`, `pool_spec()` or
 `queue_spec()`: `DeploymentSpec`, `PoolSpec`, `QueueSpec`, and inside a deployment its
 `ScheduleSpec`s and pull `StepSpec`s. String keys of a spec appear only here and where specs
-are written (reconciler/spec/, reconciler/pools/manual.py) and stored (reconciler/store/).
+are written (reconciler/spec/, reconciler/pools/manual.py) and stored (the store backends).
 
 Decoding rules: a key the class does not know is kept in `extra` (so `to_spec()` gives the
 same dict back, and a store written by a newer version keeps its keys), a missing optional key
@@ -40,7 +40,7 @@ DEFAULT_POOL_TYPE = "process"
 DEFAULT_QUEUE_PRIORITY = 1
 STEP_RESERVED_KEYS = ("id", "requires")
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 class SpecError(ValueError):
@@ -377,19 +377,19 @@ def is_unknown(value: object) -> bool:
     return isinstance(value, dict) and len(value) == 1 and UNKNOWN_MARKER_KEY in value
 
 
-def _required(spec: Mapping[str, Any], key: str, kind: type[T], what: str) -> T:
+def _required(spec: Mapping[str, Any], key: str, kind: type[_T], what: str) -> _T:
     value = spec.get(key)
     if value is None:
         raise SpecError(f'{what} spec has no "{key}"')
     return _typed(value, key, kind, what)
 
 
-def _optional(spec: Mapping[str, Any], key: str, kind: type[T], what: str) -> T | None:
+def _optional(spec: Mapping[str, Any], key: str, kind: type[_T], what: str) -> _T | None:
     value = spec.get(key)
     return None if value is None or is_unknown(value) else _typed(value, key, kind, what)
 
 
-def _typed(value: Any, key: str, kind: type[T], what: str) -> T:
+def _typed(value: Any, key: str, kind: type[_T], what: str) -> _T:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise SpecError(f'{what} spec: "{key}" is {_name(type(value))}, not {_name(kind)}')
     return value
