@@ -134,8 +134,9 @@ class Resource:
 
     def view(self) -> Mapping[str, Any]:
         """The body for reading only, parsed once and kept (not copied on every read, as
-        `spec` is): nothing in it may be changed. The spec's own modules read it; every other
-        reader reads the typed value."""
+        `spec` is): nothing in it may be changed. What writes, stores or shows the dict reads it
+        (the build, the store backends, the plan's renderers); every other reader reads the
+        typed value."""
         parsed: dict[str, Any] | None = self.__dict__.get("_parsed")
         if parsed is None:
             parsed = json.loads(self.spec_json)
