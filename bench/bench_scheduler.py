@@ -61,7 +61,7 @@ def main() -> None:
             schedules = [
                 schedule
                 for deployment in store.list_resources(Kind.DEPLOYMENT)
-                for schedule in deployment.spec.get("schedules") or []
+                for schedule in deployment.deployment_spec().schedules
             ]
         finally:
             store.close()

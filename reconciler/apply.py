@@ -51,7 +51,8 @@ def apply_plan(store: Store, plan: Plan, masker: Masker, fence: Fence | None = N
             if change.kind is Kind.DEPLOYMENT and change.action is Action.UPDATE:
                 # Runs of schedules that changed, or of a deployment now paused, go in this
                 # same transaction; the scheduler makes the new ones right after.
-                tx.remove_scheduled_runs(change.key, active_schedule_ids(change.desired.spec))
+                active = active_schedule_ids(change.desired.deployment_spec())
+                tx.remove_scheduled_runs(change.key, active)
         for source in plan.sources:
             tx.record_repository(source.repo, source.location, source.commit)
         if plan.has_changes:

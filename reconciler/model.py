@@ -4,6 +4,12 @@ A `Resource` is a work pool, a work queue or a deployment: its kind, its key, it
 its `spec`, the whole JSON-able desired body. The spec is held as canonical JSON text so a
 resource is immutable and hashable, two specs compare equal exactly when their text is equal,
 and the content hash recorded in the store is the hash of that text.
+
+The stored text may also hold, under `specs.POSITIONS_KEY`, where a deployment's pull steps
+were written. That is not part of the spec: `spec`, `view()` and the content hash (the hash of
+the text without it) leave it out, so plans and diffs never see it. Code that reads a spec
+reads its typed value (`deployment_spec()`, `pool_spec()`, `queue_spec()`, see
+reconciler/specs.py), decoded once per resource, whether the store or the build made it.
 """
 
 from __future__ import annotations
@@ -13,10 +19,14 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-UNKNOWN_MARKER_KEY = "$unknown"
-"""How a spec writes a value only a build step produces: `{"$unknown": "known after build"}`."""
+from reconciler.specs import POSITIONS_KEY, DeploymentSpec, PoolSpec, QueueSpec
+from reconciler.specs import UNKNOWN_MARKER_KEY as UNKNOWN_MARKER_KEY
+from reconciler.specs import is_unknown as is_unknown
+
+_Typed = TypeVar("_Typed", DeploymentSpec, PoolSpec, QueueSpec)
+_POSITIONS_PREFIX = "{" + json.dumps(POSITIONS_KEY) + ":"
 
 
 class Kind(enum.Enum):
@@ -94,36 +104,73 @@ class Resource:
         owner: Owner | None,
         source_commit: str | None = None,
     ) -> Resource:
-        text = canonical_json(spec)
-        return cls(kind, key, text, owner, source_commit, content_hash(text))
+        """`spec` may carry positions under POSITIONS_KEY: stored, but not hashed."""
+        if POSITIONS_KEY not in spec:
+            text = canonical_json(spec)
+            return cls(kind, key, text, owner, source_commit, content_hash(text))
+        body = {k: v for k, v in spec.items() if k != POSITIONS_KEY}
+        body_text = canonical_json(body)
+        if body and min(body) > POSITIONS_KEY:  # sorted first: the stored text, encoded once
+            positions = canonical_json(spec[POSITIONS_KEY])
+            text = f"{_POSITIONS_PREFIX}{positions},{body_text[1:]}"
+        else:
+            text = canonical_json(spec)
+        return cls(kind, key, text, owner, source_commit, content_hash(body_text))
 
     def __post_init__(self) -> None:
         if not self.hash:
-            object.__setattr__(self, "hash", content_hash(self.spec_json))
+            # Canonical JSON sorts "$positions" first: only then is there anything to leave out.
+            text = self.spec_json
+            if text.startswith(_POSITIONS_PREFIX):
+                text = canonical_json(self.view())
+            object.__setattr__(self, "hash", content_hash(text))
 
     @property
     def spec(self) -> dict[str, Any]:
         """A fresh copy of the body: callers may not mutate the resource through it."""
         value: dict[str, Any] = json.loads(self.spec_json)
+        value.pop(POSITIONS_KEY, None)
         return value
 
     def view(self) -> Mapping[str, Any]:
         """The body for reading only, parsed once and kept (not copied on every read, as
-        `spec` is): nothing in it may be changed."""
+        `spec` is): nothing in it may be changed. What writes, stores or shows the dict reads it
+        (the build, the store backends, the plan's renderers); every other reader reads the
+        typed value."""
         parsed: dict[str, Any] | None = self.__dict__.get("_parsed")
         if parsed is None:
             parsed = json.loads(self.spec_json)
+            if POSITIONS_KEY in parsed:
+                parsed = {k: v for k, v in parsed.items() if k != POSITIONS_KEY}
             object.__setattr__(self, "_parsed", parsed)
         return parsed
 
-    def field(self, name: str) -> Any:
-        """One top-level value of the body (None when absent), as `view` reads it."""
-        return self.view().get(name)
+    def deployment_spec(self) -> DeploymentSpec:
+        """The deployment's typed spec, with its pull steps' positions (decoded once).
+        Raises SpecError when the stored spec lacks what every reader needs."""
+        return self._typed(Kind.DEPLOYMENT, DeploymentSpec)
+
+    def pool_spec(self) -> PoolSpec:
+        return self._typed(Kind.WORK_POOL, PoolSpec)
+
+    def queue_spec(self) -> QueueSpec:
+        return self._typed(Kind.WORK_QUEUE, QueueSpec)
+
+    def _typed(self, kind: Kind, decoder: type[_Typed]) -> _Typed:
+        if self.kind is not kind:
+            raise TypeError(f"{self.kind.label} {self.key} is not a {kind.label}")
+        typed = self.__dict__.get("_typed_spec")
+        if not isinstance(typed, decoder):
+            with_positions = self.spec_json.startswith(_POSITIONS_PREFIX)
+            typed = decoder.from_spec(json.loads(self.spec_json) if with_positions else self.view())
+            object.__setattr__(self, "_typed_spec", typed)
+        return typed
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled without the parsed body `view` keeps."""
+        """Pickled without the parsed body `view` keeps, nor the typed spec."""
         state = dict(self.__dict__)
         state.pop("_parsed", None)
+        state.pop("_typed_spec", None)
         return state
 
     @property
@@ -141,10 +188,6 @@ def queue_key(pool: str, queue: str) -> str:
 
 def deployment_key(flow_name: str, deployment_name: str) -> str:
     return f"{flow_name}/{deployment_name}"
-
-
-def is_unknown(value: object) -> bool:
-    return isinstance(value, dict) and len(value) == 1 and UNKNOWN_MARKER_KEY in value
 
 
 UNKNOWN_VALUE: dict[str, str] = {UNKNOWN_MARKER_KEY: "known after build"}

@@ -138,7 +138,7 @@ def _known_workers(store: Store, pool: str) -> list[Worker]:
 
 
 def _pool_json(resource: Resource, store: Store) -> dict[str, Any]:
-    status = pool_status(resource.spec, _known_workers(store, resource.key))
+    status = pool_status(resource.pool_spec(), _known_workers(store, resource.key))
     return {**resource_json(resource), "status": status}
 
 
@@ -205,15 +205,15 @@ def work_pool_ls(store_url: str | None, output: str) -> None:
     if output == "json":
         echo_json(rows)
         return
-    count = {p.key: sum(1 for q in queues if q.spec["pool"] == p.key) for p in pools}
+    count = {p.key: sum(1 for q in queues if q.queue_spec().pool == p.key) for p in pools}
     echo_table(
         ["work pool", "type", "status", "concurrency", "queues", "owner"],
         [
             [
                 p.key,
-                p.spec["type"],
+                p.pool_spec().type,
                 row["status"],
-                _limit(p.spec.get("concurrency_limit")),
+                _limit(p.pool_spec().concurrency_limit),
                 count[p.key],
                 owner_text(p),
             ]
@@ -281,15 +281,16 @@ def work_pool_preview(
     job_variables: dict[str, Any] = {}
     if deployment_key is not None:
         deployment = manual.get_deployment(observed, deployment_key)
-        if deployment.spec.get("work_pool_name") != name:
+        spec = deployment.deployment_spec()
+        if spec.work_pool_name != name:
             raise UserError(
                 f'deployment "{deployment_key}" runs on work pool '
-                f'"{deployment.spec.get("work_pool_name")}", not "{name}"',
+                f'"{spec.work_pool_name}", not "{name}"',
                 f"preview that pool: `reconcile work-pool preview "
-                f"{deployment.spec.get('work_pool_name')} --deployment {deployment_key}`",
+                f"{spec.work_pool_name} --deployment {deployment_key}`",
             )
-        job_variables = deployment.spec.get("job_variables") or {}
-    preview = manual.job_configuration_preview(pool.spec, job_variables)
+        job_variables = dict(spec.job_variables)
+    preview = manual.job_configuration_preview(pool.pool_spec(), job_variables)
     echo_json({"work_pool": name, "deployment": deployment_key, **preview})
 
 
@@ -467,7 +468,9 @@ def work_queue_ls(pool: str | None, store_url: str | None, output: str) -> None:
         if pool is not None and store.get(Kind.WORK_POOL, pool) is None:
             manual.get_pool(store.observe(), pool)  # raises "not found", with a suggestion
         rows = [
-            r for r in store.list_resources(Kind.WORK_QUEUE) if not pool or r.spec["pool"] == pool
+            r
+            for r in store.list_resources(Kind.WORK_QUEUE)
+            if not pool or r.queue_spec().pool == pool
         ]
     finally:
         store.close()
@@ -478,14 +481,15 @@ def work_queue_ls(pool: str | None, store_url: str | None, output: str) -> None:
         ["pool", "queue", "priority", "paused", "concurrency", "owner"],
         [
             [
-                r.spec["pool"],
-                r.spec["name"],
-                r.spec["priority"],
-                "yes" if r.spec.get("paused") else "no",
-                _limit(r.spec.get("concurrency_limit")),
+                spec.pool,
+                spec.name,
+                spec.priority,
+                "yes" if spec.paused else "no",
+                _limit(spec.concurrency_limit),
                 owner_text(r),
             ]
             for r in rows
+            for spec in (r.queue_spec(),)
         ],
     )
 

@@ -74,14 +74,13 @@ def deployment_ls(store_url: str | None, output: str) -> None:
         return
     table = []
     for r in rows:
-        spec = r.spec
-        schedules = len(spec.get("schedules") or [])
+        spec = r.deployment_spec()
         table.append(
             [
                 r.key,
-                f"{spec.get('work_pool_name')}/{spec.get('work_queue_name')}",
-                "yes" if spec.get("paused") else "no",
-                schedules,
+                f"{spec.work_pool_name}/{spec.work_queue_name}",
+                "yes" if spec.paused else "no",
+                len(spec.schedules),
                 owner_text(r),
                 (r.source_commit or "")[:8],
             ]

@@ -20,8 +20,6 @@ from reconciler.model import Kind, Owner, Resource, queue_key
 from reconciler.plan.model import Action, Change, Plan, SourceInfo, diff_values
 from reconciler.store.base import ObservedState
 
-_DEFAULT_QUEUE = "default"
-
 
 @dataclass(frozen=True)
 class PlanOptions:
@@ -88,10 +86,10 @@ def _queues_used(desired: DesiredState) -> set[tuple[Kind, str]]:
 
 def _queue_of(deployment: Resource) -> str | None:
     """The key of the queue a deployment runs on (its pool's default queue when unnamed)."""
-    pool = deployment.field("work_pool_name")
-    if not pool:
+    spec = deployment.deployment_spec()
+    if not spec.work_pool_name:
         return None
-    return queue_key(pool, deployment.field("work_queue_name") or _DEFAULT_QUEUE)
+    return queue_key(spec.work_pool_name, spec.queue)
 
 
 def _owned_elsewhere(desired: DesiredState, resource: Resource, owner: Owner) -> Diagnostic:
@@ -147,7 +145,7 @@ def _dangling_references(
             remaining[resource.key] = resource
     problems = []
     for key, deployment in sorted(remaining.items()):
-        pool = deployment.field("work_pool_name")
+        pool = deployment.deployment_spec().work_pool_name
         queue = _queue_of(deployment)
         if pool and (Kind.WORK_POOL, pool) in deleted:
             where = desired.file_location(_owner_of(observed, Kind.WORK_POOL, pool))

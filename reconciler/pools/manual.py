@@ -19,6 +19,7 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from reconciler.pools.job_templates import (
     job_variable_problems,
     template_problems,
 )
+from reconciler.specs import PoolSpec, QueueSpec
 from reconciler.store.base import ObservedState
 
 DEFAULT_QUEUE: Final = "default"
@@ -191,7 +193,7 @@ def find_queue(observed: ObservedState, name: str, pool: str | None) -> Resource
         get_pool(observed, pool)
         found = observed.get(Kind.WORK_QUEUE, queue_key(pool, name))
         if found is None:
-            in_pool = [q.spec["name"] for q in queues if q.spec["pool"] == pool]
+            in_pool = [q.queue_spec().name for q in queues if q.queue_spec().pool == pool]
             raise _not_found(
                 f'work queue "{name}" not found in work pool "{pool}"',
                 name,
@@ -199,11 +201,11 @@ def find_queue(observed: ObservedState, name: str, pool: str | None) -> Resource
                 f"reconcile work-queue ls --pool {pool}",
             )
         return found
-    matches = sorted((q for q in queues if q.spec["name"] == name), key=lambda q: q.key)
+    matches = sorted((q for q in queues if q.queue_spec().name == name), key=lambda q: q.key)
     if len(matches) == 1:
         return matches[0]
     if matches:
-        pools = ", ".join(q.spec["pool"] for q in matches)
+        pools = ", ".join(q.queue_spec().pool for q in matches)
         raise UserError(
             f'there is a work queue "{name}" in several pools ({pools})',
             "say which: --pool POOL, or POOL/QUEUE",
@@ -211,7 +213,7 @@ def find_queue(observed: ObservedState, name: str, pool: str | None) -> Resource
     raise _not_found(
         f'work queue "{name}" not found',
         name,
-        sorted({q.spec["name"] for q in queues}),
+        sorted({q.queue_spec().name for q in queues}),
         "reconcile work-queue ls",
     )
 
@@ -231,16 +233,14 @@ def _not_found(message: str, name: str, known: list[str], listing: str) -> UserE
 
 
 def deployments_on_pool(observed: ObservedState, pool: str) -> list[Resource]:
-    found = [d for d in observed.of_kind(Kind.DEPLOYMENT) if d.spec.get("work_pool_name") == pool]
+    found = [
+        d for d in observed.of_kind(Kind.DEPLOYMENT) if d.deployment_spec().work_pool_name == pool
+    ]
     return sorted(found, key=lambda d: d.key)
 
 
 def deployments_on_queue(observed: ObservedState, pool: str, queue: str) -> list[Resource]:
-    return [
-        d
-        for d in deployments_on_pool(observed, pool)
-        if (d.spec.get("work_queue_name") or DEFAULT_QUEUE) == queue
-    ]
+    return [d for d in deployments_on_pool(observed, pool) if d.deployment_spec().queue == queue]
 
 
 # --- the refusals ------------------------------------------------------------------------------
@@ -297,7 +297,9 @@ def _refuse_if_used(what: str, users: list[Resource], todo: str) -> None:
 
 
 def create_pool(observed: ObservedState, spec: dict[str, Any]) -> Edit:
-    name = spec["name"]
+    """Create the pool `spec` (as `pool_spec` writes it) with its default queue."""
+    typed = PoolSpec.from_spec(spec)
+    name = typed.name
     check_name("work pool", name)
     existing = observed.get(Kind.WORK_POOL, name)
     if existing is not None:
@@ -311,9 +313,9 @@ def create_pool(observed: ObservedState, spec: dict[str, Any]) -> Edit:
     pool = Resource.of(Kind.WORK_POOL, name, spec, None)
     default = queue_spec(name, DEFAULT_QUEUE, 1)
     queue = Resource.of(Kind.WORK_QUEUE, queue_key(name, DEFAULT_QUEUE), default, None)
-    state = " (paused)" if spec["paused"] else ""
+    state = " (paused)" if typed.paused else ""
     return Edit(
-        f'Created work pool "{name}" ({spec["type"]}){state} with its queue "{DEFAULT_QUEUE}"',
+        f'Created work pool "{name}" ({typed.type}){state} with its queue "{DEFAULT_QUEUE}"',
         puts=(pool, queue),
     )
 
@@ -328,18 +330,18 @@ def update_pool(
         raise ValueError(f"not a pool field: {sorted(unknown)}")
     current = get_pool(observed, name)
     refuse_if_owned(current, action)
-    spec = current.spec
+    spec = current.pool_spec()
     if "base_job_template" in changes:
         template = dict(changes["base_job_template"] or {})
-        template = template or default_base_job_template(spec["type"])
+        template = template or default_base_job_template(spec.type)
         check_template(template)
         _check_deployments_fit(observed, name, template)
         changes = {**changes, "base_job_template": template}
-    changed = [field for field in POOL_FIELDS if field in changes and spec[field] != changes[field]]
+    changed = [f for f in POOL_FIELDS if f in changes and getattr(spec, f) != changes[f]]
     if not changed:
         return Edit(f'Work pool "{name}" {_already(action)}; nothing changed')
-    spec.update({field: changes[field] for field in changed})
-    updated = Resource.of(Kind.WORK_POOL, name, spec, None)
+    spec = dataclasses.replace(spec, **{f: changes[f] for f in changed})
+    updated = Resource.of(Kind.WORK_POOL, name, spec.to_spec(), None)
     return Edit(f'Updated work pool "{name}": {_describe(changed, spec)}', puts=(updated,))
 
 
@@ -347,9 +349,7 @@ def _check_deployments_fit(observed: ObservedState, pool: str, template: dict[st
     problems = []
     for deployment in deployments_on_pool(observed, pool):
         variables = {
-            k: v
-            for k, v in (deployment.spec.get("job_variables") or {}).items()
-            if not is_unknown(v)
+            k: v for k, v in deployment.deployment_spec().job_variables.items() if not is_unknown(v)
         }
         for problem in job_variable_problems(template, variables):
             path = ".".join(str(p) for p in problem.path)
@@ -371,7 +371,7 @@ def delete_pool(observed: ObservedState, name: str) -> Edit:
         deployments_on_pool(observed, name),
         "move those deployments to another pool in their files",
     )
-    queues = [q for q in observed.of_kind(Kind.WORK_QUEUE) if q.spec["pool"] == name]
+    queues = _queues_of(observed, name)
     owned = [q for q in queues if q.owner is not None]
     if owned:
         first = owned[0]
@@ -420,7 +420,7 @@ def create_queue(
             "`reconcile`",
         )
     siblings = _queues_of(observed, pool)
-    priorities = {q.spec["name"]: q.spec["priority"] for q in siblings}
+    priorities = _priorities(siblings)
     if priority is None:
         priority = first_free_priority(priorities.values())
     spec = queue_spec(
@@ -443,20 +443,18 @@ def update_queue(
     if unknown:
         raise ValueError(f"not a queue field: {sorted(unknown)}")
     refuse_if_owned(queue, action)
-    spec = queue.spec
-    pool, name = spec["pool"], spec["name"]
-    changed = [
-        field for field in QUEUE_FIELDS if field in changes and spec[field] != changes[field]
-    ]
+    spec = queue.queue_spec()
+    pool, name = spec.pool, spec.name
+    changed = [f for f in QUEUE_FIELDS if f in changes and getattr(spec, f) != changes[f]]
     if not changed:
         return Edit(f'Work queue "{queue.key}" {_already(action)}; nothing changed')
-    spec.update({field: changes[field] for field in changed})
-    updated = Resource.of(Kind.WORK_QUEUE, queue.key, spec, None)
+    spec = dataclasses.replace(spec, **{f: changes[f] for f in changed})
+    updated = Resource.of(Kind.WORK_QUEUE, queue.key, spec.to_spec(), None)
     moved: list[Resource] = []
     if "priority" in changed:
         siblings = _queues_of(observed, pool)
-        priorities = {q.spec["name"]: q.spec["priority"] for q in siblings}
-        moved = _moves(siblings, renumbered(priorities, name, spec["priority"]), exclude=name)
+        priorities = _priorities(siblings)
+        moved = _moves(siblings, renumbered(priorities, name, spec.priority), exclude=name)
     return Edit(
         f'Updated work queue "{queue.key}": {_describe(changed, spec)}' + _moved_text(moved),
         puts=(updated, *moved),
@@ -465,7 +463,7 @@ def update_queue(
 
 def delete_queue(observed: ObservedState, queue: Resource) -> Edit:
     refuse_if_owned(queue, "delete")
-    pool, name = queue.spec["pool"], queue.spec["name"]
+    pool, name = queue.queue_spec().pool, queue.queue_spec().name
     if name == DEFAULT_QUEUE:
         raise UserError(
             f'the default queue of work pool "{pool}" cannot be deleted',
@@ -480,42 +478,46 @@ def delete_queue(observed: ObservedState, queue: Resource) -> Edit:
 
 
 def _queues_of(observed: ObservedState, pool: str) -> list[Resource]:
-    return [q for q in observed.of_kind(Kind.WORK_QUEUE) if q.spec["pool"] == pool]
+    return [q for q in observed.of_kind(Kind.WORK_QUEUE) if q.queue_spec().pool == pool]
+
+
+def _priorities(queues: list[Resource]) -> dict[str, int]:
+    return {q.queue_spec().name: q.queue_spec().priority for q in queues}
 
 
 def _moves(siblings: list[Resource], priorities: Mapping[str, int], exclude: str) -> list[Resource]:
     """The other queues whose priority changes, re-specified; refused when one is owned."""
     moved = []
-    for queue in sorted(siblings, key=lambda q: q.spec["priority"]):
-        name = queue.spec["name"]
-        if name == exclude or priorities[name] == queue.spec["priority"]:
+    for queue in sorted(siblings, key=lambda q: q.queue_spec().priority):
+        spec = queue.queue_spec()
+        if spec.name == exclude or priorities[spec.name] == spec.priority:
             continue
         if queue.owner is not None:
             free = first_free_priority(
-                q.spec["priority"] for q in siblings if q.spec["name"] != exclude
+                q.queue_spec().priority for q in siblings if q.queue_spec().name != exclude
             )
             raise UserError(
                 f'that priority would move work queue "{queue.key}" from priority '
-                f"{queue.spec['priority']} to {priorities[name]}, but it belongs to "
+                f"{spec.priority} to {priorities[spec.name]}, but it belongs to "
                 f"{queue.owner} and cannot be changed by hand",
                 f"choose a priority no queue of the pool holds (for example {free})",
             )
-        spec = {**queue.spec, "priority": priorities[name]}
-        moved.append(Resource.of(Kind.WORK_QUEUE, queue.key, spec, None))
+        spec = dataclasses.replace(spec, priority=priorities[spec.name])
+        moved.append(Resource.of(Kind.WORK_QUEUE, queue.key, spec.to_spec(), None))
     return moved
 
 
 def _moved_text(moved: list[Resource]) -> str:
     if not moved:
         return ""
-    shifts = ", ".join(f'"{q.spec["name"]}" to {q.spec["priority"]}' for q in moved)
+    shifts = ", ".join(f'"{q.queue_spec().name}" to {q.queue_spec().priority}' for q in moved)
     return f"; moved {shifts}"
 
 
-def _describe(changed: list[str], spec: Mapping[str, Any]) -> str:
+def _describe(changed: list[str], spec: PoolSpec | QueueSpec) -> str:
     parts = []
     for field in changed:
-        value = spec[field]
+        value = getattr(spec, field)
         if field == "base_job_template":
             parts.append("base job template replaced")
         elif field == "paused":
@@ -532,7 +534,7 @@ def _describe(changed: list[str], spec: Mapping[str, Any]) -> str:
 
 
 def job_configuration_preview(
-    pool_spec: Mapping[str, Any], job_variables: Mapping[str, Any] | None = None
+    pool: PoolSpec, job_variables: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """What a worker would start a run with: the template's `job_configuration` with each
     `{{ variable }}` replaced by its default, or by the deployment's job variable. As in
@@ -540,7 +542,7 @@ def job_configuration_preview(
     Block and variable references stay as written: they are resolved only when a run starts."""
     from reconciler.spec.templating import apply_values
 
-    template = pool_spec.get("base_job_template") or {}
+    template = pool.base_job_template
     declared = (template.get("variables") or {}).get("properties") or {}
     values = {
         name: schema["default"]

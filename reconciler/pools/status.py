@@ -9,8 +9,10 @@ NOT_READY when none is, including when no worker ever came.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any, Final, Protocol
+from collections.abc import Iterable
+from typing import Final, Protocol
+
+from reconciler.specs import PoolSpec
 
 PAUSED: Final = "PAUSED"
 READY: Final = "READY"
@@ -23,10 +25,8 @@ class Worker(Protocol):
     def is_online(self, now: float) -> bool: ...
 
 
-def pool_status(
-    pool_spec: Mapping[str, Any], workers: Iterable[Worker], now: float | None = None
-) -> str:
-    if pool_spec.get("paused"):
+def pool_status(pool: PoolSpec, workers: Iterable[Worker], now: float | None = None) -> str:
+    if pool.paused:
         return PAUSED
     at = time.time() if now is None else now
     return READY if any(worker.is_online(at) for worker in workers) else NOT_READY

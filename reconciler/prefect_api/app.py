@@ -210,7 +210,7 @@ class PrefectApi:
         if not run.deployment:
             return []
         deployment = store.get(Kind.DEPLOYMENT, run.deployment)
-        return list(deployment.view().get("tags") or []) if deployment else []
+        return list(deployment.deployment_spec().tags) if deployment else []
 
     async def update_flow_run(self, request: Request) -> Response:
         run_id = request.path_params["id"]
@@ -334,16 +334,16 @@ class PrefectApi:
     async def read_work_pool(self, request: Request) -> Response:
         name = request.path_params["name"]
         pool = await self.db(lambda store: store.get(Kind.WORK_POOL, name))
-        return JSONResponse(schemas.work_pool_json(name, pool.view() if pool else None))
+        return JSONResponse(schemas.work_pool_json(name, pool.pool_spec() if pool else None))
 
     async def read_work_queue(self, request: Request) -> Response:
         wanted = request.path_params["id"]
 
         def read(store: Store) -> dict[str, Any] | None:
             for queue in store.list_resources(Kind.WORK_QUEUE):
-                spec = queue.view()
-                if schemas.work_queue_id(spec["pool"], spec["name"]) == wanted:
-                    return schemas.work_queue_json(spec["pool"], spec["name"], spec)
+                spec = queue.queue_spec()
+                if schemas.work_queue_id(spec.pool, spec.name) == wanted:
+                    return schemas.work_queue_json(spec.pool, spec.name, spec)
             for pool in store.list_resources(Kind.WORK_POOL):  # a pool's implicit default
                 if schemas.work_queue_id(pool.key, "default") == wanted:
                     return schemas.work_queue_json(pool.key, "default", None)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from reconciler.model import Resource
 from reconciler.prefect_api.orchestration import current_state
 from reconciler.runs import FlowRun
+from reconciler.specs import PoolSpec, QueueSpec
 from reconciler.store.base import BlockRecord
 from reconciler.store.prefect_types import (
     ArtifactRecord,
@@ -135,22 +135,22 @@ def task_run_json(task: TaskRunRecord, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def deployment_json(resource: Resource) -> dict[str, Any]:
-    spec = resource.view()
-    pool = spec.get("work_pool_name")
-    queue = spec.get("work_queue_name") or ("default" if pool else None)
+    spec = resource.deployment_spec()
+    pool = spec.work_pool_name
+    queue = spec.queue if pool else None
     return {
         "id": deployment_id(resource.key),
-        "name": spec["name"],
-        "flow_id": prefect_flow_id(spec["flow_name"]),
-        "version": spec.get("version"),
-        "description": spec.get("description"),
-        "entrypoint": spec["entrypoint"],
+        "name": spec.name,
+        "flow_id": prefect_flow_id(spec.flow_name),
+        "version": spec.version,
+        "description": spec.description,
+        "entrypoint": spec.entrypoint,
         "path": None,
         "pull_steps": [WORKING_DIRECTORY_PULL_STEP],
-        "parameter_openapi_schema": spec.get("parameter_openapi_schema") or {},
-        "parameters": spec.get("parameters") or {},
+        "parameter_openapi_schema": spec.parameter_openapi_schema,
+        "parameters": spec.parameters,
         "enforce_parameter_schema": False,
-        "tags": list(spec.get("tags") or []),
+        "tags": list(spec.tags),
         "labels": {},
         "work_pool_name": pool,
         "work_queue_name": queue,
@@ -158,36 +158,38 @@ def deployment_json(resource: Resource) -> dict[str, Any]:
         "storage_document_id": None,
         "infrastructure_document_id": None,
         "job_variables": {},
-        "paused": bool(spec.get("paused")),
+        "paused": spec.paused,
         "schedules": [],
         "concurrency_limit": None,
     }
 
 
-def work_pool_json(name: str, spec: Mapping[str, Any] | None) -> dict[str, Any]:
-    spec = spec or {}
+def work_pool_json(name: str, spec: PoolSpec | None) -> dict[str, Any]:
+    """A pool as Prefect's API shows it; one not in the store has the defaults of a new one."""
+    spec = spec or PoolSpec(name)
     return {
         "id": work_pool_id(name),
         "name": name,
-        "description": spec.get("description"),
-        "type": spec.get("type", "process"),
+        "description": spec.description,
+        "type": spec.type,
         "base_job_template": {},
-        "is_paused": bool(spec.get("paused")),
-        "concurrency_limit": spec.get("concurrency_limit"),
+        "is_paused": spec.paused,
+        "concurrency_limit": spec.concurrency_limit,
         "status": "READY",
         "default_queue_id": work_queue_id(name, "default"),
     }
 
 
-def work_queue_json(pool: str, queue: str, spec: Mapping[str, Any] | None) -> dict[str, Any]:
-    spec = spec or {}
+def work_queue_json(pool: str, queue: str, spec: QueueSpec | None) -> dict[str, Any]:
+    """A queue as Prefect's API shows it; a pool's implicit default queue has the defaults."""
+    spec = spec or QueueSpec(pool, queue)
     return {
         "id": work_queue_id(pool, queue),
         "name": queue,
-        "description": spec.get("description"),
-        "is_paused": bool(spec.get("paused")),
-        "concurrency_limit": spec.get("concurrency_limit"),
-        "priority": spec.get("priority", 1),
+        "description": spec.description,
+        "is_paused": spec.paused,
+        "concurrency_limit": spec.concurrency_limit,
+        "priority": spec.priority,
         "work_pool_id": work_pool_id(pool),
         "work_pool_name": pool,
         "filter": None,

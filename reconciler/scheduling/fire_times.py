@@ -22,19 +22,21 @@ import itertools
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
 from zoneinfo import ZoneInfo
+
+from reconciler.specs import ScheduleSpec
 
 UTC = datetime.UTC
 _DAY = 86_400
 
 
-def schedule_id(schedule: dict[str, Any]) -> str:
+def schedule_id(schedule: ScheduleSpec) -> str:
     """A schedule's identity: its slug (or kind) and a digest of everything that shapes its
-    runs. A schedule edited in git is a new schedule: its old future runs are replaced."""
-    body = json.dumps(schedule, sort_keys=True, separators=(",", ":"), default=str)
+    runs (the stored mapping). A schedule edited in git is a new schedule: its old future
+    runs are replaced."""
+    body = json.dumps(schedule.raw, sort_keys=True, separators=(",", ":"), default=str)
     digest = hashlib.sha256(body.encode()).hexdigest()[:12]
-    return f"{schedule.get('slug') or schedule.get('type', 'schedule')}-{digest}"
+    return f"{schedule.slug or schedule.type}-{digest}"
 
 
 class ScheduleTooSlow(RuntimeError):
@@ -42,7 +44,7 @@ class ScheduleTooSlow(RuntimeError):
 
 
 def fire_times(
-    schedule: dict[str, Any],
+    schedule: ScheduleSpec,
     after: datetime.datetime,
     *,
     before: datetime.datetime | None = None,
@@ -54,19 +56,22 @@ def fire_times(
     of searching to the year 9999). With `deadline` (a `time.monotonic()` value), a search
     still running then raises `ScheduleTooSlow`.
     """
-    kind = schedule["type"]
-    zone = ZoneInfo(schedule.get("timezone") or "UTC")
-    if kind == "cron":
-        times = _cron(schedule["cron"], bool(schedule.get("day_or", True)), zone, after, deadline)
-    elif kind == "interval":
+    kind = schedule.type
+    zone = ZoneInfo(schedule.timezone or "UTC")
+    times: Iterator[datetime.datetime]
+    if kind == "cron" and schedule.cron is not None:
+        times = _cron(schedule.cron, schedule.day_or, zone, after, deadline)
+    elif kind == "interval" and schedule.interval_seconds is not None and schedule.anchor_date:
         times = _interval(
-            float(schedule["interval_seconds"]),
-            datetime.datetime.fromisoformat(schedule["anchor_date"]),
+            schedule.interval_seconds,
+            datetime.datetime.fromisoformat(schedule.anchor_date),
             zone,
             after,
         )
-    elif kind == "rrule":
-        times = _rrule(schedule["rrule"], zone, after, before, deadline)
+    elif kind == "rrule" and schedule.rrule is not None:
+        times = _rrule(schedule.rrule, zone, after, before, deadline)
+    elif kind in ("cron", "interval", "rrule"):
+        raise ValueError(f"a {kind} schedule without its {kind}")
     else:
         raise ValueError(f"unknown schedule type {kind!r}")
     return times if before is None else itertools.takewhile(lambda t: t <= before, times)

@@ -26,11 +26,11 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from reconciler.model import Kind, Resource
 from reconciler.runs import NewRun
 from reconciler.scheduling.fire_times import ScheduleTooSlow, fire_times, schedule_id
+from reconciler.specs import DeploymentSpec, ScheduleSpec
 from reconciler.store import Store
 
 DEFAULT_BUDGET_SECONDS = 2.0
@@ -65,11 +65,9 @@ class WantedRuns:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def active_schedule_ids(spec: Mapping[str, Any]) -> set[str]:
+def active_schedule_ids(deployment: DeploymentSpec) -> set[str]:
     """The schedules of a deployment that make runs (none while it is paused)."""
-    if spec.get("paused"):
-        return set()
-    return {schedule_id(s) for s in spec.get("schedules") or [] if s.get("active", True)}
+    return {schedule_id(s) for s in deployment.active_schedules()}
 
 
 def runs_to_create(
@@ -103,26 +101,22 @@ def _deployment_runs(
     look: LookAhead,
     deadline: float,
 ) -> list[NewRun]:
-    spec = deployment.spec
-    if spec.get("paused"):
-        return []
+    spec = deployment.deployment_spec()
     now = moment.timestamp()
     wanted: list[NewRun] = []
-    for schedule in spec.get("schedules") or []:
-        if not schedule.get("active", True):
-            continue
+    for schedule in spec.active_schedules():
         sid = schedule_id(schedule)
         count, latest = ahead.get((deployment.key, sid), (0, 0.0))
         if count >= look.min_runs and latest >= now + look.min_seconds:
             continue
-        parameters = {**(spec.get("parameters") or {}), **(schedule.get("parameters") or {})}
+        parameters = {**spec.parameters, **schedule.parameters}
         for fire in _dates(schedule, moment, look, deadline):
             wanted.append(
                 NewRun(
                     deployment=deployment.key,
-                    flow_name=spec["flow_name"],
-                    pool=spec["work_pool_name"],
-                    queue=spec.get("work_queue_name") or "default",
+                    flow_name=spec.flow_name,
+                    pool=_pool_of(spec),
+                    queue=spec.queue,
                     scheduled_time=fire.timestamp(),
                     parameters=parameters,
                     idempotency_key=f"scheduled {deployment.key} {sid} {fire.isoformat()}",
@@ -132,8 +126,14 @@ def _deployment_runs(
     return wanted
 
 
+def _pool_of(spec: DeploymentSpec) -> str:
+    if spec.work_pool_name is None:
+        raise ValueError("it names no work pool")
+    return spec.work_pool_name
+
+
 def _dates(
-    schedule: dict[str, Any], now: datetime.datetime, look: LookAhead, deadline: float
+    schedule: ScheduleSpec, now: datetime.datetime, look: LookAhead, deadline: float
 ) -> list[datetime.datetime]:
     dates: list[datetime.datetime] = []
     end = now + datetime.timedelta(seconds=look.max_seconds)

@@ -61,10 +61,11 @@ from reconciler.spec.prefect_file import (
     parse_prefect_file,
 )
 from reconciler.spec.schedules import ScheduleError, normalize_schedule
-from reconciler.spec.steps import StepSpec, is_prefect_step
+from reconciler.spec.steps import is_prefect_step
 from reconciler.spec.validation import did_you_mean, show_value, type_name
 from reconciler.spec.validation import prepare as prepare_validation
 from reconciler.spec.yamlload import LoadedDocument, Path
+from reconciler.specs import StepSpec, with_pull_step_positions
 from reconciler.store.base import ObservedState
 from reconciler.worker.run_parameters import NON_FINITE_HINT, check_storable
 
@@ -620,6 +621,9 @@ class _DeploymentBuilder:
             spec[sensitive.FIELD] = hidden
         if outputs and self.file.has_placeholders:
             spec = _known_after_build(spec)
+        if self.draft.pull:  # stored for the worker's errors; not hashed, not in plans
+            positions = [self.document.location(placed.path) for placed in self.draft.pull]
+            spec = with_pull_step_positions(spec, positions)
         return spec
 
     # -- templating -----------------------------------------------------------------------

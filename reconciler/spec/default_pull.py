@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.spec.steps import StepSpec
+from reconciler.specs import StepSpec
 
 SET_WORKING_DIRECTORY = "prefect.deployments.steps.set_working_directory"
 GIT_CLONE = "prefect.deployments.steps.git_clone"

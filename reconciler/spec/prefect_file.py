@@ -18,9 +18,10 @@ from typing import Any
 
 from reconciler.diagnostics import Diagnostic, error, warning
 from reconciler.spec.schedules import is_empty_schedule
-from reconciler.spec.steps import StepSpec, step_from_mapping, step_problem
+from reconciler.spec.steps import step_from_mapping, step_problem
 from reconciler.spec.validation import validate_document
 from reconciler.spec.yamlload import LoadedDocument, Path, YamlLoadError, load_yaml
+from reconciler.specs import StepSpec
 
 SCHEMA = "prefect.schema.json"
 

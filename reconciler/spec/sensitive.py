@@ -15,6 +15,7 @@ from typing import Any
 
 from reconciler.masking import looks_secret, strings_in
 from reconciler.spec.templating import PlaceholderKind, find_placeholders
+from reconciler.specs import DeploymentSpec
 
 FIELD = "sensitive_job_variables"
 
@@ -24,11 +25,11 @@ def sensitive_paths(job_variables: Mapping[str, Any]) -> list[str]:
     return sorted(path for path, text in _texts(job_variables, "") if _reads_secret(text))
 
 
-def sensitive_values(spec: Mapping[str, Any]) -> list[str]:
-    """The texts a deployment spec holds at its recorded sensitive paths."""
+def sensitive_values(deployment: DeploymentSpec) -> list[str]:
+    """The texts a deployment holds at its recorded sensitive paths."""
     found: list[str] = []
-    for path in spec.get(FIELD) or []:
-        value: Any = spec.get("job_variables") or {}
+    for path in deployment.sensitive_job_variables:
+        value: Any = deployment.job_variables
         for key in str(path).split("."):
             if isinstance(value, list) and key.isdigit() and int(key) < len(value):
                 value = value[int(key)]

@@ -12,11 +12,12 @@ package missing here is only a warning.
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import keyword
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from reconciler.specs import STEP_RESERVED_KEYS, StepSpec
 
 _CORE = "prefect.deployments.steps"
 _DOCKER = "prefect_docker.deployments.steps"
@@ -68,46 +69,12 @@ PREFECT_STEP_MODULES: frozenset[str] = frozenset(
     name.rpartition(".")[0] for name in BUILTIN_STEPS | CLOUD_STORAGE_STEPS | set(LEGACY_NAMES)
 )
 
-RESERVED_KEYS = ("id", "requires")
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    """One step as written: its name and its body (keyword arguments, plus the reserved
-    `id` and `requires`). The body is kept as written, so a stored pull step is exactly
-    what Prefect would store."""
-
-    name: str
-    body: dict[str, Any] = field(hash=False)
-
-    @property
-    def short_name(self) -> str:
-        return self.name.rsplit(".", 1)[-1]
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return {k: v for k, v in self.body.items() if k not in RESERVED_KEYS}
-
-    @property
-    def id(self) -> str | None:
-        step_id = self.body.get("id")
-        return step_id if isinstance(step_id, str) else None
-
-    @property
-    def requires(self) -> tuple[str, ...]:
-        requires = self.body.get("requires")
-        if isinstance(requires, str):
-            return (requires,)
-        return tuple(requires or ())
-
-    def to_json(self) -> dict[str, Any]:
-        return {self.name: copy.deepcopy(self.body)}
+RESERVED_KEYS = STEP_RESERVED_KEYS
 
 
 def step_from_mapping(raw: dict[str, Any]) -> StepSpec:
     """A validated single-key mapping to a StepSpec (the schema checked the shape)."""
-    ((name, body),) = raw.items()
-    return StepSpec(name, dict(body or {}))
+    return StepSpec.from_spec(raw)
 
 
 @dataclass(frozen=True)

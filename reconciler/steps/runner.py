@@ -27,14 +27,13 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from reconciler.diagnostics import Location
 from reconciler.errors import UserError
 from reconciler.masking import strings_in
 from reconciler.spec.prefect_file import PlacedStep
 from reconciler.spec.steps import (
-    StepSpec,
     is_dotted_name,
     is_prefect_step,
     prefect_name_problem,
@@ -48,7 +47,8 @@ from reconciler.spec.templating import (
     resolve_variables,
 )
 from reconciler.spec.validation import did_you_mean
-from reconciler.spec.yamlload import LoadedDocument
+from reconciler.spec.yamlload import Path as StepPath
+from reconciler.specs import StepSpec
 from reconciler.steps.builtin import BUILTIN_FUNCTIONS
 from reconciler.steps.context import StepContext, StepError
 from reconciler.steps.pip import install_packages
@@ -80,6 +80,13 @@ class TemplateValues:
 
     variables: Mapping[str, Any] = field(default_factory=dict)
     blocks: BlockLookup = _no_blocks
+
+
+class Locator(Protocol):
+    """Where a step (or a value inside it) was written: the loaded file at plan and apply
+    time, the positions stored with a deployment on a worker (reconciler/worker/flow_code.py)."""
+
+    def location(self, path: StepPath) -> Location: ...
 
 
 class StepFailed(UserError):
@@ -151,7 +158,7 @@ def merge_output(outputs: dict[str, Any], step: StepSpec, output: Mapping[str, A
 
 def run_steps(
     steps: Sequence[PlacedStep],
-    document: LoadedDocument,
+    document: Locator,
     context: StepContext,
     *,
     values: TemplateValues | None = None,
@@ -159,7 +166,7 @@ def run_steps(
     allow_install: bool = False,
     registry: Mapping[str, StepFunction] | None = None,
 ) -> dict[str, Any]:
-    """Run `steps` (written in `document`) in order; returns every output accumulated,
+    """Run `steps` (written where `document` says) in order; returns every output accumulated,
     including the initial `outputs`. Raises StepFailed at the first failure."""
     accumulated = dict(outputs or {})
     for placed in steps:
@@ -178,7 +185,7 @@ def run_steps(
 
 def run_step(
     placed: PlacedStep,
-    document: LoadedDocument,
+    document: Locator,
     context: StepContext,
     *,
     values: TemplateValues | None = None,
@@ -221,7 +228,7 @@ def _hiding_blocks(values: TemplateValues | None, context: StepContext) -> Templ
 
 def _failure(
     placed: PlacedStep,
-    document: LoadedDocument,
+    document: Locator,
     context: StepContext,
     error: StepError,
     where: TemplatePath | None = None,

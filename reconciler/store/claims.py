@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.specs import PoolSpec, QueueSpec, deployment_concurrency
+
 CANCEL_NEW = "CANCEL_NEW"
 DEPLOYMENT_LIMIT_REACHED = "Deployment concurrency limit reached."
 
@@ -42,31 +44,29 @@ def claim_budget(
 ) -> ClaimBudget:
     """The budget from the pool's spec, its queues' (name, spec JSON), and the count of
     PENDING/RUNNING/CANCELLING runs per queue. A paused pool or queue has no slot."""
-    if pool_spec.get("paused"):
+    pool = PoolSpec.from_spec(pool_spec)
+    if pool.paused:
         return ClaimBudget(0)
     total = limit
-    pool_limit = pool_spec.get("concurrency_limit")
-    if pool_limit is not None:
-        total = min(total, max(0, pool_limit - sum(active_by_queue.values())))
+    if pool.concurrency_limit is not None:
+        total = min(total, max(0, pool.concurrency_limit - sum(active_by_queue.values())))
     budget = ClaimBudget(total)
     for name, spec_text in queue_specs:
-        spec = json.loads(spec_text)
-        if spec.get("paused") or (wanted_queues is not None and name not in wanted_queues):
+        queue = QueueSpec.from_spec(json.loads(spec_text))
+        if queue.paused or (wanted_queues is not None and name not in wanted_queues):
             continue
-        queue_limit = spec.get("concurrency_limit")
         budget.queue_slots[name] = (
-            None if queue_limit is None else max(0, queue_limit - active_by_queue.get(name, 0))
+            None
+            if queue.concurrency_limit is None
+            else max(0, queue.concurrency_limit - active_by_queue.get(name, 0))
         )
-        budget.priorities[name] = int(spec.get("priority") or 0)
+        budget.priorities[name] = queue.priority
     return budget
 
 
 def deployment_limit(spec_text: str) -> tuple[int | None, str | None]:
     """A deployment's concurrency limit and collision strategy, from its spec JSON."""
-    spec = json.loads(spec_text)
-    options = spec.get("concurrency_options")
-    strategy = options.get("collision_strategy") if isinstance(options, dict) else None
-    return spec.get("concurrency_limit"), strategy
+    return deployment_concurrency(json.loads(spec_text))
 
 
 def choose_runs(

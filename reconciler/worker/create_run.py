@@ -19,6 +19,7 @@ from reconciler.model import Kind
 from reconciler.pools.job_templates import job_variable_problems
 from reconciler.runs import FlowRun, NewRun
 from reconciler.spec.validation import did_you_mean
+from reconciler.specs import DeploymentSpec
 from reconciler.store import Store
 from reconciler.worker.run_parameters import (
     check_storable,
@@ -59,19 +60,19 @@ def create_run(
             did_you_mean(deployment_key, known)
             or "`reconcile deployment ls` lists them (FLOW/NAME)",
         )
-    spec = deployment.spec
-    merged = {**(spec.get("parameters") or {}), **(parameters or {})}
+    spec = deployment.deployment_spec()
+    merged = {**spec.parameters, **(parameters or {})}
     check_storable(merged, "the run's parameters")
     problems = parameter_problems(spec, merged)
     overrides = dict(job_variables or {})
-    pool = store.get(Kind.WORK_POOL, spec["work_pool_name"])
+    pool = store.get(Kind.WORK_POOL, spec.work_pool_name) if spec.work_pool_name else None
     if pool is None:
         raise UserError(
-            f"the work pool {spec['work_pool_name']!r} of {deployment_key} does not exist",
+            f"the work pool {spec.work_pool_name!r} of {deployment_key} does not exist",
             "reconcile the repository that declares it, or create it by hand",
         )
-    template = pool.spec.get("base_job_template") or {}
-    effective = {**(spec.get("job_variables") or {}), **overrides}
+    template = pool.pool_spec().base_job_template
+    effective = {**spec.job_variables, **overrides}
     for problem in job_variable_problems(template, effective, ignore_required=False):
         where = ".".join(str(p) for p in problem.path)
         problems.append(f"job variable {where}: {problem.message}" if where else problem.message)
@@ -83,9 +84,9 @@ def create_run(
     return store.create_run(
         NewRun(
             deployment=deployment_key,
-            flow_name=spec["flow_name"],
-            pool=spec["work_pool_name"],
-            queue=spec.get("work_queue_name") or "default",
+            flow_name=spec.flow_name,
+            pool=pool.key,
+            queue=spec.queue,
             scheduled_time=time.time() if scheduled_time is None else scheduled_time,
             parameters=merged,
             job_variables=overrides,
@@ -93,8 +94,8 @@ def create_run(
     )
 
 
-def parameter_problems(spec: Mapping[str, Any], parameters: Mapping[str, Any]) -> list[str]:
-    schema = spec.get("parameter_openapi_schema") or {}
+def parameter_problems(spec: DeploymentSpec, parameters: Mapping[str, Any]) -> list[str]:
+    schema = spec.parameter_openapi_schema
     properties = schema.get("properties") or {}
     # A flow with **kwargs lists it as an object property defaulting to {} (Prefect's form).
     takes_anything = schema.get("type") is None or any(
@@ -108,9 +109,9 @@ def parameter_problems(spec: Mapping[str, Any], parameters: Mapping[str, Any]) -
             if name not in properties:
                 hint = did_you_mean(name, properties)
                 problems.append(
-                    f"{name!r} is not a parameter of flow {spec.get('flow_name')}"
+                    f"{name!r} is not a parameter of flow {spec.flow_name}"
                     + (f" ({hint})" if hint else f" (its parameters: {', '.join(properties)})")
                 )
-    if spec.get("enforce_parameter_schema", True) and not problems:
+    if spec.enforce_parameter_schema and not problems:
         problems += schema_problems(schema, parameters)
     return problems

@@ -28,14 +28,16 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from reconciler.masking import Masker
 from reconciler.model import Kind
 from reconciler.runs import FlowRun, RunState
+from reconciler.spec.default_pull import SET_WORKING_DIRECTORY
 from reconciler.spec.sensitive import sensitive_values
+from reconciler.specs import DeploymentSpec, StepSpec
 from reconciler.steps.runner import StepFailed, TemplateValues
 from reconciler.store import Store, open_store
 from reconciler.store.base import ObservedState
@@ -231,7 +233,7 @@ class RunExecution:
         if deployment is None:
             self._end(store, RunState.CANCELLED, f"deployment {run.deployment} no longer exists")
             return
-        spec = deployment.spec
+        spec = deployment.deployment_spec()
         # Only what templating and masking need: not every object of the store, for each run.
         observed = ObservedState(
             revision=0,
@@ -252,7 +254,9 @@ class RunExecution:
         flusher.start()
         try:
             try:
-                flow_dir = self._fetch_code(spec, commit, scratch, observed, masker, run_log)
+                flow_dir = self._fetch_code(
+                    spec, deployment.source_commit, commit, scratch, observed, masker, run_log
+                )
             except StepFailed as exc:
                 run_log.flush()
                 self._end(store, RunState.CRASHED, f"pull steps failed: {exc.message}")
@@ -261,7 +265,7 @@ class RunExecution:
                 self._finish_interrupted(store)
                 return
             pool = store.get(Kind.WORK_POOL, run.pool)
-            template = (pool.spec.get("base_job_template") if pool else None) or {}
+            template = pool.pool_spec().base_job_template if pool else {}
             try:
                 self.infrastructure = self._start(
                     spec, template, flow_dir, run_log, observed, scratch
@@ -298,14 +302,15 @@ class RunExecution:
 
     def _fetch_code(
         self,
-        spec: dict[str, Any],
+        spec: DeploymentSpec,
+        written_at: str | None,
         commit: str | None,
         scratch: Path,
         observed: Any,
         masker: Masker,
         run_log: RunLog,
     ) -> Path:
-        pull_steps = spec.get("pull_steps") or []
+        pull_steps = spec.pull_steps
         if not pull_steps:
             return Path.cwd()
         if self.pool_type == "docker" and container_directory(pull_steps) is not None:
@@ -318,6 +323,7 @@ class RunExecution:
             pull_steps,
             deployment=self.run.deployment,
             repository_commit=commit,
+            written_at=written_at,
             workdir=scratch,
             env=self.environ,
             values=values,
@@ -327,8 +333,8 @@ class RunExecution:
 
     def _start(
         self,
-        spec: dict[str, Any],
-        template: dict[str, Any],
+        spec: DeploymentSpec,
+        template: Mapping[str, Any],
         flow_dir: Path,
         run_log: RunLog,
         observed: Any,
@@ -344,7 +350,7 @@ class RunExecution:
             worker_name=self.worker_name,
             flow_run_fields={"parameters": run.parameters, "name": run.name, "id": run.id},
         )
-        entrypoint = str(spec["entrypoint"])
+        entrypoint = spec.entrypoint
         lookups: dict[str, Any] = {
             "blocks": lambda slug, name: observed.blocks.get((slug, name)),
             "variables": lambda name: observed.variables[name],
@@ -354,7 +360,7 @@ class RunExecution:
                 return self._start_container(spec, template, flow_dir, run_log, context, lookups)
             if self.pool_type != "process":
                 raise StartError(f"pools of type {self.pool_type!r} have no worker here")
-            job_variables = spec.get("job_variables") or {}
+            job_variables = spec.job_variables
             # -u: output arrives as it is printed, and is kept when the run is killed.
             runner = [sys.executable, "-u", "-m", "reconciler.worker.flow_runner", entrypoint]
             job = process_job(
@@ -366,9 +372,7 @@ class RunExecution:
                 environ=self.environ,
                 **lookups,
             )
-            cwd = (
-                flow_dir if spec.get("pull_steps") or not job.working_dir else Path(job.working_dir)
-            )
+            cwd = flow_dir if spec.pull_steps or not job.working_dir else Path(job.working_dir)
             if self.prefect is not None and self._is_prefect_flow(entrypoint, cwd, job):
                 self.engine_mode = True
                 job = process_job(
@@ -404,8 +408,8 @@ class RunExecution:
 
     def _start_container(
         self,
-        spec: dict[str, Any],
-        template: dict[str, Any],
+        spec: DeploymentSpec,
+        template: Mapping[str, Any],
         flow_dir: Path,
         run_log: RunLog,
         context: RunContext,
@@ -417,14 +421,14 @@ class RunExecution:
         from reconciler.worker.docker_flows import PLAIN_MARKER, prepare_container_flow
 
         run = self.run
-        pull_steps = spec.get("pull_steps") or []
+        pull_steps = spec.pull_steps
         inside = container_directory(pull_steps)
         code_dir = flow_dir if pull_steps and inside is None else None
 
         def render(base_env: Any) -> Any:
             return docker_job(
                 template,
-                spec.get("job_variables") or {},
+                spec.job_variables,
                 run.job_variables,
                 context,
                 base_env=base_env,
@@ -435,7 +439,7 @@ class RunExecution:
         flow = prepare_container_flow(
             render,
             self.prefect,
-            entrypoint=str(spec["entrypoint"]),
+            entrypoint=spec.entrypoint,
             code_on_worker=None if inside is not None else flow_dir,
         )
         docker = flow.job
@@ -454,7 +458,7 @@ class RunExecution:
 
         handle: Infrastructure = start_container(
             docker,
-            entrypoint=str(spec["entrypoint"]),
+            entrypoint=spec.entrypoint,
             parameters=run.parameters,
             code_dir=code_dir,
             working_dir=inside,
@@ -589,13 +593,14 @@ class RunExecution:
         log.info("flow run %s %s: %s", self.run.id, state.value, message.splitlines()[0])
 
 
-def container_directory(pull_steps: list[dict[str, Any]]) -> str | None:
+def container_directory(pull_steps: Sequence[StepSpec]) -> str | None:
     """The directory in the image when every pull step only sets the working directory (the
     code was built into the image): those steps are applied inside the container."""
     directory = None
     for step in pull_steps:
-        body = step.get("prefect.deployments.steps.set_working_directory")
-        if len(step) != 1 or not isinstance(body, dict):
+        if step.name != SET_WORKING_DIRECTORY:
             return None
-        directory = str(body.get("directory"))
+        if step.argument("directory") is None:
+            return None
+        directory = str(step.argument("directory"))
     return directory

@@ -104,7 +104,7 @@ class Worker:
                 "reconcile the repository that declares it, or create it with "
                 "`reconcile work-pool create`",
             )
-        self.pool_type = str(pool.spec.get("type", "process"))
+        self.pool_type = pool.pool_spec().type
         self.prefect: PrefectRuntime | None = None
         self.running: dict[str, RunExecution] = {}
         self.threads: list[threading.Thread] = []

@@ -42,7 +42,7 @@ def run_directory(store_url: str, tmp_path: Path, name: str) -> Path:
     workdir = tmp_path / "worker" / name
     workdir.mkdir(parents=True)
     return fetch_flow_code(
-        deployment.spec["pull_steps"],
+        deployment.deployment_spec().pull_steps,
         deployment="ingest/nightly",
         repository_commit=record.last_commit,
         workdir=workdir,

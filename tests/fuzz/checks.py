@@ -106,7 +106,9 @@ def check_schedule(raw: Any) -> None:
         assert exc.message and "Traceback" not in exc.message
         return
     spec = {
+        "name": "fuzz",
         "flow_name": "ingest",
+        "entrypoint": "flows.py:ingest",
         "work_pool_name": "etl",
         "work_queue_name": "default",
         "schedules": [schedule],

@@ -14,7 +14,7 @@ from reconciler.spec.default_pull import (
     default_pull_steps,
     repository_directory_name,
 )
-from reconciler.spec.steps import StepSpec
+from reconciler.specs import StepSpec
 
 COMMIT = "a" * 40
 REPO = "https://git.example.com/acme/flows"

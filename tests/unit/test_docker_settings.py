@@ -7,12 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from reconciler.specs import StepSpec
 from reconciler.worker.docker_backend import (
     CODE_PATH,
     PARAMETERS_PATH,
     RUNNER_PATH,
     container_settings,
 )
+from reconciler.worker.execute import container_directory
 from reconciler.worker.job_config import DockerJob, RunContext, docker_job
 
 RUN = RunContext(flow_run_id="run-1", flow_run_name="happy-otter")
@@ -114,3 +116,15 @@ def test_relative_volumes_are_resolved_against_the_worker_directory() -> None:
     created = settings(job(volumes=["./data:/data:ro", "cache:/cache", "/scratch"]))
 
     assert created["volumes"] == ["/srv/worker/data:/data:ro", "cache:/cache", "/scratch"]
+
+
+def test_only_working_directory_pull_steps_mean_the_code_is_in_the_image() -> None:
+    def steps(*written: dict[str, Any]) -> list[StepSpec]:
+        return [StepSpec.from_spec(step) for step in written]
+
+    work_in = "prefect.deployments.steps.set_working_directory"
+    clone = {"prefect.deployments.steps.git_clone": {"repository": "https://x/r.git"}}
+    assert container_directory(steps({work_in: {"directory": "/opt/flows"}})) == "/opt/flows"
+    assert container_directory(steps({work_in: {"directory": "/opt/flows"}}, clone)) is None
+    assert container_directory(steps({work_in: None})) is None  # no directory to set
+    assert container_directory([]) is None

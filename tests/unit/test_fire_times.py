@@ -6,17 +6,31 @@ import datetime
 import itertools
 import random
 import time
+from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from dateutil.rrule import rrulestr
 
-from reconciler.scheduling.fire_times import ScheduleTooSlow, fire_times, schedule_id
+from reconciler.scheduling import fire_times as stored_fire_times
+from reconciler.scheduling.fire_times import ScheduleTooSlow
 from reconciler.spec.schedules import ScheduleError, normalize_schedule
+from reconciler.specs import ScheduleSpec
 
 NY = ZoneInfo("America/New_York")
 UTC = datetime.UTC
+
+
+def fire_times(
+    schedule: dict[str, Any], after: datetime.datetime, **limits: Any
+) -> Iterator[datetime.datetime]:
+    """Fire times of a schedule as the store holds it (decoded as the scheduler reads it)."""
+    return stored_fire_times.fire_times(ScheduleSpec.from_spec(schedule), after, **limits)
+
+
+def schedule_id(schedule: dict[str, Any]) -> str:
+    return stored_fire_times.schedule_id(ScheduleSpec.from_spec(schedule))
 
 
 def first(schedule: dict[str, Any], after: datetime.datetime, count: int) -> list[str]:

@@ -13,6 +13,7 @@ from reconciler.model import Kind, Owner, Resource
 from reconciler.pools import manual
 from reconciler.pools.job_templates import default_base_job_template
 from reconciler.pools.status import pool_status
+from reconciler.specs import PoolSpec
 from reconciler.store.base import ObservedState
 
 REPO = "/srv/flows"
@@ -35,7 +36,15 @@ def queue(pool_name: str, name: str, priority: int, owner: Owner | None = None) 
 
 
 def deployment(key: str, pool_name: str, queue_name: str | None = None, **spec: Any) -> Resource:
-    body = {"work_pool_name": pool_name, "work_queue_name": queue_name, **spec}
+    flow, name = key.split("/")
+    body = {
+        "name": name,
+        "flow_name": flow,
+        "entrypoint": "flows.py:main",
+        "work_pool_name": pool_name,
+        "work_queue_name": queue_name,
+        **spec,
+    }
     return Resource.of(Kind.DEPLOYMENT, key, body, PREFECT)
 
 
@@ -183,7 +192,8 @@ def test_names_follow_prefect_rules(bad: str) -> None:
 def test_preview_fills_defaults_and_job_variables_and_drops_unset_placeholders() -> None:
     spec = manual.pool_spec("box", "docker")
     preview = manual.job_configuration_preview(
-        spec, {"image": "reg/flows:1", "env": {"TOKEN": "{{ prefect.blocks.secret.t }}"}}
+        PoolSpec.from_spec(spec),
+        {"image": "reg/flows:1", "env": {"TOKEN": "{{ prefect.blocks.secret.t }}"}},
     )
     config = preview["job_configuration"]
     assert config["image"] == "reg/flows:1"
@@ -201,7 +211,8 @@ class FakeWorker:
 
 
 def test_pool_status() -> None:
-    assert pool_status({"paused": True}, [FakeWorker(100.0)], now=100.0) == "PAUSED"
-    assert pool_status({"paused": False}, [], now=100.0) == "NOT_READY"
-    assert pool_status({"paused": False}, [FakeWorker(0.0)], now=100.0) == "NOT_READY"
-    assert pool_status({}, [FakeWorker(0.0), FakeWorker(50.0)], now=100.0) == "READY"
+    paused, running = PoolSpec("box", paused=True), PoolSpec("box")
+    assert pool_status(paused, [FakeWorker(100.0)], now=100.0) == "PAUSED"
+    assert pool_status(running, [], now=100.0) == "NOT_READY"
+    assert pool_status(running, [FakeWorker(0.0)], now=100.0) == "NOT_READY"
+    assert pool_status(running, [FakeWorker(0.0), FakeWorker(50.0)], now=100.0) == "READY"

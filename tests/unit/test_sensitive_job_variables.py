@@ -3,7 +3,10 @@ the deployment so that workers mask them (reconciler/spec/sensitive.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from reconciler.spec.sensitive import FIELD, sensitive_paths, sensitive_values
+from reconciler.specs import DeploymentSpec
 
 
 def test_paths_of_values_read_from_secret_looking_variables() -> None:
@@ -20,10 +23,16 @@ def test_paths_of_values_read_from_secret_looking_variables() -> None:
     assert sensitive_paths(written) == ["env.CONNECTION", "env.KEY", "image", "volumes.1"]
 
 
+def stored(**spec: Any) -> DeploymentSpec:
+    return DeploymentSpec.from_spec(
+        {"name": "d", "flow_name": "f", "entrypoint": "flows.py:f", **spec}
+    )
+
+
 def test_the_values_at_the_recorded_paths_of_a_stored_deployment() -> None:
-    spec = {
-        "job_variables": {"env": {"KEY": "s3cret", "REGION": "eu"}, "volumes": ["a", "/hid"]},
-        FIELD: ["env.KEY", "env.GONE", "volumes.1", "volumes.7"],
-    }
+    spec = stored(
+        job_variables={"env": {"KEY": "s3cret", "REGION": "eu"}, "volumes": ["a", "/hid"]},
+        **{FIELD: ["env.KEY", "env.GONE", "volumes.1", "volumes.7"]},
+    )
     assert sensitive_values(spec) == ["s3cret", "/hid"]
-    assert sensitive_values({"job_variables": {"env": {}}}) == []
+    assert sensitive_values(stored(job_variables={"env": {}})) == []

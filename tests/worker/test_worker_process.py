@@ -16,8 +16,9 @@ import pytest
 from reconciler.runs import RunState
 from reconciler.store import open_store
 from tests.conftest import store_dump
+from tests.e2e.helpers import apply_in_process
 from tests.infra.git_servers import free_port
-from tests.worker.conftest import Project, stop
+from tests.worker.conftest import PREFECT, Project, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -60,6 +61,33 @@ def test_a_flow_that_cannot_be_imported_fails_saying_why(project: Project) -> No
     assert run.state is RunState.FAILED and run.exit_code == 2
     assert "cannot load the flow" in (run.state_message or "")
     assert "not_a_module_anywhere" in (run.state_message or "")
+
+
+def test_a_failing_pull_step_crashes_the_run_naming_where_it_was_written(
+    project: Project,
+) -> None:
+    """The place comes from the store: the repository is gone when the worker runs."""
+    written = PREFECT + (
+        "  - name: unpullable\n"
+        "    entrypoint: flows/flows.py:hello\n"
+        "    work_pool: {name: local}\n"
+        "    pull:\n"
+        "      - prefect.deployments.steps.run_shell_script:\n"
+        "          id: fetch\n"
+        '          script: "false"\n'
+    )
+    line = written.splitlines().index("      - prefect.deployments.steps.run_shell_script:") + 1
+    project.repo.commit({"prefect.yaml": written})
+    apply_in_process(project.store_url, project.repo)
+    run_id = project.run("hello/unpullable")
+    project.repo.path.rename(project.tmp_path / "moved-away")
+    project.run_once()
+    run = project.get(run_id)
+    assert run.state is RunState.CRASHED
+    where = f"{project.repo.path / 'prefect.yaml'}:{line}:9"
+    assert (run.state_message or "").startswith(
+        f'pull steps failed: {where}: step "fetch" (run_shell_script) failed with exit code 1'
+    )
 
 
 def test_a_flow_killed_by_a_signal_fails_and_the_worker_goes_on(project: Project) -> None:
