@@ -149,7 +149,9 @@ def test_without_the_package_the_run_crashes_naming_the_module_and_the_python(
     run = worker.run("hello/from-worker", env)
     assert run.state is RunState.CRASHED
     message = run.state_message or ""
-    assert message.startswith("pull steps failed: deployment hello/from-worker: pull steps:")
+    # named where the step was written (stored with the deployment, not parsed again)
+    assert message.startswith("pull steps failed: ")
+    assert "/prefect.yaml:" in message.split('step "', 1)[0]
     assert (
         'cannot import the step "acme_source.steps.get_source": module "acme_source.steps" '
         f"cannot be imported by {sys.executable} (Python {sys.version.split()[0]}): "
