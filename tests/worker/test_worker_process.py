@@ -13,6 +13,7 @@ from collections import Counter
 
 import pytest
 
+from reconciler.model import Kind, Resource
 from reconciler.runs import RunState
 from reconciler.store import open_store
 from tests.conftest import store_dump
@@ -268,6 +269,31 @@ def test_an_unknown_pool_is_refused_clearly(project: Project) -> None:
     assert worker.wait(timeout=60) == 1
     log = (sorted(project.tmp_path.glob("worker-*.log"))[-1]).read_text()
     assert "work pool 'nope' does not exist (pools: limited, local)" in log
+
+
+def test_a_pool_of_a_type_no_backend_runs_is_refused_clearly_and_nothing_changes(
+    project: Project,
+) -> None:
+    # A store shared with another tool (or a newer reconciler) may hold such a pool.
+    body = {"name": "k8s", "type": "kubernetes", "paused": False, "concurrency_limit": None}
+    store = open_store(project.store_url)
+    try:
+        with store.transaction() as tx:
+            tx.put(Resource.of(Kind.WORK_POOL, "k8s", body, None))
+    finally:
+        store.close()
+    before = store_dump(project.store_url)
+
+    worker = project.worker("--run-once", pool="k8s")
+
+    assert worker.wait(timeout=60) == 1
+    log = (sorted(project.tmp_path.glob("worker-*.log"))[-1]).read_text()
+    assert (
+        "work pool 'k8s' is of type 'kubernetes', which no worker backend here runs "
+        "(backends exist for: docker, process)"
+    ) in log
+    assert "Traceback" not in log
+    assert store_dump(project.store_url) == before
 
 
 def test_a_work_dir_that_does_not_exist_yet_is_created_and_runs_complete(
