@@ -8,7 +8,8 @@ over when it does not; the job's environment and working directory are the run's
 entrypoint or program fails with a message that names it.
 
 The functions are plain ones called by reconciler's runner, without Prefect: what is checked is
-the backend, not the engine. A new backend joins with one entry in `CASES`.
+the backend, not the engine. A new backend joins with one entry in `CASES` (and a mark in
+`MARKS` when it needs a service).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -186,21 +187,28 @@ class DockerCase:
         remove_labelled(self.client, self.tag, (self.baked,) if self.baked else ())
 
 
-CASES = [pytest.param("process"), pytest.param("docker", marks=pytest.mark.docker)]
+def _docker_case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
+    client = request.getfixturevalue("docker_client")
+    return DockerCase(tmp_path, client, request.getfixturevalue("base_image"))
+
+
+CASES: dict[str, Callable[[pytest.FixtureRequest, Path], Case]] = {
+    "process": lambda request, tmp_path: ProcessCase(tmp_path),
+    "docker": _docker_case,
+}
+"""Pool type -> how its case is made (the fixtures it needs are asked for only there)."""
+MARKS = {"docker": pytest.mark.docker}
 
 
 def test_every_backend_of_the_registry_is_under_contract() -> None:
-    assert sorted(BACKENDS) == sorted(case.values[0] for case in CASES)
+    assert sorted(BACKENDS) == sorted(CASES)
 
 
-@pytest.fixture(params=CASES)
+@pytest.fixture(
+    params=[pytest.param(kind, marks=MARKS.get(kind, ())) for kind in CASES],
+)
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
-    made: Case
-    if request.param == "docker":
-        client = request.getfixturevalue("docker_client")
-        made = DockerCase(tmp_path, client, request.getfixturevalue("base_image"))
-    else:
-        made = ProcessCase(tmp_path)
+    made = CASES[request.param](request, tmp_path)
     try:
         yield made
     finally:
