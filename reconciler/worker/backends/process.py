@@ -40,6 +40,7 @@ class ProcessBackend:
 
     def start(self, request: RunRequest) -> StartedRun:
         prefect = request.prefect
+        engine: PrefectRuntime | None = None  # set when Prefect's engine runs the flow
         # -u: output arrives as it is printed, and is kept when the run is killed.
         runner = [sys.executable, "-u", "-m", "reconciler.worker.flow_runner", request.entrypoint]
         try:
@@ -49,25 +50,24 @@ class ProcessBackend:
                 if request.pull_steps or not job.working_dir
                 else Path(job.working_dir)
             )
-            engine = prefect is not None and _is_prefect_flow(prefect, request.entrypoint, cwd, job)
-            if engine:
-                assert prefect is not None
+            if prefect is not None and _is_prefect_flow(prefect, request.entrypoint, cwd, job):
+                engine = prefect
                 job = _job(request, default_command=prefect.engine_command(), prefect=prefect)
         except JobConfigError as exc:
             raise StartError(exc.message) from exc
         output = request.output
         output.hide(job.secrets)
-        if engine and prefect is not None and prefect.token:
-            output.hide([prefect.token])
+        if engine is not None and engine.token:
+            output.hide([engine.token])
         output.echo = job.stream_output
         # A file, not the environment: one variable cannot carry more than 128 KB.
         parameters_file = request.scratch / PARAMETERS_FILE_NAME
         parameters_file.write_text(json.dumps(request.run.parameters), encoding="utf-8")
         env = {**job.env, PARAMETERS_FILE_VARIABLE: str(parameters_file)}
-        handle = _start(request, job, cwd, env, warm=engine)
-        if not engine or prefect is None:
+        handle = _start(request, job, cwd, env, warm=engine is not None)
+        if engine is None:
             return StartedRun(handle)
-        return StartedRun(handle, PrefectEngineRun(api_url=prefect.api_url))
+        return StartedRun(handle, PrefectEngineRun(api_url=engine.api_url))
 
 
 def _job(
