@@ -3,8 +3,8 @@
 `backend_for(pool_type)` is the backend that starts runs of pools of that type; a type no
 backend handles is a user error that names the types there are. A new backend is a class with
 the `Backend` protocol (reconciler/worker/backends/interface.py) and one entry in `BACKENDS`
-(see CONTRIBUTING.md, "Adding a worker backend"). Each backend module is imported when a
-worker needs it: a process worker never imports the docker SDK.
+(see CONTRIBUTING.md, "Adding a worker backend"). Each backend module is imported by its
+factory, when a worker of that type starts.
 """
 
 from __future__ import annotations
@@ -36,10 +36,16 @@ def backend_for(pool_type: str, pool: str | None = None) -> Backend:
     """The backend of pools of `pool_type`; a UserError naming the types there are, else."""
     make = BACKENDS.get(pool_type)
     if make is None:
-        which = f"work pool {pool!r} is of type {pool_type!r}" if pool else f"type {pool_type!r}"
+        known = f"(backends exist for: {', '.join(sorted(BACKENDS))})"
+        if pool is None:
+            message = f"no worker backend here runs pools of type {pool_type!r} {known}"
+        else:
+            message = (
+                f"work pool {pool!r} is of type {pool_type!r}, which no worker backend here "
+                f"runs {known}"
+            )
         raise UserError(
-            f"{which}, which no worker backend here runs "
-            f"(backends exist for: {', '.join(sorted(BACKENDS))})",
+            message,
             "give the pool one of those types in work-pools.yaml, or run its flows with a "
             "worker for that type",
         )

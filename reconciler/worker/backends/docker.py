@@ -35,7 +35,7 @@ class DockerBackend:
 
 
 def _start(request: RunRequest) -> StartedRun:
-    # The docker SDK is imported with the first container, not with the worker.
+    # Imported with the first container run.
     from reconciler.worker.docker_backend import start_container
     from reconciler.worker.docker_flows import (
         PLAIN_MARKER,
