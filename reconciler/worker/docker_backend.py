@@ -140,8 +140,7 @@ class ContainerHandle:
 
     def _close(self, *, remove: bool) -> None:
         with self._lock:
-            with contextlib.suppress(Exception):
-                self._output.close()
+            _close_output(self._output)
             if remove:
                 with contextlib.suppress(docker.errors.DockerException, OSError):
                     self._container.remove(v=True, force=True)  # as --rm: anonymous volumes too
@@ -430,8 +429,7 @@ def _start(
     try:
         container.start()
     except (docker.errors.DockerException, OSError) as exc:
-        with contextlib.suppress(Exception):
-            output.close()
+        _close_output(output)
         reason = masker(_explain(exc))
         if "executable file not found" in reason or 'exec: "' in reason:
             what = (
@@ -488,6 +486,18 @@ def _owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 
 # --- output -------------------------------------------------------------------------------
+
+
+def _close_output(output: Any) -> None:
+    """Close the attached streams and the HTTP response they come in: the SDK's `close()`
+    shuts the socket down, but the response's file object keeps its descriptor open until
+    the garbage collector finds it."""
+    with contextlib.suppress(Exception):
+        output.close()
+    response = getattr(output, "_response", None)
+    if response is not None:
+        with contextlib.suppress(Exception):
+            response.close()
 
 
 def _pump(output: Iterable[tuple[bytes | None, bytes | None]], on_line: LineSink) -> None:

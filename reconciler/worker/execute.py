@@ -3,9 +3,11 @@
 1. Read the deployment (gone: CANCELLED, as Prefect does), its pool and its repository's last
    applied commit.
 2. Fetch the flow code: the pull steps, in a fresh directory of the run
-   (reconciler/worker/flow_code.py). A failure there: CRASHED, with the step's message.
-3. Render the job configuration (pool template < deployment job variables < run overrides)
-   and start the infrastructure (process or container). It cannot start: CRASHED.
+   (reconciler/worker/flow_code.py), unless the backend applies them where the run executes.
+   A failure there: CRASHED, with the step's message.
+3. The pool type's backend (reconciler/worker/backends/) renders the job configuration (pool
+   template < deployment job variables < run overrides) and starts the run (a process, a
+   container). It cannot start: CRASHED.
 4. A plain function (reconciler's runner): RUNNING, with the pid or container id; output is
    stored as it comes, secrets masked, up to the run's log budget
    (reconciler/worker/log_budget.py). Exit 0: COMPLETED. Otherwise FAILED, with the exit
@@ -20,36 +22,35 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-import sys
 import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from reconciler.masking import Masker
 from reconciler.model import Kind
 from reconciler.runs import FlowRun, RunState
-from reconciler.spec.default_pull import SET_WORKING_DIRECTORY
 from reconciler.spec.sensitive import sensitive_values
-from reconciler.specs import DeploymentSpec, StepSpec
+from reconciler.specs import DeploymentSpec
 from reconciler.steps.runner import StepFailed, TemplateValues
 from reconciler.store import Store, open_store
 from reconciler.store.base import ObservedState
+from reconciler.worker.backends.interface import (
+    Backend,
+    PrefectEngineRun,
+    RunRequest,
+    StartedRun,
+    StartError,
+)
 from reconciler.worker.flow_code import fetch_flow_code
-from reconciler.worker.flow_kind import FlowKind, inspect_entrypoint
-from reconciler.worker.flow_runner import PARAMETERS_FILE_NAME, PARAMETERS_FILE_VARIABLE
-from reconciler.worker.interpreters import missing_prefect_message, probe_prefect, resolve_python
-from reconciler.worker.job_config import JobConfigError, RunContext, docker_job, process_job
+from reconciler.worker.job_config import RunContext
 from reconciler.worker.log_budget import DEFAULT_MAX_LOG_BYTES, LogBudget, for_message
 from reconciler.worker.prefect_runtime import PrefectRuntime
-from reconciler.worker.process_backend import StartError, start_process
-from reconciler.worker.run_supervisor import STOP_GRACE_VARIABLE
 
 log = logging.getLogger("reconciler.worker")
 
@@ -69,15 +70,6 @@ _EXIT_MEANINGS = {
 }
 _API_UNREACHABLE = ("Failed to reach API", "ConnectError", "All connection attempts failed")
 """What Prefect's client prints when PREFECT_API_URL does not answer."""
-
-
-class Infrastructure(Protocol):
-    @property
-    def infrastructure_id(self) -> str: ...
-
-    def wait(self) -> int: ...
-
-    def stop(self, grace_seconds: float) -> None: ...
 
 
 class RunLog:
@@ -153,7 +145,7 @@ class RunExecution:
         store_url: str | None,
         environ: dict[str, str],
         worker_name: str,
-        pool_type: str,
+        backend: Backend,
         work_dir: Path | None,
         cancel_grace_seconds: float,
         prefect: PrefectRuntime | None = None,
@@ -162,18 +154,14 @@ class RunExecution:
         self.max_log_bytes = max_log_bytes
         self.run = run
         self.prefect = prefect
-        self.engine_mode = False
-        """True when Prefect's engine runs the flow (it reports the states itself)."""
-        self.container: tuple[str, str | None] | None = None
-        """A docker run: its image, and the Prefect API URL the container got."""
         self.store_url = store_url
         self.environ = environ
         self.worker_name = worker_name
-        self.pool_type = pool_type
+        self.backend = backend
         self.work_dir = work_dir
         self.grace = cancel_grace_seconds
         self.finished = threading.Event()
-        self.infrastructure: Infrastructure | None = None
+        self.started: StartedRun | None = None
         self.cancel_requested = False
         self.abandoned: str | None = None
         self.lock = threading.Lock()
@@ -184,13 +172,13 @@ class RunExecution:
         if self.cancel_requested:
             return
         self.cancel_requested = True
-        if self.infrastructure is not None:
-            threading.Thread(target=self.infrastructure.stop, args=(self.grace,)).start()
+        if self.started is not None:
+            threading.Thread(target=self.started.handle.stop, args=(self.grace,)).start()
 
     def abandon(self, reason: str, grace: float) -> None:
         self.abandoned = reason
-        if self.infrastructure is not None:
-            self.infrastructure.stop(grace)
+        if self.started is not None:
+            self.started.handle.stop(grace)
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -267,25 +255,25 @@ class RunExecution:
             pool = store.get(Kind.WORK_POOL, run.pool)
             template = pool.pool_spec().base_job_template if pool else {}
             try:
-                self.infrastructure = self._start(
-                    spec, template, flow_dir, run_log, observed, scratch
+                self.started = started = self.backend.start(
+                    self._request(spec, template, flow_dir, run_log, observed, scratch)
                 )
             except StartError as exc:
                 run_log.flush()
                 self._end(store, RunState.CRASHED, f"the infrastructure could not start: {exc}")
                 return
-            if not self._record_start(store):  # cancelled (or crashed) before it started
-                self.infrastructure.stop(self.grace)
-                self.infrastructure.wait()
+            if not self._record_start(store, started):  # cancelled (or crashed) before it started
+                started.handle.stop(self.grace)
+                started.handle.wait()
                 return
             if self._interrupted():
-                self.infrastructure.stop(self.grace)
-            code = self.infrastructure.wait()
+                started.handle.stop(self.grace)
+            code = started.handle.wait()
             run_log.finish()
             if self._interrupted():
                 self._finish_interrupted(store, code)
-            elif self.engine_mode:
-                self._end_engine_run(store, code, run_log)
+            elif started.engine is not None and started.engine.active:
+                self._end_engine_run(store, code, run_log, started.engine)
             elif code == 0:
                 self._end(store, RunState.COMPLETED, "exit code 0", exit_code=0)
             else:
@@ -313,8 +301,8 @@ class RunExecution:
         pull_steps = spec.pull_steps
         if not pull_steps:
             return Path.cwd()
-        if self.pool_type == "docker" and container_directory(pull_steps) is not None:
-            return Path.cwd()  # the code is in the image: the directory is set in the container
+        if not self.backend.runs_pull_steps(pull_steps):
+            return Path.cwd()  # e.g. the code is in a container's image: the steps apply there
         values = TemplateValues(
             variables=observed.variables,
             blocks=lambda slug, name: observed.blocks.get((slug, name)),
@@ -331,7 +319,7 @@ class RunExecution:
             write=lambda line: run_log.add("pull", line),
         )
 
-    def _start(
+    def _request(
         self,
         spec: DeploymentSpec,
         template: Mapping[str, Any],
@@ -339,7 +327,7 @@ class RunExecution:
         run_log: RunLog,
         observed: Any,
         scratch: Path,
-    ) -> Infrastructure:
+    ) -> RunRequest:
         run = self.run
         context = RunContext(
             flow_run_id=run.id,
@@ -350,155 +338,37 @@ class RunExecution:
             worker_name=self.worker_name,
             flow_run_fields={"parameters": run.parameters, "name": run.name, "id": run.id},
         )
-        entrypoint = spec.entrypoint
-        lookups: dict[str, Any] = {
-            "blocks": lambda slug, name: observed.blocks.get((slug, name)),
-            "variables": lambda name: observed.variables[name],
-        }
-        try:
-            if self.pool_type == "docker":
-                return self._start_container(spec, template, flow_dir, run_log, context, lookups)
-            if self.pool_type != "process":
-                raise StartError(f"pools of type {self.pool_type!r} have no worker here")
-            job_variables = spec.job_variables
-            # -u: output arrives as it is printed, and is kept when the run is killed.
-            runner = [sys.executable, "-u", "-m", "reconciler.worker.flow_runner", entrypoint]
-            job = process_job(
-                template,
-                job_variables,
-                run.job_variables,
-                context,
-                default_command=runner,
-                environ=self.environ,
-                **lookups,
-            )
-            cwd = flow_dir if spec.pull_steps or not job.working_dir else Path(job.working_dir)
-            if self.prefect is not None and self._is_prefect_flow(entrypoint, cwd, job):
-                self.engine_mode = True
-                job = process_job(
-                    template,
-                    job_variables,
-                    run.job_variables,
-                    context,
-                    default_command=self.prefect.engine_command(),
-                    base_env=self.prefect.base_env(),
-                    environ=self.environ,
-                    **lookups,
-                )
-        except JobConfigError as exc:
-            raise StartError(exc.message) from exc
-        run_log.hide(job.secrets)
-        if self.engine_mode and self.prefect is not None and self.prefect.token:
-            run_log.hide([self.prefect.token])
-        run_log.echo = job.stream_output
-        # A file, not the environment: one variable cannot carry more than 128 KB.
-        parameters_file = scratch / PARAMETERS_FILE_NAME
-        parameters_file.write_text(json.dumps(run.parameters), encoding="utf-8")
-        env = {**job.env, PARAMETERS_FILE_VARIABLE: str(parameters_file)}
-        forkserver = self.prefect.forkserver if self.prefect is not None else None
-        if self.engine_mode and forkserver is not None and not job.command_configured:
-            warm: Infrastructure | None = forkserver.start(
-                cwd=cwd, env={**env, STOP_GRACE_VARIABLE: str(self.grace)}, on_line=run_log.add
-            )
-            if warm is not None:
-                return warm
-        return start_process(
-            job.command, cwd=cwd, env=env, on_line=run_log.add, stop_grace_seconds=self.grace
-        )
-
-    def _start_container(
-        self,
-        spec: DeploymentSpec,
-        template: Mapping[str, Any],
-        flow_dir: Path,
-        run_log: RunLog,
-        context: RunContext,
-        lookups: dict[str, Any],
-    ) -> Infrastructure:
-        """A container for the run; a Prefect flow runs with Prefect's engine inside it
-        (reconciler/worker/docker_flows.py)."""
-        from reconciler.worker.docker_backend import start_container
-        from reconciler.worker.docker_flows import PLAIN_MARKER, prepare_container_flow
-
-        run = self.run
-        pull_steps = spec.pull_steps
-        inside = container_directory(pull_steps)
-        code_dir = flow_dir if pull_steps and inside is None else None
-
-        def render(base_env: Any) -> Any:
-            return docker_job(
-                template,
-                spec.job_variables,
-                run.job_variables,
-                context,
-                base_env=base_env,
-                environ=self.environ,
-                **lookups,
-            )
-
-        flow = prepare_container_flow(
-            render,
-            self.prefect,
+        return RunRequest(
+            run=run,
+            context=context,
             entrypoint=spec.entrypoint,
-            code_on_worker=None if inside is not None else flow_dir,
+            pull_steps=spec.pull_steps,
+            job_variables=spec.job_variables,
+            base_job_template=template,
+            code_dir=flow_dir,
+            scratch=scratch,
+            output=run_log,
+            environ=self.environ,
+            grace_seconds=self.grace,
+            blocks=lambda slug, name: observed.blocks.get((slug, name)),
+            variables=lambda name: observed.variables[name],
+            prefect=self.prefect,
         )
-        docker = flow.job
-        self.engine_mode = flow.mode != "plain"
-        self.container = (docker.image, flow.api_url)
-        run_log.hide(docker.secrets)
-        if self.engine_mode and self.prefect is not None and self.prefect.token:
-            run_log.hide([self.prefect.token])
-        run_log.echo = docker.stream_output
 
-        def on_line(stream: str, line: str) -> None:
-            if flow.mode == "auto" and line == PLAIN_MARKER:
-                self.engine_mode = False  # the runner calls a plain function: exit code
-                return
-            run_log.add(stream, line)
-
-        handle: Infrastructure = start_container(
-            docker,
-            entrypoint=spec.entrypoint,
-            parameters=run.parameters,
-            code_dir=code_dir,
-            working_dir=inside,
-            on_line=on_line,
-            runner_options=flow.runner_options,
-        )
-        return handle
-
-    def _is_prefect_flow(self, entrypoint: str, cwd: Path, job: Any) -> bool:
-        """Whether Prefect's engine runs this entrypoint; raises StartError with what to
-        install where when the flow imports prefect and its Python cannot."""
-        assert self.prefect is not None
-        info = inspect_entrypoint(entrypoint, cwd)
-        if not info.imports_prefect:
-            return False
-        if job.command_configured:  # the job names its own program: it is used as it is
-            return info.kind is FlowKind.PREFECT_FLOW
-        python = resolve_python(self.prefect.python)
-        probe = probe_prefect(python)
-        if probe.version is None:
-            if info.prefect_optional:  # the file falls back to running without prefect
-                return False
-            raise StartError(missing_prefect_message(python, probe))
-        return info.kind is FlowKind.PREFECT_FLOW
-
-    def _record_start(self, store: Store) -> bool:
+    def _record_start(self, store: Store, started: StartedRun) -> bool:
         """Record the started process: False when the run was cancelled or crashed meanwhile.
 
         reconciler's runner: the worker moves the run to RUNNING. Prefect's engine proposes
         RUNNING itself through the API (and may already have done so): the process is
         recorded on the PENDING state, and a run that moved on is left to the engine."""
-        assert self.infrastructure is not None
-        started = f"started by {self.worker_name}"
-        infrastructure_id = self.infrastructure.infrastructure_id
+        by = f"started by {self.worker_name}"
+        infrastructure_id = started.handle.infrastructure_id
         with self.lock:
-            if not self.engine_mode:
+            if started.engine is None or not started.engine.active:
                 moved = store.set_run_state(
                     self.run.id,
                     RunState.RUNNING,
-                    started,
+                    by,
                     expected=[RunState.PENDING],
                     infrastructure_id=infrastructure_id,
                 )
@@ -506,7 +376,7 @@ class RunExecution:
             moved = store.set_run_state(
                 self.run.id,
                 RunState.PENDING,
-                f"{started} (Prefect engine, {infrastructure_id})",
+                f"{by} (Prefect engine, {infrastructure_id})",
                 expected=[RunState.PENDING],
                 infrastructure_id=infrastructure_id,
             )
@@ -515,7 +385,9 @@ class RunExecution:
             now = store.get_run(self.run.id)
         return now is not None and now.state is RunState.RUNNING
 
-    def _end_engine_run(self, store: Store, code: int, run_log: RunLog) -> None:
+    def _end_engine_run(
+        self, store: Store, code: int, run_log: RunLog, engine: PrefectEngineRun
+    ) -> None:
         """The outcome of a Prefect engine run: the state it reported through the API, or
         CRASHED with what the process said when it ended without one."""
         with self.lock:
@@ -525,19 +397,15 @@ class RunExecution:
             log.info("flow run %s %s (engine exit code %s)", self.run.id, state, code)
             return
         last = "\n".join(run_log.tail)
-        api = self.prefect.api_url if self.prefect else "the Prefect API"
-        hint = ""
-        if self.container is not None:  # a container: its own URL, and what to do
-            from reconciler.worker.docker_flows import no_prefect_reason, unreachable_hint
-
-            image, api = self.container[0], self.container[1] or api
-            reason = no_prefect_reason(image, code, list(run_log.tail))
-            if reason is not None:
-                self._end(store, RunState.CRASHED, reason, exit_code=code)
-                return
-            hint = unreachable_hint(api, self.prefect)
+        reason = engine.crash_reason(code, list(run_log.tail))
+        if reason is not None:
+            self._end(store, RunState.CRASHED, reason, exit_code=code)
+            return
         if any(marker in last for marker in _API_UNREACHABLE):
-            message = f"the Prefect API at {api} could not be reached by the flow's process{hint}"
+            message = (
+                f"the Prefect API at {engine.api_url} could not be reached by the flow's "
+                f"process{engine.unreachable_hint}"
+            )
         elif code == 0:
             message = "the flow's process exited without reporting a final state"
         else:
@@ -591,16 +459,3 @@ class RunExecution:
                 time.sleep(pause)
                 pause = min(pause * 2, 5.0)
         log.info("flow run %s %s: %s", self.run.id, state.value, message.splitlines()[0])
-
-
-def container_directory(pull_steps: Sequence[StepSpec]) -> str | None:
-    """The directory in the image when every pull step only sets the working directory (the
-    code was built into the image): those steps are applied inside the container."""
-    directory = None
-    for step in pull_steps:
-        if step.name != SET_WORKING_DIRECTORY:
-            return None
-        if step.argument("directory") is None:
-            return None
-        directory = str(step.argument("directory"))
-    return directory

@@ -33,9 +33,10 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO
 
 from reconciler.worker import prefect_forkserver
+from reconciler.worker.backends.interface import RunHandle
 from reconciler.worker.process_backend import (
     SUPERVISOR_KILL_SECONDS,
     LineSink,
@@ -66,15 +67,6 @@ _IMPORT_TIME_NAMES = frozenset(
         "SSL_CERT_DIR",
     }
 )
-
-
-class Infrastructure(Protocol):
-    @property
-    def infrastructure_id(self) -> str: ...
-
-    def wait(self) -> int: ...
-
-    def stop(self, grace_seconds: float) -> None: ...
 
 
 def import_time_differences(server_env: Mapping[str, str], run_env: Mapping[str, str]) -> list[str]:
@@ -313,7 +305,7 @@ def start_prefect_engine(
     cwd: Path,
     env: Mapping[str, str],
     on_line: LineSink,
-) -> Infrastructure:
+) -> RunHandle:
     """The process of one Prefect run: forked warm when `forkserver` can run `command` with
     `env`, else `command` started cold in a session of its own."""
     if forkserver is not None:

@@ -6,7 +6,8 @@ as its free slots allow. Each claimed run executes on a thread of its own
 (reconciler/worker/execute.py). Every `heartbeat_interval` the worker beats and crashes the
 runs of workers that stopped beating (3 missed beats); the scheduler tick runs at the same
 interval on a thread of its own, so that a slow tick never delays a beat. It also watches its
-own runs for cancellation requests.
+own runs for cancellation requests. The pool's type picks the backend that starts each run
+(reconciler/worker/backends/): a type no backend handles stops the worker at start.
 
 Runs of Prefect flows talk to a Prefect-compatible API backed by the store: the worker serves
 one on 127.0.0.1 (a free port, a random bearer token) for the runs it starts, or points them at
@@ -34,6 +35,7 @@ from reconciler.model import Kind
 from reconciler.runs import FlowRun, RunState
 from reconciler.scheduling.scheduler import tick
 from reconciler.store import Store, open_store
+from reconciler.worker.backends import backend_for
 from reconciler.worker.execute import RunExecution
 from reconciler.worker.log_budget import DEFAULT_MAX_LOG_BYTES
 from reconciler.worker.prefect_runtime import PrefectRuntime
@@ -105,6 +107,11 @@ class Worker:
                 "`reconcile work-pool create`",
             )
         self.pool_type = pool.pool_spec().type
+        try:
+            self.backend = backend_for(self.pool_type, pool=options.pool)
+        except UserError:
+            self.store.close()
+            raise
         self.prefect: PrefectRuntime | None = None
         self.running: dict[str, RunExecution] = {}
         self.threads: list[threading.Thread] = []
@@ -211,7 +218,7 @@ class Worker:
             store_url=self.options.store_url,
             environ=self.environ,
             worker_name=self.options.name,
-            pool_type=self.pool_type,
+            backend=self.backend,
             work_dir=self.options.work_dir,
             cancel_grace_seconds=self.options.cancel_grace_seconds,
             prefect=self.prefect,

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,9 +14,10 @@ import pytest
 from reconciler.runs import RunState
 from reconciler.store import open_store
 from reconciler.worker.create_run import create_run
-from tests.conftest import GIT_ENV, GitRepo
+from tests.conftest import GitRepo
 from tests.daemon.conftest import StartDaemon
 from tests.daemon.test_daemon_local import applied, local
+from tests.infra.worker_process import start_worker
 
 pytest.importorskip("prefect", reason="the test extra installs prefect (make test does)")
 pytestmark = pytest.mark.prefect
@@ -64,27 +63,14 @@ def test_a_worker_runs_prefect_flows_against_the_daemons_api(
         run_id = create_run(store, "total/total", parameters={"n": 4}).id
     finally:
         store.close()
-    with (tmp_path / "worker.log").open("w") as worker_log:
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "reconciler",
-                "worker",
-                "start",
-                "--pool",
-                "local",
-                "--store",
-                daemon.store_url,
-                "--prefect-api-url",
-                f"{daemon.url}/prefect/api",
-                "--run-once",
-            ],
-            env={**os.environ, **GIT_ENV, "RECONCILER_PREFECT_API_TOKEN": TOKEN},
-            cwd=tmp_path,
-            stdout=worker_log,
-            stderr=subprocess.STDOUT,
-        )
+    worker = start_worker(
+        "local",
+        daemon.store_url,
+        *("--prefect-api-url", f"{daemon.url}/prefect/api", "--run-once"),
+        cwd=tmp_path,
+        log=tmp_path / "worker.log",
+        env={"RECONCILER_PREFECT_API_TOKEN": TOKEN},
+    )
     assert worker.wait(timeout=180) == 0, (tmp_path / "worker.log").read_text()
     store = open_store(daemon.store_url, readonly=True)
     try:

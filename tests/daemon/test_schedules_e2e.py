@@ -3,7 +3,6 @@ runs them, and an edit in git replaces the waiting ones."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -14,8 +13,9 @@ import pytest
 
 from reconciler.runs import RunState
 from reconciler.store import open_store
-from tests.conftest import GIT_ENV, GitRepo
+from tests.conftest import GitRepo
 from tests.daemon.conftest import StartDaemon
+from tests.infra.worker_process import start_worker
 
 pytestmark = pytest.mark.e2e
 
@@ -59,26 +59,11 @@ def test_a_2_second_interval_runs_through_a_real_daemon_and_worker(
         }
     )
     daemon.wait_for(lambda s: s.get("flows", {}).get("state") == "Synced")
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "worker",
-            "start",
-            "--pool",
-            "local",
-            "--store",
-            daemon.store_url,
-            "--poll-interval",
-            "0.1",
-            "--prefetch-seconds",
-            "0",
-        ],
+    worker = start_worker(
+        "local",
+        daemon.store_url,
+        *("--poll-interval", "0.1", "--prefetch-seconds", "0"),
         cwd=repo.path,
-        env={**os.environ, **GIT_ENV},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 30

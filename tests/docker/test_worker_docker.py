@@ -11,14 +11,12 @@ at once and runs them side by side); each test then checks one of them. The imag
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import re
 import shlex
 import subprocess
 import sys
-import tarfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -29,17 +27,16 @@ from typing import Any
 import docker
 import docker.errors
 import pytest
-from docker.models.containers import Container
 
 from reconciler.runs import FlowRun, RunState
 from reconciler.store import open_store
 from tests.conftest import GIT_ENV, CliResult
 from tests.e2e.helpers import new_repo
+from tests.infra.containers import TEST_LABEL, build_image, containers_of, remove_labelled
 from tests.infra.docker_env import Registry
+from tests.infra.worker_process import start_worker, stop_worker, wait_for
 
 pytestmark = pytest.mark.docker
-
-TEST_LABEL = "org.reconciler.test-worker-docker"
 
 FLOWS = """\
 import os
@@ -205,34 +202,6 @@ class Project:
         return run
 
 
-def build_image(
-    client: docker.DockerClient, ref: str, base: str, files: Mapping[str, str], tag: str
-) -> None:
-    """An image FROM `base` with `files` copied to their absolute paths, built from a tar
-    context the way `docker build -` takes one."""
-    dockerfile = f"FROM {base}\n" + "".join(f"COPY f{i} {path}\n" for i, path in enumerate(files))
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, text in [("Dockerfile", dockerfile)] + [
-            (f"f{i}", content) for i, content in enumerate(files.values())
-        ]:
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    context.seek(0)
-    client.images.build(
-        fileobj=context, custom_context=True, tag=ref, labels={TEST_LABEL: tag}, rm=True
-    )
-
-
-def containers_of(client: docker.DockerClient, run_id: str) -> list[Container]:
-    found: list[Container] = client.containers.list(
-        all=True, filters={"label": f"io.prefect.flow-run-id={run_id}"}
-    )
-    return found
-
-
 @pytest.fixture(scope="module")
 def project(
     docker_client: docker.DockerClient,
@@ -276,17 +245,7 @@ def project(
         project.run(str(repo.path))
         yield project
     finally:
-        for container in docker_client.containers.list(
-            all=True, filters={"label": f"{TEST_LABEL}={tag}"}
-        ):
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True)
-        for network in docker_client.networks.list(filters={"label": f"{TEST_LABEL}={tag}"}):
-            with contextlib.suppress(docker.errors.NotFound):
-                network.remove()
-        for image in (baked, scratch):
-            with contextlib.suppress(docker.errors.ImageNotFound):
-                docker_client.images.remove(image, force=True)
+        remove_labelled(docker_client, tag, (baked, scratch))
 
 
 @dataclass
@@ -506,17 +465,11 @@ def test_cancelling_a_run_stops_its_container_after_the_grace_period(
     project: Project, docker_client: docker.DockerClient
 ) -> None:
     run_id = project.create_run("snooze/slow")
-    env = {**os.environ, **GIT_ENV, "NO_COLOR": "1"}
-    worker = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "reconciler", "worker", "start", "--pool", "slowbox"),
-            *("--store", project.store_url, "--poll-interval", "0.1"),
-            *("--cancel-grace-seconds", "2"),
-        ],
+    worker = start_worker(
+        "slowbox",
+        project.store_url,
+        *("--poll-interval", "0.1", "--cancel-grace-seconds", "2"),
         cwd=project.cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for(lambda: "sleeping" in project.logs(run_id), "the flow to start")
@@ -529,8 +482,7 @@ def test_cancelling_a_run_stops_its_container_after_the_grace_period(
         wait_for(lambda: project.stored_run(run_id).state.is_final, "the run to end")
         took = time.monotonic() - asked
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        stop_worker(worker)
 
     run = project.stored_run(run_id)
     assert run.state is RunState.CANCELLED, run
@@ -539,14 +491,6 @@ def test_cancelling_a_run_stops_its_container_after_the_grace_period(
     assert 1.5 <= took <= 8, took
     container.reload()
     assert container.status == "exited"
-
-
-def wait_for(condition: Any, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_a_private_image_is_pulled_with_the_registry_credentials_block(

@@ -12,12 +12,8 @@ in the containers, and their output is checked for the banner).
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,13 +26,14 @@ import pytest
 from reconciler.masking import MASK
 from reconciler.runs import RunState
 from reconciler.worker.docker_flows import PLAIN_MARKER
-from tests.conftest import GIT_ENV, CliResult
-from tests.docker.test_worker_docker import Project, build_image, containers_of, wait_for
+from tests.conftest import CliResult
+from tests.docker.test_worker_docker import Project
 from tests.e2e.helpers import new_repo
+from tests.infra.containers import TEST_LABEL, build_image, containers_of, remove_labelled
+from tests.infra.worker_process import run_worker, start_worker, stop_worker, wait_for
 
 pytestmark = pytest.mark.docker
 
-TEST_LABEL = "org.reconciler.test-worker-docker"
 EPHEMERAL_BANNER = "Starting temporary server"
 
 FLOWS = """\
@@ -157,13 +154,7 @@ def project(
         project.run(str(repo.path))
         yield project
     finally:
-        for container in docker_client.containers.list(
-            all=True, filters={"label": f"{TEST_LABEL}={tag}"}
-        ):
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True)
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            docker_client.images.remove(baked, force=True)
+        remove_labelled(docker_client, tag, (baked,))
 
 
 @dataclass
@@ -300,17 +291,11 @@ def test_cancelling_a_prefect_flow_stops_and_removes_its_container(
     project: Project, docker_client: docker.DockerClient
 ) -> None:
     run_id = project.create_run("nap/docker")
-    env = {**os.environ, **GIT_ENV, "NO_COLOR": "1"}
-    worker = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "reconciler", "worker", "start", "--pool", "pslow"),
-            *("--store", project.store_url, "--poll-interval", "0.1"),
-            *("--cancel-grace-seconds", "2"),
-        ],
+    worker = start_worker(
+        "pslow",
+        project.store_url,
+        *("--poll-interval", "0.1", "--cancel-grace-seconds", "2"),
         cwd=project.cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for(lambda: "napping" in project.logs(run_id), "the flow to start", timeout=90)
@@ -323,27 +308,21 @@ def test_cancelling_a_prefect_flow_stops_and_removes_its_container(
         wait_for(lambda: project.stored_run(run_id).state.is_final, "the run to end", 60)
         wait_for(lambda: not containers_of(docker_client, run_id), "the container to go", 30)
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        stop_worker(worker)
 
     run = project.stored_run(run_id)
     assert run.state is RunState.CANCELLED, (run.state_message, project.logs(run_id))
 
 
 def test_the_workers_api_refuses_a_listen_address_it_cannot_bind(project: Project) -> None:
-    done = subprocess.run(
-        [
-            *(sys.executable, "-m", "reconciler", "worker", "start", "--pool", "pbox"),
-            *("--store", project.store_url, "--run-once"),
-            *("--prefect-api-listen", "192.0.2.1:4300"),  # TEST-NET-1: not this machine's
-        ],
+    done = run_worker(
+        "pbox",
+        project.store_url,
+        "--run-once",
+        *("--prefect-api-listen", "192.0.2.1:4300"),  # TEST-NET-1: not this machine's
         cwd=project.cwd,
-        env={**os.environ, **GIT_ENV, "NO_COLOR": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
 
-    assert done.returncode != 0
+    assert done.code != 0
     assert "cannot serve the Prefect API on 192.0.2.1:4300" in done.stderr
     assert "Traceback" not in done.stderr

@@ -18,8 +18,9 @@ from reconciler.worker.create_run import create_run
 from tests.conftest import CliResult, GitRepo
 from tests.e2e.helpers import PREFECT, TWO_DEPLOYMENTS, keys
 from tests.e2e.helpers import project as project_files
+from tests.infra.worker_process import stop_worker
 from tests.postgres.test_postgres_store import tables_of
-from tests.worker.conftest import Project, stop
+from tests.worker.conftest import Project
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 
@@ -118,7 +119,7 @@ def test_four_workers_and_300_runs_start_each_run_once(project: Project) -> None
             time.sleep(0.5)
     finally:
         for worker in workers:
-            assert stop(worker) == 0
+            assert stop_worker(worker) == 0
     store = open_store(project.store_url, readonly=True)
     try:
         runs = [store.get_run(run_id) for run_id in ids]
@@ -155,5 +156,5 @@ def test_an_idle_worker_hears_of_a_new_run_long_before_its_poll_interval(
             time.sleep(0.3)  # idle again
     finally:
         store.close()
-        assert stop(worker) == 0
+        assert stop_worker(worker) == 0
     assert max(latencies) < 1.5, f"pickup took {latencies} s with a 5 s poll interval"

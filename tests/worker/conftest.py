@@ -3,10 +3,7 @@ workers started as real subprocesses."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,8 +13,9 @@ import pytest
 
 from reconciler.runs import FlowRun, RunState
 from reconciler.store import open_store
-from tests.conftest import GIT_ENV, CliResult, GitRepo
+from tests.conftest import CliResult, GitRepo
 from tests.e2e.helpers import apply_in_process
+from tests.infra.worker_process import start_worker
 
 FLOWS = """\
 import os
@@ -150,27 +148,8 @@ class Project:
         raise AssertionError(f"run {run_id} stayed {self.get(run_id).state}")
 
     def worker(self, *args: str, pool: str = "local") -> subprocess.Popen[str]:
-        with (self.tmp_path / f"worker-{time.monotonic_ns()}.log").open("w") as log:
-            # The child keeps its own descriptor of the log; ours is closed at once.
-            return subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "reconciler",
-                    "worker",
-                    "start",
-                    "--pool",
-                    pool,
-                    "--store",
-                    self.store_url,
-                    *args,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env={**os.environ, **GIT_ENV},
-                cwd=self.tmp_path,
-            )
+        log = self.tmp_path / f"worker-{time.monotonic_ns()}.log"
+        return start_worker(pool, self.store_url, *args, cwd=self.tmp_path, log=log)
 
     def run_once(self, *args: str, pool: str = "local") -> None:
         process = self.worker("--run-once", *args, pool=pool)
@@ -196,9 +175,3 @@ def project(
     apply_in_process(store_url, repo)
     made = Project(repo, store_url, tmp_path, run_cli)
     yield made
-
-
-def stop(process: subprocess.Popen[str]) -> int:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    return process.wait(timeout=30)

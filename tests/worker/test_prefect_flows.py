@@ -19,7 +19,8 @@ import pytest
 from reconciler.runs import RunState
 from tests.conftest import CliResult, GitRepo
 from tests.e2e.helpers import apply_in_process
-from tests.worker.conftest import Project, stop
+from tests.infra.worker_process import stop_worker, wait_for
+from tests.worker.conftest import Project
 
 pytest.importorskip("prefect", reason="the test extra installs prefect (make test does)")
 
@@ -161,7 +162,7 @@ def worker(flows: Project) -> Iterator[subprocess.Popen[str]]:
     try:
         yield process
     finally:
-        stop(process)
+        stop_worker(process)
         os.environ.pop("RUN_ID_FILE", None)
         os.environ.pop("PID_FILE", None)
 
@@ -271,17 +272,17 @@ def test_cancel_mid_task_and_kill_of_the_flow_process(
     pid_file = flows.tmp_path / "pid"
     run_id = flows.run("sleeper/sleeper")
     flows.wait_state(run_id, {RunState.RUNNING}, timeout=60)
-    _wait_for(pid_file.exists)
+    wait_for(pid_file.exists, "the flow's pid file")
     done = flows.cli("flow-run", "cancel", run_id, "--store", flows.store_url)
     assert done.code == 0, done.output
     run = flows.wait_state(run_id, FINAL, timeout=60)
     assert run.state is RunState.CANCELLED
-    _wait_for(lambda: not _alive(int(pid_file.read_text())))
+    wait_for(lambda: not _alive(int(pid_file.read_text())), "the flow's process to end")
 
     pid_file.unlink()
     run_id = flows.run("sleeper/sleeper")
     flows.wait_state(run_id, {RunState.RUNNING}, timeout=60)
-    _wait_for(pid_file.exists)
+    wait_for(pid_file.exists, "the flow's pid file")
     os.kill(int(pid_file.read_text()), signal.SIGKILL)
     run = flows.wait_state(run_id, FINAL, timeout=60)
     assert run.state is RunState.CRASHED
@@ -302,7 +303,7 @@ def test_a_worker_restarted_mid_run_crashes_the_run_it_left(flows: Project) -> N
             assert run.state is RunState.CRASHED
             assert run.state_message == "worker same restarted while the run was in progress"
         finally:
-            stop(second)
+            stop_worker(second)
     finally:
         os.environ.pop("PID_FILE", None)
 
@@ -351,14 +352,6 @@ def wait_logs(project: Project, run_id: str, text: str, timeout: float = 30) -> 
             assert text in logs, logs
             return logs
         time.sleep(0.1)
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def _alive(pid: int) -> bool:

@@ -25,7 +25,8 @@ from reconciler.worker.create_run import create_run
 from reconciler.worker.process_backend import start_process
 from reconciler.worker.run_processes import ProcessIdentity, stop_leftovers
 from tests.conftest import CliResult, GitRepo
-from tests.worker.conftest import POOLS, Project, stop
+from tests.infra.worker_process import stop_worker
+from tests.worker.conftest import POOLS, Project
 
 pytestmark = pytest.mark.e2e
 
@@ -194,7 +195,7 @@ def test_a_cancelled_run_stops_the_processes_that_left_its_session(project: Proj
         assert wait_gone(pids, timeout=5) == []
     finally:
         kill_all(pids)
-        assert stop(worker) == 0
+        assert stop_worker(worker) == 0
 
 
 # --- hole 8: a worker killed -9 leaves nothing running -----------------------------------------
@@ -220,7 +221,7 @@ def test_a_worker_killed_with_sigkill_leaves_no_flow_process(project: Project) -
     finally:
         kill_all(pids)
         if second is not None:
-            stop(second)
+            stop_worker(second)
 
 
 def test_leftovers_are_stopped_only_when_host_pid_and_start_time_all_match(

@@ -12,6 +12,7 @@ import pytest
 
 from reconciler.runs import RunState
 from reconciler.store import open_store
+from reconciler.worker.backends.process import ProcessBackend
 from reconciler.worker.create_run import create_run
 from reconciler.worker.execute import RunExecution
 from tests.conftest import GitRepo
@@ -47,7 +48,7 @@ def test_a_run_claimed_before_the_store_went_away_runs_once_it_is_back(
         store_url=postgres_url,
         environ={},
         worker_name="w1",
-        pool_type="process",
+        backend=ProcessBackend(),
         work_dir=tmp_path,
         cancel_grace_seconds=5,
         prefect=None,

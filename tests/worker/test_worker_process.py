@@ -13,12 +13,14 @@ from collections import Counter
 
 import pytest
 
+from reconciler.model import Kind, Resource
 from reconciler.runs import RunState
 from reconciler.store import open_store
 from tests.conftest import store_dump
 from tests.e2e.helpers import apply_in_process
 from tests.infra.git_servers import free_port
-from tests.worker.conftest import PREFECT, Project, stop
+from tests.infra.worker_process import stop_worker
+from tests.worker.conftest import PREFECT, Project
 
 pytestmark = pytest.mark.e2e
 
@@ -100,7 +102,7 @@ def test_a_flow_killed_by_a_signal_fails_and_the_worker_goes_on(project: Project
         after = project.run("hello/hello")
         assert project.wait_state(after, FINAL).state is RunState.COMPLETED
     finally:
-        assert stop(worker) == 0
+        assert stop_worker(worker) == 0
 
 
 def test_job_variables_reach_the_process_and_a_run_can_override_them(project: Project) -> None:
@@ -200,7 +202,7 @@ def test_cancel_stops_a_running_flow(project: Project) -> None:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     finally:
-        assert stop(worker) == 0
+        assert stop_worker(worker) == 0
     again = project.cli("flow-run", "cancel", run_id, "--store", project.store_url)
     assert again.code == 1 and "already ended CANCELLED" in again.stderr
 
@@ -227,7 +229,7 @@ def test_priority_first_then_time_and_the_pool_limit_holds(project: Project) -> 
         runs = [project.wait_state(run_id, FINAL) for run_id in limited]
     finally:
         for worker in workers:
-            stop(worker)
+            stop_worker(worker)
     spans = sorted(
         (
             next(c.at for c in run.history if c.state is RunState.PENDING),
@@ -254,7 +256,7 @@ def test_a_worker_killed_during_a_run_is_noticed_and_its_run_crashes(project: Pr
         watcher = project.worker("--name", "watcher", "--heartbeat-seconds", "0.3")
         run = project.wait_state(run_id, {RunState.CRASHED}, timeout=15)
         assert run.state_message == "worker doomed stopped heartbeating"
-        stop(watcher)
+        stop_worker(watcher)
     finally:
         if doomed.poll() is None:
             doomed.kill()
@@ -271,7 +273,7 @@ def test_a_worker_restarted_under_its_name_crashes_what_it_left(project: Project
         run = project.wait_state(run_id, {RunState.CRASHED}, timeout=15)
         assert run.state_message == "worker same restarted while the run was in progress"
     finally:
-        stop(second)
+        stop_worker(second)
 
 
 def test_the_healthcheck_answers_while_the_worker_polls(project: Project) -> None:
@@ -288,7 +290,7 @@ def test_the_healthcheck_answers_while_the_worker_polls(project: Project) -> Non
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
     finally:
-        assert stop(worker) == 0
+        assert stop_worker(worker) == 0
 
 
 def test_an_unknown_pool_is_refused_clearly(project: Project) -> None:
@@ -296,6 +298,31 @@ def test_an_unknown_pool_is_refused_clearly(project: Project) -> None:
     assert worker.wait(timeout=60) == 1
     log = (sorted(project.tmp_path.glob("worker-*.log"))[-1]).read_text()
     assert "work pool 'nope' does not exist (pools: limited, local)" in log
+
+
+def test_a_pool_of_a_type_no_backend_runs_is_refused_clearly_and_nothing_changes(
+    project: Project,
+) -> None:
+    # A store shared with another tool (or a newer reconciler) may hold such a pool.
+    body = {"name": "k8s", "type": "kubernetes", "paused": False, "concurrency_limit": None}
+    store = open_store(project.store_url)
+    try:
+        with store.transaction() as tx:
+            tx.put(Resource.of(Kind.WORK_POOL, "k8s", body, None))
+    finally:
+        store.close()
+    before = store_dump(project.store_url)
+
+    worker = project.worker("--run-once", pool="k8s")
+
+    assert worker.wait(timeout=60) == 1
+    log = (sorted(project.tmp_path.glob("worker-*.log"))[-1]).read_text()
+    assert (
+        "work pool 'k8s' is of type 'kubernetes', which no worker backend here runs "
+        "(backends exist for: docker, process)"
+    ) in log
+    assert "Traceback" not in log
+    assert store_dump(project.store_url) == before
 
 
 def test_a_work_dir_that_does_not_exist_yet_is_created_and_runs_complete(
@@ -355,7 +382,7 @@ def test_four_workers_and_500_runs_run_each_exactly_once(project: Project) -> No
             time.sleep(0.5)
     finally:
         for worker in workers:
-            assert stop(worker) == 0
+            assert stop_worker(worker) == 0
     store = open_store(project.store_url, readonly=True)
     try:
         runs = [store.get_run(run_id) for run_id in ids]
@@ -391,5 +418,5 @@ def test_a_pool_is_ready_while_a_worker_heartbeats(project: Project) -> None:
         (shown,) = json.loads(listed.stdout)
         assert (shown["pool"], shown["status"]) == ("local", "ONLINE")
     finally:
-        assert stop(worker) == 0
+        assert stop_worker(worker) == 0
     assert status() == "NOT_READY"  # a worker that stops says goodbye

@@ -1,0 +1,52 @@
+"""Worker backends, by pool type (worker: how a claimed run starts).
+
+`backend_for(pool_type)` is the backend that starts runs of pools of that type; a type no
+backend handles is a user error that names the types there are. A new backend is a class with
+the `Backend` protocol (reconciler/worker/backends/interface.py) and one entry in `BACKENDS`
+(see CONTRIBUTING.md, "Adding a worker backend"). Each backend module is imported by its
+factory, when a worker of that type starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Final
+
+from reconciler.errors import UserError
+from reconciler.worker.backends.interface import Backend
+
+
+def _process() -> Backend:
+    from reconciler.worker.backends.process import ProcessBackend
+
+    return ProcessBackend()
+
+
+def _docker() -> Backend:
+    from reconciler.worker.backends.docker import DockerBackend
+
+    return DockerBackend()
+
+
+BACKENDS: Final[Mapping[str, Callable[[], Backend]]] = {"process": _process, "docker": _docker}
+"""Pool type -> the factory of its backend."""
+
+
+def backend_for(pool_type: str, pool: str | None = None) -> Backend:
+    """The backend of pools of `pool_type`; a UserError naming the types there are, else."""
+    make = BACKENDS.get(pool_type)
+    if make is None:
+        known = f"(backends exist for: {', '.join(sorted(BACKENDS))})"
+        if pool is None:
+            message = f"no worker backend here runs pools of type {pool_type!r} {known}"
+        else:
+            message = (
+                f"work pool {pool!r} is of type {pool_type!r}, which no worker backend here "
+                f"runs {known}"
+            )
+        raise UserError(
+            message,
+            "give the pool one of those types in work-pools.yaml, or run its flows with a "
+            "worker for that type",
+        )
+    return make()
