@@ -26,6 +26,7 @@ import docker
 import pytest
 
 from reconciler.runs import FlowRun, RunState
+from reconciler.specs import StepSpec
 from reconciler.worker.backends import BACKENDS, backend_for
 from reconciler.worker.backends.interface import RunRequest, StartedRun, StartError
 from reconciler.worker.job_config import RunContext
@@ -284,7 +285,7 @@ def start(
         run=run,
         context=RunContext(flow_run_id=run_id, flow_run_name=name, worker_name="contract-worker"),
         entrypoint=entrypoint or f"flows.py:{function}",
-        pull_steps=list(pull_steps),
+        pull_steps=[StepSpec.from_spec(step) for step in pull_steps],
         job_variables=case.job_variables(**(job_variables or {})),
         base_job_template={},
         code_dir=case.code_dir,

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.specs import StepSpec
+from reconciler.worker.backends.docker import container_directory
 from reconciler.worker.docker_backend import (
     CODE_PATH,
     PARAMETERS_PATH,
     RUNNER_PATH,
     container_settings,
 )
-from reconciler.worker.execute import container_directory
 from reconciler.worker.job_config import DockerJob, RunContext, docker_job
 
 RUN = RunContext(flow_run_id="run-1", flow_run_name="happy-otter")
