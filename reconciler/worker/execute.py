@@ -35,9 +35,10 @@ from typing import Any, Protocol
 from reconciler.masking import Masker
 from reconciler.model import Kind
 from reconciler.runs import FlowRun, RunState
+from reconciler.settings import Settings
 from reconciler.spec.sensitive import sensitive_values
 from reconciler.steps.runner import StepFailed, TemplateValues
-from reconciler.store import Store, open_store
+from reconciler.store import Store
 from reconciler.store.base import ObservedState
 from reconciler.worker.flow_code import fetch_flow_code
 from reconciler.worker.flow_kind import FlowKind, inspect_entrypoint
@@ -148,7 +149,7 @@ class RunExecution:
         self,
         run: FlowRun,
         *,
-        store_url: str | None,
+        settings: Settings,
         environ: dict[str, str],
         worker_name: str,
         pool_type: str,
@@ -164,7 +165,7 @@ class RunExecution:
         """True when Prefect's engine runs the flow (it reports the states itself)."""
         self.container: tuple[str, str | None] | None = None
         """A docker run: its image, and the Prefect API URL the container got."""
-        self.store_url = store_url
+        self.settings = settings
         self.environ = environ
         self.worker_name = worker_name
         self.pool_type = pool_type
@@ -214,7 +215,7 @@ class RunExecution:
         is away for a while (a restart, an outage) is waited for, until the worker stops."""
         while True:
             try:
-                return open_store(self.store_url)
+                return self.settings.open_store()
             except Exception as exc:  # unreachable for now: the worker's loop waits it out too
                 if self.abandoned is not None:
                     return None
