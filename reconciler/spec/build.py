@@ -437,7 +437,7 @@ class _Builder:
                 contexts[id(snapshot)] = self._cache_context(snapshot)
             hit = cache.get(snapshot, job.path, job.blob, contexts[id(snapshot)])
             if hit is not None:
-                found[index] = _restamped(hit, snapshot.commit)
+                found[index] = _restamped(hit, snapshot.commit, self.observed)
         return found
 
     def _to_cache(self, outcomes: list[_FileOutcome], cached: dict[int, _FileOutcome]) -> None:
@@ -1145,18 +1145,28 @@ def _known_after_build(value: Any) -> Any:
     return value
 
 
-def _restamped(outcome: _FileOutcome, commit: str | None) -> _FileOutcome:
+def _restamped(
+    outcome: _FileOutcome, commit: str | None, observed: ObservedState
+) -> _FileOutcome:
     """A cached file's outcome, its resources recorded as coming from `commit` (the cached
-    value itself is left as it is)."""
+    value itself is left as it is). A resource the store holds as it is keeps its old stamp:
+    the plan leaves it alone, and the stamp is written only with a change."""
 
     def stamped(built: _BuiltDeployment) -> _BuiltDeployment:
         declared = built.declared
         if declared is None or declared.resource.source_commit == commit:
             return built
-        resource = dataclasses.replace(declared.resource, source_commit=commit)
+        resource = declared.resource
+        current = observed.get(resource.kind, resource.key)
+        if current is not None and current.hash == resource.hash:
+            return built
+        resource = dataclasses.replace(resource, source_commit=commit)
         return built._replace(declared=_Declared(resource, declared.document, declared.path))
 
-    return outcome._replace(deployments=[stamped(b) for b in outcome.deployments])
+    deployments = [stamped(b) for b in outcome.deployments]
+    if all(new is old for new, old in zip(deployments, outcome.deployments, strict=True)):
+        return outcome
+    return outcome._replace(deployments=deployments)
 
 
 def _display(snapshot: Snapshot, path: str) -> str:
