@@ -1145,9 +1145,7 @@ def _known_after_build(value: Any) -> Any:
     return value
 
 
-def _restamped(
-    outcome: _FileOutcome, commit: str | None, observed: ObservedState
-) -> _FileOutcome:
+def _restamped(outcome: _FileOutcome, commit: str | None, observed: ObservedState) -> _FileOutcome:
     """A cached file's outcome, its resources recorded as coming from `commit` (the cached
     value itself is left as it is). A resource the store holds as it is keeps its old stamp:
     the plan leaves it alone, and the stamp is written only with a change."""
