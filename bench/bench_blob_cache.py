@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,8 +36,15 @@ from reconciler import engine  # noqa: E402
 from reconciler.build_cache import BuildCache  # noqa: E402
 from reconciler.engine import ReconcileRequest, reconcile  # noqa: E402
 from reconciler.settings import Settings  # noqa: E402
+from reconciler.store.sqlite import SqliteStore  # noqa: E402
 
 TARGET_SECONDS = 0.2
+TIMED: tuple[tuple[Any, str], ...] = (
+    (engine, "load"),
+    (engine, "desired_state"),
+    (SqliteStore, "observe"),
+    (engine, "plan"),
+)
 
 
 def commit_change(repo: Path, round_: int, files: int) -> str:
@@ -51,11 +59,21 @@ def commit_change(repo: Path, round_: int, files: int) -> str:
     ).stdout.strip()
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (git): on a busy machine the wall
+    time mostly measures the wait for a core."""
+    own, children = (
+        resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def timed_stages() -> dict[str, float]:
-    """Wrap the engine's stages to add up their time (restored by `untimed`)."""
+    """Wrap the engine's stages (and the store's observe, part of the desired-state stage) to
+    add up their time; `untimed` restores them."""
     totals: dict[str, float] = {}
-    for name in ("load", "desired_state", "plan"):
-        original = getattr(engine, name)
+    for owner, name in TIMED:
+        original = getattr(owner, name)
 
         def wrapper(*args: Any, _f: Callable[..., Any] = original, _n: str = name) -> Any:
             start = time.perf_counter()
@@ -65,13 +83,13 @@ def timed_stages() -> dict[str, float]:
                 totals[_n] = totals.get(_n, 0.0) + time.perf_counter() - start
 
         wrapper.original = original  # type: ignore[attr-defined]
-        setattr(engine, name, wrapper)
+        setattr(owner, name, wrapper)
     return totals
 
 
 def untimed() -> None:
-    for name in ("load", "desired_state", "plan"):
-        setattr(engine, name, getattr(engine, name).original)
+    for owner, name in TIMED:
+        setattr(owner, name, getattr(owner, name).original)
 
 
 def main() -> None:
@@ -89,6 +107,8 @@ def main() -> None:
         reconcile(ReconcileRequest(repositories=(str(repo),), settings=settings), environ={})
         print(f"first apply of {args.deployments} deployments: {time.perf_counter() - start:.2f} s")
         cache = BuildCache()
+        cpu: list[float] = []
+        cpu_uncached: list[float] = []
 
         def plan(ref: str, with_cache: bool, dry_run: bool = True) -> tuple[float, Any]:
             request = ReconcileRequest(
@@ -98,11 +118,15 @@ def main() -> None:
                 dry_run=dry_run,
                 cache=cache if with_cache else None,
             )
+            cpu_before = cpu_seconds()
             start = time.perf_counter()
             outcome = reconcile(request, environ={})
-            return time.perf_counter() - start, outcome
+            seconds = time.perf_counter() - start
+            (cpu if with_cache and dry_run else cpu_uncached).append(cpu_seconds() - cpu_before)
+            return seconds, outcome
 
         plan("HEAD", True)  # the daemon's cache, warm from the commit it applied last
+        cpu.clear()
         cached: list[float] = []
         uncached: list[float] = []
         for round_ in range(args.repeat):
@@ -124,11 +148,21 @@ def main() -> None:
         untimed()
     print(f"{args.deployments} deployments in {args.files} files; one file changed per commit")
     print(f"files served by the cache in each plan: {served} of {args.files}")
-    print("| plan of a commit that changes one file | median | slowest |")
-    print("|---|---|---|")
-    print(f"| with the blob cache | {statistics.median(cached):.3f} s | {max(cached):.3f} s |")
-    print(f"| without (baseline) | {statistics.median(uncached):.3f} s | {max(uncached):.3f} s |")
-    print("stages of one cached plan: " + ", ".join(f"{k} {v:.3f} s" for k, v in totals.items()))
+    print("| plan of a commit that changes one file | wall, median | wall, slowest | CPU, median |")
+    print("|---|---|---|---|")
+    print(
+        f"| with the blob cache | {statistics.median(cached):.3f} s | {max(cached):.3f} s "
+        f"| {statistics.median(cpu):.3f} s |"
+    )
+    print(
+        f"| without (baseline) | {statistics.median(uncached):.3f} s | {max(uncached):.3f} s "
+        f"| {statistics.median(cpu_uncached):.3f} s |"
+    )
+    print(
+        "stages of one cached plan: "
+        + ", ".join(f"{k} {v:.3f} s" for k, v in totals.items())
+        + " (observe is part of desired_state)"
+    )
     verdict = "met" if statistics.median(cached) <= TARGET_SECONDS else "NOT met"
     print(f"target {TARGET_SECONDS} s (median): {verdict}")
 
