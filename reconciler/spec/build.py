@@ -428,6 +428,7 @@ class _Builder:
         if cache is None:
             return found
         contexts: dict[int, str] = {}
+        stored = {r.key: r.hash for r in self.observed.of_kind(Kind.DEPLOYMENT)}
         for index, job in enumerate(self.files):
             if job.blob is None:
                 continue
@@ -437,7 +438,7 @@ class _Builder:
                 contexts[id(snapshot)] = self._cache_context(snapshot)
             hit = cache.get(snapshot, job.path, job.blob, contexts[id(snapshot)])
             if hit is not None:
-                found[index] = _restamped(hit, snapshot.commit, self.observed)
+                found[index] = _restamped(hit, snapshot.commit, stored)
         return found
 
     def _to_cache(self, outcomes: list[_FileOutcome], cached: dict[int, _FileOutcome]) -> None:
@@ -1145,18 +1146,20 @@ def _known_after_build(value: Any) -> Any:
     return value
 
 
-def _restamped(outcome: _FileOutcome, commit: str | None, observed: ObservedState) -> _FileOutcome:
+def _restamped(
+    outcome: _FileOutcome, commit: str | None, stored: Mapping[str, str]
+) -> _FileOutcome:
     """A cached file's outcome, its resources recorded as coming from `commit` (the cached
-    value itself is left as it is). A resource the store holds as it is keeps its old stamp:
-    the plan leaves it alone, and the stamp is written only with a change."""
+    value itself is left as it is). A deployment the store holds as it is (`stored`: the
+    hash of each stored deployment) keeps its old stamp: the plan leaves it alone, and a stamp
+    is written only with a change."""
 
     def stamped(built: _BuiltDeployment) -> _BuiltDeployment:
         declared = built.declared
-        if declared is None or declared.resource.source_commit == commit:
+        if declared is None:
             return built
         resource = declared.resource
-        current = observed.get(resource.kind, resource.key)
-        if current is not None and current.hash == resource.hash:
+        if resource.source_commit == commit or stored.get(resource.key) == resource.hash:
             return built
         resource = dataclasses.replace(resource, source_commit=commit)
         return built._replace(declared=_Declared(resource, declared.document, declared.path))
