@@ -428,7 +428,7 @@ class _Builder:
         if cache is None:
             return found
         contexts: dict[int, str] = {}
-        stored = {r.key: r.hash for r in self.observed.of_kind(Kind.DEPLOYMENT)}
+        stored = {r.key: (r.hash, r.owner) for r in self.observed.of_kind(Kind.DEPLOYMENT)}
         for index, job in enumerate(self.files):
             if job.blob is None:
                 continue
@@ -1147,19 +1147,22 @@ def _known_after_build(value: Any) -> Any:
 
 
 def _restamped(
-    outcome: _FileOutcome, commit: str | None, stored: Mapping[str, str]
+    outcome: _FileOutcome, commit: str | None, stored: Mapping[str, tuple[str, Owner | None]]
 ) -> _FileOutcome:
     """A cached file's outcome, its resources recorded as coming from `commit` (the cached
-    value itself is left as it is). A deployment the store holds as it is (`stored`: the
-    hash of each stored deployment) keeps its old stamp: the plan leaves it alone, and a stamp
-    is written only with a change."""
+    value itself is left as it is). A deployment the store holds as it is (`stored`: the hash
+    and owner of each stored deployment) keeps its old stamp: the plan leaves it alone, and a
+    stamp is written only with a change."""
 
     def stamped(built: _BuiltDeployment) -> _BuiltDeployment:
         declared = built.declared
         if declared is None:
             return built
         resource = declared.resource
-        if resource.source_commit == commit or stored.get(resource.key) == resource.hash:
+        if resource.source_commit == commit or stored.get(resource.key) == (
+            resource.hash,
+            resource.owner,
+        ):
             return built
         resource = dataclasses.replace(resource, source_commit=commit)
         return built._replace(declared=_Declared(resource, declared.document, declared.path))

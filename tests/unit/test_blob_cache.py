@@ -195,3 +195,27 @@ def test_two_files_that_share_a_flow_both_see_it_change(
     cached = plan(cache=daemon.cache, dry_run=True)
     assert plan_json(cached) == plan_json(plan(dry_run=True))
     assert changed(cached) == [("update", "shared/one"), ("update", "shared/two")]
+
+
+def test_a_deployment_healed_from_a_cached_file_records_the_commit_being_applied(
+    daemon: Daemonish,
+) -> None:
+    """b's result was cached at the first commit; after a commit that changes only a, a
+    deployment of b deleted out of band is written again, from the commit being applied."""
+    daemon.repo.commit({"a/prefect.yaml": prefect("one", "two", description="v2")})
+    daemon.apply()
+    store = open_store(daemon.settings.store_url)
+    try:
+        with store.transaction() as tx:
+            tx.delete(Kind.DEPLOYMENT, "fb/three")
+    finally:
+        store.close()
+    assert changed(daemon.checked_plan()) == [("create", "fb/three")]
+    daemon.apply()
+    store = open_store(daemon.settings.store_url, readonly=True)
+    try:
+        healed = store.get(Kind.DEPLOYMENT, "fb/three")
+    finally:
+        store.close()
+    assert healed is not None
+    assert healed.source_commit == daemon.repo.git("rev-parse", "HEAD")
