@@ -28,25 +28,25 @@ from typing import Any, Protocol
 
 from reconciler.sources.base import PathKind, Snapshot
 
-Signature = tuple[PathKind | None, str | None]
-"""What a path is at a commit: its kind and blob id (None, None when it does not exist)."""
+Signature = tuple[PathKind, str] | None
+"""What a path is at a commit: its kind and git object id (None when it does not exist)."""
 
 
 class BlobSnapshot(Snapshot, Protocol):
-    def blob_id(self, path: str) -> str | None:
-        """The git object id at `path` (None when nothing is there)."""
+    def entry(self, path: str) -> tuple[PathKind, str] | None:
+        """What is at `path` and its git object id (None when nothing is there)."""
         ...
 
 
 def blob_ids(snapshot: Snapshot) -> BlobSnapshot | None:
     """The snapshot, when it can name blobs and is a commit (a working copy cannot)."""
-    if snapshot.commit is None or not callable(getattr(snapshot, "blob_id", None)):
+    if snapshot.commit is None or not callable(getattr(snapshot, "entry", None)):
         return None
     return snapshot  # type: ignore[return-value]
 
 
 def signature(snapshot: BlobSnapshot, path: str) -> Signature:
-    return snapshot.kind(path), snapshot.blob_id(path)
+    return snapshot.entry(path)
 
 
 def context_key(*parts: Any) -> str:

@@ -212,11 +212,10 @@ class GitSnapshot:
         entry = self._entries.get(path)
         return entry[0] if entry else None
 
-    def blob_id(self, path: str) -> str | None:
-        """The git object id at `path` (None when nothing is there): what the per-file cache
-        of a plan is keyed by (reconciler/build_cache.py)."""
-        entry = self._entries.get(normalize(path))
-        return entry[1] if entry else None
+    def entry(self, path: str) -> tuple[PathKind, str] | None:
+        """What is at `path` and its git object id (None when nothing is there): what the
+        per-file cache of a plan is keyed by (reconciler/build_cache.py)."""
+        return self._entries.get(normalize(path))
 
     def checkout(self, destination: Path) -> Path:
         """Write the commit's files under `destination` (for steps, which need real files)."""

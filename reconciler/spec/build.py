@@ -286,9 +286,10 @@ class _Builder:
             self._add_pools_file(snapshot, path)
         cacheable = self._cacheable(snapshot)
         for path in prefect_files:  # read and built in `finish`, once every pool is known
-            if cacheable is not None and snapshot.kind(path) is PathKind.FILE:
+            entry = cacheable.entry(path) if cacheable is not None else None
+            if entry is not None and entry[0] is PathKind.FILE:
                 job = _FileJob(snapshot, path, _display(snapshot, path), b"", len(self.diagnostics))
-                self.files.append(job._replace(blob=cacheable.blob_id(path)))
+                self.files.append(job._replace(blob=entry[1]))
                 continue
             try:
                 content = read_following_links(snapshot, path)
