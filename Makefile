@@ -63,6 +63,7 @@ schemas: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_pipeline.py
+	$(BIN)/python bench/bench_blob_cache.py
 	$(BIN)/python bench/bench_steps.py
 	$(BIN)/python bench/bench_daemon.py
 	$(BIN)/python bench/bench_worker.py

@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.common import GIT_ENV, machine  # noqa: E402
 from reconciler.engine import ReconcileRequest, reconcile  # noqa: E402
+from reconciler.settings import Settings  # noqa: E402
 from reconciler.store import open_store  # noqa: E402
 from reconciler.worker.create_run import create_run  # noqa: E402
 from tests.infra.prefect_server import (  # noqa: E402
@@ -280,7 +281,10 @@ def bare_side(server: PrefectServer, repo: Path, scratch: Path, runs: int) -> Sa
 
 def reconciler_store(repo: Path, scratch: Path) -> str:
     store_url = f"sqlite:///{scratch / 'state.db'}"
-    reconcile(ReconcileRequest(repositories=(str(repo),), store_url=store_url), environ={})
+    reconcile(
+        ReconcileRequest(repositories=(str(repo),), settings=Settings(store_url=store_url)),
+        environ={},
+    )
     return store_url
 
 

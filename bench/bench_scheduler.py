@@ -29,6 +29,7 @@ from reconciler.engine import ReconcileRequest, reconcile  # noqa: E402
 from reconciler.model import Kind  # noqa: E402
 from reconciler.scheduling.fire_times import fire_times  # noqa: E402
 from reconciler.scheduling.scheduler import tick  # noqa: E402
+from reconciler.settings import Settings  # noqa: E402
 from reconciler.store import open_store  # noqa: E402
 
 
@@ -42,7 +43,10 @@ def main() -> None:
         generate(root / "repo", options.deployments, 10)
         store_url = f"sqlite:///{root / 'state.db'}"
         reconcile(
-            ReconcileRequest(repositories=(str(root / "repo"),), store_url=store_url), environ={}
+            ReconcileRequest(
+                repositories=(str(root / "repo"),), settings=Settings(store_url=store_url)
+            ),
+            environ={},
         )
         with sqlite3.connect(root / "state.db") as conn:
             conn.execute("DELETE FROM flow_runs")  # the apply scheduled them: start empty

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import GIT_ENV, machine  # noqa: E402
 from reconciler.engine import ReconcileRequest, reconcile  # noqa: E402
 from reconciler.runs import RunState  # noqa: E402
+from reconciler.settings import Settings  # noqa: E402
 from reconciler.store import open_store  # noqa: E402
 from reconciler.worker.create_run import create_run  # noqa: E402
 
@@ -65,7 +66,10 @@ def make_project(root: Path) -> tuple[Path, str]:
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "bench"]):
         subprocess.run(["git", *args], cwd=repo, env=env, check=True)
     store_url = f"sqlite:///{root / 'state.db'}"
-    reconcile(ReconcileRequest(repositories=(str(repo),), store_url=store_url), environ={})
+    reconcile(
+        ReconcileRequest(repositories=(str(repo),), settings=Settings(store_url=store_url)),
+        environ={},
+    )
     return repo, store_url
 
 

@@ -58,7 +58,7 @@ def daemon(
     from reconciler.daemon.prefect_mount import prefect_api_mounts
 
     logs.configure(settings.log_format)
-    mounts = prefect_api_mounts(settings.store_url, settings.listen_host, os.environ)
+    mounts = prefect_api_mounts(settings.settings, settings.listen_host, os.environ)
     try:
         runner = Daemon(settings, dict(os.environ), mounts=mounts)
     except OSError as exc:

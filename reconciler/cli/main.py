@@ -77,13 +77,14 @@ def apply_command(repositories: tuple[str, ...], **options: Any) -> None:
     """Plan the repositories (default: the current directory) and apply the plan."""
     # Imported here: the read commands do not need the planning pipeline, and start faster.
     from reconciler.engine import ReconcileRequest, reconcile
+    from reconciler.settings import resolve_settings
 
     request = ReconcileRequest(
         repositories=repositories or (".",),
         ref=options["ref"],
         worktree=options["worktree"],
         prefect_glob=options["prefect_glob"],
-        store_url=options["store_url"],
+        settings=resolve_settings(flags={"store": options["store_url"]}),
         dry_run=options["dry_run"],
         strict=options["strict"],
         skip_build=options["skip_build"],

@@ -13,7 +13,7 @@ import click
 
 from reconciler.diagnostics import Diagnostic, sorted_diagnostics
 from reconciler.errors import ConfigError, ReconcilerError
-from reconciler.store import open_store
+from reconciler.settings import settings_for_store
 from reconciler.store.base import Store
 from reconciler.store.url import sqlite_path, store_exists
 from reconciler.terminal_text import printable
@@ -62,7 +62,7 @@ def open_for_reading(url: str | None) -> Store:
     """The store, read-only and never created. A store that does not exist reads as empty, so
     say so: a mistyped --store, or the default path run from another directory, looks the
     same as a store with nothing in it."""
-    store = open_store(url, readonly=True)
+    store = settings_for_store(url).open_store(readonly=True)
     if not store_exists(store.url):
         click.secho(
             f"warning: there is no store at {sqlite_path(store.url)}; nothing has been applied "

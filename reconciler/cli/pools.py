@@ -22,9 +22,9 @@ from reconciler.model import Kind, Resource
 from reconciler.pools import manual
 from reconciler.pools.job_templates import POOL_TYPES
 from reconciler.pools.status import Worker, pool_status
-from reconciler.store import open_store
+from reconciler.settings import settings_for_store
 from reconciler.store.base import ObservedState, Store
-from reconciler.store.url import resolve_store_url, store_exists
+from reconciler.store.url import store_exists
 from reconciler.terminal_text import printable
 
 store_option = click.option("--store", "store_url", help="Store URL (default $RECONCILER_STORE).")
@@ -69,8 +69,9 @@ def _apply(
 ) -> None:
     """Decide on a snapshot and write the Edit in one transaction at that snapshot's revision.
     Only `create` makes a store that does not exist yet."""
-    exists = store_exists(resolve_store_url(store_url))
-    store = open_store(store_url) if create or exists else open_for_reading(store_url)
+    settings = settings_for_store(store_url)
+    exists = store_exists(settings.store_url)
+    store = settings.open_store() if create or exists else open_for_reading(store_url)
     try:
         edit = _decide_and_write(store, decide)
     finally:

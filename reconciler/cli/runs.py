@@ -15,7 +15,8 @@ from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_
 from reconciler.cli.read import output_option, store_option
 from reconciler.errors import UserError
 from reconciler.runs import FlowRun, RunState
-from reconciler.store import Store, open_store
+from reconciler.settings import settings_for_store
+from reconciler.store import Store
 from reconciler.terminal_text import printable
 
 WATCH_POLL_SECONDS = 0.1
@@ -45,7 +46,7 @@ def deployment_run(
         **parse_assignments(params, "--param"),
     }
     overrides = parse_assignments(job_variables, "--job-variable")
-    store = open_store(store_url)
+    store = settings_for_store(store_url).open_store()
     try:
         run = create_run(store, key, parameters=parameters, job_variables=overrides)
     finally:
@@ -61,7 +62,7 @@ def _watch(store_url: str | None, run_id: str, min_level: int | None = None) -> 
     from reconciler.cli.run_records import echo_log_line
 
     seen = 0
-    store = open_store(store_url, readonly=True)
+    store = settings_for_store(store_url).open_store(readonly=True)
     try:
         while True:
             run = store.get_run(run_id)
@@ -115,7 +116,7 @@ def flow_run_ls(
 @store_option
 @user_errors
 def flow_run_cancel(run_id: str, store_url: str | None) -> None:
-    store = open_store(store_url)
+    store = settings_for_store(store_url).open_store()
     try:
         run = _one(store, run_id)
         if run.state.is_final:
@@ -223,7 +224,7 @@ def worker_start(**options: object) -> None:
     logging.getLogger("reconciler").setLevel(logging.INFO)
     settings = WorkerOptions(
         pool=str(options["pool"]),
-        store_url=options["store_url"],  # type: ignore[arg-type]
+        settings=settings_for_store(options["store_url"]),  # type: ignore[arg-type]
         queues=tuple(options["queues"]),  # type: ignore[arg-type]
         name=str(options["name"] or default_worker_name()),
         schedule=not options["no_schedule"],

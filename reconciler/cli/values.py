@@ -15,7 +15,7 @@ import click
 
 from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
 from reconciler.errors import UserError
-from reconciler.store import open_store
+from reconciler.settings import settings_for_store
 
 store_option = click.option("--store", "store_url", help="Store URL (default $RECONCILER_STORE).")
 
@@ -42,7 +42,7 @@ def variable() -> None:
 @user_errors
 def variable_set(name: str, value: str, as_json: bool, store_url: str | None) -> None:
     parsed = _parse_value(value, as_json)
-    store = open_store(store_url)
+    store = settings_for_store(store_url).open_store()
     try:
         with store.transaction() as tx:
             tx.set_variable(name, parsed)
@@ -72,7 +72,7 @@ def variable_ls(output: str, store_url: str | None) -> None:
 @store_option
 @user_errors
 def variable_rm(name: str, store_url: str | None) -> None:
-    store = open_store(store_url)
+    store = settings_for_store(store_url).open_store()
     try:
         with store.transaction() as tx:
             existed = tx.delete_variable(name)
@@ -113,7 +113,7 @@ def secret_set(ref: str, value: str | None, as_json: bool, store_url: str | None
     text = value if value is not None else sys.stdin.read().rstrip("\n")
     parsed = _parse_value(text, as_json)
     data = parsed if isinstance(parsed, dict) else {"value": parsed}
-    store = open_store(store_url)
+    store = settings_for_store(store_url).open_store()
     try:
         with store.transaction() as tx:
             tx.set_block(slug, name, data)
@@ -149,7 +149,7 @@ def secret_ls(output: str, store_url: str | None) -> None:
 @user_errors
 def secret_rm(ref: str, store_url: str | None) -> None:
     slug, name = _split_ref(ref)
-    store = open_store(store_url)
+    store = settings_for_store(store_url).open_store()
     try:
         with store.transaction() as tx:
             existed = tx.delete_block(slug, name)

@@ -1,6 +1,7 @@
 """The daemon's settings: its config file, then `RECONCILER_*` variables, then flags.
 
-Precedence is defaults < file < environment < flags. The file (schema:
+Precedence is defaults < file < environment < flags, resolved by reconciler/settings.py (the
+part every process shares is its `Settings`). The file (schema:
 schemas/daemon.schema.json) lists the repositories; every problem in it is reported with
 file:line, all at once. Secrets (webhook keys, git passwords) are never written in the file:
 it names an environment variable or a file, read here once at start-up, and the values are
@@ -12,14 +13,16 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reconciler.desired import DEFAULT_PREFECT_GLOB
 from reconciler.diagnostics import Diagnostic, Location, error
 from reconciler.errors import ConfigError, UserError
+from reconciler.scheduling.policy import SchedulingPolicy
 from reconciler.scheduling.scheduler import DEFAULT_BUDGET_SECONDS, LatePolicy, LookAhead
+from reconciler.settings import Layers, Settings, resolve_settings
 from reconciler.spec.validation import validate_document
 from reconciler.spec.yamlload import LoadedDocument, YamlLoadError, load_yaml
 
@@ -28,7 +31,6 @@ DEFAULT_LISTEN = "127.0.0.1:8420"
 DEFAULT_DRIFT_INTERVAL = 300.0
 DEFAULT_POLL_INTERVAL = 60.0
 DEFAULT_BRANCH = "main"
-ENV_PREFIX = "RECONCILER_"
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(s|m|h|d)$")
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _REMOTE_SCHEMES = ("https://", "http://", "git://", "ssh://", "file://")
@@ -86,19 +88,25 @@ class RepositoryConfig:
 @dataclass(frozen=True)
 class DaemonSettings:
     repositories: tuple[RepositoryConfig, ...]
-    store_url: str | None = None
+    settings: Settings = field(default_factory=Settings)
+    """What the daemon shares with the CLI and the worker: the store, the log format and the
+    scheduling policy it stores for every tick."""
     listen_host: str = "127.0.0.1"
     listen_port: int = 8420
     cache_dir: Path = field(
         default_factory=lambda: Path.home() / ".cache" / "reconciler" / "repositories"
     )
     drift_interval: float = DEFAULT_DRIFT_INTERVAL
-    log_format: str = "text"
     config_file: str | None = None
     scheduler_interval: float = 10.0
-    look_ahead: LookAhead = field(default_factory=LookAhead)
-    late: LatePolicy = field(default_factory=LatePolicy)
-    schedule_budget: float = DEFAULT_BUDGET_SECONDS
+
+    @property
+    def store_url(self) -> str:
+        return self.settings.store_url
+
+    @property
+    def log_format(self) -> str:
+        return self.settings.log_format
 
     def repository(self, name: str) -> RepositoryConfig | None:
         return next((r for r in self.repositories if r.name == name), None)
@@ -147,11 +155,13 @@ def load_settings(
     values = dict(document.data)
     if reader.problems:
         raise ConfigError(reader.problems)
-    settings = _layered(values, repositories, config_path, environ, overrides or Overrides())
-    return _with_scheduler(settings, values.get("scheduler") or {})
+    scheduler = values.get("scheduler") or {}
+    return _layered(values, repositories, config_path, environ, overrides or Overrides(), scheduler)
 
 
-def _with_scheduler(settings: DaemonSettings, raw: dict[str, Any]) -> DaemonSettings:
+def _scheduler(raw: dict[str, Any]) -> tuple[float, SchedulingPolicy]:
+    """`scheduler:` of the file: the tick's interval, and the policy stored for every tick."""
+
     def seconds(key: str, default: float) -> float:
         return parse_duration(raw[key], f"scheduler.{key}") if key in raw else default
 
@@ -165,12 +175,8 @@ def _with_scheduler(settings: DaemonSettings, raw: dict[str, Any]) -> DaemonSett
         after_seconds=seconds("late_after", LatePolicy.after_seconds),
         skip=raw.get("late_runs", "run") == "skip",
     )
-    return replace(
-        settings,
-        scheduler_interval=seconds("interval", 10.0),
-        look_ahead=look,
-        late=late,
-        schedule_budget=seconds("budget", DEFAULT_BUDGET_SECONDS),
+    return seconds("interval", 10.0), SchedulingPolicy(
+        look_ahead=look, late=late, budget_seconds=seconds("budget", DEFAULT_BUDGET_SECONDS)
     )
 
 
@@ -180,36 +186,37 @@ def _layered(
     config_path: str,
     environ: Mapping[str, str],
     overrides: Overrides,
+    scheduler: dict[str, Any],
 ) -> DaemonSettings:
-    def pick(key: str, flag: str | None) -> tuple[Any, str]:
-        if flag is not None:
-            return flag, f"--{key.replace('_', '-')}"
-        env_name = ENV_PREFIX + key.upper()
-        if environ.get(env_name):
-            return environ[env_name], env_name
-        return file_values.get(key), f"`{key}` in {config_path}"
-
-    store, _ = pick("store", overrides.store_url)
-    listen, listen_from = pick("listen", overrides.listen)
-    cache_dir, _ = pick("cache_dir", overrides.cache_dir)
-    drift, drift_from = pick("drift_interval", overrides.drift_interval)
-    log_format, log_from = pick("log_format", overrides.log_format)
+    flags = {
+        "store": overrides.store_url,
+        "listen": overrides.listen,
+        "cache_dir": overrides.cache_dir,
+        "drift_interval": overrides.drift_interval,
+        "log_format": overrides.log_format,
+    }
+    layers = Layers(environ, file_values, config_path, flags)
+    interval, policy = _scheduler(scheduler)
+    shared = resolve_settings(
+        environ, file=file_values, file_name=config_path, flags=flags, scheduling=policy
+    )
+    listen, listen_from = layers.pick("listen")
+    cache_dir, _ = layers.pick("cache_dir")
+    drift, drift_from = layers.pick("drift_interval")
     host, port = parse_listen(listen or DEFAULT_LISTEN, listen_from)
-    if log_format not in (None, "text", "json"):
-        raise UserError(f"{log_from} must be text or json, not {log_format!r}")
     base = Path(config_path).resolve().parent
     defaults = DaemonSettings(repositories)
     return DaemonSettings(
         repositories=repositories,
-        store_url=store,
+        settings=shared,
         listen_host=host,
         listen_port=port,
         cache_dir=(base / os.path.expanduser(cache_dir)) if cache_dir else defaults.cache_dir,
         drift_interval=(
             parse_duration(drift, drift_from) if drift is not None else DEFAULT_DRIFT_INTERVAL
         ),
-        log_format=log_format or "text",
         config_file=config_path,
+        scheduler_interval=interval,
     )
 
 

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from reconciler.build_cache import BuildCache
 from reconciler.daemon.config import DaemonSettings, RepositoryConfig
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.sources import DaemonSource, Fetched
@@ -105,6 +106,8 @@ class RepoController:
         self.config = config
         self.source = source
         self.runtime = runtime
+        self.cache = BuildCache()
+        """Each file's result by git blob id: a commit that changes one file reads that one."""
         self._wake = threading.Lock()
         self._pending: list[str] = []
         self._running = False
@@ -312,7 +315,7 @@ class RepoController:
             repositories=(self.source.location,),
             ref=commit,
             prefect_glob=self.config.prefect_glob,
-            store_url=self.runtime.settings.store_url,
+            settings=self.runtime.settings.settings,
             dry_run=dry_run,
             prune=self.config.prune,
             allow_empty=self.config.allow_empty,
@@ -320,6 +323,7 @@ class RepoController:
             quiet=False,
             schedule=not dry_run,
             fence=self.runtime.fence,
+            cache=self.cache,
         )
         with self.runtime.planning_lock:
             return reconcile(request, environ=self.runtime.environ)

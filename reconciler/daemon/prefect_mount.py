@@ -18,7 +18,7 @@ from typing import Any
 
 from reconciler.errors import UserError
 from reconciler.runs import FlowRun
-from reconciler.store import open_store
+from reconciler.settings import Settings
 
 log = logging.getLogger("reconciler.daemon")
 PREFIX = "/prefect/api"
@@ -54,7 +54,7 @@ def is_loopback(host: str) -> bool:
 
 
 def prefect_api_mounts(
-    store_url: str | None, listen_host: str, environ: Mapping[str, str]
+    settings: Settings, listen_host: str, environ: Mapping[str, str]
 ) -> dict[str, Any]:
     """{"/prefect/api": app}, or {} when it may not be served (beyond loopback, no token)."""
     token = prefect_api_token(environ)
@@ -73,7 +73,7 @@ def prefect_api_mounts(
         return run.worker is not None
 
     app = create_prefect_api(
-        lambda: open_store(store_url),
+        settings.open_store,
         may_access=may_access,
         allow_adhoc_runs=False,
         token=token,

@@ -9,7 +9,9 @@ Triggers of a repository's attempts (reconciler/daemon/controller.py):
 - retries after failures, with backoff.
 
 Every `scheduler.interval` (10 s) the scheduler tick turns schedules into runs
-(reconciler/scheduling/scheduler.py); an apply that changed deployments ticks at once. Every
+(reconciler/scheduling/scheduler.py), under the policy of `scheduler:`, which the daemon stores
+at start-up for every tick, its own and the workers' (reconciler/scheduling/policy.py); an
+apply that changed deployments ticks at once. Every
 10 s it also crashes the flow runs of workers that stopped heartbeating.
 
 SIGTERM or SIGINT: no new attempt starts; the one running finishes (an apply is one
@@ -39,7 +41,7 @@ from reconciler.daemon.http import DaemonEndpoints, daemon_app
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.sources import open_source
 from reconciler.http.server import RunningServer, listen_socket, serve_in_thread
-from reconciler.store import open_store
+from reconciler.scheduling.policy import store_policy, tick_with_stored_policy
 from reconciler.store.base import Fence
 from reconciler.worker.run_processes import crashed_run_processes, stop_run_processes
 
@@ -67,7 +69,9 @@ class Daemon:
         self.stopping = threading.Event()
         self.metrics = Metrics()
         self.store_lock = threading.Lock()
-        self.status_store = open_store(settings.store_url)
+        self.status_store = settings.settings.open_store()
+        # Stored once, so that every tick (this daemon's, each worker's) uses daemon.yaml's.
+        store_policy(self.status_store, settings.settings.scheduling)
         self.scheduler = BackgroundScheduler(timezone=datetime.UTC)
         self.executor = ThreadPoolExecutor(
             max_workers=min(4, len(settings.repositories)), thread_name_prefix="reconcile"
@@ -155,18 +159,11 @@ class Daemon:
 
     def schedule_runs(self) -> None:
         """The scheduler tick: look-ahead runs for every schedule, late runs marked."""
-        from reconciler.scheduling.scheduler import tick
-
         if self.runtime.fence is None:
             return
         try:
             with self.store_lock:
-                result = tick(
-                    self.status_store,
-                    look=self.settings.look_ahead,
-                    late=self.settings.late,
-                    budget_seconds=self.settings.schedule_budget,
-                )
+                result = tick_with_stored_policy(self.status_store)
         except Exception:  # the next tick tries again
             log.exception("the scheduler tick failed")
             return

@@ -212,6 +212,11 @@ class GitSnapshot:
         entry = self._entries.get(path)
         return entry[0] if entry else None
 
+    def entry(self, path: str) -> tuple[PathKind, str] | None:
+        """What is at `path` and its git object id (None when nothing is there): what the
+        per-file cache of a plan is keyed by (reconciler/build_cache.py)."""
+        return self._entries.get(normalize(path))
+
     def checkout(self, destination: Path) -> Path:
         """Write the commit's files under `destination` (for steps, which need real files)."""
         destination.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     import jsonschema
 
+    from reconciler.build_cache import BlobSnapshot, BuildCache
+
 from reconciler.desired import (
     DEFAULT_PREFECT_GLOB,
     POOLS_FILE_NAME,
@@ -44,6 +46,7 @@ from reconciler.parallel import map_forked
 from reconciler.pools.job_templates import job_variable_problems
 from reconciler.sources.base import (
     LinkOutsideRepository,
+    PathKind,
     Snapshot,
     link_diagnostic,
     read_following_links,
@@ -113,6 +116,8 @@ class BuildOptions:
     warning, as Prefect does when no build ran."""
     step_outputs: Mapping[DraftKey, Mapping[str, Any]] = field(default_factory=dict)
     """What the build and push steps of each deployment returned, once they ran (apply)."""
+    cache: BuildCache | None = None
+    """Each file's result by git blob id, from earlier runs (reconciler/build_cache.py)."""
 
 
 DraftKey = tuple[str, str, int]
@@ -181,6 +186,8 @@ class _FileJob(NamedTuple):
     display: str
     content: bytes
     slot: int
+    blob: str | None = None
+    """Its git blob id, when its result may come from the cache (content is read on a miss)."""
 
 
 class _BuiltDeployment(NamedTuple):
@@ -199,6 +206,8 @@ class _FileOutcome(NamedTuple):
 
     problems: list[Diagnostic]
     deployments: list[_BuiltDeployment]
+    reads: frozenset[str] = frozenset()
+    """The other paths its build looked at (recorded only for the cache)."""
 
 
 def _for_transfer(outcome: _FileOutcome) -> _FileOutcome:
@@ -246,6 +255,7 @@ class _Builder:
         self._parameter_validators: dict[int, jsonschema.protocols.Validator] = {}
         self._noted: set[Diagnostic] = set()
         self._type_checks: dict[int, tuple[dict[str, Any], dict[str, _TypeChecks]]] = {}
+        self._flow_reads: dict[tuple[int, str, str], set[str]] = {}
 
     # -- files ----------------------------------------------------------------------------
 
@@ -275,7 +285,13 @@ class _Builder:
             )
         for path in pool_files:
             self._add_pools_file(snapshot, path)
+        cacheable = self._cacheable(snapshot)
         for path in prefect_files:  # read and built in `finish`, once every pool is known
+            entry = cacheable.entry(path) if cacheable is not None else None
+            if entry is not None and entry[0] is PathKind.FILE:
+                job = _FileJob(snapshot, path, _display(snapshot, path), b"", len(self.diagnostics))
+                self.files.append(job._replace(blob=entry[1]))
+                continue
             try:
                 content = read_following_links(snapshot, path)
             except LinkOutsideRepository as exc:
@@ -320,14 +336,26 @@ class _Builder:
     # -- deployments ----------------------------------------------------------------------
 
     def finish(self) -> BuildResult:
-        if self.files:
+        cached = self._from_cache()
+        self.files = [
+            job
+            if job.blob is None or i in cached
+            else job._replace(content=job.snapshot.read(job.path))
+            for i, job in enumerate(self.files)
+        ]
+        todo = [job for i, job in enumerate(self.files) if i not in cached]
+        if todo:
             prepare_validation(PREFECT_SCHEMA)
-        outcomes = map_forked(
-            self.files,
-            self._read_and_build,
-            size=lambda job: len(job.content),
-            for_transfer=_for_transfer,
+        fresh = iter(
+            map_forked(
+                todo,
+                self._read_and_build,
+                size=lambda job: len(job.content),
+                for_transfer=_for_transfer,
+            )
         )
+        outcomes = [cached[i] if i in cached else next(fresh) for i in range(len(self.files))]
+        self._to_cache(outcomes, cached)
         self._insert_reading_problems(outcomes)
         for outcome in outcomes:
             for built in outcome.deployments:
@@ -357,13 +385,79 @@ class _Builder:
         )
         if loaded is None:
             return _FileOutcome(problems, [])
-        return _FileOutcome(
-            problems,
-            [
-                _DeploymentBuilder(self, job.snapshot, loaded, draft).build()
-                for draft in loaded.deployments
-            ],
+        snapshot: Snapshot = job.snapshot
+        if job.blob is not None:
+            from reconciler.build_cache import RecordingSnapshot
+
+            snapshot = RecordingSnapshot(job.snapshot)
+        deployments = [
+            _DeploymentBuilder(self, snapshot, loaded, draft).build()
+            for draft in loaded.deployments
+        ]
+        reads = frozenset(getattr(snapshot, "reads", ()))
+        return _FileOutcome(problems, deployments, reads)
+
+    # -- the per-file cache (reconciler/build_cache.py) ----------------------------------------
+
+    def _cacheable(self, snapshot: Snapshot) -> BlobSnapshot | None:
+        if self.options.cache is None or self.options.step_outputs:
+            return None
+        from reconciler.build_cache import blob_ids
+
+        return blob_ids(snapshot)
+
+    def _cache_context(self, snapshot: Snapshot) -> str:
+        """Everything but files that a file's result depends on."""
+        from reconciler.build_cache import context_key
+
+        options = self.options
+        return context_key(
+            snapshot.repo_id,
+            snapshot.display_root,
+            options.strict,
+            options.build_outputs_known,
+            sorted(options.environ.items()),
+            sorted(self.observed.variables.items()),
+            sorted((list(k), v) for k, v in self.observed.blocks.items()),
+            [(name, self.pool_template(name)) for name in self.known_pools()],
         )
+
+    def _from_cache(self) -> dict[int, _FileOutcome]:
+        """The files whose results the cache holds, by their place in `self.files`, with their
+        resources stamped with this run's commit."""
+        cache = self.options.cache
+        found: dict[int, _FileOutcome] = {}
+        if cache is None:
+            return found
+        contexts: dict[int, str] = {}
+        stored = {r.key: (r.hash, r.owner) for r in self.observed.of_kind(Kind.DEPLOYMENT)}
+        for index, job in enumerate(self.files):
+            if job.blob is None:
+                continue
+            snapshot = self._cacheable(job.snapshot)
+            assert snapshot is not None
+            if id(snapshot) not in contexts:
+                contexts[id(snapshot)] = self._cache_context(snapshot)
+            hit = cache.get(snapshot, job.path, job.blob, contexts[id(snapshot)])
+            if hit is not None:
+                found[index] = _restamped(hit, snapshot.commit, stored)
+        return found
+
+    def _to_cache(self, outcomes: list[_FileOutcome], cached: dict[int, _FileOutcome]) -> None:
+        cache = self.options.cache
+        if cache is None:
+            return
+        contexts: dict[int, str] = {}
+        for index, (job, outcome) in enumerate(zip(self.files, outcomes, strict=True)):
+            if job.blob is None or index in cached:
+                continue
+            snapshot = self._cacheable(job.snapshot)
+            assert snapshot is not None
+            if id(snapshot) not in contexts:
+                contexts[id(snapshot)] = self._cache_context(snapshot)
+            cache.put(snapshot, job.path, job.blob, contexts[id(snapshot)], outcome.reads, outcome)
+        for scope in self.scopes:
+            cache.retain(scope.repo, scope.files)
 
     def _insert_reading_problems(self, outcomes: list[_FileOutcome]) -> None:
         """Each file's reading problems, where reading it in `add_repository` would have put
@@ -403,12 +497,17 @@ class _Builder:
 
     def read_flow(self, snapshot: Snapshot, base_dir: str, entrypoint: str) -> FlowInfo:
         """`flows.read_flow`, once per (repository, directory, entrypoint)."""
-        key = (id(snapshot), base_dir, entrypoint)
+        inner = getattr(snapshot, "inner", snapshot)  # a RecordingSnapshot's (for the cache)
+        key = (id(inner), base_dir, entrypoint)
         if key not in self._flows:
+            before = set(getattr(snapshot, "reads", ()))
             try:
                 self._flows[key] = read_flow(snapshot, base_dir, entrypoint)
             except EntrypointError as exc:
                 self._flows[key] = exc
+            self._flow_reads[key] = set(getattr(snapshot, "reads", ())) - before
+        elif hasattr(snapshot, "reads"):
+            snapshot.reads.update(self._flow_reads.get(key, ()))
         found = self._flows[key]
         if isinstance(found, EntrypointError):
             raise found
@@ -1053,6 +1152,33 @@ def _known_after_build(value: Any) -> Any:
     if isinstance(value, list):
         return [_known_after_build(v) for v in value]
     return value
+
+
+def _restamped(
+    outcome: _FileOutcome, commit: str | None, stored: Mapping[str, tuple[str, Owner | None]]
+) -> _FileOutcome:
+    """A cached file's outcome, its resources recorded as coming from `commit` (the cached
+    value itself is left as it is). A deployment the store holds as it is (`stored`: the hash
+    and owner of each stored deployment) keeps its old stamp: the plan leaves it alone, and a
+    stamp is written only with a change."""
+
+    def stamped(built: _BuiltDeployment) -> _BuiltDeployment:
+        declared = built.declared
+        if declared is None:
+            return built
+        resource = declared.resource
+        if resource.source_commit == commit or stored.get(resource.key) == (
+            resource.hash,
+            resource.owner,
+        ):
+            return built
+        resource = dataclasses.replace(resource, source_commit=commit)
+        return built._replace(declared=_Declared(resource, declared.document, declared.path))
+
+    deployments = [stamped(b) for b in outcome.deployments]
+    if all(new is old for new, old in zip(deployments, outcome.deployments, strict=True)):
+        return outcome
+    return outcome._replace(deployments=deployments)
 
 
 def _display(snapshot: Snapshot, path: str) -> str:

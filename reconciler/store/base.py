@@ -269,6 +269,16 @@ class Store(PrefectRecordStore, Protocol):
         change the revision (status is not desired state)."""
         ...
 
+    def scheduling_policy(self) -> str | None:
+        """The scheduling policy the daemon stored (JSON text; reconciler/scheduling/policy.py
+        reads it), or None when no daemon has stored one."""
+        ...
+
+    def set_scheduling_policy(self, policy_json: str) -> None:
+        """Store the scheduling policy every scheduler tick reads, in a write of its own: it
+        does not change the revision."""
+        ...
+
     def acquire_lease(
         self, name: str, holder: str, ttl_seconds: float, *, replacing: str | None = None
     ) -> str | None:

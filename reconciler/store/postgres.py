@@ -407,6 +407,20 @@ class PostgresStore(PostgresRuns, PrefectRecords):
                 (name, canonical_json(status), _now()),
             )
 
+    def scheduling_policy(self) -> str | None:
+        if self._conn is None:
+            return None
+        rows = self._all("SELECT value FROM store_meta WHERE key = 'scheduling_policy'")
+        return str(rows[0][0]) if rows else None
+
+    def set_scheduling_policy(self, policy_json: str) -> None:
+        with self._small_write() as conn:
+            conn.execute(
+                "INSERT INTO store_meta (key, value) VALUES ('scheduling_policy', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (policy_json,),
+            )
+
     def acquire_lease(
         self, name: str, holder: str, ttl_seconds: float, *, replacing: str | None = None
     ) -> str | None:

@@ -305,6 +305,22 @@ class SqliteStore(SqliteRuns, PrefectRecords):
                 (name, canonical_json(status), _now()),
             )
 
+    def scheduling_policy(self) -> str | None:
+        if self._conn is None:
+            return None
+        row = self._conn.execute(
+            "SELECT value FROM store_meta WHERE key = 'scheduling_policy'"
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def set_scheduling_policy(self, policy_json: str) -> None:
+        with self._small_write() as conn:
+            conn.execute(
+                "INSERT INTO store_meta (key, value) VALUES ('scheduling_policy', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (policy_json,),
+            )
+
     def acquire_lease(
         self, name: str, holder: str, ttl_seconds: float, *, replacing: str | None = None
     ) -> str | None:

@@ -35,10 +35,11 @@ from typing import Any
 from reconciler.masking import Masker
 from reconciler.model import Kind
 from reconciler.runs import FlowRun, RunState
+from reconciler.settings import Settings
 from reconciler.spec.sensitive import sensitive_values
 from reconciler.specs import DeploymentSpec
 from reconciler.steps.runner import StepFailed, TemplateValues
-from reconciler.store import Store, open_store
+from reconciler.store import Store
 from reconciler.store.base import ObservedState
 from reconciler.worker.backends.interface import (
     Backend,
@@ -142,7 +143,7 @@ class RunExecution:
         self,
         run: FlowRun,
         *,
-        store_url: str | None,
+        settings: Settings,
         environ: dict[str, str],
         worker_name: str,
         backend: Backend,
@@ -154,7 +155,7 @@ class RunExecution:
         self.max_log_bytes = max_log_bytes
         self.run = run
         self.prefect = prefect
-        self.store_url = store_url
+        self.settings = settings
         self.environ = environ
         self.worker_name = worker_name
         self.backend = backend
@@ -204,7 +205,7 @@ class RunExecution:
         is away for a while (a restart, an outage) is waited for, until the worker stops."""
         while True:
             try:
-                return open_store(self.store_url)
+                return self.settings.open_store()
             except Exception as exc:  # unreachable for now: the worker's loop waits it out too
                 if self.abandoned is not None:
                     return None

@@ -33,8 +33,9 @@ from types import FrameType
 from reconciler.errors import UserError
 from reconciler.model import Kind
 from reconciler.runs import FlowRun, RunState
-from reconciler.scheduling.scheduler import tick
-from reconciler.store import Store, open_store
+from reconciler.scheduling.policy import tick_with_stored_policy
+from reconciler.settings import Settings
+from reconciler.store import Store
 from reconciler.worker.backends import backend_for
 from reconciler.worker.execute import RunExecution
 from reconciler.worker.log_budget import DEFAULT_MAX_LOG_BYTES
@@ -48,7 +49,8 @@ STORE_ERROR_PAUSE_SECONDS = 1.0
 @dataclass(frozen=True)
 class WorkerOptions:
     pool: str
-    store_url: str | None = None
+    settings: Settings = field(default_factory=Settings)
+    """The store, from --store / RECONCILER_STORE (reconciler/settings.py)."""
     queues: tuple[str, ...] = ()
     name: str = field(default_factory=lambda: default_worker_name())
     limit: int | None = None
@@ -96,7 +98,7 @@ class Worker:
         self.environ = environ
         self.stopping = threading.Event()
         self.store_lock = threading.Lock()
-        self.store: Store = open_store(options.store_url)
+        self.store: Store = options.settings.open_store()
         pool = self.store.get(Kind.WORK_POOL, options.pool)
         if pool is None:
             known = ", ".join(r.key for r in self.store.list_resources(Kind.WORK_POOL)) or "none"
@@ -215,7 +217,7 @@ class Worker:
         log.info("worker %s submitting flow run %s (%s)", self.options.name, run.id, run.name)
         execution = RunExecution(
             run,
-            store_url=self.options.store_url,
+            settings=self.options.settings,
             environ=self.environ,
             worker_name=self.options.name,
             backend=self.backend,
@@ -247,7 +249,7 @@ class Worker:
     def _keep_beating(self) -> None:
         """Heartbeats on a thread and a connection of their own: a claim loop slowed by a
         busy store must not look like a dead worker."""
-        store = open_store(self.options.store_url)
+        store = self.options.settings.open_store()
         try:
             while not self.stopping.wait(self.options.heartbeat_interval):
                 try:
@@ -268,11 +270,11 @@ class Worker:
         """The scheduler's tick, with each heartbeat interval, on a thread and a connection of
         its own: a slow tick (a busy store, many schedules) never delays a heartbeat, which
         would make this live worker look dead to the others."""
-        store = open_store(self.options.store_url)
+        store = self.options.settings.open_store()
         try:
             while not self.stopping.wait(self.options.heartbeat_interval):
                 try:
-                    tick(store)
+                    tick_with_stored_policy(store)  # the daemon's policy, when one stored it
                 except Exception:  # the next tick tries again
                     log.exception("scheduler tick failed")
         finally:

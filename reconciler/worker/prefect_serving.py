@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import UserError
 from reconciler.runs import FlowRun
-from reconciler.store import open_store
 from reconciler.worker.interpreters import probe_prefect, resolve_python
 from reconciler.worker.prefect_runtime import PrefectRuntime
 
@@ -61,7 +60,7 @@ def _serve(options: WorkerOptions) -> PrefectRuntime:
         return run.worker == worker
 
     api = create_prefect_api(
-        lambda: open_store(options.store_url),
+        options.settings.open_store,
         may_access=may_access,
         allow_adhoc_runs=False,
         token=token,

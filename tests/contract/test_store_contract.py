@@ -606,6 +606,16 @@ def test_repo_status_is_replaced_whole_and_does_not_change_the_revision(store: S
     assert store.revision() == 0
 
 
+def test_the_scheduling_policy_is_replaced_whole_and_does_not_change_the_revision(
+    store: Store,
+) -> None:
+    assert store.scheduling_policy() is None
+    store.set_scheduling_policy('{"late": {"skip": true}}')
+    store.set_scheduling_policy('{"late": {"skip": false}}')
+    assert store.scheduling_policy() == '{"late": {"skip": false}}'
+    assert store.revision() == 0
+
+
 def test_a_lease_is_exclusive_until_released_or_expired(store: Store) -> None:
     assert store.acquire_lease("flows", "daemon-a", 30) is None
     assert store.acquire_lease("flows", "daemon-b", 30) == "daemon-a"

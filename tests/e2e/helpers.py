@@ -15,6 +15,7 @@ from typing import Any
 
 from reconciler.engine import ReconcileOutcome, ReconcileRequest, reconcile
 from reconciler.model import Kind
+from reconciler.settings import Settings
 from reconciler.store import open_store
 from tests.conftest import CliResult, GitRepo
 
@@ -66,7 +67,9 @@ def new_repo(path: Path, files: Mapping[str, str | bytes]) -> GitRepo:
 def apply_in_process(store_url: str, *repos: GitRepo, **options: Any) -> ReconcileOutcome:
     """Plan and apply `repos` to the store, as `reconcile REPO...` does; fails on any error."""
     request = ReconcileRequest(
-        repositories=tuple(str(r.path) for r in repos), store_url=store_url, **options
+        repositories=tuple(str(r.path) for r in repos),
+        settings=Settings(store_url=store_url),
+        **options,
     )
     outcome = reconcile(request, environ={})
     assert not outcome.errors, outcome.errors

@@ -14,6 +14,7 @@ from reconciler.apply import apply_plan
 from reconciler.engine import ReconcileRequest, reconcile
 from reconciler.errors import StaleStateError
 from reconciler.model import Kind
+from reconciler.settings import Settings
 from reconciler.spec.build import BuildResult, build_desired
 from reconciler.store import open_store
 from tests.conftest import CliResult, GitRepo
@@ -71,7 +72,9 @@ def test_plan_from_an_older_revision_is_refused_then_planned_again(
     repo = make_repo(project())
     apply_in_process(store_url, repo)
     repo.commit({"prefect.yaml": PREFECT + "    parameters: {days: 2}\n"})
-    request = ReconcileRequest(repositories=(str(repo.path),), store_url=store_url)
+    request = ReconcileRequest(
+        repositories=(str(repo.path),), settings=Settings(store_url=store_url)
+    )
 
     planned = reconcile(dataclasses.replace(request, dry_run=True), environ={})
     assert planned.plan.summary.change == 1
@@ -117,7 +120,8 @@ def test_engine_plans_again_when_another_writer_commits_first(
 
     monkeypatch.setattr("reconciler.engine.build_desired", build_then_another_writer_commits)
     outcome = reconcile(
-        ReconcileRequest(repositories=(str(repo.path),), store_url=store_url), environ={}
+        ReconcileRequest(repositories=(str(repo.path),), settings=Settings(store_url=store_url)),
+        environ={},
     )
 
     assert outcome.attempts == 2 and len(builds) == 2

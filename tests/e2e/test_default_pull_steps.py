@@ -14,6 +14,7 @@ import pytest
 from reconciler.engine import ReconcileRequest, reconcile
 from reconciler.errors import ConfigError
 from reconciler.model import Kind
+from reconciler.settings import Settings
 from reconciler.steps.runner import StepFailed
 from reconciler.store import open_store
 from reconciler.worker.flow_code import fetch_flow_code
@@ -74,7 +75,12 @@ def test_the_worker_gets_the_applied_code_of_the_files_directory(
         }
     )
     with pytest.raises(ConfigError):
-        reconcile(ReconcileRequest(repositories=(str(repo.path),), store_url=store_url), environ={})
+        reconcile(
+            ReconcileRequest(
+                repositories=(str(repo.path),), settings=Settings(store_url=store_url)
+            ),
+            environ={},
+        )
     refused = run_directory(store_url, tmp_path, "run-2")
     assert (refused / "flows/etl.py").read_text() == FLOW
 

@@ -20,6 +20,7 @@ import pytest
 from reconciler.engine import ReconcileRequest, reconcile
 from reconciler.masking import MASK
 from reconciler.runs import RunState
+from reconciler.settings import Settings
 from reconciler.store import open_store
 from reconciler.worker.create_run import create_run
 from reconciler.worker.process_backend import start_process
@@ -114,7 +115,9 @@ def project(
     repo = make_repo({"flows/flows.py": FLOWS, "work-pools.yaml": POOLS, "prefect.yaml": PREFECT})
     # The plan reads MY_SECRET (as the daemon does from its environment); the worker does not
     # have it.
-    request = ReconcileRequest(repositories=(str(repo.path),), store_url=store_url)
+    request = ReconcileRequest(
+        repositories=(str(repo.path),), settings=Settings(store_url=store_url)
+    )
     outcome = reconcile(request, environ={"MY_SECRET": SECRET})
     assert not outcome.errors, outcome.errors
     yield Project(repo, store_url, tmp_path, run_cli)

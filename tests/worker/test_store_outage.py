@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.runs import RunState
+from reconciler.settings import Settings
 from reconciler.store import open_store
 from reconciler.worker.backends.process import ProcessBackend
 from reconciler.worker.create_run import create_run
@@ -45,7 +46,7 @@ def test_a_run_claimed_before_the_store_went_away_runs_once_it_is_back(
         store.close()
     execution = RunExecution(
         claimed,
-        store_url=postgres_url,
+        settings=Settings(store_url=postgres_url),
         environ={},
         worker_name="w1",
         backend=ProcessBackend(),
