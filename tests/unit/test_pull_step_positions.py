@@ -12,6 +12,7 @@ import pytest
 
 from reconciler.engine import ReconcileRequest, reconcile
 from reconciler.model import Kind, Resource
+from reconciler.settings import settings_for_store
 from reconciler.steps.runner import StepFailed
 from reconciler.store import open_store
 from reconciler.worker.flow_code import fetch_flow_code
@@ -81,7 +82,8 @@ def test_lines_that_move_without_a_change_are_named_at_the_commit_they_were_stor
     first, _ = stored(store_url)
     repo.commit({"prefect.yaml": "# two lines above\n# change no deployment\n" + PROJECT})
     outcome = reconcile(
-        ReconcileRequest(repositories=(str(repo.path),), store_url=store_url), environ={}
+        ReconcileRequest(repositories=(str(repo.path),), settings=settings_for_store(store_url)),
+        environ={},
     )
     assert not outcome.errors and not outcome.plan.has_changes  # positions are not in plans
     assert first.source_commit is not None

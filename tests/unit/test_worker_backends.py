@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from reconciler.errors import UserError
+from reconciler.specs import StepSpec
 from reconciler.worker.backends import backend_for
 from reconciler.worker.backends.docker import DockerBackend
 from reconciler.worker.backends.process import ProcessBackend
@@ -41,5 +42,6 @@ def test_an_unknown_type_names_the_types_there_are() -> None:
 def test_docker_leaves_only_working_directory_steps_to_the_container(
     steps: list[dict[str, Any]], on_the_worker: bool
 ) -> None:
-    assert DockerBackend().runs_pull_steps(steps) is on_the_worker
-    assert ProcessBackend().runs_pull_steps(steps) is True
+    typed = [StepSpec.from_spec(step) for step in steps]
+    assert DockerBackend().runs_pull_steps(typed) is on_the_worker
+    assert ProcessBackend().runs_pull_steps(typed) is True
