@@ -56,11 +56,13 @@ def daemon(
         ),
     )
     from reconciler.daemon.prefect_mount import prefect_api_mounts
+    from reconciler.web.daemon_mount import web_for_daemon
 
     logs.configure(settings.log_format)
     mounts = prefect_api_mounts(settings.store_url, settings.listen_host, os.environ)
+    web = web_for_daemon(settings.store_url, settings.listen_host, os.environ)
     try:
-        runner = Daemon(settings, dict(os.environ), mounts=mounts)
+        runner = Daemon(settings, dict(os.environ), mounts=mounts, web=web)
     except OSError as exc:
         click.secho(
             f"error: cannot listen on {settings.listen_host}:{settings.listen_port}: "

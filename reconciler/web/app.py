@@ -1,10 +1,13 @@
 """The web app: the REST API at /api/v1 and the dashboard at / (web: the ASGI entry).
 
-    app = create_web_app(lambda: open_store(url), tokens=Tokens.from_environ(os.environ))
+    routes, service = web_routes(lambda: open_store(url), tokens=Tokens.from_environ(env))
+    app = create_web_app(lambda: open_store(url), tokens=...)      # `reconcile server`
 
-`sync_now` is the daemon's trigger ("sync now"); without it (`reconcile server`), syncing is
-refused with a hint. The app opens one store per thread of Starlette's pool, closed on
-shutdown (lifespan) or by `app.state.web.close()`.
+The daemon adds `web_routes` to its own (reconciler/daemon/http.py), so its /status,
+/healthz, /metrics, /hooks and /prefect/api stay as they were and unknown paths still get
+its JSON 404. `sync_now` is the daemon's trigger ("sync now"); without it (`reconcile
+server`), syncing is refused with a hint. The service opens one store per thread of
+Starlette's pool; `service.close()` closes them.
 """
 
 from __future__ import annotations
@@ -24,13 +27,13 @@ from reconciler.web.service import SyncNow, WebService
 API_PREFIX = "/api/v1"
 
 
-def create_web_app(
+def web_routes(
     open_store: Callable[[], Store],
     *,
     tokens: Tokens,
     sync_now: SyncNow | None = None,
     dashboard: bool = True,
-) -> Starlette:
+) -> tuple[list[BaseRoute], WebService]:
     service = WebService(open_store, sync_now=sync_now)
     api = Api(service, tokens, openapi_document())
     api_app = Starlette(routes=api.routes(), exception_handlers={404: not_found, 405: not_found})
@@ -39,6 +42,17 @@ def create_web_app(
         from reconciler.web.dashboard.pages import dashboard_routes
 
         routes += dashboard_routes(service, tokens)
+    return routes, service
+
+
+def create_web_app(
+    open_store: Callable[[], Store],
+    *,
+    tokens: Tokens,
+    sync_now: SyncNow | None = None,
+    dashboard: bool = True,
+) -> Starlette:
+    routes, service = web_routes(open_store, tokens=tokens, sync_now=sync_now, dashboard=dashboard)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

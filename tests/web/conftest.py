@@ -16,6 +16,7 @@ from reconciler.store import Store, open_store
 from reconciler.web.app import create_web_app
 from reconciler.web.auth import Tokens
 from tests.conftest import GitRepo, store_dump
+from tests.daemon.conftest import start_daemon  # noqa: F401  (a fixture for test_daemon_web)
 from tests.e2e.helpers import apply_in_process
 
 READ = "read-token-for-tests"
