@@ -41,7 +41,7 @@ def web_routes(
     if dashboard:
         from reconciler.web.dashboard.pages import dashboard_routes
 
-        routes += dashboard_routes(service, tokens)
+        routes += dashboard_routes(service, tokens, api)
     return routes, service
 
 

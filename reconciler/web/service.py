@@ -363,22 +363,18 @@ class WebService:
     # -- pools, queues, workers ------------------------------------------------------------
 
     def work_pools(self) -> list[dict[str, Any]]:
-        observed = self.store.observe()
+        queues = self.store.list_resources(Kind.WORK_QUEUE)
         workers = self.store.workers()
         active = self._active_counts()
         now = time.time()
         return [
             {
                 **resource_json(pool),
-                "queues": [
-                    resource_json(q)
-                    for q in observed.of_kind(Kind.WORK_QUEUE)
-                    if q.spec.get("pool") == pool.key
-                ],
+                "queues": [resource_json(q) for q in queues if q.spec.get("pool") == pool.key],
                 "workers": [_worker_json(w, now) for w in workers if w.pool == pool.key],
                 "runs_in_flight": active.get(pool.key, {}),
             }
-            for pool in sorted(observed.of_kind(Kind.WORK_POOL), key=lambda r: r.key)
+            for pool in self.store.list_resources(Kind.WORK_POOL)
         ]
 
     def work_pool(self, name: str) -> dict[str, Any]:
