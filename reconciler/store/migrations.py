@@ -423,7 +423,7 @@ MIGRATIONS = (
                 suspended_at TEXT NOT NULL,
                 actor TEXT NOT NULL
             )""",
-            "CREATE INDEX flow_runs_by_time ON flow_runs (scheduled_time)",
+            "CREATE INDEX flow_runs_by_time ON flow_runs (scheduled_time, state)",
         ),
         postgresql=(
             """CREATE TABLE audit_log (
@@ -439,7 +439,7 @@ MIGRATIONS = (
                 suspended_at TEXT NOT NULL,
                 actor TEXT NOT NULL
             )""",
-            "CREATE INDEX flow_runs_by_time ON flow_runs (scheduled_time)",
+            "CREATE INDEX flow_runs_by_time ON flow_runs (scheduled_time, state)",
         ),
     ),
 )

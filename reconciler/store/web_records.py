@@ -20,8 +20,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from reconciler.model import Kind, Owner, Resource
 from reconciler.runs import FlowRun, RunState
-from reconciler.store.run_rows import RUN_COLUMNS, now_iso, run_from_row
+from reconciler.store.run_rows import ACTIVE_SQL, RUN_COLUMNS, now_iso, run_from_row
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,17 @@ class WebRecordStore(Protocol):
 
     def run_buckets(self, start: float, hours: int) -> RunBuckets:
         """Runs scheduled in [start, start + hours h), counted by hour and state."""
+        ...
+
+    def runs_in_flight(self) -> dict[str, dict[str, int]]:
+        """PENDING, RUNNING and CANCELLING runs counted by pool and worker."""
+        ...
+
+    def deployment_page(
+        self, *, after: str | None, limit: int, search: str | None
+    ) -> list[Resource]:
+        """Deployments by key after `after`, whose key contains `search` (any case), at most
+        `limit`: one page read as one, not the whole table."""
         ...
 
     def last_and_next_runs(self, deployment: str, now: float) -> tuple[FlowRun | None, ...]:
@@ -216,6 +228,47 @@ class WebRecords:
             per_state = counts.setdefault(slot, {})
             per_state[state] = per_state.get(state, 0) + int(count)
         return RunBuckets(start, hours, counts)
+
+    def runs_in_flight(self) -> dict[str, dict[str, int]]:
+        rows = self._read_rows(
+            f"SELECT pool, worker, COUNT(*) FROM flow_runs WHERE state IN ({ACTIVE_SQL}) "
+            "GROUP BY pool, worker"
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for pool, worker, count in rows:
+            counts.setdefault(pool, {})[worker or "-"] = int(count)
+        return counts
+
+    def deployment_page(
+        self, *, after: str | None, limit: int, search: str | None
+    ) -> list[Resource]:
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        if after is not None:
+            where.append("key > ?")
+            params.append(after)
+        if search:
+            where.append("LOWER(key) LIKE ?")
+            escaped = search.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+            params.append(f"%{escaped}%")
+        rows = self._read_rows(
+            "SELECT key, spec, content_hash, owner_repo, owner_file, source_commit "
+            f"FROM deployments WHERE {' AND '.join(where)}"
+            + (" ESCAPE '!'" if search else "")
+            + " ORDER BY key LIMIT ?",
+            (*params, limit),
+        )
+        return [
+            Resource(
+                Kind.DEPLOYMENT,
+                key,
+                spec,
+                Owner(owner_repo, owner_file) if owner_repo is not None else None,
+                commit,
+                digest,
+            )
+            for key, spec, digest, owner_repo, owner_file, commit in rows
+        ]
 
     def last_and_next_runs(self, deployment: str, now: float) -> tuple[FlowRun | None, ...]:
         last = self._read_rows(

@@ -19,7 +19,7 @@ from reconciler.errors import StaleStateError, UserError
 from reconciler.model import Kind, Resource, queue_key
 from reconciler.pools import manual
 from reconciler.prefect_api.app import _StorePerThread
-from reconciler.runs import ACTIVE_STATES, FlowRun, NewRun, RunState
+from reconciler.runs import FlowRun, NewRun, RunState
 from reconciler.scheduling.fire_times import fire_times
 from reconciler.spec.validation import did_you_mean
 from reconciler.store.base import AppliedPlanRecord, ObservedState, Store
@@ -186,11 +186,7 @@ class WebService:
     # -- deployments -----------------------------------------------------------------------
 
     def deployments(self, *, after: str | None, limit: int, search: str | None) -> dict[str, Any]:
-        rows = self.store.list_resources(Kind.DEPLOYMENT)
-        if search:
-            rows = [r for r in rows if search.lower() in r.key.lower()]
-        if after is not None:
-            rows = [r for r in rows if r.key > after]
+        rows = self.store.deployment_page(after=after, limit=limit + 1, search=search)
         page = rows[:limit]
         return {
             "deployments": [_deployment_row(r) for r in page],
@@ -393,11 +389,7 @@ class WebService:
         return [_worker_json(w, now) for w in self.store.workers()]
 
     def _active_counts(self) -> dict[str, dict[str, int]]:
-        counts: dict[str, dict[str, int]] = {}
-        for run in self.store.list_runs(states=ACTIVE_STATES, limit=10_000):
-            per = counts.setdefault(run.pool, {})
-            per[run.worker or "-"] = per.get(run.worker or "-", 0) + 1
-        return counts
+        return self.store.runs_in_flight()
 
     def pause_pool(self, name: str, paused: bool, who: str) -> dict[str, Any]:
         action = "pause" if paused else "resume"

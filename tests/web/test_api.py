@@ -103,6 +103,11 @@ def test_deployments_page_through(client: TestClient) -> None:
     ).json()
     assert [d["key"] for d in second["deployments"]] == ["typed/typed"]
     assert second["next_cursor"] is None
+    found = client.get("/api/v1/deployments?search=TYP", headers=auth(READ)).json()
+    assert [d["key"] for d in found["deployments"]] == ["typed/typed"]
+    for literal in ("%", "_", "!"):
+        none = client.get(f"/api/v1/deployments?search={literal}", headers=auth(READ)).json()
+        assert none["deployments"] == [], f"{literal!r} is matched as itself"
     _error(client.get("/api/v1/deployments?limit=0", headers=auth(READ)), 400, "limit")
     _error(client.get("/api/v1/deployments?limit=ten", headers=auth(READ)), 400, "limit")
     _error(client.get("/api/v1/deployments?limit=501", headers=auth(READ)), 400, "limit")

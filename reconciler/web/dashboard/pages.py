@@ -47,6 +47,7 @@ from reconciler.web.auth import (
     Role,
     Tokens,
     actor,
+    bearer_token,
     require_admin,
 )
 from reconciler.web.dashboard import charts
@@ -92,8 +93,10 @@ class Dashboard:
     # -- plumbing --------------------------------------------------------------------------
 
     def _role(self, request: Request) -> Role:
-        token = request.cookies.get(TOKEN_COOKIE)
+        """From the sign-in cookie, or for scripts (and benchmarks) reading pages, a bearer
+        token; forms take only the cookie, with their CSRF token."""
         try:
+            token = bearer_token(request) or request.cookies.get(TOKEN_COOKIE)
             return self.tokens.role_of(token)
         except WebError:
             raise _SignIn() from None
