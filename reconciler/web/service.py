@@ -292,15 +292,19 @@ class WebService:
         }
 
     def run(self, run_id: str) -> FlowRun:
+        """By id, or by a unique prefix of at least 4 characters (as the CLI takes them)."""
         found = self.store.get_run(run_id)
-        if found is None:
-            raise WebError(
-                404, f"no flow run {run_id!r}", "GET /api/v1/flow-runs lists them (by full id)"
-            )
-        return found
+        if found is not None:
+            return found
+        matches = self.store.find_runs(run_id) if len(run_id) >= 4 else []
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise WebError(404, f"{run_id!r} matches several flow runs", "give more of the id")
+        raise WebError(404, f"no flow run {run_id!r}", "GET /api/v1/flow-runs lists them")
 
     def task_runs(self, run_id: str) -> list[dict[str, Any]]:
-        self.run(run_id)
+        run_id = self.run(run_id).id
         return [
             {
                 "id": t.id,

@@ -14,10 +14,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
-from reconciler.http.server import RunningServer, serve_in_thread
-from reconciler.store import open_store
-from reconciler.web.app import create_web_app
-from reconciler.web.auth import Tokens
+from tests.web.serving import serve_web  # noqa: F401  (the browser tests' server)
 
 CHROMIUM = "/usr/bin/chromium"
 DRIVER = "/usr/bin/chromedriver"
@@ -51,17 +48,6 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[webdriver.Chrome]
         yield driver
     finally:
         driver.quit()
-
-
-@contextmanager
-def serve_web(store_url: str, tokens: Tokens) -> Iterator[RunningServer]:
-    app = create_web_app(lambda: open_store(store_url), tokens=tokens)
-    running = serve_in_thread(app, "127.0.0.1", 0, name="web-test")
-    try:
-        yield running
-    finally:
-        running.stop()
-        app.state.web.close()
 
 
 def sign_in(driver: webdriver.Chrome, base: str, token: str) -> None:

@@ -395,17 +395,16 @@ class Api:
         min_level = _optional_int(request, "min_level", 0, 100)
 
         def read() -> list[dict[str, Any]]:
-            self.service.run(run_id)
-            return self.service.logs(run_id, after, min_level)
+            return self.service.logs(self.service.run(run_id).id, after, min_level)
 
         return json_response({"logs": await self._db(read)})
 
     async def log_stream(self, request: Request, role: Role) -> Response:
         run_id = request.path_params["id"]
         start = _int(request, Param("after", "integer", "", 0, None, 0))
-        await self._db(lambda: self.service.run(run_id))
+        run = await self._db(lambda: self.service.run(run_id))
         return StreamingResponse(
-            self.follow_logs(request, run_id, start),
+            self.follow_logs(request, run.id, start),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )

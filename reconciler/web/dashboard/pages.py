@@ -314,8 +314,8 @@ class Dashboard:
             return {
                 "run": run_json(run),
                 "final": run.state.is_final,
-                "tasks": self.service.task_runs(run_id),
-                "logs": self.service.logs(run_id, 0, None),
+                "tasks": self.service.task_runs(run.id),
+                "logs": self.service.logs(run.id, 0, None),
             }
 
         data = await self._db(read)
@@ -331,9 +331,9 @@ class Dashboard:
         run_id = request.path_params["id"]
         after = request.query_params.get("after", "0")
         start = int(after) if after.isdigit() else 0
-        await self._db(lambda: self.service.run(run_id))
+        run = await self._db(lambda: self.service.run(run_id))
         return StreamingResponse(
-            self.api.follow_logs(request, run_id, start),
+            self.api.follow_logs(request, run.id, start),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store"},
         )
