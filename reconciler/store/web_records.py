@@ -215,16 +215,23 @@ class WebRecords:
         return [run_from_row(tuple(row)) for row in rows]
 
     def run_buckets(self, start: float, hours: int) -> RunBuckets:
+        # Whole hours since `start`, rounded down: SQLite's CAST truncates (the values are
+        # never negative here), PostgreSQL's rounds, so there FLOOR first.
+        postgresql = self._sql("?") != "?"
+        hour_sql = (
+            "CAST(FLOOR((scheduled_time - ?) / 3600) AS INTEGER)"
+            if postgresql
+            else "CAST((scheduled_time - ?) / 3600 AS INTEGER)"
+        )
         rows = self._read_rows(
-            "SELECT CAST((scheduled_time - ?) / 3600 AS INTEGER) AS hour, state, COUNT(*) "
+            f"SELECT {hour_sql} AS hour, state, COUNT(*) "
             "FROM flow_runs WHERE scheduled_time >= ? AND scheduled_time < ? "
             "GROUP BY hour, state",
             (start, start, start + hours * 3600),
         )
         counts: dict[int, dict[str, int]] = {}
         for hour, state, count in rows:
-            # PostgreSQL's CAST rounds where SQLite's truncates: clamp into the range.
-            slot = min(max(int(hour), 0), hours - 1)
+            slot = int(hour)
             per_state = counts.setdefault(slot, {})
             per_state[state] = per_state.get(state, 0) + int(count)
         return RunBuckets(start, hours, counts)
