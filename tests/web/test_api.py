@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 
 from reconciler.model import Kind
 from reconciler.runs import NewRun, RunState
+from reconciler.store.prefect_types import TaskRunRecord
 from reconciler.web.api.routes import ENDPOINTS
 from tests.web.conftest import ADMIN, READ, WebProject, auth, resource
 
@@ -161,6 +162,32 @@ def test_create_a_run_then_read_it_and_cancel_it(
     assert client.get(f"/api/v1/flow-runs/{run['id']}/task-runs", headers=auth(READ)).json() == {
         "task_runs": []
     }
+    store = web_project.store()
+    try:
+        store.create_task_run(
+            TaskRunRecord(
+                id="task-1",
+                flow_run_id=run["id"],
+                name="extract-0",
+                task_key="extract",
+                dynamic_key="0",
+                state_type="COMPLETED",
+                state_name="Completed",
+                state_message=None,
+                state_timestamp="2026-01-01T00:00:02+00:00",
+                start_time="2026-01-01T00:00:01+00:00",
+                end_time="2026-01-01T00:00:02+00:00",
+                run_count=1,
+                cache_hit=False,
+                details={},
+            )
+        )
+    finally:
+        store.close()
+    tasks = client.get(f"/api/v1/flow-runs/{run['id'][:8]}/task-runs", headers=auth(READ))
+    assert [(t["name"], t["state_type"]) for t in tasks.json()["task_runs"]] == [
+        ("extract-0", "COMPLETED")
+    ], "by a unique prefix of the id too"
     cancelled = client.post(f"/api/v1/flow-runs/{run['id']}/cancel", headers=auth(ADMIN))
     assert cancelled.status_code == 202 and cancelled.json()["state"] == "CANCELLED"
     before = web_project.dump()
@@ -375,6 +402,9 @@ def test_pause_and_resume_hand_made_pool_and_queue(
     client.post("/api/v1/work-pools/manual/queues/default/pause", headers=auth(ADMIN))
     queue = resource(Kind.WORK_QUEUE, "manual/default", web_project.store_url)
     assert queue is not None and queue.spec["paused"] is True
+    client.post("/api/v1/work-pools/manual/queues/default/resume", headers=auth(ADMIN))
+    queue = resource(Kind.WORK_QUEUE, "manual/default", web_project.store_url)
+    assert queue is not None and queue.spec["paused"] is False
     before = web_project.dump()
     _error(client.post("/api/v1/work-pools/local/pause", headers=auth(ADMIN)), 409, "local")
     _error(client.post("/api/v1/work-pools/nope/pause", headers=auth(ADMIN)), 404, "nope")

@@ -11,6 +11,7 @@ import time
 from starlette.testclient import TestClient
 
 from reconciler.runs import NewRun
+from reconciler.store.prefect_types import TaskRunRecord
 from tests.web.conftest import ADMIN, READ, WebProject
 
 
@@ -55,6 +56,24 @@ def test_every_page_shows_the_store(client: TestClient, web_project: WebProject)
         run = store.create_run(NewRun("hello/hello", "hello", "local", "default", time.time()))
         store.append_run_logs(run.id, [("stdout", "hello from the log")])
         store.heartbeat("local", "worker-a", 10.0)
+        store.create_task_run(
+            TaskRunRecord(
+                "task-1",
+                run.id,
+                "extract-0",
+                "extract",
+                "0",
+                "COMPLETED",
+                "Completed",
+                None,
+                "2026-01-01T00:00:02+00:00",
+                "2026-01-01T00:00:01+00:00",
+                "2026-01-01T00:00:02+00:00",
+                1,
+                False,
+                {},
+            )
+        )
     finally:
         store.close()
     _sign_in(client, READ)
@@ -73,6 +92,7 @@ def test_every_page_shows_the_store(client: TestClient, web_project: WebProject)
     run_page = client.get(f"/flow-runs/{run.id}").text
     assert "hello from the log" in run_page and run.name in run_page
     assert 'data-stream="/flow-runs/' in run_page, "a run not ended follows its logs"
+    assert '<rect class="s-COMPLETED"' in run_page and "extract-0" in run_page, "task timeline"
     assert run.name in client.get("/flow-runs").text
     pools = client.get("/work-pools").text
     assert "worker-a" in pools and "manual" in pools
