@@ -249,13 +249,9 @@ def flow_run_inspect(server_url: str, run_id: str, output: str) -> None:
         click.echo(printable(f"  message:    {run['state_message'].splitlines()[0]}"))
     if tasks:
         click.echo("")
-        echo_table(
-            ["task run", "state", "start", "end"],
-            [
-                [t["name"], t["state_name"] or "-", t["start_time"] or "-", t["end_time"] or "-"]
-                for t in tasks
-            ],
-        )
+        from reconciler.cli.run_records import TASK_HEADERS
+
+        echo_table(TASK_HEADERS, _task_rows(tasks))
 
 
 def flow_run_logs(server_url: str, run_id: str, follow: bool, level: str | None) -> int:
@@ -323,3 +319,115 @@ def flow_run_cancel(server_url: str, run_id: str) -> None:
         click.echo(f"Flow run {done['flow_run']} is CANCELLING: its worker stops it.")
     else:
         click.echo(f"Flow run {done['flow_run']} is {done['state']}.")
+
+
+def _owner(resource: dict[str, Any]) -> str:
+    owner = resource.get("owner")
+    return f"{owner['repo']}:{owner['file']}" if owner else "(made by hand)"
+
+
+def _resource(resource: dict[str, Any], kind: str) -> dict[str, Any]:
+    """As `--output json` of the store's commands shows an object."""
+    return {
+        "kind": kind,
+        "key": resource["key"],
+        "owner": resource["owner"],
+        "source_commit": resource["source_commit"],
+        "content_hash": resource["content_hash"],
+        "spec": resource["spec"],
+    }
+
+
+def work_pool_ls(server_url: str, output: str) -> None:
+    from reconciler.pools.status import NOT_READY, PAUSED, READY
+
+    pools = ApiClient(server_url).get("/work-pools")["work_pools"]
+    rows = []
+    for pool in pools:
+        if pool["spec"].get("paused"):
+            status = PAUSED
+        else:
+            status = READY if any(w["online"] for w in pool["workers"]) else NOT_READY
+        rows.append({**_resource(pool, "work_pool"), "status": status})
+    if output == "json":
+        echo_json(rows)
+        return
+    echo_table(
+        ["work pool", "type", "status", "concurrency", "queues", "owner"],
+        [
+            [
+                pool["key"],
+                pool["spec"]["type"],
+                row["status"],
+                pool["spec"].get("concurrency_limit") or "-",
+                len(pool["queues"]),
+                _owner(pool),
+            ]
+            for pool, row in zip(pools, rows, strict=True)
+        ],
+    )
+
+
+def work_queue_ls(server_url: str, pool: str | None, output: str) -> None:
+    client = ApiClient(server_url)
+    pools = (
+        [client.get(f"/work-pools/{quote(pool)}")]
+        if pool
+        else client.get("/work-pools")["work_pools"]
+    )
+    queues = [queue for p in pools for queue in p["queues"]]
+    if output == "json":
+        echo_json([_resource(q, "work_queue") for q in queues])
+        return
+    echo_table(
+        ["pool", "queue", "priority", "paused", "concurrency", "owner"],
+        [
+            [
+                q["spec"]["pool"],
+                q["spec"]["name"],
+                q["spec"]["priority"],
+                "yes" if q["spec"].get("paused") else "no",
+                q["spec"].get("concurrency_limit") or "-",
+                _owner(q),
+            ]
+            for q in queues
+        ],
+    )
+
+
+def variable_ls(server_url: str, output: str) -> None:
+    found = {v["name"]: v["value"] for v in ApiClient(server_url).get("/variables")["variables"]}
+    if output == "json":
+        echo_json(found)
+        return
+    echo_table(["name", "value"], [[k, json.dumps(v)] for k, v in found.items()])
+
+
+def task_run_ls(server_url: str, flow_run_id: str, output: str) -> None:
+    tasks = ApiClient(server_url).get(f"/flow-runs/{quote(flow_run_id)}/task-runs")["task_runs"]
+    if output == "json":
+        echo_json(tasks)
+        return
+    from reconciler.cli.run_records import TASK_HEADERS
+
+    echo_table(TASK_HEADERS, _task_rows(tasks))
+
+
+def _task_rows(tasks: list[dict[str, Any]]) -> list[list[object]]:
+    """As reconciler/cli/run_records.py's `task_row` shows a task run."""
+    rows: list[list[object]] = []
+    for t in tasks:
+        state = t["state_type"] or "-"
+        if t["state_name"] and t["state_name"].upper() != state:
+            state += f" ({t['state_name']})"
+        rows.append(
+            [
+                t["name"],
+                state,
+                t["start_time"] or "-",
+                t["end_time"] or "-",
+                max(t["run_count"] - 1, 0),
+                "yes" if t["cache_hit"] else "no",
+            ]
+        )
+    return rows

@@ -36,9 +36,15 @@ def task_run() -> None:
     "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
 @store_option
+@server_option
 @user_errors
-def task_run_ls(flow_run_id: str, output: str, store_url: str | None) -> None:
+def task_run_ls(
+    flow_run_id: str, output: str, store_url: str | None, server_url: str | None = None
+) -> None:
     """The task runs of one flow run, in the order they started."""
+    if server_url:
+        refuse_both(store_url, server_url)
+        return remote.task_run_ls(server_url, flow_run_id, output)
     store = open_for_reading(store_url)
     try:
         run = _one(store, flow_run_id)

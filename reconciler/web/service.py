@@ -46,6 +46,7 @@ def resource_json(resource: Resource) -> dict[str, Any]:
         "key": resource.key,
         "owner": resource.owner.to_json() if resource.owner else None,
         "source_commit": resource.source_commit,
+        "content_hash": resource.hash,
         "spec": resource.spec,
     }
 

@@ -57,6 +57,21 @@ def test_read_commands_and_actions_through_the_api(web_project: WebProject, run_
         logs = run_cli("flow-run", "logs", run.id, "--server", url, env=read)
         assert logs.stdout == "a line from the run\n"
         assert "worker-a" in run_cli("worker", "ls", "--server", url, env=read).stdout
+        store_path = web_project.store_url
+        for command in (
+            ("work-pool", "ls", "-o", "json"),
+            ("work-pool", "ls"),
+            ("work-queue", "ls"),
+            ("work-queue", "ls", "--pool", "manual", "-o", "json"),
+            ("variable", "ls", "-o", "json"),
+            ("flow-run", "ls"),
+            ("worker", "ls", "-o", "json"),
+            ("task-run", "ls", "--flow-run", run.id),
+        ):
+            direct = run_cli(*command, "--store", store_path)
+            through = run_cli(*command, "--server", url, env=read)
+            assert direct.code == through.code == 0, through.output
+            assert through.stdout == direct.stdout, command
 
         before = web_project.dump()
         _refused(
