@@ -48,6 +48,12 @@ def test_pages_need_sign_in_when_tokens_are_set(client: TestClient) -> None:
         follow_redirects=False,
     )
     assert elsewhere.headers["location"] == "/", "never sent off the site after signing in"
+    cookie = elsewhere.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    page = client.get("/")
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "<script>" not in page.text, "no inline script: the policy would block it"
 
 
 def test_every_page_shows_the_store(client: TestClient, web_project: WebProject) -> None:
