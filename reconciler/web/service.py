@@ -25,6 +25,7 @@ from reconciler.spec.validation import did_you_mean
 from reconciler.store.base import AppliedPlanRecord, ObservedState, Store
 from reconciler.store.web_records import RunQuery
 from reconciler.web.errors import WebError
+from reconciler.web.owner_lines import deployment_line
 from reconciler.web.run_requests import RunChecker, RunRequest
 
 SyncNow = Callable[[str], str | None]
@@ -206,10 +207,14 @@ class WebService:
         now = time.time()
         last, upcoming = self.store.last_and_next_runs(key, now)
         spec = resource.spec
+        owner = resource.owner
         return {
             **resource_json(resource),
-            "owner_file": f"{resource.owner.repo}:{resource.owner.file}"
-            if resource.owner
+            "owner_file": f"{owner.repo}:{owner.file}" if owner else None,
+            "owner_line": deployment_line(
+                owner.repo, resource.source_commit, owner.file, str(spec.get("name"))
+            )
+            if owner
             else None,
             "parameter_schema": spec.get("parameter_openapi_schema") or {},
             "schedules": [_schedule_json(s, now) for s in spec.get("schedules") or []],

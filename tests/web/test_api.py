@@ -88,6 +88,9 @@ def test_deployment_detail(client: TestClient) -> None:
     body = client.get("/api/v1/deployments/hello/hello", headers=auth(READ)).json()
     assert body["key"] == "hello/hello"
     assert body["owner_file"].endswith(":prefect.yaml")
+    assert body["owner_line"] == 2, "the line of `- {name: hello, ...}` in prefect.yaml"
+    typed = client.get("/api/v1/deployments/typed/typed", headers=auth(READ)).json()
+    assert typed["owner_line"] == 4
     assert body["parameter_schema"]["properties"]["name"]["default"] == "world"
     (schedule,) = body["schedules"]
     assert schedule["problem"] is None and len(schedule["next_fire_times"]) == 5, schedule

@@ -92,7 +92,7 @@ def test_every_page_shows_the_store(client: TestClient, web_project: WebProject)
     assert "hello/hello" in listing and "typed/typed" in listing
     detail = client.get("/deployments/typed/typed").text
     assert 'name="param.count"' in detail and 'name="param.ratio"' in detail
-    assert "prefect.yaml" in detail
+    assert "prefect.yaml:4</code>" in detail, "owner file:line"
     hello = client.get("/deployments/hello/hello").text
     assert "0 * * * *" in hello and hello.count(":00:00+00:00</li>") == 5
     run_page = client.get(f"/flow-runs/{run.id}").text
