@@ -16,7 +16,7 @@ STAMP   = $(VENV)/.installed-stamp
 PYSTAMP = $(VENV)/.python-stamp
 DOCSTAMP = $(VENV)/.docs-stamp
 # The fast tier: everything but the tests that need apt packages, Docker or PostgreSQL.
-FAST_TESTS = tests/unit tests/golden tests/contract tests/corpus
+FAST_TESTS = tests/unit tests/golden tests/contract tests/corpus tests/web
 FAST_MARKS = not e2e and not docker and not postgres
 
 .PHONY: test test-fast lint typecheck pytest demo bench soak schemas docs clean system-deps screenshots

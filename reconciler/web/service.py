@@ -183,6 +183,9 @@ class WebService:
         changed = self.store.set_sync_suspended(name, suspended, who)
         action = "repository.suspend" if suspended else "repository.resume"
         self._audit(who, action, name, {"outcome": "done" if changed else "already so"})
+        if changed and not suspended and self.sync_now is not None:
+            # Catch up at once with what the suspension held back (commits, drift).
+            self.sync_now(name)
         return {"repository": name, "sync_suspended": suspended, "changed": changed}
 
     # -- deployments -----------------------------------------------------------------------

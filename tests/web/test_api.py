@@ -374,10 +374,11 @@ def test_sync_suspend_resume(client: TestClient, web_project: WebProject) -> Non
     client.post("/api/v1/repositories/project/resume", headers=auth(ADMIN))
     listed = client.get("/api/v1/repositories", headers=auth(READ)).json()["repositories"]
     assert listed[0]["sync_suspended"] is False
+    assert web_project.synced == ["project", "project"], "resuming syncs at once"
     before = web_project.dump()
     _error(client.post("/api/v1/repositories/other/sync", headers=auth(ADMIN)), 404, "other")
     _error(client.post("/api/v1/repositories/other/suspend", headers=auth(ADMIN)), 404)
-    assert web_project.dump() == before and web_project.synced == ["project"]
+    assert web_project.dump() == before and web_project.synced == ["project", "project"]
 
 
 def test_sync_without_a_daemon_is_refused(web_project: WebProject) -> None:

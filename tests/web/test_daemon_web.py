@@ -50,8 +50,11 @@ def test_daemon_serves_the_api_sync_now_and_suspend(
     assert status == 202, body
     daemon.wait_for(lambda s: s["flows"]["applied_commit"] == commit, timeout=20)
 
-    _api(daemon, "POST", "/api/v1/repositories/flows/resume")
     again = repo.commit({"prefect.yaml": project()["prefect.yaml"]}, "back to one")
+    time.sleep(1.0)
+    assert daemon.statuses()["flows"]["applied_commit"] == commit, "still suspended"
+    _api(daemon, "POST", "/api/v1/repositories/flows/resume")
+    # Resuming catches up at once with the commit the suspension held back.
     daemon.wait_for(lambda s: s["flows"]["applied_commit"] == again, timeout=20)
     status, body = _api(daemon, "GET", "/api/v1/audit-log", READ)
     assert [e["action"] for e in body["entries"]] == [
