@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from types import FrameType
 
 from reconciler.daemon.config import parse_listen
+from reconciler.errors import UserError
 from reconciler.http.server import listen_socket, serve_in_thread
 from reconciler.store import open_store
-from reconciler.store.url import resolve_store_url
+from reconciler.store.url import resolve_store_url, store_exists
 from reconciler.web.app import create_web_app
 from reconciler.web.auth import ADMIN_TOKEN_VARIABLE, Tokens
 
@@ -30,6 +31,11 @@ def serve(store_url: str | None, listen: str, environ: Mapping[str, str]) -> int
     tokens = Tokens.from_environ(environ)
     tokens.check_exposure(host)
     url = resolve_store_url(store_url)
+    if not store_exists(url):
+        raise UserError(
+            f"there is no store at {url}",
+            "give --store (or RECONCILER_STORE) the store a daemon or `reconcile` writes to",
+        )
     # Opened once now: a store that cannot be opened is reported before serving.
     first = open_store(url)
     shown = first.url

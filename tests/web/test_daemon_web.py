@@ -138,3 +138,8 @@ def test_reconcile_server_refuses_open_reads_beyond_loopback(
     process = _server(store_url, "127.0.0.1:http", {}, tmp_path)
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 1 and "--listen must be HOST:PORT" in output
+    missing = tmp_path / "nowhere.db"
+    process = _server(f"sqlite:///{missing}", "127.0.0.1:0", {}, tmp_path)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 1 and "there is no store at" in output, output
+    assert not missing.exists(), "no store is made by looking at one"
