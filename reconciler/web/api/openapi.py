@@ -1,6 +1,8 @@
 """The OpenAPI 3.1 document of /api/v1, made from the endpoint table (routes.ENDPOINTS) and
 the request-body schemas that the API enforces (bodies.py). Versioned: `info.version` is
-the API's version (1.x: additions only), not the program's.
+the API's version (1.x: additions only), not the program's. The published copy is
+schemas/web-api-v1.openapi.json; tests/web/test_openapi_stable.py fails when the served
+document drifts from it, so every change to the API is a deliberate one.
 """
 
 from __future__ import annotations
@@ -8,7 +10,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from reconciler import __version__
 from reconciler.web.api.routes import ENDPOINTS, Endpoint
 
 API_VERSION = "1.0.0"
@@ -89,7 +90,7 @@ def openapi_document() -> dict[str, Any]:
             "version": API_VERSION,
             "description": "Read the state of a reconciler store and act on it. Reads take "
             "the read or admin token (open when the server has none); actions take the admin "
-            f"token. Served by reconciler {__version__}.",
+            "token. Errors are JSON: `error` (what went wrong), `hint` (what to do), `status`.",
         },
         "servers": [{"url": "/api/v1"}],
         "paths": dict(sorted(paths.items())),
