@@ -99,6 +99,7 @@ def test_every_page_shows_the_store(client: TestClient, web_project: WebProject)
     assert "hello from the log" in run_page and run.name in run_page
     assert 'data-stream="/flow-runs/' in run_page, "a run not ended follows its logs"
     assert '<rect class="s-COMPLETED"' in run_page and "extract-0" in run_page, "task timeline"
+    assert 'id="earlier"' not in run_page
     assert run.name in client.get("/flow-runs").text
     pools = client.get("/work-pools").text
     assert "worker-a" in pools and "manual" in pools
@@ -160,3 +161,16 @@ def test_open_dashboard_reads_without_sign_in(open_client: TestClient) -> None:
         "/deployments/typed/typed/run", data={"csrf_token": csrf, "param.count": "1"}
     )
     _refusal(refused, 403, "no admin token")
+
+
+def test_a_long_log_shows_its_last_lines(client: TestClient, web_project: WebProject) -> None:
+    store = web_project.store()
+    try:
+        run = store.create_run(NewRun("hello/hello", "hello", "local", "default", time.time()))
+        store.append_run_logs(run.id, [("stdout", f"line {i}") for i in range(2500)])
+    finally:
+        store.close()
+    _sign_in(client, READ)
+    page = client.get(f"/flow-runs/{run.id}").text
+    assert "500 earlier lines are not shown" in page
+    assert ">line 499\n" not in page and ">line 500\n" in page and ">line 2499\n" in page

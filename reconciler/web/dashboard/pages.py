@@ -57,6 +57,8 @@ from reconciler.web.run_requests import RunRequest
 from reconciler.web.service import WebService, parse_cursor, run_json, states_of
 
 PAGE_SIZE = 50
+LOG_LINES_SHOWN = 2000
+"""A run page shows its last 2,000 log lines (the API serves them all)."""
 PAGE_HEADERS = {
     # Only this server's own files run or load: no inline script, nothing from elsewhere,
     # never inside another site's frame (no clickjacking of the forms).
@@ -332,11 +334,13 @@ class Dashboard:
 
         def read() -> dict[str, Any]:
             run = self.service.run(run_id)
+            logs = self.service.logs(run.id, 0, None)
             return {
                 "run": run_json(run),
                 "final": run.state.is_final,
                 "tasks": self.service.task_runs(run.id),
-                "logs": self.service.logs(run.id, 0, None),
+                "logs": logs[-LOG_LINES_SHOWN:],
+                "earlier_lines": max(len(logs) - LOG_LINES_SHOWN, 0),
             }
 
         data = await self._db(read)
