@@ -452,3 +452,35 @@ def test_unknown_paths_and_methods_are_json(client: TestClient) -> None:
     _error(client.get("/api/v1/nothing", headers=auth(READ)), 404, "/api/v1/nothing")
     _error(client.delete("/api/v1/deployments", headers=auth(READ)), 405, "DELETE")
     assert RunState.SCHEDULED  # the states the API speaks are the store's
+
+
+def test_answers_fit_the_published_response_schemas(
+    client: TestClient, web_project: WebProject
+) -> None:
+    doc = client.get("/api/v1/openapi.json", headers=auth(READ)).json()
+    made = client.post("/api/v1/deployments/hello/hello/runs", json={}, headers=auth(ADMIN))
+    run_id = made.json()["id"]
+    store = web_project.store()
+    try:
+        store.heartbeat("local", "worker-a", 10.0)
+    finally:
+        store.close()
+    checked = {
+        "/deployments": "DeploymentPage",
+        "/deployments/hello/hello": "Deployment",
+        "/flow-runs": "FlowRunPage",
+        f"/flow-runs/{run_id}": "FlowRun",
+        "/work-pools": "WorkPools",
+        "/repositories": "Repositories",
+        "/audit-log": "AuditLog",
+    }
+    for path, name in checked.items():
+        answer = client.get("/api/v1" + path, headers=auth(READ)).json()
+        schema = {"$ref": f"#/components/schemas/{name}", "components": doc["components"]}
+        jsonschema.Draft202012Validator(schema).validate(answer)
+    error = client.get("/api/v1/flow-runs/nope", headers=auth(READ)).json()
+    jsonschema.Draft202012Validator(
+        {"$ref": "#/components/schemas/Error", "components": doc["components"]}
+    ).validate(error)
+    schema = {"$ref": "#/components/schemas/FlowRun", "components": doc["components"]}
+    assert not jsonschema.Draft202012Validator(schema).is_valid({"id": 1}), "the schema bites"

@@ -25,6 +25,226 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 
 
+_STR = {"type": "string"}
+_STR_OR_NULL = {"type": ["string", "null"]}
+_OWNER = {
+    "type": ["object", "null"],
+    "properties": {"repo": _STR, "file": _STR},
+    "required": ["repo", "file"],
+}
+_STATES = [
+    "SCHEDULED",
+    "LATE",
+    "PENDING",
+    "RUNNING",
+    "CANCELLING",
+    "COMPLETED",
+    "FAILED",
+    "CRASHED",
+    "CANCELLED",
+]
+_RESOURCE = {
+    "type": "object",
+    "required": ["key", "owner", "source_commit", "content_hash", "spec"],
+    "properties": {
+        "key": _STR,
+        "owner": _OWNER,
+        "source_commit": _STR_OR_NULL,
+        "content_hash": _STR,
+        "spec": {"type": "object"},
+    },
+}
+_WORKER = {
+    "type": "object",
+    "required": ["pool", "name", "online", "last_heartbeat", "heartbeat_seconds"],
+    "properties": {
+        "pool": _STR,
+        "name": _STR,
+        "online": {"type": "boolean"},
+        "last_heartbeat": _STR,
+        "heartbeat_seconds": {"type": "number"},
+        "started_at": _STR,
+    },
+}
+_FLOW_RUN = {
+    "type": "object",
+    "required": ["id", "name", "deployment", "state", "scheduled_time", "parameters", "history"],
+    "properties": {
+        "id": _STR,
+        "name": _STR,
+        "deployment": _STR,
+        "flow_name": _STR,
+        "work_pool": _STR,
+        "work_queue": _STR,
+        "state": {"enum": _STATES},
+        "state_message": _STR_OR_NULL,
+        "scheduled_time": {"type": "number", "description": "Seconds since the epoch."},
+        "scheduled_at": _STR,
+        "parameters": {"type": "object"},
+        "job_variables": {"type": "object"},
+        "worker": _STR_OR_NULL,
+        "history": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["state", "at"],
+                "properties": {"state": {"enum": _STATES}, "at": _STR, "message": _STR_OR_NULL},
+            },
+        },
+        "auto_scheduled": {"type": "boolean"},
+    },
+}
+COMPONENT_SCHEMAS: dict[str, Any] = {
+    "Error": ERROR_SCHEMA,
+    "FlowRun": _FLOW_RUN,
+    "FlowRunPage": {
+        "type": "object",
+        "required": ["flow_runs", "next_cursor"],
+        "properties": {
+            "flow_runs": {"type": "array", "items": {"$ref": "#/components/schemas/FlowRun"}},
+            "next_cursor": _STR_OR_NULL,
+        },
+    },
+    "DeploymentPage": {
+        "type": "object",
+        "required": ["deployments", "next_cursor"],
+        "properties": {
+            "deployments": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["key", "flow_name", "work_pool", "paused", "owner"],
+                    "properties": {
+                        "key": _STR,
+                        "flow_name": _STR,
+                        "work_pool": _STR_OR_NULL,
+                        "work_queue": _STR_OR_NULL,
+                        "paused": {"type": "boolean"},
+                        "schedules": {"type": "integer"},
+                        "owner": _OWNER,
+                        "source_commit": _STR_OR_NULL,
+                    },
+                },
+            },
+            "next_cursor": _STR_OR_NULL,
+        },
+    },
+    "Deployment": {
+        "allOf": [{"$ref": "#/components/schemas/Resource"}],
+        "required": [
+            "owner_file",
+            "owner_line",
+            "parameter_schema",
+            "schedules",
+            "last_run",
+            "next_run",
+        ],
+        "properties": {
+            "owner_file": _STR_OR_NULL,
+            "owner_line": {"type": ["integer", "null"]},
+            "parameter_schema": {"type": "object"},
+            "schedules": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["schedule", "active", "next_fire_times", "problem"],
+                    "properties": {
+                        "schedule": {"type": "object"},
+                        "active": {"type": "boolean"},
+                        "next_fire_times": {"type": "array", "items": _STR},
+                        "problem": _STR_OR_NULL,
+                    },
+                },
+            },
+            "last_run": {"anyOf": [{"$ref": "#/components/schemas/FlowRun"}, {"type": "null"}]},
+            "next_run": {"anyOf": [{"$ref": "#/components/schemas/FlowRun"}, {"type": "null"}]},
+        },
+    },
+    "Resource": _RESOURCE,
+    "WorkPools": {
+        "type": "object",
+        "required": ["work_pools"],
+        "properties": {
+            "work_pools": {
+                "type": "array",
+                "items": {
+                    "allOf": [{"$ref": "#/components/schemas/Resource"}],
+                    "required": ["queues", "workers", "runs_in_flight"],
+                    "properties": {
+                        "queues": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Resource"},
+                        },
+                        "workers": {"type": "array", "items": _WORKER},
+                        "runs_in_flight": {
+                            "type": "object",
+                            "additionalProperties": {"type": "integer"},
+                        },
+                    },
+                },
+            }
+        },
+    },
+    "Repositories": {
+        "type": "object",
+        "required": ["repositories"],
+        "properties": {
+            "repositories": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "state", "sync_suspended", "updated_at"],
+                    "properties": {
+                        "name": _STR,
+                        "state": {
+                            "enum": ["Progressing", "Synced", "OutOfSync", "Error", "Stalled"]
+                        },
+                        "applied_commit": _STR_OR_NULL,
+                        "last_error": _STR_OR_NULL,
+                        "next_attempt_at": _STR_OR_NULL,
+                        "drift": {"type": "array", "items": _STR},
+                        "sync_suspended": {"type": "boolean"},
+                        "updated_at": _STR,
+                    },
+                },
+            }
+        },
+    },
+    "AuditLog": {
+        "type": "object",
+        "required": ["entries"],
+        "properties": {
+            "entries": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "at", "actor", "action", "target", "detail"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "at": _STR,
+                        "actor": _STR,
+                        "action": _STR,
+                        "target": _STR,
+                        "detail": {"type": "object"},
+                    },
+                },
+            }
+        },
+    },
+}
+RESPONSE_SCHEMAS = {
+    "repositories": "Repositories",
+    "deployments": "DeploymentPage",
+    "deployment": "Deployment",
+    "create_run": "FlowRun",
+    "runs": "FlowRunPage",
+    "run": "FlowRun",
+    "work_pools": "WorkPools",
+    "audit_log": "AuditLog",
+}
+"""Endpoints whose answer's shape is published (the others: see their summary)."""
+
+
 def _operation(endpoint: Endpoint) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -51,6 +271,9 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
         "400": {"$ref": "#/components/responses/Error"},
         "401": {"$ref": "#/components/responses/Error"},
     }
+    if endpoint.handler in RESPONSE_SCHEMAS:
+        reference = f"#/components/schemas/{RESPONSE_SCHEMAS[endpoint.handler]}"
+        responses[ok]["content"] = {"application/json": {"schema": {"$ref": reference}}}
     if endpoint.handler == "log_stream":
         responses[ok] = {
             "description": "Server-sent events",
@@ -96,7 +319,7 @@ def openapi_document() -> dict[str, Any]:
         "paths": dict(sorted(paths.items())),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": ERROR_SCHEMA},
+            "schemas": COMPONENT_SCHEMAS,
             "responses": {
                 "Error": {
                     "description": "An error, with what to do about it.",
