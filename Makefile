@@ -4,6 +4,7 @@
 # `make docs` : the documentation site (MkDocs + Material) into site/, checked with --strict.
 # `make demo` : the main job on examples/ against an embedded SQLite store.
 # `make bench`: benchmarks that print figures (figures in docs/benchmarks.md).
+# `make screenshots`: the dashboard's pages in Debian's Chromium, into docs/images/ (README).
 # `make soak` : the chaos soak, ~10 minutes, PostgreSQL then SQLite (docs/soak.md); not in
 #               `make test`. SOAK_ARGS="--minutes 3" for a shorter one.
 
@@ -15,10 +16,10 @@ STAMP   = $(VENV)/.installed-stamp
 PYSTAMP = $(VENV)/.python-stamp
 DOCSTAMP = $(VENV)/.docs-stamp
 # The fast tier: everything but the tests that need apt packages, Docker or PostgreSQL.
-FAST_TESTS = tests/unit tests/golden tests/contract tests/corpus
+FAST_TESTS = tests/unit tests/golden tests/contract tests/corpus tests/web
 FAST_MARKS = not e2e and not docker and not postgres
 
-.PHONY: test test-fast lint typecheck pytest demo bench soak schemas docs clean system-deps
+.PHONY: test test-fast lint typecheck pytest demo bench soak schemas docs clean system-deps screenshots
 
 system-deps:
 	@bash .ci/system-deps
@@ -70,6 +71,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_scheduler.py
 	$(BIN)/python bench/bench_store.py
 	$(BIN)/python bench/bench_prefect_flows.py
+	$(BIN)/python bench/bench_api.py
+
+screenshots: $(STAMP)
+	$(BIN)/python -m tests.web.screenshots --out docs/images
 
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)

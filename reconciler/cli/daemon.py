@@ -7,8 +7,10 @@ import sys
 
 import click
 
+from reconciler.cli import remote
 from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
 from reconciler.cli.read import output_option, store_option
+from reconciler.cli.remote import refuse_both, server_option
 from reconciler.terminal_text import printable
 
 
@@ -56,11 +58,13 @@ def daemon(
         ),
     )
     from reconciler.daemon.prefect_mount import prefect_api_mounts
+    from reconciler.web.daemon_mount import web_for_daemon
 
     logs.configure(settings.log_format)
     mounts = prefect_api_mounts(settings.settings, settings.listen_host, os.environ)
+    web = web_for_daemon(settings.settings, settings.listen_host, os.environ)
     try:
-        runner = Daemon(settings, dict(os.environ), mounts=mounts)
+        runner = Daemon(settings, dict(os.environ), mounts=mounts, web=web)
     except OSError as exc:
         click.secho(
             f"error: cannot listen on {settings.listen_host}:{settings.listen_port}: "
@@ -75,10 +79,14 @@ def daemon(
 
 @click.command("status")
 @store_option
+@server_option
 @output_option
 @user_errors
-def status(store_url: str | None, output: str) -> None:
+def status(store_url: str | None, output: str, server_url: str | None = None) -> None:
     """What the daemon last did for each repository it watches."""
+    if server_url:
+        refuse_both(store_url, server_url)
+        return remote.status(server_url, output)
     store = open_for_reading(store_url)
     try:
         records = store.repo_statuses()

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from reconciler import __version__
-from reconciler.cli import daemon, pools, read, run_records, runs, values
+from reconciler.cli import daemon, pools, read, run_records, runs, server, values
 from reconciler.cli.output import echo_diagnostics, user_errors
 from reconciler.desired import DEFAULT_PREFECT_GLOB
 from reconciler.terminal_text import printable
@@ -148,6 +148,7 @@ cli.add_command(values.variable)
 cli.add_command(values.secret)
 cli.add_command(daemon.daemon)
 cli.add_command(daemon.status)
+cli.add_command(server.server)
 cli.add_command(runs.flow_run)
 cli.add_command(runs.worker)
 cli.add_command(run_records.task_run)

@@ -15,8 +15,10 @@ from typing import Any
 
 import click
 
+from reconciler.cli import remote
 from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
 from reconciler.cli.read import output_option, owner_text, resource_json
+from reconciler.cli.remote import refuse_both, server_option
 from reconciler.errors import StaleStateError, UserError
 from reconciler.model import Kind, Resource
 from reconciler.pools import manual
@@ -192,10 +194,14 @@ def work_pool_create(
 
 @work_pool.command("ls")
 @store_option
+@server_option
 @output_option
 @user_errors
-def work_pool_ls(store_url: str | None, output: str) -> None:
+def work_pool_ls(store_url: str | None, output: str, server_url: str | None = None) -> None:
     """Work pools, with their status (PAUSED, READY, NOT_READY) and owner."""
+    if server_url:
+        refuse_both(store_url, server_url)
+        return remote.work_pool_ls(server_url, output)
     store = open_for_reading(store_url)
     try:
         pools = store.list_resources(Kind.WORK_POOL)
@@ -460,10 +466,16 @@ def work_queue_create(
 @work_queue.command("ls")
 @pool_name_option
 @store_option
+@server_option
 @output_option
 @user_errors
-def work_queue_ls(pool: str | None, store_url: str | None, output: str) -> None:
+def work_queue_ls(
+    pool: str | None, store_url: str | None, output: str, server_url: str | None = None
+) -> None:
     """Work queues, with their pool, priority and owner."""
+    if server_url:
+        refuse_both(store_url, server_url)
+        return remote.work_queue_ls(server_url, pool, output)
     store = open_for_reading(store_url)
     try:
         if pool is not None and store.get(Kind.WORK_POOL, pool) is None:

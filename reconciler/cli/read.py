@@ -7,7 +7,9 @@ from typing import Any
 
 import click
 
+from reconciler.cli import remote
 from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
+from reconciler.cli.remote import refuse_both, server_option
 from reconciler.errors import UserError
 from reconciler.model import Kind, Resource
 from reconciler.store.base import Store
@@ -61,9 +63,13 @@ def deployment() -> None:
 
 @deployment.command("ls")
 @store_option
+@server_option
 @output_option
 @user_errors
-def deployment_ls(store_url: str | None, output: str) -> None:
+def deployment_ls(store_url: str | None, output: str, server_url: str | None = None) -> None:
+    if server_url:
+        refuse_both(store_url, server_url)
+        return remote.deployment_ls(server_url, output)
     store = _store(store_url)
     try:
         rows = store.list_resources(Kind.DEPLOYMENT)
@@ -91,9 +97,13 @@ def deployment_ls(store_url: str | None, output: str) -> None:
 @deployment.command("inspect")
 @click.argument("key", metavar="FLOW/DEPLOYMENT")
 @store_option
+@server_option
 @user_errors
-def deployment_inspect(key: str, store_url: str | None) -> None:
+def deployment_inspect(key: str, store_url: str | None, server_url: str | None = None) -> None:
     """Everything recorded about one deployment, as JSON."""
+    if server_url:
+        refuse_both(store_url, server_url)
+        return remote.deployment_inspect(server_url, key)
     inspect_resource(Kind.DEPLOYMENT, key, store_url)
 
 
@@ -101,10 +111,20 @@ def deployment_inspect(key: str, store_url: str | None) -> None:
 @click.argument("plan_id", type=int, required=False)
 @click.option("--limit", default=20, show_default=True, help="How many applied plans to list.")
 @store_option
+@server_option
 @output_option
 @user_errors
-def history(plan_id: int | None, limit: int, store_url: str | None, output: str) -> None:
+def history(
+    plan_id: int | None,
+    limit: int,
+    store_url: str | None,
+    output: str,
+    server_url: str | None = None,
+) -> None:
     """Applied plans, newest first; with PLAN_ID, that plan in full (JSON)."""
+    if server_url:
+        refuse_both(store_url, server_url)
+        return remote.history(server_url, plan_id, limit, output)
     store = _store(store_url)
     try:
         if plan_id is not None:

@@ -13,8 +13,10 @@ import sys
 
 import click
 
+from reconciler.cli import remote
 from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
 from reconciler.cli.read import store_option
+from reconciler.cli.remote import refuse_both, server_option
 from reconciler.cli.runs import _one, _watch, flow_run
 from reconciler.runs import FlowRun, RunLogLine
 from reconciler.store import Store
@@ -34,9 +36,15 @@ def task_run() -> None:
     "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
 @store_option
+@server_option
 @user_errors
-def task_run_ls(flow_run_id: str, output: str, store_url: str | None) -> None:
+def task_run_ls(
+    flow_run_id: str, output: str, store_url: str | None, server_url: str | None = None
+) -> None:
     """The task runs of one flow run, in the order they started."""
+    if server_url:
+        refuse_both(store_url, server_url)
+        return remote.task_run_ls(server_url, flow_run_id, output)
     store = open_for_reading(store_url)
     try:
         run = _one(store, flow_run_id)
@@ -55,9 +63,15 @@ def task_run_ls(flow_run_id: str, output: str, store_url: str | None) -> None:
     "--output", "-o", type=click.Choice(["json", "table"]), default="json", show_default=True
 )
 @store_option
+@server_option
 @user_errors
-def flow_run_inspect(run_id: str, output: str, store_url: str | None) -> None:
+def flow_run_inspect(
+    run_id: str, output: str, store_url: str | None, server_url: str | None = None
+) -> None:
     """A flow run: its state and history, task runs, subflow runs and artifacts."""
+    if server_url:
+        refuse_both(store_url, server_url)
+        return remote.flow_run_inspect(server_url, run_id, output)
     store = open_for_reading(store_url)
     try:
         run = _one(store, run_id)
@@ -93,9 +107,19 @@ def flow_run_inspect(run_id: str, output: str, store_url: str | None) -> None:
     help="Only Prefect's log records at this level or above (no process output).",
 )
 @store_option
+@server_option
 @user_errors
-def flow_run_logs(run_id: str, follow: bool, level: str | None, store_url: str | None) -> None:
+def flow_run_logs(
+    run_id: str,
+    follow: bool,
+    level: str | None,
+    store_url: str | None,
+    server_url: str | None = None,
+) -> None:
     """The run's output and Prefect's log records (with their time and level)."""
+    if server_url:
+        refuse_both(store_url, server_url)
+        sys.exit(remote.flow_run_logs(server_url, run_id, follow, level))
     min_level = logging.getLevelName(level.upper()) if level else None
     store = open_for_reading(store_url)
     try:

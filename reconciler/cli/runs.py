@@ -11,8 +11,10 @@ from pathlib import Path
 
 import click
 
+from reconciler.cli import remote
 from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
 from reconciler.cli.read import output_option, store_option
+from reconciler.cli.remote import refuse_both, server_option
 from reconciler.errors import UserError
 from reconciler.runs import FlowRun, RunState
 from reconciler.settings import settings_for_store
@@ -29,6 +31,7 @@ WATCH_POLL_SECONDS = 0.1
 @click.option("--job-variable", "job_variables", multiple=True, help="NAME=VALUE override.")
 @click.option("--watch", is_flag=True, help="Follow the run's logs until it ends.")
 @store_option
+@server_option
 @user_errors
 def deployment_run(
     key: str,
@@ -37,6 +40,7 @@ def deployment_run(
     job_variables: tuple[str, ...],
     watch: bool,
     store_url: str | None,
+    server_url: str | None = None,
 ) -> None:
     """Create a flow run of a deployment, now."""
     from reconciler.worker.create_run import create_run, parse_assignments, parse_json_object
@@ -46,6 +50,18 @@ def deployment_run(
         **parse_assignments(params, "--param"),
     }
     overrides = parse_assignments(job_variables, "--job-variable")
+    if server_url:
+        refuse_both(store_url, server_url)
+        made = remote.deployment_run(server_url, key, parameters, overrides)
+        click.echo(
+            printable(
+                f"Created flow run {made['name']!r} ({made['id']}) of {key} in "
+                f"{made['work_pool']}/{made['work_queue']}."
+            )
+        )
+        if watch:
+            sys.exit(remote.flow_run_logs(server_url, made["id"], True, None))
+        return
     store = settings_for_store(store_url).open_store()
     try:
         run = create_run(store, key, parameters=parameters, job_variables=overrides)
@@ -102,20 +118,35 @@ def flow_run() -> None:
 )
 @click.option("--limit", default=50, show_default=True)
 @store_option
+@server_option
 @output_option
 @user_errors
 def flow_run_ls(
-    deployment: str | None, states: tuple[str, ...], limit: int, store_url: str | None, output: str
+    deployment: str | None,
+    states: tuple[str, ...],
+    limit: int,
+    store_url: str | None,
+    output: str,
+    server_url: str | None = None,
 ) -> None:
     """Flow runs, newest scheduled first."""
+    if server_url:
+        refuse_both(store_url, server_url)
+        return remote.list_runs(
+            server_url, output, deployment=deployment, states=states, limit=limit
+        )
     _list_runs(store_url, output, deployment=deployment, states=states, limit=limit)
 
 
 @flow_run.command("cancel")
 @click.argument("run_id")
 @store_option
+@server_option
 @user_errors
-def flow_run_cancel(run_id: str, store_url: str | None) -> None:
+def flow_run_cancel(run_id: str, store_url: str | None, server_url: str | None = None) -> None:
+    if server_url:
+        refuse_both(store_url, server_url)
+        return remote.flow_run_cancel(server_url, run_id)
     store = settings_for_store(store_url).open_store()
     try:
         run = _one(store, run_id)
@@ -257,10 +288,16 @@ def worker_start(**options: object) -> None:
 @click.argument("key", metavar="FLOW/DEPLOYMENT")
 @click.option("--limit", default=50, show_default=True)
 @store_option
+@server_option
 @output_option
 @user_errors
-def deployment_runs(key: str, limit: int, store_url: str | None, output: str) -> None:
+def deployment_runs(
+    key: str, limit: int, store_url: str | None, output: str, server_url: str | None = None
+) -> None:
     """The runs of one deployment, newest scheduled first (scheduled and manual ones)."""
+    if server_url:
+        refuse_both(store_url, server_url)
+        return remote.list_runs(server_url, output, deployment=key, states=(), limit=limit)
     _list_runs(store_url, output, deployment=key, states=(), limit=limit)
 
 
@@ -302,10 +339,16 @@ def _list_runs(
 @worker.command("ls")
 @click.option("--pool", "-p", help="Only the workers of this pool.")
 @store_option
+@server_option
 @output_option
 @user_errors
-def worker_ls(pool: str | None, store_url: str | None, output: str) -> None:
+def worker_ls(
+    pool: str | None, store_url: str | None, output: str, server_url: str | None = None
+) -> None:
     """Workers that have heartbeated: ONLINE, or OFFLINE after 3 missed heartbeats."""
+    if server_url:
+        refuse_both(store_url, server_url)
+        return remote.worker_ls(server_url, pool, output)
     store = open_for_reading(store_url)
     try:
         workers = store.workers(pool)

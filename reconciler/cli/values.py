@@ -13,7 +13,9 @@ from typing import Any
 
 import click
 
+from reconciler.cli import remote
 from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
+from reconciler.cli.remote import refuse_both, server_option
 from reconciler.errors import UserError
 from reconciler.settings import settings_for_store
 
@@ -54,8 +56,12 @@ def variable_set(name: str, value: str, as_json: bool, store_url: str | None) ->
 @variable.command("ls")
 @click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table")
 @store_option
+@server_option
 @user_errors
-def variable_ls(output: str, store_url: str | None) -> None:
+def variable_ls(output: str, store_url: str | None, server_url: str | None = None) -> None:
+    if server_url:
+        refuse_both(store_url, server_url)
+        return remote.variable_ls(server_url, output)
     store = open_for_reading(store_url)
     try:
         found = store.variables()

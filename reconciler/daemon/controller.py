@@ -43,7 +43,7 @@ from reconciler.plan.model import Plan
 from reconciler.store.base import Fence, Store
 
 LEASE_SECONDS = 60.0
-CHECKS_STATE = frozenset({"start", "drift", "webhook", "retry"})
+CHECKS_STATE = frozenset({"start", "drift", "webhook", "retry", "api"})
 """Triggers that check the store against the commit even when the commit did not move."""
 LEASE_WAIT_SECONDS = 2.0
 STORE_BUSY_RETRY_SECONDS = 0.5

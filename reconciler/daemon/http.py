@@ -148,9 +148,12 @@ async def _not_found_or_wrong_method(request: Request, exc: Exception) -> Respon
 
 
 def daemon_app(
-    endpoints: DaemonEndpoints, mounts: Mapping[str, ASGIApp] | None = None
+    endpoints: DaemonEndpoints,
+    mounts: Mapping[str, ASGIApp] | None = None,
+    routes_after: list[BaseRoute] | None = None,
 ) -> Starlette:
-    """The daemon's routes, then each of `mounts` (prefix -> ASGI app, e.g. "/prefect/api")."""
+    """The daemon's routes, then each of `mounts` (prefix -> ASGI app, e.g. "/prefect/api"),
+    then `routes_after` (the web API and dashboard, reconciler/web)."""
     routes: list[BaseRoute] = [
         Route("/hooks/{repo:path}", endpoints.hook, methods=["POST"]),
         Route("/status", endpoints.status, methods=["GET"]),
@@ -158,6 +161,7 @@ def daemon_app(
         Route("/metrics", endpoints.render_metrics, methods=["GET"]),
     ]
     routes += [Mount(prefix, app=app) for prefix, app in (mounts or {}).items()]
+    routes += routes_after or []
     return Starlette(
         routes=routes,
         exception_handlers={404: _not_found_or_wrong_method, 405: _not_found_or_wrong_method},

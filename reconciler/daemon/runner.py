@@ -33,6 +33,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from reconciler.daemon.config import DaemonSettings
@@ -52,6 +53,8 @@ LEADER_RETRY_SECONDS = 2.0
 WATCH_DEBOUNCE_MS = 50
 ORPHAN_CHECK_SECONDS = 10.0
 HTTP_STOP_SECONDS = 1.5
+SYNC_NOW = "api"
+"""The reason of an attempt asked for through the web API; it runs even while suspended."""
 log = logging.getLogger("reconciler.daemon")
 
 
@@ -61,8 +64,10 @@ class Daemon:
         settings: DaemonSettings,
         environ: dict[str, str],
         mounts: Mapping[str, ASGIApp] | None = None,
+        web: Callable[[Daemon], list[BaseRoute]] | None = None,
     ) -> None:
-        """`mounts`: more ASGI apps served on the daemon's address, by path prefix."""
+        """`mounts`: more ASGI apps served on the daemon's address, by path prefix; `web`
+        makes the web API's and dashboard's routes for this daemon (reconciler/web)."""
         from apscheduler.schedulers.background import BackgroundScheduler
 
         self.settings = settings
@@ -108,7 +113,7 @@ class Daemon:
             metrics=self.metrics,
             role=lambda: self.role,
         )
-        self.app = daemon_app(endpoints, mounts)
+        self.app = daemon_app(endpoints, mounts, web(self) if web is not None else None)
         # Bound now, so a busy address is reported before anything starts; served in run().
         self.listener = listen_socket(settings.listen_host, settings.listen_port)
         self.server: RunningServer | None = None
@@ -124,7 +129,27 @@ class Daemon:
         controller = self.controllers.get(name)
         if controller is None or self.stopping.is_set() or self.runtime.fence is None:
             return  # a standby does no work: the active daemon does it
+        if reason != SYNC_NOW and self._sync_suspended(name):
+            return  # suspended through the web API: only "sync now" starts an attempt
         controller.trigger(reason, self._submit)
+
+    def sync_now(self, name: str) -> str | None:
+        """The web API's "sync now": why it cannot start, or None when it started."""
+        if name not in self.controllers:
+            return f"this daemon does not watch {name!r}"
+        if self.stopping.is_set():
+            return "the daemon is stopping"
+        if self.runtime.fence is None:
+            return "this daemon is a standby: the active daemon syncs"
+        self.trigger(name, SYNC_NOW)
+        return None
+
+    def _sync_suspended(self, name: str) -> bool:
+        try:
+            with self.store_lock:
+                return any(s.name == name for s in self.status_store.suspended_syncs())
+        except Exception:  # an unreadable store: the attempt itself will report it
+            return False
 
     def _submit(self, work: Callable[[], None]) -> object:
         def tracked() -> None:

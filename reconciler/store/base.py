@@ -30,6 +30,7 @@ from reconciler.store.prefect_types import (
     TaskRunRecord,
     TaskRunStateRecord,
 )
+from reconciler.store.web_records import WebRecordStore
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,7 @@ class PrefectRecordStore(Protocol):
         ...
 
 
-class Store(PrefectRecordStore, Protocol):
+class Store(PrefectRecordStore, WebRecordStore, Protocol):
     url: str
     """Where the store is, as messages and logs may show it: without credentials."""
 

@@ -62,6 +62,7 @@ from reconciler.store.postgres_runs import (
     remove_future_scheduled_runs,
 )
 from reconciler.store.prefect_records import PrefectRecords, SqlConnection
+from reconciler.store.web_records import WebRecords
 from reconciler.url_credentials import strip_credentials
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -87,7 +88,7 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
 
-class PostgresStore(PostgresRuns, PrefectRecords):
+class PostgresStore(PostgresRuns, PrefectRecords, WebRecords):
     def __init__(self, url: str, *, readonly: bool = False) -> None:
         self.shown_url = shown_url(url)
         self.url = self.shown_url  # logged and shown by callers: never the password

@@ -30,6 +30,7 @@ from reconciler.store.base import (
 from reconciler.store.migrations import LATEST_VERSION, MIGRATIONS
 from reconciler.store.prefect_records import PrefectRecords
 from reconciler.store.sqlite_runs import SqliteRuns, remove_future_scheduled_runs
+from reconciler.store.web_records import WebRecords
 
 BUSY_TIMEOUT_SECONDS = 60.0
 
@@ -45,7 +46,7 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
 
-class SqliteStore(SqliteRuns, PrefectRecords):
+class SqliteStore(SqliteRuns, PrefectRecords, WebRecords):
     def __init__(self, path: str, *, url: str, readonly: bool = False) -> None:
         self.url = url
         self.path = path
