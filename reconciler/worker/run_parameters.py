@@ -91,10 +91,14 @@ def parse_object(text: str, what: str) -> dict[str, Any]:
 
 
 def check_storable(value: Any, what: str) -> None:
-    """Refuse what JSON cannot hold (non-finite floats) or nesting past the limit."""
+    """Refuse what JSON cannot hold (non-finite floats), text that is not Unicode (a lone
+    surrogate such as "\\ud800" from a JSON escape) or nesting past the limit."""
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
+        if isinstance(item, str):
+            _check_text(item, what)
+            continue
         if isinstance(item, float) and not math.isfinite(item):
             raise UserError(
                 f"{what}: {item} is not a finite number and cannot be stored as JSON",
@@ -103,8 +107,24 @@ def check_storable(value: Any, what: str) -> None:
         if isinstance(item, dict | list | tuple):
             if depth + 1 > MAX_PARAMETER_DEPTH:
                 raise _too_deep(what)
+            if isinstance(item, dict):
+                for key in item:
+                    if isinstance(key, str):
+                        _check_text(key, what)
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
+
+
+def _check_text(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start : exc.end].encode("unicode_escape").decode("ascii")
+        raise UserError(
+            f"{what}: the text holds {bad}, which is not a character (half of a UTF-16 "
+            "surrogate pair, or a byte that is not UTF-8) and cannot be stored",
+            "give the character itself, or both halves of its \\uXXXX\\uXXXX escape",
+        ) from None
 
 
 def _too_deep(what: str) -> UserError:

@@ -153,6 +153,10 @@ def test_bad_parameters_and_job_variables_are_refused_and_create_nothing(
         (("--params", '{"anything": ' + "[" * 1000 + "]" * 1000 + "}"), "nested more than 64"),
         (("--params", '{"anything": ' + "[" * 64 + "]" * 64 + "}"), "nested more than 64"),
         (("--param", "anything=" + '{"a":' * 100 + "1" + "}" * 100), "nested more than 64"),
+        # a JSON escape of half a surrogate pair decodes to text no store can encode
+        (("--params", '{"anything": "\\ud800"}'), "--params: the text holds \\ud800, which is not"),
+        (("--params", '{"\\udfff": 1}'), "the text holds \\udfff"),
+        (("--param", 'anything=["ok", "\\ud83d"]'), "--param anything: the text holds \\ud83d"),
     ],
 )
 def test_values_that_break_the_flows_types_are_refused_before_a_run_exists(
