@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar
 
 from reconciler.errors import StoreUrlError
@@ -91,8 +91,8 @@ class SqliteStore(SqlStore, SqlRuns, PrefectRecords):
         )
         return {str(row[0]) for row in rows}
 
-    def _migration_write(self) -> Any:
-        return self._write()
+    def _migration_write(self) -> AbstractContextManager[Conn]:
+        return self._write()  # BEGIN IMMEDIATE: one process at a time already
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         if self._conn is None:
