@@ -13,7 +13,7 @@ import pytest
 
 from reconciler.errors import StaleLeaseError
 from reconciler.model import Kind
-from reconciler.store import Store
+from reconciler.store import LeaseStore, Store
 from reconciler.store.base import Fence
 from tests.contract.backends import (
     SHA,
@@ -37,7 +37,7 @@ def test_repo_status_is_replaced_whole_and_does_not_change_the_revision(store: S
     assert store.revision() == 0
 
 
-def test_a_lease_is_exclusive_until_released_or_expired(store: Store) -> None:
+def test_a_lease_is_exclusive_until_released_or_expired(store: LeaseStore) -> None:
     assert store.acquire_lease("flows", "daemon-a", 30) is None
     assert store.acquire_lease("flows", "daemon-b", 30) == "daemon-a"
     assert store.acquire_lease("flows", "daemon-a", 30) is None  # renewal
