@@ -8,7 +8,7 @@ import time
 
 from reconciler.runs import NewRun, RunState
 from reconciler.store import Store
-from reconciler.store.web_records import RunQuery
+from reconciler.store.web_types import RunQuery
 from tests.contract.test_runs_contract import setup_pool
 from tests.contract.test_store_contract import deployment, put_all
 
