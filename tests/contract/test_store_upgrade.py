@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from reconciler.errors import StoreUrlError
 from reconciler.model import Kind, Resource
 from reconciler.runs import NewRun, RunState
 from reconciler.store import open_store
@@ -75,8 +76,16 @@ def test_a_store_written_by_349920d_reads_back_the_same_after_the_upgrade(
     assert len(found["runs"]) == 7 and found["task_runs"] and found["workers"]
 
 
-def test_a_read_only_open_of_the_old_store_reads_it_too(old_store: tuple[str, Any]) -> None:
+def test_a_read_only_open_of_the_old_store_asks_for_the_upgrade_then_reads_it(
+    old_store: tuple[str, Any],
+) -> None:
     url, expected = old_store
+    # a dry-run never migrates: it says what to do, and the store is left as it was
+    with pytest.raises(StoreUrlError) as refused:
+        open_store(url, readonly=True)
+    assert f"needs a schema upgrade (version 7 to {LATEST_VERSION})" in refused.value.message
+    assert "without --dry-run" in (refused.value.hint or "")
+    open_store(url).close()  # the upgrade, as the first apply does it
     store = open_store(url, readonly=True)
     try:
         assert store.revision() == expected["revision"] == 2
