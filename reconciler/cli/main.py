@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from reconciler import __version__
-from reconciler.cli import daemon, pools, read, run_records, runs, server, values
+from reconciler.cli import daemon, operate, pools, read, run_records, runs, server, values
 from reconciler.cli.output import echo_diagnostics, user_errors
 from reconciler.desired import DEFAULT_PREFECT_GLOB
 from reconciler.terminal_text import printable
@@ -154,6 +154,11 @@ cli.add_command(runs.worker)
 cli.add_command(run_records.task_run)
 read.deployment.add_command(runs.deployment_run)
 read.deployment.add_command(runs.deployment_runs)
+cli.add_command(operate.plan)  # `reconcile plan --server ...` (the PR workflow)
+cli.add_command(operate.sync)
+cli.add_command(operate.suspend)
+cli.add_command(operate.resume)
+cli.add_command(operate.rollback)
 
 
 def main() -> None:

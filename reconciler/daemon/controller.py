@@ -111,6 +111,8 @@ class RepoController:
         self._wake = threading.Lock()
         self._pending: list[str] = []
         self._running = False
+        self.rollback_commit: str | None = None
+        """Set by a rollback (web API): the next attempt applies this commit, not the branch."""
         self.status = RepoStatus(config.name, config.source, config.branch)
         self._reload_status()
 
@@ -204,6 +206,16 @@ class RepoController:
     def _attempt(self, reasons: list[str], started: float) -> None:
         name = self.config.name
         self._save(self.status.with_(last_attempt_at=now_iso()))
+        rollback = self.rollback_commit if "rollback" in reasons else None
+        if rollback is not None:
+            self.rollback_commit = None
+            note = (
+                f"rolled back to {rollback[:12]}; automatic sync is suspended until "
+                f"`reconcile resume {name}`"
+            )
+            self._save(self.status.with_(state=State.PROGRESSING, message=note))
+            self._apply(Fetched(rollback, note), started)
+            return
         try:
             fetched = self.source.fetch()
         except ReconcilerError as exc:

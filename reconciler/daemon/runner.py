@@ -55,6 +55,8 @@ ORPHAN_CHECK_SECONDS = 10.0
 HTTP_STOP_SECONDS = 1.5
 SYNC_NOW = "api"
 """The reason of an attempt asked for through the web API; it runs even while suspended."""
+ROLLBACK = "rollback"
+"""The reason of a rollback's attempt (web API); it runs even while suspended."""
 log = logging.getLogger("reconciler.daemon")
 
 
@@ -129,20 +131,49 @@ class Daemon:
         controller = self.controllers.get(name)
         if controller is None or self.stopping.is_set() or self.runtime.fence is None:
             return  # a standby does no work: the active daemon does it
-        if reason != SYNC_NOW and self._sync_suspended(name):
+        if reason not in (SYNC_NOW, ROLLBACK) and self._sync_suspended(name):
             return  # suspended through the web API: only "sync now" starts an attempt
         controller.trigger(reason, self._submit)
 
     def sync_now(self, name: str) -> str | None:
         """The web API's "sync now": why it cannot start, or None when it started."""
+        problem = self._why_not(name)
+        if problem is not None:
+            return problem
+        self.trigger(name, SYNC_NOW)
+        return None
+
+    def rollback_to(self, name: str, commit: str) -> str | None:
+        """The web API's rollback: apply `commit` (applied before) now; why it cannot, or
+        None when it started. The API has suspended the automatic sync already."""
+        problem = self._why_not(name)
+        if problem is not None:
+            return problem
+        self.controllers[name].rollback_commit = commit
+        self.trigger(name, ROLLBACK)
+        return None
+
+    def _why_not(self, name: str) -> str | None:
         if name not in self.controllers:
             return f"this daemon does not watch {name!r}"
         if self.stopping.is_set():
             return "the daemon is stopping"
         if self.runtime.fence is None:
             return "this daemon is a standby: the active daemon syncs"
-        self.trigger(name, SYNC_NOW)
         return None
+
+    def plan_ref(self, name: str, ref: str) -> dict[str, Any]:
+        """The web API's plan of any ref of a watched repository (daemon/ref_plans.py)."""
+        from reconciler.daemon.ref_plans import plan_ref
+        from reconciler.errors import UserError
+
+        controller = self.controllers.get(name)
+        if controller is None:
+            raise UserError(
+                f"this daemon does not watch {name!r}",
+                "GET /api/v1/repositories lists the repositories it watches",
+            )
+        return plan_ref(controller, ref)
 
     def _sync_suspended(self, name: str) -> bool:
         try:
