@@ -86,7 +86,12 @@ class Daemon:
         self._active = 0
         self._idle = threading.Condition()
         self._announced_standby = False
+        from reconciler.daemon.notify import Notifier, RunWatch
+
+        self.notifier = Notifier(settings.notifications)
+        self.run_watch = RunWatch()
         runtime = Runtime(
+            notify=self.notifier.send,
             settings=settings,
             status_store=self.status_store,
             store_lock=self.store_lock,
@@ -228,6 +233,21 @@ class Daemon:
         if result.created or result.late:
             log.info("scheduler: %d runs created, %d late", result.created, result.late)
 
+    def notify_failed_runs(self) -> None:
+        """Runs that ended FAILED or CRASHED since the last look (the active daemon only)."""
+        from reconciler.daemon.notify import run_message
+
+        if self.runtime.fence is None:
+            return
+        try:
+            with self.store_lock:
+                fresh = self.run_watch.new_failures(self.status_store)
+        except Exception:  # the next look tries again
+            log.exception("looking for failed runs failed")
+            return
+        for run in fresh:
+            self.notifier.send(*run_message(run))
+
     def crash_orphaned_runs(self) -> None:
         """Runs of workers that stopped heartbeating are CRASHED by any live worker or
         daemon, so their concurrency slots are freed even when no worker of the pool runs."""
@@ -295,6 +315,15 @@ class Daemon:
             id="schedules",
             next_run_time=datetime.datetime.now(datetime.UTC),
         )
+        if self.settings.notifications:
+            from reconciler.daemon.notify import RUN_CHECK_SECONDS
+
+            self.scheduler.add_job(
+                self.notify_failed_runs,
+                IntervalTrigger(seconds=min(RUN_CHECK_SECONDS, settings.scheduler_interval)),
+                id="failed-runs",
+                next_run_time=datetime.datetime.now(datetime.UTC),
+            )
         self.scheduler.add_job(
             self.crash_orphaned_runs,
             IntervalTrigger(seconds=ORPHAN_CHECK_SECONDS),
@@ -375,6 +404,7 @@ class Daemon:
             )
             logging.shutdown()
             os._exit(0)
+        self.notifier.close()
         with self.store_lock:
             self.status_store.release_lease(LEADER_LEASE, self.runtime.holder)
             self.status_store.close()
