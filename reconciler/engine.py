@@ -30,6 +30,7 @@ from reconciler.diagnostics import Diagnostic
 from reconciler.errors import ConfigError, SourceError, StaleStateError
 from reconciler.masking import Masker, strings_in
 from reconciler.model import Kind
+from reconciler.overrides import lay_overrides
 from reconciler.plan.model import Plan, PlannedStep
 from reconciler.plan.planner import PlanOptions, make_plan
 from reconciler.settings import Settings
@@ -238,6 +239,7 @@ def desired_state(
     if built.desired is None:
         masker = Masker(built.secrets)
         raise ConfigError([masker.diagnostic(d) for d in built.diagnostics])
+    built = lay_overrides(built, store)  # operator overrides (reconciler/overrides.py)
     return Desired(built, observed, tuple(inputs))
 
 

@@ -92,7 +92,7 @@ def status(store_url: str | None, output: str, server_url: str | None = None) ->
     store = open_for_reading(store_url)
     try:
         records = store.repo_statuses()
-        notes = operator_notes(store) if output != "json" and records else []
+        notes = operator_notes(store) if output != "json" else []
     finally:
         store.close()
     if output == "json":
@@ -100,6 +100,8 @@ def status(store_url: str | None, output: str, server_url: str | None = None) ->
         return
     if not records:
         click.echo("No repositories: no daemon has run against this store.")
+        for line in notes:
+            click.echo(line)
         return
     echo_table(
         ["repository", "state", "fetched", "applied", "last error", "next attempt"],

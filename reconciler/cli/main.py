@@ -159,6 +159,8 @@ cli.add_command(operate.sync)
 cli.add_command(operate.suspend)
 cli.add_command(operate.resume)
 cli.add_command(operate.rollback)
+read.deployment.add_command(operate.deployment_pause)
+read.deployment.add_command(operate.deployment_resume)
 
 
 def main() -> None:

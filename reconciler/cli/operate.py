@@ -235,10 +235,17 @@ RECENT_ACTIONS = 5
 
 def operator_notes(store: Any) -> list[str]:
     """For `reconcile status`: suspended repositories and the latest operator actions."""
+    from reconciler.store.overrides import overrides
+
     lines = [
         f"{hold.name}: automatic sync suspended since {hold.suspended_at} by {hold.actor} "
         f"(`reconcile resume {hold.name}` resumes it)"
         for hold in store.suspended_syncs()
+    ]
+    lines += [
+        f"override: deployment {o.deployment} paused since {o.at} by {o.actor} "
+        f"(`reconcile deployment resume {o.deployment}` removes it)"
+        for o in overrides(store)
     ]
     recent = [
         e for e in store.audit_log(limit=100) if e.action.startswith(("repository.", "override."))
@@ -249,3 +256,50 @@ def operator_notes(store: Any) -> list[str]:
         outcome = entry.detail.get("outcome", "")
         lines.append(f"  {entry.at}  {entry.action} {entry.target}: {outcome} ({entry.actor})")
     return [printable(line) for line in lines]
+
+
+def _override(key: str, paused: bool, store_url: str | None) -> None:
+    from reconciler import overrides
+    from reconciler.settings import settings_for_store
+    from reconciler.store.url import store_exists
+
+    settings = settings_for_store(store_url)
+    if not store_exists(settings.store_url):
+        raise UserError(
+            f"there is no store at {settings.store_url}",
+            "give --store (or RECONCILER_STORE) the store the deployment is in",
+        )
+    store = settings.open_store()
+    action = "override.pause" if paused else "override.resume"
+    try:  # a refusal (UserError) writes nothing, not even to the audit log
+        if paused:
+            message = overrides.pause(store, key, cli_actor())
+        else:
+            message = overrides.resume(store, key)
+        store.record_audit(cli_actor(), action, key, {"outcome": message})
+    finally:
+        store.close()
+    click.echo(printable(message))
+
+
+@click.command("pause")
+@click.argument("key", metavar="FLOW/NAME")
+@store_option
+@user_errors
+def deployment_pause(key: str, store_url: str | None) -> None:
+    """Pause a git-owned deployment now, by an operator override (an emergency stop).
+
+    Its scheduled runs are removed and no new ones are made. Plans and the daemon keep it
+    paused, and say so (an override, not drift), until `reconcile deployment resume`.
+    """
+    _override(key, True, store_url)
+
+
+@click.command("resume")
+@click.argument("key", metavar="FLOW/NAME")
+@store_option
+@user_errors
+def deployment_resume(key: str, store_url: str | None) -> None:
+    """Remove the override of `reconcile deployment pause`: the deployment's file decides
+    again whether it is paused."""
+    _override(key, False, store_url)
