@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import CliResult, GitRepo, store_dump
 from tests.daemon.conftest import DaemonProcess, StartDaemon
 from tests.e2e.helpers import TWO_DEPLOYMENTS, assert_refused, project
+from tests.infra.git_servers import HttpGitServer, Remote
 from tests.web.conftest import ADMIN, READ
 
 pytestmark = pytest.mark.e2e
@@ -231,3 +232,47 @@ def test_operator_refusals_change_nothing(
     added = [row for row in after["audit_log"] if row not in before["audit_log"]]
     assert len(added) == 3 and all("refused" in str(row) for row in added)
     assert not (repo.path.parent / "none.db").exists()
+
+
+def test_plan_of_a_remote_branch_fetches_it_and_leaves_the_branch(
+    git_http_server: HttpGitServer,
+    make_remote: Callable[..., Remote],
+    start_daemon: StartDaemon,
+    run_cli: RunCli,
+) -> None:
+    remote = make_remote(git_http_server, project())
+    daemon = start_daemon(
+        {
+            "repositories": [
+                {
+                    "name": "flows",
+                    "url": remote.url,
+                    "poll_interval": "1h",
+                    "username": {"env": "GIT_USER"},
+                    "password": {"env": "GIT_PASSWORD"},
+                }
+            ]
+        },
+        env={
+            **TOKENS,
+            "GIT_USER": git_http_server.username,
+            "GIT_PASSWORD": git_http_server.password,
+        },
+    )
+    main = remote.head()
+    daemon.wait_for(lambda s: s.get("flows", {}).get("applied_commit") == main)
+    pushed = remote.commit({"prefect.yaml": TWO_DEPLOYMENTS}, "add hourly", branch="pr-1")
+    env = {"RECONCILER_TOKEN": READ}
+    base = ("plan", "--server", daemon.url, "--repository", "flows", "-o", "json")
+
+    answer = json.loads(run_cli(*base, "--ref", "pr-1", env=env).stdout)
+    assert answer["commit"] == pushed and answer["summary"]["add"] == 1
+    by_id = json.loads(run_cli(*base, "--ref", pushed, env=env).stdout)
+    assert by_id["commit"] == pushed
+    missing = run_cli(*base, "--ref", "pr-2", env=env)
+    assert_refused(missing, "cannot fetch 'pr-2' from", "push the branch first")
+    assert git_http_server.password not in missing.output + daemon.log()
+    # The watched branch did not move: nothing was applied, the status still says main.
+    time.sleep(0.5)
+    assert daemon.statuses()["flows"]["applied_commit"] == main
+    assert daemon.statuses()["flows"]["fetched_commit"] == main
