@@ -276,3 +276,27 @@ def test_plan_of_a_remote_branch_fetches_it_and_leaves_the_branch(
     time.sleep(0.5)
     assert daemon.statuses()["flows"]["applied_commit"] == main
     assert daemon.statuses()["flows"]["fetched_commit"] == main
+
+
+def test_the_daemon_keeps_an_override_and_heals_real_drift(
+    make_repo: Callable[..., GitRepo], start_daemon: StartDaemon, run_cli: RunCli
+) -> None:
+    repo = make_repo(project({"prefect.yaml": TWO_DEPLOYMENTS}))
+    daemon = start_daemon(
+        {"repositories": [{"name": "flows", "path": str(repo.path)}], "drift_interval": "1s"},
+        env=TOKENS,
+    )
+    first = repo.git("rev-parse", "HEAD")
+    daemon.wait_for(lambda s: s.get("flows", {}).get("applied_commit") == first)
+    paused = run_cli("deployment", "pause", "ingest/hourly", "--store", daemon.store_url)
+    assert paused.code == 0, paused.output
+    time.sleep(3.0)  # two or three drift checks with self-heal
+    status = daemon.statuses()["flows"]
+    assert status["state"] == "Synced" and "drift" not in (status["message"] or ""), status
+    listed = json.loads(
+        run_cli("deployment", "ls", "--store", daemon.store_url, "-o", "json").stdout
+    )
+    assert {d["key"]: d["spec"]["paused"] for d in listed} == {
+        "ingest/hourly": True,
+        "ingest/nightly": False,
+    }
