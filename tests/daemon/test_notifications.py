@@ -120,6 +120,33 @@ def test_stalled_drift_and_failed_runs_are_sent(
     assert SECRET_PATH not in daemon.log()
 
 
+def test_error_and_crashed_runs_are_sent_once(
+    make_repo: Callable[..., GitRepo], start_daemon: StartDaemon, receiver: Receiver
+) -> None:
+    repo = make_repo(project())
+    config = {
+        **local(repo),
+        "scheduler": {"interval": "1s"},
+        "notifications": [{"url": f"json://{receiver.url}/all"}],
+    }
+    daemon = start_daemon(config)
+    daemon.wait_for(applied(repo.git("rev-parse", "HEAD")))
+    repo.git("branch", "-m", "main", "renamed")  # the watched branch is gone: Error, retried
+    error = receiver.wait("all", "flows is Error")
+    assert "branch 'main' does not exist" in error["message"]
+    daemon.wait_for(lambda s: s["flows"]["failures"] >= 2, timeout=30)
+    assert len([b for b in receiver.at("all") if "is Error" in b["title"]]) == 1
+
+    store = open_store(daemon.store_url)
+    try:
+        run = create_run(store, "ingest/nightly")
+        store.set_run_state(run.id, RunState.CRASHED, "the worker stopped heartbeating")
+    finally:
+        store.close()
+    crashed = receiver.wait("all", "CRASHED")
+    assert run.id in crashed["message"] and "stopped heartbeating" in crashed["message"]
+
+
 def test_a_receiver_that_fails_is_logged_without_its_url(
     make_repo: Callable[..., GitRepo], start_daemon: StartDaemon, receiver: Receiver
 ) -> None:
