@@ -393,6 +393,39 @@ def test_sync_without_a_daemon_is_refused(web_project: WebProject) -> None:
         )
 
 
+def test_plan_and_rollback_without_a_daemon_are_refused(web_project: WebProject) -> None:
+    from reconciler.web.auth import Tokens
+    from tests.web.conftest import make_client
+
+    before = web_project.dump()
+    for client in make_client(web_project, Tokens(admin=ADMIN), daemon=False):
+        _error(
+            client.get("/api/v1/repositories/project/plan?ref=main", headers=auth(ADMIN)),
+            409,
+            "cannot plan a ref",
+        )
+        _error(client.get("/api/v1/repositories/other/plan?ref=main", headers=auth(ADMIN)), 404)
+        body = _error(
+            client.post(
+                "/api/v1/repositories/project/rollback", headers=auth(ADMIN), json={"too": "x"}
+            ),
+            422,
+            "'to' is a required property",
+        )
+        assert body["status"] == 422
+        _error(
+            client.post(
+                "/api/v1/repositories/project/rollback", headers=auth(ADMIN), json={"to": "zz"}
+            ),
+            400,
+            "neither a commit id nor an applied plan id",
+        )
+    after = web_project.dump()
+    assert {t: r for t, r in after.items() if t != "audit_log"} == {
+        t: r for t, r in before.items() if t != "audit_log"
+    }
+
+
 def test_pause_and_resume_hand_made_pool_and_queue(
     client: TestClient, web_project: WebProject
 ) -> None:
@@ -436,7 +469,7 @@ def test_audit_log_pages(client: TestClient) -> None:
 
 def test_openapi_lists_every_endpoint_and_is_valid(client: TestClient) -> None:
     doc = client.get("/api/v1/openapi.json", headers=auth(READ)).json()
-    assert doc["openapi"].startswith("3.1") and doc["info"]["version"] == "1.0.0"
+    assert doc["openapi"].startswith("3.1") and doc["info"]["version"] == "1.1.0"
     listed = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert listed == {(e.method, e.path) for e in ENDPOINTS}
     for ops in doc["paths"].values():
