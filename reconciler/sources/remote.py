@@ -223,7 +223,9 @@ class RemoteRepository:
             )
             if known and re.fullmatch(r"[0-9a-f]{7,64}", ref):
                 return known.strip()  # a commit id the cache holds already
-            local = f"refs/reconciler/plan/{ref.removeprefix('refs/')}"
+            # One local ref per planned ref, named by its hash: `a` and `a/b` can both be
+            # planned (as refs, one would be the other's directory).
+            local = f"refs/reconciler/plan/{hashlib.sha256(ref.encode()).hexdigest()[:24]}"
             try:
                 self._run(
                     self.cache_path,
