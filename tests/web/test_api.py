@@ -517,3 +517,29 @@ def test_answers_fit_the_published_response_schemas(
     ).validate(error)
     schema = {"$ref": "#/components/schemas/FlowRun", "components": doc["components"]}
     assert not jsonschema.Draft202012Validator(schema).is_valid({"id": 1}), "the schema bites"
+
+
+def test_rollback_by_plan_id_or_commit_prefix(web_project: WebProject) -> None:
+    from reconciler.store import open_store
+    from reconciler.web.service import WebService
+
+    asked: list[tuple[str, str]] = []
+
+    def rollback_to(name: str, commit: str) -> str | None:
+        asked.append((name, commit))
+        return None
+
+    commit = web_project.repo.git("rev-parse", "HEAD")
+    service = WebService(lambda: open_store(web_project.store_url), rollback_to=rollback_to)
+    try:
+        (applied,) = service.applies(10)
+        by_id = service.rollback("project", str(applied["id"]), "tester")
+        by_prefix = service.rollback("project", commit[:8].upper(), "tester")
+    finally:
+        service.close()
+    assert by_id["commit"] == by_prefix["commit"] == commit and by_id["sync_suspended"] is True
+    assert asked == [("project", commit), ("project", commit)]
+    assert [(e.action, e.detail["outcome"]) for e in web_project.audit()][:2] == [
+        ("repository.rollback", "started"),
+        ("repository.rollback", "started"),
+    ]
