@@ -16,7 +16,7 @@ from reconciler.masking import Masker
 from reconciler.model import Kind
 from reconciler.plan.model import Action, Plan
 from reconciler.scheduling.scheduler import active_schedule_ids
-from reconciler.store.base import Fence, Store
+from reconciler.store.base import Fence, ResourceStore
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,9 @@ class ApplyResult:
     plan_id: int | None
 
 
-def apply_plan(store: Store, plan: Plan, masker: Masker, fence: Fence | None = None) -> ApplyResult:
+def apply_plan(
+    store: ResourceStore, plan: Plan, masker: Masker, fence: Fence | None = None
+) -> ApplyResult:
     """Write the plan. With `fence`, only while that lease is still held (checked inside the
     transaction, so a deposed daemon can never write)."""
     if any(d.is_error for d in plan.diagnostics):
@@ -63,7 +65,7 @@ def apply_plan(store: Store, plan: Plan, masker: Masker, fence: Fence | None = N
     return ApplyResult(store.revision(), plan_id)
 
 
-def _commits_recorded(store: Store, plan: Plan) -> bool:
+def _commits_recorded(store: ResourceStore, plan: Plan) -> bool:
     """Whether every repository of the plan is already recorded at the commit it was read at."""
     recorded = {r.repo: (r.location, r.last_commit) for r in store.repositories()}
     return all(recorded.get(s.repo) == (s.location, s.commit) for s in plan.sources)

@@ -40,7 +40,7 @@ from reconciler.errors import (
     StaleStateError,
 )
 from reconciler.plan.model import Plan
-from reconciler.store.base import Fence, Store
+from reconciler.store.base import Fence, LeaseStore, Store
 
 LEASE_SECONDS = 60.0
 CHECKS_STATE = frozenset({"start", "drift", "webhook", "retry", "api"})
@@ -72,7 +72,7 @@ def holder_is_dead(holder: str) -> bool:
     return False
 
 
-def take_lease(store: Store, name: str, holder: str, ttl_seconds: float) -> str | None:
+def take_lease(store: LeaseStore, name: str, holder: str, ttl_seconds: float) -> str | None:
     """Take or renew lease `name`, taking it over at once from a dead process on this host;
     None when held, else the live holder."""
     current = store.acquire_lease(name, holder, ttl_seconds)

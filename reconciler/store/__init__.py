@@ -1,16 +1,22 @@
 """The store: where reconciled objects, variables, secrets and plan history live.
 
-`open_store(url)` picks a backend from the URL. Backends implement `Store` (store/base.py);
-the contract tests in tests/contract run against each.
+`open_store(url)` picks a backend from the URL. Both backends are one SQL implementation
+(store/sql_store.py) over SQLite or PostgreSQL; they implement `Store` (store/base.py), the
+union of one protocol per concern (`ResourceStore`, `ValueStore`, `LeaseStore`,
+`RunStore`). The contract tests in tests/contract run against each.
 """
 
 from reconciler.store.base import (
     AppliedPlanRecord,
     BlockRecord,
+    LeaseStore,
     ObservedState,
     RepositoryRecord,
     RepoStatusRecord,
+    ResourceStore,
+    RunStore,
     Store,
+    ValueStore,
     WriteTransaction,
 )
 from reconciler.store.url import DEFAULT_STORE_PATH, open_store
@@ -19,10 +25,14 @@ __all__ = [
     "DEFAULT_STORE_PATH",
     "AppliedPlanRecord",
     "BlockRecord",
+    "LeaseStore",
     "ObservedState",
     "RepoStatusRecord",
     "RepositoryRecord",
+    "ResourceStore",
+    "RunStore",
     "Store",
+    "ValueStore",
     "WriteTransaction",
     "open_store",
 ]

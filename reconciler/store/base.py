@@ -1,5 +1,15 @@
 """The store interface. Each method's docstring is its contract; every backend honours it and
-tests/contract/test_store_contract.py checks it against each backend.
+the suite in tests/contract checks it against each backend, one test module per concern.
+
+`Store` is the union of four narrow protocols, one per concern, so that a caller that needs
+one concern can say so:
+
+- `ResourceStore`: desired resources (pools, queues, deployments) and their history: the
+  revisioned `transaction()`, `observe()`, applied plans, repositories;
+- `ValueStore`: variables, blocks (secrets) and the step cache (written in a transaction);
+- `LeaseStore`: leases and the daemon's status of each repository;
+- `RunStore`: runs, queues' claims, logs and workers, and the Prefect records of a run's
+  inside (`PrefectRecordStore`).
 
 Reads return immutable values. All writes happen inside `transaction()`, which is atomic (all
 or nothing), serialised against every other writer on the same store, and bumps the store's
@@ -30,7 +40,7 @@ from reconciler.store.prefect_types import (
     TaskRunRecord,
     TaskRunStateRecord,
 )
-from reconciler.store.web_records import WebRecordStore
+from reconciler.store.web_types import WebRecordStore
 
 
 @dataclass(frozen=True)
@@ -225,9 +235,8 @@ class PrefectRecordStore(Protocol):
         ...
 
 
-class Store(PrefectRecordStore, WebRecordStore, Protocol):
-    url: str
-    """Where the store is, as messages and logs may show it: without credentials."""
+class ResourceStore(Protocol):
+    """Desired resources and their history: what a plan reads and an apply writes."""
 
     def observe(self) -> ObservedState:
         """A consistent snapshot of every object, variable and block, with its revision."""
@@ -243,15 +252,7 @@ class Store(PrefectRecordStore, WebRecordStore, Protocol):
 
     def get(self, kind: Kind, key: str) -> Resource | None: ...
 
-    def variables(self) -> dict[str, Any]: ...
-
-    def blocks(self) -> list[BlockRecord]: ...
-
     def repositories(self) -> list[RepositoryRecord]: ...
-
-    def step_result(self, input_hash: str) -> Any | None:
-        """The outputs a step returned for inputs with this hash, or None."""
-        ...
 
     def history(self, limit: int = 20) -> list[AppliedPlanRecord]:
         """Applied plans, newest first (without the plan body)."""
@@ -260,6 +261,30 @@ class Store(PrefectRecordStore, WebRecordStore, Protocol):
     def applied_plan(self, plan_id: int) -> AppliedPlanRecord | None:
         """One applied plan with its full plan JSON."""
         ...
+
+    def transaction(
+        self, expected_revision: int | None = None
+    ) -> AbstractContextManager[WriteTransaction]:
+        """Serialised, atomic writes. Raises StaleStateError on entry when the revision is not
+        `expected_revision`. An exception inside the block rolls everything back."""
+        ...
+
+
+class ValueStore(Protocol):
+    """Variables, blocks (secret values) and the step cache; written in a `transaction()`."""
+
+    def variables(self) -> dict[str, Any]: ...
+
+    def blocks(self) -> list[BlockRecord]: ...
+
+    def step_result(self, input_hash: str) -> Any | None:
+        """The outputs a step returned for inputs with this hash, or None."""
+        ...
+
+
+class LeaseStore(Protocol):
+    """Leases on repositories (who does the work) and the daemon's status of each; each
+    call is an atomic write of its own or a read, and none changes the revision."""
 
     def repo_statuses(self) -> list[RepoStatusRecord]:
         """The daemon's status of every watched repository, sorted by name."""
@@ -298,7 +323,11 @@ class Store(PrefectRecordStore, WebRecordStore, Protocol):
         grow: each new holder (or a holder back after its lease lapsed) gets a greater one."""
         ...
 
-    # -- flow runs (each call is one atomic write of its own; none changes the revision) ----
+
+class RunStore(PrefectRecordStore, Protocol):
+    """Flow runs, their claims from pools and queues, their logs, and the workers."""
+
+    # Each call is one atomic write of its own, or a read; none changes the revision.
 
     def create_run(self, new: NewRun) -> FlowRun:
         """A SCHEDULED run. With an `idempotency_key` already used, the existing run."""
@@ -400,11 +429,11 @@ class Store(PrefectRecordStore, WebRecordStore, Protocol):
         LISTENs, so an idle worker hears of a new run within milliseconds."""
         ...
 
-    def transaction(
-        self, expected_revision: int | None = None
-    ) -> AbstractContextManager[WriteTransaction]:
-        """Serialised, atomic writes. Raises StaleStateError on entry when the revision is not
-        `expected_revision`. An exception inside the block rolls everything back."""
-        ...
+
+class Store(ResourceStore, ValueStore, LeaseStore, RunStore, WebRecordStore, Protocol):
+    """The whole store: every concern, as a backend implements it."""
+
+    url: str
+    """Where the store is, as messages and logs may show it: without credentials."""
 
     def close(self) -> None: ...

@@ -1,10 +1,8 @@
-"""The records of a Prefect run's inside, written once for both store backends.
+"""The records of a Prefect run's inside, in the SQL store (SQLite and PostgreSQL alike).
 
-Mixed into SqliteStore and PostgresStore. The SQL is portable (`?` placeholders, which a
-backend turns into its own with `_sql()`; ON CONFLICT upserts; TEXT JSON); a backend supplies
-only what differs: its write transaction (`_small_write()`), its reads (`_read_rows()`), how it
-locks a run's row for a compare-and-set (`_FOR_UPDATE`), how two writers of one run's log lines
-take turns (`_serialise_run_logs()`), and whom it tells that a run ended (`_run_moved()`).
+Mixed into the backends of store/sql_store.py, in its common SQL; a run's row is read
+`FOR UPDATE` before a compare-and-set (SQLite's writer lock already excludes every other
+writer), and two writers of one run's log lines take turns (`_lock`).
 
 What is kept: Prefect's flows by name; the Prefect side of our flow runs (Prefect's state,
 run count, retry policy, subflow link), changed only through `apply_flow_run_state()` whose
@@ -19,12 +17,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
-from typing import Any, ClassVar, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from reconciler.model import canonical_json
-from reconciler.runs import FlowRun, RunLogLine, RunState, StateChange, run_name
+from reconciler.runs import WAITING_STATES, FlowRun, RunLogLine, RunState, StateChange, run_name
 from reconciler.store.prefect_types import (
     FLOW_RUN_PREFIX,
     TASK_RUN_PREFIX,
@@ -43,22 +40,7 @@ from reconciler.store.prefect_types import (
     utc_now_iso,
 )
 from reconciler.store.run_rows import INSERT_COLUMNS, RUN_COLUMNS, now_iso, run_from_row
-
-
-class SqlCursor(Protocol):
-    @property
-    def rowcount(self) -> int: ...
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-
-class SqlConnection(Protocol):
-    """What both sqlite3's and psycopg's connections offer, as used here."""
-
-    def execute(self, sql: str, params: Sequence[Any], /) -> SqlCursor: ...
-
+from reconciler.store.sql_store import LOCK_RUN_LOGS, SqlStoreBase
 
 _TASK_COLUMNS = (
     "id, flow_run_id, name, task_key, dynamic_key, state_type, state_name, state_message, "
@@ -107,6 +89,11 @@ def _task_values(task: TaskRunRecord) -> tuple[Any, ...]:
     )
 
 
+def _frees_or_offers(pool: str, state: RunState) -> bool:
+    """A run of a pool moved to a state that frees a slot or offers it to claims."""
+    return bool(pool) and (state.is_final or state in WAITING_STATES)
+
+
 def task_run_from_event(event: EventRecord) -> TaskRunRecord:
     """The task run as a `prefect.task-run.<State>` event describes it."""
     payload = event.payload
@@ -131,37 +118,8 @@ def task_run_from_event(event: EventRecord) -> TaskRunRecord:
     )
 
 
-class PrefectRecords:
-    """Mixed into both store backends; see the module docstring for what each provides."""
-
-    _FOR_UPDATE: ClassVar[str] = ""
-    """Appended to the SELECT that reads a run before changing it (" FOR UPDATE" where a row
-    lock is needed; SQLite's write transaction already excludes every other writer)."""
-
-    def _small_write(self) -> AbstractContextManager[Any]:
-        raise NotImplementedError  # provided by the backend
-
-    def _sql(self, sql: str) -> str:
-        """`sql` with the backend's placeholders instead of `?`."""
-        raise NotImplementedError  # provided by the backend
-
-    def _read_rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Rows of a read outside any write (`?` placeholders); [] when nothing is stored."""
-        raise NotImplementedError  # provided by the backend
-
-    def _serialise_run_logs(self, conn: SqlConnection, run_id: str) -> None:
-        """Inside a write: make other writers of this run's log lines wait (numbering)."""
-
-    def _run_moved(self, conn: SqlConnection, pool: str, state: RunState) -> None:
-        """Inside a write: a run of `pool` moved to `state` (PostgreSQL wakes the workers)."""
-
-    def _run(self, conn: SqlConnection, sql: str, params: Sequence[Any] = ()) -> SqlCursor:
-        return conn.execute(self._sql(sql), tuple(params))
-
-    def _run_many(self, conn: SqlConnection, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        statement = self._sql(sql)
-        for row in rows:
-            conn.execute(statement, tuple(row))
+class PrefectRecords(SqlStoreBase):
+    """Mixed into the SQL store's backends; see the module docstring."""
 
     # -- flows -----------------------------------------------------------------------------
 
@@ -170,9 +128,8 @@ class PrefectRecords:
         found = self.prefect_flow_named(name)
         if found is not None:
             return found
-        with self._small_write() as conn:
-            self._run(
-                conn,
+        with self._write() as conn:
+            conn.execute(
                 "INSERT INTO prefect_flows (id, name, created_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (name) DO NOTHING",
                 (prefect_flow_id(name), name, now_iso()),
@@ -182,15 +139,11 @@ class PrefectRecords:
         return made
 
     def prefect_flow_named(self, name: str) -> PrefectFlow | None:
-        rows = self._read_rows(
-            "SELECT id, name, created_at FROM prefect_flows WHERE name = ?", (name,)
-        )
+        rows = self._read("SELECT id, name, created_at FROM prefect_flows WHERE name = ?", (name,))
         return PrefectFlow(*rows[0]) if rows else None
 
     def prefect_flow(self, flow_id: str) -> PrefectFlow | None:
-        rows = self._read_rows(
-            "SELECT id, name, created_at FROM prefect_flows WHERE id = ?", (flow_id,)
-        )
+        rows = self._read("SELECT id, name, created_at FROM prefect_flows WHERE id = ?", (flow_id,))
         return PrefectFlow(*rows[0]) if rows else None
 
     # -- flow runs made and moved by Prefect's engine ---------------------------------------
@@ -202,9 +155,8 @@ class PrefectRecords:
         now = now_iso()
         prefect_state = {**new.prefect_state, "timestamp": utc_now_iso()}
         history = [StateChange(new.state, now, prefect_state.get("name")).to_json()]
-        with self._small_write() as conn:
-            self._run(
-                conn,
+        with self._write() as conn:
+            conn.execute(
                 f"INSERT INTO flow_runs ({INSERT_COLUMNS}, state_name, parent_task_run_id, "
                 "prefect_state, empirical_policy, flow_version) VALUES (?, ?, '', ?, '', '', ?, "
                 "?, ?, ?, '{}', ?, NULL, NULL, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?) "
@@ -233,7 +185,7 @@ class PrefectRecords:
         return made
 
     def _flow_run(self, run_id: str) -> FlowRun | None:
-        rows = self._read_rows(f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = ?", (run_id,))
+        rows = self._read(f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = ?", (run_id,))
         return run_from_row(rows[0]) if rows else None
 
     def filter_flow_runs(self, wanted: FlowRunFilter) -> list[FlowRun]:
@@ -248,15 +200,16 @@ class PrefectRecords:
             if values is not None:
                 if not values:
                     return []
-                where.append(f"{column} IN ({', '.join('?' for _ in values)})")
-                params.extend(values)
+                matches, values_params = self.dialect.in_list(column, list(values))
+                where.append(matches)
+                params.extend(values_params)
         sql = f"SELECT {RUN_COLUMNS} FROM flow_runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         order = "DESC" if wanted.newest_first else "ASC"
         sql += f" ORDER BY scheduled_time {order}, created_at {order}"
         found: list[FlowRun] = []
-        for row in self._read_rows(sql, params):
+        for row in self._read(sql, params):
             run = run_from_row(row)
             state_type, state_name = prefect_state_of(run)
             if wanted.state_types is not None and state_type not in wanted.state_types:
@@ -274,10 +227,9 @@ class PrefectRecords:
         """Read the run under its lock, let `decide` (pure, quick) say what it becomes, and
         write that, all in one transaction: two proposals for one run never interleave.
         Returns the run afterwards (unchanged when `decide` returned None), None if unknown."""
-        with self._small_write() as conn:
-            row = self._run(
-                conn,
-                f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = ?{self._FOR_UPDATE}",
+        with self._write() as conn:
+            row = conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = ? FOR UPDATE",
                 (run_id,),
             ).fetchone()
             if row is None:
@@ -289,8 +241,7 @@ class PrefectRecords:
             now = now_iso()
             history = [change.to_json() for change in run.history]
             history.append(StateChange(update.state, now, update.history_message).to_json())
-            moved = self._run(
-                conn,
+            moved = conn.execute(
                 "UPDATE flow_runs SET state = ?, state_message = ?, state_name = ?, "
                 "prefect_state = ?, run_count = ?, start_time = ?, end_time = ?, history = ?, "
                 "updated_at = ? WHERE id = ? AND state = ? AND run_count = ?",
@@ -310,8 +261,8 @@ class PrefectRecords:
                 ),
             )
             assert moved.rowcount == 1, "the run's row is locked: nobody else can move it"
-            if update.state is not run.state:
-                self._run_moved(conn, run.pool, update.state)
+            if update.state is not run.state and _frees_or_offers(run.pool, update.state):
+                self._notify(conn, [run.pool])
         return self._flow_run(run_id)
 
     def update_flow_run_settings(
@@ -323,9 +274,8 @@ class PrefectRecords:
     ) -> bool:
         """Keep what Prefect's engine says of the flow before it runs (PATCH /flow_runs/ID);
         a None leaves that field as it is. False when there is no such run."""
-        with self._small_write() as conn:
-            cursor = self._run(
-                conn,
+        with self._write() as conn:
+            cursor = conn.execute(
                 "UPDATE flow_runs SET flow_version = COALESCE(?, flow_version), "
                 "empirical_policy = COALESCE(?, empirical_policy) WHERE id = ?",
                 (
@@ -347,9 +297,8 @@ class PrefectRecords:
         received = now_iso()
         unique = list({event.id: event for event in events}.values())
         task_runs = [task_run_from_event(event) for event in unique if event.is_task_run_state]
-        with self._small_write() as conn:
-            self._run_many(
-                conn,
+        with self._write() as conn:
+            conn.many(
                 "INSERT INTO events (id, occurred, event, resource_id, resource, related, "
                 "payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO NOTHING",
@@ -367,8 +316,7 @@ class PrefectRecords:
                     for event in unique
                 ],
             )
-            self._run_many(
-                conn,
+            conn.many(
                 f"INSERT INTO task_runs ({_TASK_COLUMNS}) VALUES ({_TASK_MARKS}) "
                 "ON CONFLICT (id) DO UPDATE SET "
                 "flow_run_id = COALESCE(excluded.flow_run_id, task_runs.flow_run_id), "
@@ -386,9 +334,8 @@ class PrefectRecords:
     def create_task_run(self, task: TaskRunRecord) -> TaskRunRecord:
         """A task run made through the API (a subflow's placeholder in its parent); an id
         already stored returns that task run."""
-        with self._small_write() as conn:
-            self._run(
-                conn,
+        with self._write() as conn:
+            conn.execute(
                 f"INSERT INTO task_runs ({_TASK_COLUMNS}) VALUES ({_TASK_MARKS}) "
                 "ON CONFLICT (id) DO NOTHING",
                 _task_values(task),
@@ -398,14 +345,12 @@ class PrefectRecords:
         return found
 
     def get_task_run(self, task_run_id: str) -> TaskRunRecord | None:
-        rows = self._read_rows(
-            f"SELECT {_TASK_COLUMNS} FROM task_runs WHERE id = ?", (task_run_id,)
-        )
+        rows = self._read(f"SELECT {_TASK_COLUMNS} FROM task_runs WHERE id = ?", (task_run_id,))
         return _task_from_row(rows[0]) if rows else None
 
     def task_runs(self, flow_run_id: str) -> list[TaskRunRecord]:
         """The flow run's task runs, in the order they started."""
-        rows = self._read_rows(
+        rows = self._read(
             f"SELECT {_TASK_COLUMNS} FROM task_runs WHERE flow_run_id = ? "
             "ORDER BY COALESCE(start_time, state_timestamp), name, id",
             (flow_run_id,),
@@ -414,7 +359,7 @@ class PrefectRecords:
 
     def task_run_states(self, task_run_id: str) -> list[TaskRunStateRecord]:
         """Every state the task run went through, oldest first (from its events)."""
-        rows = self._read_rows(
+        rows = self._read(
             "SELECT occurred, event, payload FROM events WHERE resource_id = ? "
             "ORDER BY occurred, id",
             (TASK_RUN_PREFIX + task_run_id,),
@@ -444,18 +389,16 @@ class PrefectRecords:
             by_run.setdefault(record.flow_run_id, []).append(record)
         if not by_run:
             return
-        with self._small_write() as conn:
+        with self._write() as conn:
             for run_id in sorted(by_run):
-                self._serialise_run_logs(conn, run_id)
+                self._lock(conn, LOCK_RUN_LOGS, run_id)  # numbered by one writer at a time
                 last = int(
-                    self._run(
-                        conn,
+                    conn.execute(
                         "SELECT COALESCE(MAX(seq), 0) FROM flow_run_logs WHERE run_id = ?",
                         (run_id,),
                     ).fetchone()[0]
                 )
-                self._run_many(
-                    conn,
+                conn.many(
                     "INSERT INTO flow_run_logs (run_id, seq, at, stream, line, level, logger, "
                     "task_run_id) VALUES (?, ?, ?, 'prefect', ?, ?, ?, ?)",
                     [
@@ -482,15 +425,14 @@ class PrefectRecords:
         if min_level is not None:
             sql += " AND level >= ?"
             params.append(min_level)
-        rows = self._read_rows(sql + " ORDER BY seq", params)
+        rows = self._read(sql + " ORDER BY seq", params)
         return [RunLogLine(*row) for row in rows]
 
     # -- artifacts -------------------------------------------------------------------------
 
     def create_artifact(self, artifact: ArtifactRecord) -> ArtifactRecord:
-        with self._small_write() as conn:
-            self._run(
-                conn,
+        with self._write() as conn:
+            conn.execute(
                 f"INSERT INTO artifacts ({_ARTIFACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     artifact.id,
@@ -507,7 +449,7 @@ class PrefectRecords:
 
     def artifacts(self, flow_run_id: str) -> list[ArtifactRecord]:
         """The run's artifacts, oldest first (its tasks' included)."""
-        rows = self._read_rows(
+        rows = self._read(
             f"SELECT {_ARTIFACT_COLUMNS} FROM artifacts WHERE flow_run_id = ? "
             "ORDER BY created_at, id",
             (flow_run_id,),

@@ -1,6 +1,6 @@
 """What the web API and dashboard (reconciler/web) keep and read beyond the other records,
 written once for both store backends (mixed in like prefect_records.py, with the same
-backend hooks: `_small_write()`, `_sql()`, `_read_rows()`).
+store hooks of `SqlStoreBase`: `_write()` and `_read()`).
 
 - the audit log: every action taken through the API or the dashboard (who, what, on what,
   when, with what outcome), appended, never changed;
@@ -15,130 +15,25 @@ Each write is one atomic write of its own; none changes the revision.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from reconciler.model import Kind, Owner, Resource
-from reconciler.runs import FlowRun, RunState
+from reconciler.runs import FlowRun
 from reconciler.store.run_rows import ACTIVE_SQL, RUN_COLUMNS, now_iso, run_from_row
+from reconciler.store.sql import POSTGRESQL
+from reconciler.store.sql_store import SqlStoreBase
+from reconciler.store.web_types import AuditEntry, RunBuckets, RunQuery, SuspendedSync
 
 
-@dataclass(frozen=True)
-class AuditEntry:
-    id: int
-    at: str
-    actor: str
-    """Who: the role of the token used and where the request came from."""
-    action: str
-    """What: "run.create", "run.cancel", "repository.sync", "work-pool.pause"..."""
-    target: str
-    detail: dict[str, Any]
-    """The outcome and what was given (never a secret's value)."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "at": self.at,
-            "actor": self.actor,
-            "action": self.action,
-            "target": self.target,
-            "detail": self.detail,
-        }
-
-
-@dataclass(frozen=True)
-class RunQuery:
-    """A page of flow runs, newest scheduled first. `after` is the (scheduled_time, id) of
-    the last run of the previous page."""
-
-    deployment: str | None = None
-    states: tuple[RunState, ...] = ()
-    scheduled_after: float | None = None
-    scheduled_before: float | None = None
-    after: tuple[float, str] | None = None
-    limit: int = 50
-
-
-@dataclass(frozen=True)
-class SuspendedSync:
-    name: str
-    suspended_at: str
-    actor: str
-
-
-@dataclass(frozen=True)
-class RunBuckets:
-    """How many runs were scheduled in each hour from `start`, by state."""
-
-    start: float
-    hours: int
-    counts: dict[int, dict[str, int]] = field(default_factory=dict)
-
-
-class WebRecordStore(Protocol):
-    def record_audit(self, actor: str, action: str, target: str, detail: dict[str, Any]) -> int:
-        """Append one entry to the audit log; returns its id."""
-        ...
-
-    def audit_log(
-        self, *, limit: int = 50, before: int | None = None, target: str | None = None
-    ) -> list[AuditEntry]:
-        """Entries newest first, with ids below `before`, about `target` when given."""
-        ...
-
-    def set_sync_suspended(self, name: str, suspended: bool, actor: str) -> bool:
-        """Suspend or resume the automatic sync of repository `name`; False when it already
-        was so (nothing written)."""
-        ...
-
-    def suspended_syncs(self) -> list[SuspendedSync]:
-        """Repositories whose automatic sync is suspended, by name."""
-        ...
-
-    def query_runs(self, query: RunQuery) -> list[FlowRun]:
-        """One page of runs (see RunQuery), newest scheduled first."""
-        ...
-
-    def run_buckets(self, start: float, hours: int) -> RunBuckets:
-        """Runs scheduled in [start, start + hours h), counted by hour and state."""
-        ...
-
-    def runs_in_flight(self) -> dict[str, dict[str, int]]:
-        """PENDING, RUNNING and CANCELLING runs counted by pool and worker."""
-        ...
-
-    def deployment_page(
-        self, *, after: str | None, limit: int, search: str | None
-    ) -> list[Resource]:
-        """Deployments by key after `after`, whose key contains `search` (any case), at most
-        `limit`: one page read as one, not the whole table."""
-        ...
-
-    def last_and_next_runs(self, deployment: str, now: float) -> tuple[FlowRun | None, ...]:
-        """(the latest run scheduled at or before `now`, the first waiting run after it)."""
-        ...
-
-
-class WebRecords:
+class WebRecords(SqlStoreBase):
     """Mixed into both store backends; see the module docstring."""
-
-    def _small_write(self) -> AbstractContextManager[Any]:
-        raise NotImplementedError  # provided by the backend
-
-    def _sql(self, sql: str) -> str:
-        raise NotImplementedError  # provided by the backend
-
-    def _read_rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        raise NotImplementedError  # provided by the backend
 
     # -- audit log -------------------------------------------------------------------------
 
     def record_audit(self, actor: str, action: str, target: str, detail: dict[str, Any]) -> int:
-        with self._small_write() as conn:
+        with self._write() as conn:
             row = conn.execute(
-                self._sql(
+                (
                     "INSERT INTO audit_log (at, actor, action, target, detail) "
                     "VALUES (?, ?, ?, ?, ?) RETURNING id"
                 ),
@@ -157,7 +52,7 @@ class WebRecords:
         if target is not None:
             where.append("target = ?")
             params.append(target)
-        rows = self._read_rows(
+        rows = self._read(
             "SELECT id, at, actor, action, target, detail FROM audit_log "
             f"WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
             (*params, limit),
@@ -167,23 +62,21 @@ class WebRecords:
     # -- suspended syncs -------------------------------------------------------------------
 
     def set_sync_suspended(self, name: str, suspended: bool, actor: str) -> bool:
-        with self._small_write() as conn:
+        with self._write() as conn:
             if suspended:
                 cursor = conn.execute(
-                    self._sql(
+                    (
                         "INSERT INTO sync_suspended (name, suspended_at, actor) VALUES (?, ?, ?) "
                         "ON CONFLICT (name) DO NOTHING"
                     ),
                     (name, now_iso(), actor),
                 )
             else:
-                cursor = conn.execute(
-                    self._sql("DELETE FROM sync_suspended WHERE name = ?"), (name,)
-                )
+                cursor = conn.execute(("DELETE FROM sync_suspended WHERE name = ?"), (name,))
             return bool(cursor.rowcount)
 
     def suspended_syncs(self) -> list[SuspendedSync]:
-        rows = self._read_rows("SELECT name, suspended_at, actor FROM sync_suspended ORDER BY name")
+        rows = self._read("SELECT name, suspended_at, actor FROM sync_suspended ORDER BY name")
         return [SuspendedSync(r[0], r[1], r[2]) for r in rows]
 
     # -- runs ------------------------------------------------------------------------------
@@ -207,7 +100,7 @@ class WebRecords:
             when, run_id = query.after
             where.append("(scheduled_time < ? OR (scheduled_time = ? AND id < ?))")
             params += [when, when, run_id]
-        rows = self._read_rows(
+        rows = self._read(
             f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE {' AND '.join(where)} "
             "ORDER BY scheduled_time DESC, id DESC LIMIT ?",
             (*params, query.limit),
@@ -217,13 +110,13 @@ class WebRecords:
     def run_buckets(self, start: float, hours: int) -> RunBuckets:
         # Whole hours since `start`, rounded down: SQLite's CAST truncates (the values are
         # never negative here), PostgreSQL's rounds, so there FLOOR first.
-        postgresql = self._sql("?") != "?"
+        postgresql = self.dialect.name == POSTGRESQL
         hour_sql = (
             "CAST(FLOOR((scheduled_time - ?) / 3600) AS INTEGER)"
             if postgresql
             else "CAST((scheduled_time - ?) / 3600 AS INTEGER)"
         )
-        rows = self._read_rows(
+        rows = self._read(
             f"SELECT {hour_sql} AS hour, state, COUNT(*) "
             "FROM flow_runs WHERE scheduled_time >= ? AND scheduled_time < ? "
             "GROUP BY hour, state",
@@ -237,7 +130,7 @@ class WebRecords:
         return RunBuckets(start, hours, counts)
 
     def runs_in_flight(self) -> dict[str, dict[str, int]]:
-        rows = self._read_rows(
+        rows = self._read(
             f"SELECT pool, worker, COUNT(*) FROM flow_runs WHERE state IN ({ACTIVE_SQL}) "
             "GROUP BY pool, worker"
         )
@@ -258,7 +151,7 @@ class WebRecords:
             where.append("LOWER(key) LIKE ?")
             escaped = search.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
             params.append(f"%{escaped}%")
-        rows = self._read_rows(
+        rows = self._read(
             "SELECT key, spec, content_hash, owner_repo, owner_file, source_commit "
             f"FROM deployments WHERE {' AND '.join(where)}"
             + (" ESCAPE '!'" if search else "")
@@ -278,12 +171,12 @@ class WebRecords:
         ]
 
     def last_and_next_runs(self, deployment: str, now: float) -> tuple[FlowRun | None, ...]:
-        last = self._read_rows(
+        last = self._read(
             f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE deployment = ? AND scheduled_time <= ? "
             "ORDER BY scheduled_time DESC LIMIT 1",
             (deployment, now),
         )
-        upcoming = self._read_rows(
+        upcoming = self._read(
             f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE deployment = ? AND scheduled_time > ? "
             "AND state IN ('SCHEDULED', 'LATE') ORDER BY scheduled_time LIMIT 1",
             (deployment, now),

@@ -24,7 +24,7 @@ from reconciler.scheduling.fire_times import fire_times
 from reconciler.spec.validation import did_you_mean
 from reconciler.specs import ScheduleSpec
 from reconciler.store.base import AppliedPlanRecord, ObservedState, Store
-from reconciler.store.web_records import RunQuery
+from reconciler.store.web_types import RunQuery
 from reconciler.web.errors import WebError
 from reconciler.web.owner_lines import deployment_line
 from reconciler.web.run_requests import RunChecker, RunRequest

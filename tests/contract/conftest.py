@@ -1,5 +1,5 @@
 """The `backend` and `store` fixtures of the store contract, for every contract test module."""
 
-from tests.contract.test_store_contract import backend, store
+from tests.contract.backends import backend, store
 
 __all__ = ["backend", "store"]

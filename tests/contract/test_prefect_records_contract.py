@@ -23,8 +23,8 @@ from reconciler.store.prefect_types import (
     TaskRunRecord,
     prefect_flow_id,
 )
+from tests.contract.backends import Backend, run_in_threads
 from tests.contract.test_runs_contract import setup_pool
-from tests.contract.test_store_contract import Backend, run_in_threads
 
 PENDING = {"type": "PENDING", "name": "Pending", "state_details": {}}
 

@@ -12,7 +12,7 @@ from typing import Any
 from reconciler.model import Kind, Resource
 from reconciler.runs import FlowRun, NewRun, RunState
 from reconciler.store import Store
-from tests.contract.test_store_contract import (
+from tests.contract.backends import (
     Backend,
     deployment,
     pool,

@@ -8,9 +8,9 @@ import time
 
 from reconciler.runs import NewRun, RunState
 from reconciler.store import Store
-from reconciler.store.web_records import RunQuery
+from reconciler.store.web_types import RunQuery
+from tests.contract.backends import deployment, put_all
 from tests.contract.test_runs_contract import setup_pool
-from tests.contract.test_store_contract import deployment, put_all
 
 
 def test_audit_log_is_appended_and_read_newest_first(store: Store) -> None:

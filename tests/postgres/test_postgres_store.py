@@ -19,7 +19,7 @@ from reconciler.errors import StoreUrlError
 from reconciler.model import Kind, Resource
 from reconciler.runs import NewRun, RunState
 from reconciler.store import Store, open_store
-from tests.contract.test_store_contract import deployment, pool, put_all, run_in_threads
+from tests.contract.backends import deployment, pool, put_all, run_in_threads
 from tests.infra.postgres_env import PostgresServer
 
 pytestmark = pytest.mark.postgres

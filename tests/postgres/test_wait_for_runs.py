@@ -12,7 +12,7 @@ import pytest
 
 from reconciler.runs import NewRun, RunState
 from reconciler.store import Store, open_store
-from tests.contract.test_store_contract import pool, put_all
+from tests.contract.backends import pool, put_all
 
 NOW = 1_800_000_000.0
 

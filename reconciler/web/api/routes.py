@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from reconciler.store.web_records import RunQuery
+from reconciler.store.web_types import RunQuery
 from reconciler.web.api import bodies
 from reconciler.web.auth import Role, Tokens, actor, bearer_token, require_admin
 from reconciler.web.errors import WebError, error_response, json_response

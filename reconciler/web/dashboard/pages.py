@@ -37,7 +37,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from reconciler import __version__
-from reconciler.store.web_records import RunQuery
+from reconciler.store.web_types import RunQuery
 from reconciler.web.api.routes import Api
 from reconciler.web.auth import (
     CSRF_COOKIE,
