@@ -318,10 +318,6 @@ MIGRATIONS = (
             "CREATE INDEX flow_runs_by_time ON flow_runs (scheduled_time, state)",
         ),
     ),
-)
-
-MIGRATIONS = (
-    *MIGRATIONS,
     Migration(
         9,
         "operator overrides of git-owned deployments (reconcile deployment pause/resume)",

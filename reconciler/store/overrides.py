@@ -1,19 +1,18 @@
 """Operator overrides of git-owned deployments, as the store keeps them (store: one table,
 `deployment_overrides`, migration 9).
 
-Written once for both store backends, through the hooks every backend has (`_small_write()`,
-`_sql()`, `_read_rows()`, as web_records.py uses them), so that no backend class changes.
+Written once for both store backends, through the SQL store's own hooks (`_write()` and
+`_read()` of store/sql_store.py), so that no backend class changes.
 A store without the table (another kind of store) has no overrides.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any
 
 from reconciler.store.run_rows import now_iso
+from reconciler.store.sql_store import SqlStoreBase
 
 
 @dataclass(frozen=True)
@@ -35,18 +34,9 @@ class Override:
         }
 
 
-class _Hooks(Protocol):
-    def _small_write(self) -> AbstractContextManager[Any]: ...
-
-    def _sql(self, sql: str) -> str: ...
-
-    def _read_rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
-
-
-def _hooks(store: object) -> _Hooks | None:
-    if all(hasattr(store, name) for name in ("_small_write", "_sql", "_read_rows")):
-        return cast(_Hooks, store)
-    return None
+def _hooks(store: object) -> SqlStoreBase | None:
+    """The SQL store under `store`, when it is one (a store of another kind keeps none)."""
+    return store if isinstance(store, SqlStoreBase) else None
 
 
 def overrides(store: object) -> list[Override]:
@@ -54,7 +44,7 @@ def overrides(store: object) -> list[Override]:
     hooks = _hooks(store)
     if hooks is None:
         return []
-    rows = hooks._read_rows(
+    rows = hooks._read(
         "SELECT deployment, paused, was_paused, actor, at FROM deployment_overrides "
         "ORDER BY deployment"
     )
@@ -67,12 +57,10 @@ def put_override(
     """Record an override; False when one is there already (nothing written)."""
     hooks = _hooks(store)
     assert hooks is not None, "this store keeps no overrides"
-    with hooks._small_write() as conn:
+    with hooks._write() as conn:
         cursor = conn.execute(
-            hooks._sql(
-                "INSERT INTO deployment_overrides (deployment, paused, was_paused, actor, at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (deployment) DO NOTHING"
-            ),
+            "INSERT INTO deployment_overrides (deployment, paused, was_paused, actor, at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (deployment) DO NOTHING",
             (deployment, paused, was_paused, actor, now_iso()),
         )
         return bool(cursor.rowcount)
@@ -81,8 +69,8 @@ def put_override(
 def remove_override(store: object, deployment: str) -> bool:
     hooks = _hooks(store)
     assert hooks is not None, "this store keeps no overrides"
-    with hooks._small_write() as conn:
+    with hooks._write() as conn:
         cursor = conn.execute(
-            hooks._sql("DELETE FROM deployment_overrides WHERE deployment = ?"), (deployment,)
+            "DELETE FROM deployment_overrides WHERE deployment = ?", (deployment,)
         )
         return bool(cursor.rowcount)

@@ -15,7 +15,7 @@ from reconciler.runs import NewRun
 from reconciler.store import Store
 from reconciler.store.overrides import overrides as stored_overrides
 from tests.contract.test_runs_contract import setup_pool
-from tests.contract.test_store_contract import deployment, put_all
+from tests.contract.backends import deployment, put_all
 
 
 def test_pause_and_resume_by_override(store: Store) -> None:
