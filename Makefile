@@ -41,6 +41,7 @@ $(DOCSTAMP): $(PYSTAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests bench docs/hooks
 	$(BIN)/ruff format --check reconciler tests bench docs/hooks
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -60,7 +61,7 @@ demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
 
 schemas: $(STAMP)
-	$(BIN)/python -m reconciler.spec.schema_code
+	$(BIN)/python -m reconciler.prefect_rules.schema_code
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_pipeline.py

@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.common import machine  # noqa: E402
 from bench.generate import generate  # noqa: E402
-from reconciler.engine import ReconcileRequest, reconcile  # noqa: E402
+from reconciler.engine.stages import ReconcileRequest, reconcile  # noqa: E402
 from reconciler.http.server import serve_in_thread  # noqa: E402
-from reconciler.model import Kind  # noqa: E402
-from reconciler.runs import NewRun, RunState  # noqa: E402
+from reconciler.model.resources import Kind  # noqa: E402
+from reconciler.model.runs import NewRun, RunState  # noqa: E402
 from reconciler.store import open_store  # noqa: E402
 from reconciler.web.app import create_web_app  # noqa: E402
 from reconciler.web.auth import Tokens  # noqa: E402

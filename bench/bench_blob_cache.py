@@ -32,9 +32,9 @@ sys.path.insert(0, str(BENCH))
 from common import GIT_ENV, machine  # noqa: E402
 from generate import generate  # noqa: E402
 
-from reconciler import engine  # noqa: E402
-from reconciler.build_cache import BuildCache  # noqa: E402
-from reconciler.engine import ReconcileRequest, reconcile  # noqa: E402
+from reconciler.desired.build_cache import BuildCache  # noqa: E402
+from reconciler.engine import stages as engine  # noqa: E402
+from reconciler.engine.stages import ReconcileRequest, reconcile  # noqa: E402
 from reconciler.settings import Settings  # noqa: E402
 from reconciler.store.sqlite import SqliteStore  # noqa: E402
 

@@ -29,9 +29,9 @@ from starlette.applications import Starlette  # noqa: E402
 from starlette.routing import Mount  # noqa: E402
 
 from bench.common import machine  # noqa: E402
-from reconciler.model import Kind, Resource  # noqa: E402
+from reconciler.model.resources import Kind, Resource  # noqa: E402
+from reconciler.model.runs import NewRun  # noqa: E402
 from reconciler.prefect_api import create_prefect_api  # noqa: E402
-from reconciler.runs import NewRun  # noqa: E402
 from reconciler.store import open_store  # noqa: E402
 
 SENDER = textwrap.dedent(

@@ -47,7 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.common import GIT_ENV, machine  # noqa: E402
-from reconciler.engine import ReconcileRequest, reconcile  # noqa: E402
+from reconciler.engine.stages import ReconcileRequest, reconcile  # noqa: E402
 from reconciler.settings import Settings  # noqa: E402
 from reconciler.store import open_store  # noqa: E402
 from reconciler.worker.create_run import create_run  # noqa: E402

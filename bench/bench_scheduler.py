@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.common import machine  # noqa: E402
 from bench.generate import generate  # noqa: E402
-from reconciler.engine import ReconcileRequest, reconcile  # noqa: E402
-from reconciler.model import Kind  # noqa: E402
+from reconciler.engine.stages import ReconcileRequest, reconcile  # noqa: E402
+from reconciler.model.resources import Kind  # noqa: E402
 from reconciler.scheduling.fire_times import fire_times  # noqa: E402
 from reconciler.scheduling.scheduler import tick  # noqa: E402
 from reconciler.settings import Settings  # noqa: E402

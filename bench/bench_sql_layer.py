@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import machine  # noqa: E402
 from reconciler.store.sql import SQLITE_DIALECT, Conn  # noqa: E402
 
-STORE_DEPENDENCIES = "import reconciler.store.base, reconciler.errors"
+STORE_DEPENDENCIES = "import reconciler.store.base, reconciler.core.errors"
 IMPORTS = {
     "sqlite3 (driver)": "import sqlite3",
     "psycopg (driver)": "import psycopg",

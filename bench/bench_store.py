@@ -31,14 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.common import GIT_ENV, machine  # noqa: E402
 from bench.generate import generate  # noqa: E402
-from reconciler.model import Kind, Resource  # noqa: E402
-from reconciler.runs import NewRun, RunState  # noqa: E402
+from reconciler.model.resources import Kind, Resource  # noqa: E402
+from reconciler.model.runs import NewRun, RunState  # noqa: E402
 from reconciler.store import open_store  # noqa: E402
 
 CLAIMER = textwrap.dedent(
     """
     import sys, time
-    from reconciler.runs import RunState
+    from reconciler.model.runs import RunState
     from reconciler.store import open_store
     url, name = sys.argv[1], sys.argv[2]
     store = open_store(url)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from reconciler.errors import UserError
+from reconciler.core.errors import UserError
 from reconciler.store.url import DEFAULT_STORE_PATH
 
 if TYPE_CHECKING:

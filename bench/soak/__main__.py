@@ -30,7 +30,7 @@ from bench.soak.driver import Chaos, drive  # noqa: E402
 from bench.soak.fleet import Fleet, kill_marked, make_fleet, marked_processes  # noqa: E402
 from bench.soak.outage import postgres_outage, sqlite_outage  # noqa: E402
 from bench.soak.project import POOL, Project  # noqa: E402
-from reconciler.model import Kind  # noqa: E402
+from reconciler.model.resources import Kind  # noqa: E402
 from reconciler.store import Store, open_store  # noqa: E402
 from tests.infra.postgres_env import running_postgres  # noqa: E402
 

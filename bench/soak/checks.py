@@ -20,8 +20,8 @@ from typing import Any
 
 from bench.soak.driver import Record
 from bench.soak.project import Project
-from reconciler.model import Kind
-from reconciler.runs import ACTIVE_STATES, FlowRun, RunState
+from reconciler.model.resources import Kind
+from reconciler.model.runs import ACTIVE_STATES, FlowRun, RunState
 from reconciler.store import Store
 
 MAX_LISTED = 10

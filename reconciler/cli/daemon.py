@@ -11,7 +11,7 @@ from reconciler.cli import remote
 from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
 from reconciler.cli.read import output_option, store_option
 from reconciler.cli.remote import refuse_both, server_option
-from reconciler.terminal_text import printable
+from reconciler.core.terminal_text import printable
 
 
 @click.command("daemon")

@@ -15,8 +15,8 @@ import click
 from reconciler import __version__
 from reconciler.cli import daemon, operate, pools, read, run_records, runs, server, values
 from reconciler.cli.output import echo_diagnostics, user_errors
-from reconciler.desired import DEFAULT_PREFECT_GLOB
-from reconciler.terminal_text import printable
+from reconciler.core.terminal_text import printable
+from reconciler.desired.state import DEFAULT_PREFECT_GLOB
 
 OUTPUTS = ("text", "json", "markdown")
 
@@ -76,7 +76,7 @@ def cli() -> None:
 def apply_command(repositories: tuple[str, ...], **options: Any) -> None:
     """Plan the repositories (default: the current directory) and apply the plan."""
     # Imported here: the read commands do not need the planning pipeline, and start faster.
-    from reconciler.engine import ReconcileRequest, reconcile
+    from reconciler.engine.stages import ReconcileRequest, reconcile
     from reconciler.settings import resolve_settings
 
     request = ReconcileRequest(

@@ -11,12 +11,12 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from reconciler.diagnostics import Diagnostic, sorted_diagnostics
-from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.core.diagnostics import Diagnostic, sorted_diagnostics
+from reconciler.core.errors import ConfigError, ReconcilerError
+from reconciler.core.terminal_text import printable
 from reconciler.settings import settings_for_store
 from reconciler.store.base import Store
 from reconciler.store.url import sqlite_path, store_exists
-from reconciler.terminal_text import printable
 
 P = ParamSpec("P")
 R = TypeVar("R")

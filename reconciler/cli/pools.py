@@ -19,15 +19,16 @@ from reconciler.cli import remote
 from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
 from reconciler.cli.read import output_option, owner_text, resource_json
 from reconciler.cli.remote import refuse_both, server_option
-from reconciler.errors import StaleStateError, UserError
-from reconciler.model import Kind, Resource
+from reconciler.core.errors import StaleStateError, UserError
+from reconciler.core.terminal_text import printable
+from reconciler.model.observed import ObservedState
+from reconciler.model.resources import Kind, Resource
 from reconciler.pools import manual
-from reconciler.pools.job_templates import POOL_TYPES
 from reconciler.pools.status import Worker, pool_status
+from reconciler.prefect_rules.job_templates import POOL_TYPES
 from reconciler.settings import settings_for_store
-from reconciler.store.base import ObservedState, Store
+from reconciler.store.base import Store
 from reconciler.store.url import store_exists
-from reconciler.terminal_text import printable
 
 store_option = click.option("--store", "store_url", help="Store URL (default $RECONCILER_STORE).")
 pool_name_option = click.option(
@@ -305,7 +306,7 @@ def _scheduled_runs(store_url: str | None, pool: str, hours: float) -> None:
     import datetime
     import time
 
-    from reconciler.runs import WAITING_STATES
+    from reconciler.model.runs import WAITING_STATES
 
     store = open_for_reading(store_url)
     try:

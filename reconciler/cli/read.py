@@ -10,8 +10,8 @@ import click
 from reconciler.cli import remote
 from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
 from reconciler.cli.remote import refuse_both, server_option
-from reconciler.errors import UserError
-from reconciler.model import Kind, Resource
+from reconciler.core.errors import UserError
+from reconciler.model.resources import Kind, Resource
 from reconciler.store.base import Store
 
 store_option = click.option("--store", "store_url", help="Store URL (default $RECONCILER_STORE).")
@@ -45,7 +45,7 @@ def inspect_resource(kind: Kind, key: str, store_url: str | None) -> None:
         found = store.get(kind, key)
         if found is None:
             keys = [r.key for r in store.list_resources(kind)]
-            from reconciler.spec.validation import did_you_mean
+            from reconciler.prefect_rules.validation import did_you_mean
 
             raise UserError(
                 f'{kind.label} "{key}" not found in {store.url}',

@@ -20,8 +20,8 @@ from urllib.parse import quote, urlencode, urlsplit
 import click
 
 from reconciler.cli.output import echo_json, echo_table
-from reconciler.errors import UserError
-from reconciler.terminal_text import printable
+from reconciler.core.errors import UserError
+from reconciler.core.terminal_text import printable
 
 TOKEN_VARIABLE = "RECONCILER_TOKEN"
 TIMEOUT_SECONDS = 30.0

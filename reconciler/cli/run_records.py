@@ -18,9 +18,9 @@ from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_
 from reconciler.cli.read import store_option
 from reconciler.cli.remote import refuse_both, server_option
 from reconciler.cli.runs import _one, _watch, flow_run
-from reconciler.runs import FlowRun, RunLogLine
+from reconciler.model.prefect_records import FlowRunFilter, TaskRunRecord
+from reconciler.model.runs import FlowRun, RunLogLine
 from reconciler.store import Store
-from reconciler.store.prefect_types import FlowRunFilter, TaskRunRecord
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

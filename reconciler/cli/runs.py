@@ -15,11 +15,11 @@ from reconciler.cli import remote
 from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
 from reconciler.cli.read import output_option, store_option
 from reconciler.cli.remote import refuse_both, server_option
-from reconciler.errors import UserError
-from reconciler.runs import FlowRun, RunState
+from reconciler.core.errors import UserError
+from reconciler.core.terminal_text import printable
+from reconciler.model.runs import FlowRun, RunState
 from reconciler.settings import settings_for_store
 from reconciler.store import Store
-from reconciler.terminal_text import printable
 
 WATCH_POLL_SECONDS = 0.1
 

@@ -16,7 +16,7 @@ import click
 from reconciler.cli import remote
 from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
 from reconciler.cli.remote import refuse_both, server_option
-from reconciler.errors import UserError
+from reconciler.core.errors import UserError
 from reconciler.settings import settings_for_store
 
 store_option = click.option("--store", "store_url", help="Store URL (default $RECONCILER_STORE).")

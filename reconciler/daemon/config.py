@@ -17,14 +17,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from reconciler.desired import DEFAULT_PREFECT_GLOB
-from reconciler.diagnostics import Diagnostic, Location, error
-from reconciler.errors import ConfigError, UserError
+from reconciler.core.diagnostics import Diagnostic, Location, error
+from reconciler.core.errors import ConfigError, UserError
+from reconciler.desired.state import DEFAULT_PREFECT_GLOB
+from reconciler.prefect_rules.validation import validate_document
+from reconciler.prefect_rules.yamlload import LoadedDocument, YamlLoadError, load_yaml
 from reconciler.scheduling.policy import SchedulingPolicy
 from reconciler.scheduling.scheduler import DEFAULT_BUDGET_SECONDS, LatePolicy, LookAhead
 from reconciler.settings import Layers, Settings, resolve_settings
-from reconciler.spec.validation import validate_document
-from reconciler.spec.yamlload import LoadedDocument, YamlLoadError, load_yaml
 
 SCHEMA = "daemon.schema.json"
 DEFAULT_LISTEN = "127.0.0.1:8420"

@@ -26,21 +26,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from reconciler.build_cache import BuildCache
-from reconciler.daemon.config import DaemonSettings, RepositoryConfig
-from reconciler.daemon.metrics import Metrics
-from reconciler.daemon.sources import DaemonSource, Fetched
-from reconciler.daemon.status import RepoStatus, State, in_seconds_iso, now_iso, retry_delay
-from reconciler.engine import ReconcileOutcome, ReconcileRequest, reconcile
-from reconciler.errors import (
+from reconciler.core.errors import (
     ConfigError,
     PlanRefused,
     ReconcilerError,
     StaleLeaseError,
     StaleStateError,
 )
+from reconciler.daemon.config import DaemonSettings, RepositoryConfig
+from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.sources import DaemonSource, Fetched
+from reconciler.daemon.status import RepoStatus, State, in_seconds_iso, now_iso, retry_delay
+from reconciler.desired.build_cache import BuildCache
+from reconciler.engine.stages import ReconcileOutcome, ReconcileRequest, reconcile
+from reconciler.model.observed import Fence
 from reconciler.plan.model import Plan
-from reconciler.store.base import Fence, LeaseStore, Store
+from reconciler.store.base import LeaseStore, Store
 
 LEASE_SECONDS = 60.0
 CHECKS_STATE = frozenset({"start", "drift", "webhook", "retry", "api"})

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from reconciler.errors import UserError
-from reconciler.runs import FlowRun
+from reconciler.core.errors import UserError
+from reconciler.model.runs import FlowRun
 from reconciler.settings import Settings
 
 log = logging.getLogger("reconciler.daemon")

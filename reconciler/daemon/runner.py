@@ -42,8 +42,8 @@ from reconciler.daemon.http import DaemonEndpoints, daemon_app
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.sources import open_source
 from reconciler.http.server import RunningServer, listen_socket, serve_in_thread
+from reconciler.model.observed import Fence
 from reconciler.scheduling.policy import store_policy, tick_with_stored_policy
-from reconciler.store.base import Fence
 from reconciler.worker.run_processes import crashed_run_processes, stop_run_processes
 
 SHUTDOWN_GRACE_SECONDS = 8.0

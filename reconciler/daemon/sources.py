@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from reconciler.core.errors import SourceError
 from reconciler.daemon.config import RepositoryConfig
-from reconciler.errors import SourceError
 
 
 @dataclass(frozen=True)

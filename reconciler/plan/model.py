@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.diagnostics import Diagnostic
-from reconciler.model import Kind, Owner, Resource, canonical_json, is_unknown
+from reconciler.core.diagnostics import Diagnostic
+from reconciler.model.resources import Kind, Owner, Resource, canonical_json, is_unknown
 
 PLAN_FORMAT_VERSION = 1
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from reconciler.desired import DesiredState
-from reconciler.diagnostics import Diagnostic, Location, error
-from reconciler.model import Kind, Owner, Resource, queue_key
+from reconciler.core.diagnostics import Diagnostic, Location, error
+from reconciler.desired.state import DesiredState
+from reconciler.model.observed import ObservedState
+from reconciler.model.resources import Kind, Owner, Resource, queue_key
 from reconciler.plan.model import Action, Change, Plan, SourceInfo, diff_values
-from reconciler.store.base import ObservedState
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from reconciler.parallel import map_forked
+from reconciler.core.parallel import map_forked
 from reconciler.plan.model import Change, Plan
 
 

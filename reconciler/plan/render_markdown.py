@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import jinja2
 
-from reconciler.diagnostics import Diagnostic
+from reconciler.core.diagnostics import Diagnostic
 from reconciler.plan.model import Action, Change, Plan, Summary
 from reconciler.plan.render_text import NO_CHANGES_TEXT, Gutters, change_lines, step_lines
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import click
 
-from reconciler.model import Owner, is_unknown
-from reconciler.parallel import map_forked
+from reconciler.core.parallel import map_forked
+from reconciler.model.resources import Owner, is_unknown
 from reconciler.plan.model import Action, Change, FieldDiff, PathPart, Plan, Summary
 
 Mask = Callable[[str], str]

@@ -7,7 +7,7 @@ at the revision it was computed from.
 
 Rules:
 - hand-made objects have `owner=None` and exactly the spec shape of reconciled ones
-  (reconciler/spec/pools_file.py): a pool gets Prefect's base job template for its type and a
+  (reconciler/project/pools_file.py): a pool gets Prefect's base job template for its type and a
   `default` queue; a queue without a priority takes the first free number;
 - an object owned by a repository is never changed or deleted by hand: git is the source of
   truth, and the next reconcile would undo the change;
@@ -25,16 +25,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from reconciler.errors import UserError
-from reconciler.model import Kind, Resource, is_unknown, queue_key
-from reconciler.pools.job_templates import (
+from reconciler.core.errors import UserError
+from reconciler.model.observed import ObservedState
+from reconciler.model.resources import Kind, Resource, is_unknown, queue_key
+from reconciler.model.specs import PoolSpec, QueueSpec
+from reconciler.prefect_rules.job_templates import (
     POOL_TYPES,
     default_base_job_template,
     job_variable_problems,
     template_problems,
 )
-from reconciler.specs import PoolSpec, QueueSpec
-from reconciler.store.base import ObservedState
 
 DEFAULT_QUEUE: Final = "default"
 DEFAULT_QUEUE_DESCRIPTION: Final = "The work pool's default queue."
@@ -227,7 +227,7 @@ def get_deployment(observed: ObservedState, key: str) -> Resource:
 
 
 def _not_found(message: str, name: str, known: list[str], listing: str) -> UserError:
-    from reconciler.spec.validation import did_you_mean  # loads jsonschema: only on error
+    from reconciler.prefect_rules.validation import did_you_mean  # loads jsonschema: only on error
 
     return UserError(message, did_you_mean(name, known) or f"`{listing}` lists them")
 
@@ -540,7 +540,7 @@ def job_configuration_preview(
     `{{ variable }}` replaced by its default, or by the deployment's job variable. As in
     Prefect, a placeholder with no value removes its key (the worker's own default applies).
     Block and variable references stay as written: they are resolved only when a run starts."""
-    from reconciler.spec.templating import apply_values
+    from reconciler.prefect_rules.templating import apply_values
 
     template = pool.base_job_template
     declared = (template.get("variables") or {}).get("properties") or {}

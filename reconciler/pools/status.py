@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import Final, Protocol
 
-from reconciler.specs import PoolSpec
+from reconciler.model.specs import PoolSpec
 
 PAUSED: Final = "PAUSED"
 READY: Final = "READY"

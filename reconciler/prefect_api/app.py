@@ -30,14 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from reconciler.model import Kind
-from reconciler.prefect_api import schemas
-from reconciler.prefect_api.access import RequireToken, token_checker
-from reconciler.prefect_api.events import EventWriter, events_in, events_out
-from reconciler.prefect_api.orchestration import Orchestration, initial_state, orchestrate
-from reconciler.runs import FlowRun, RunState
-from reconciler.store.base import Store
-from reconciler.store.prefect_types import (
+from reconciler.model.prefect_records import (
     ArtifactRecord,
     EventRecord,
     FlowRunFilter,
@@ -46,6 +39,13 @@ from reconciler.store.prefect_types import (
     TaskRunRecord,
     utc_now_iso,
 )
+from reconciler.model.resources import Kind
+from reconciler.model.runs import FlowRun, RunState
+from reconciler.prefect_api import schemas
+from reconciler.prefect_api.access import RequireToken, token_checker
+from reconciler.prefect_api.events import EventWriter, events_in, events_out
+from reconciler.prefect_api.orchestration import Orchestration, initial_state, orchestrate
+from reconciler.store.base import Store
 
 T = TypeVar("T")
 

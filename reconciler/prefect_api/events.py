@@ -25,8 +25,8 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from reconciler.model.prefect_records import FLOW_RUN_PREFIX, EventRecord
 from reconciler.store.base import Store
-from reconciler.store.prefect_types import FLOW_RUN_PREFIX, EventRecord
 
 BATCH_SECONDS = 0.05
 BATCH_SIZE = 500

@@ -25,8 +25,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.runs import FlowRun, RunState
-from reconciler.store.prefect_types import RunStateUpdate, prefect_state_of
+from reconciler.model.prefect_records import RunStateUpdate, prefect_state_of
+from reconciler.model.runs import FlowRun, RunState
 
 ACCEPT = "ACCEPT"
 REJECT = "REJECT"

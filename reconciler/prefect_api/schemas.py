@@ -13,12 +13,8 @@ import hashlib
 import json
 from typing import Any
 
-from reconciler.model import Resource
-from reconciler.prefect_api.orchestration import current_state
-from reconciler.runs import FlowRun
-from reconciler.specs import PoolSpec, QueueSpec
-from reconciler.store.base import BlockRecord
-from reconciler.store.prefect_types import (
+from reconciler.model.observed import BlockRecord
+from reconciler.model.prefect_records import (
     ArtifactRecord,
     PrefectFlow,
     TaskRunRecord,
@@ -26,6 +22,10 @@ from reconciler.store.prefect_types import (
     stable_id,
     utc_iso,
 )
+from reconciler.model.resources import Resource
+from reconciler.model.runs import FlowRun
+from reconciler.model.specs import PoolSpec, QueueSpec
+from reconciler.prefect_api.orchestration import current_state
 
 WORKING_DIRECTORY_PULL_STEP = {
     "prefect.deployments.steps.set_working_directory": {"directory": "."}

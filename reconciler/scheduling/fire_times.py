@@ -1,7 +1,7 @@
 """When a deployment schedule fires (scheduler: pure, no clock of its own).
 
-A schedule (as normalised by reconciler/spec/schedules.py) gives its fire times after a moment,
-as aware UTC datetimes, from well-kept libraries: croniter (what Prefect uses) for cron,
+A schedule (as normalised by reconciler/prefect_rules/schedules.py) gives its fire times after a
+moment, as aware UTC datetimes, from well-kept libraries: croniter (what Prefect uses) for cron,
 dateutil for rrule, plain arithmetic for intervals.
 
 Daylight-saving time, decided once and tested (tests/unit/test_fire_times.py):
@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
-from reconciler.specs import ScheduleSpec
+from reconciler.model.specs import ScheduleSpec
 
 UTC = datetime.UTC
 _DAY = 86_400

@@ -16,7 +16,7 @@ The tick also marks runs not started within `late_after_seconds` of their time L
 cancels them, when late runs are to be skipped).
 
 Runs of schedules that changed or left git are removed by the apply itself, in its transaction
-(reconciler/apply.py); this tick then makes the new schedule's runs.
+(reconciler/apply/transaction.py); this tick then makes the new schedule's runs.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from reconciler.model import Kind, Resource
-from reconciler.runs import NewRun
+from reconciler.model.resources import Kind, Resource
+from reconciler.model.runs import NewRun
+from reconciler.model.specs import DeploymentSpec, ScheduleSpec
 from reconciler.scheduling.fire_times import ScheduleTooSlow, fire_times, schedule_id
-from reconciler.specs import DeploymentSpec, ScheduleSpec
 from reconciler.store import Store
 
 DEFAULT_BUDGET_SECONDS = 2.0

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from reconciler.diagnostics import Diagnostic
+    from reconciler.core.diagnostics import Diagnostic
 
 
 class PathKind(enum.Enum):
@@ -197,7 +197,7 @@ def read_following_links(snapshot: Snapshot, path: str) -> bytes:
 
 def link_diagnostic(problem: LinkOutsideRepository, display: str) -> Diagnostic:
     """The plan error for a configuration file that is a link we cannot follow."""
-    from reconciler.diagnostics import Location, error
+    from reconciler.core.diagnostics import Location, error
 
     return error(
         str(problem),

@@ -19,9 +19,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
-from reconciler.errors import SourceError
+from reconciler.core.errors import SourceError
+from reconciler.core.url_credentials import strip_credentials
 from reconciler.sources.base import PathKind, normalize
-from reconciler.url_credentials import strip_credentials
 
 _MODE_KIND = {"100644": PathKind.FILE, "100755": PathKind.FILE, "120000": PathKind.SYMLINK}
 
@@ -214,7 +214,7 @@ class GitSnapshot:
 
     def entry(self, path: str) -> tuple[PathKind, str] | None:
         """What is at `path` and its git object id (None when nothing is there): what the
-        per-file cache of a plan is keyed by (reconciler/build_cache.py)."""
+        per-file cache of a plan is keyed by (reconciler/desired/build_cache.py)."""
         return self._entries.get(normalize(path))
 
     def checkout(self, destination: Path) -> Path:

@@ -33,10 +33,10 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import git
 
-from reconciler.errors import SourceError, UserError
-from reconciler.masking import Masker
+from reconciler.core.errors import SourceError, UserError
+from reconciler.core.masking import Masker
+from reconciler.core.url_credentials import scrub_urls, strip_credentials, without_user_info
 from reconciler.sources.git import GitSnapshot, open_repository
-from reconciler.url_credentials import scrub_urls, strip_credentials, without_user_info
 
 # Sent when no username is given: GitHub and Gitea take any name with a token, GitLab too
 # with a personal access token; servers that need a real name are given one.

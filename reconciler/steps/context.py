@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.masking import Masker
+from reconciler.core.masking import Masker
 from reconciler.steps.output import LineWriter, StepOutput
 
 

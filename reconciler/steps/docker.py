@@ -51,7 +51,7 @@ from typing import Any, NamedTuple
 
 import jinja2
 
-from reconciler.spec.validation import did_you_mean
+from reconciler.prefect_rules.validation import did_you_mean
 from reconciler.steps.context import StepContext, StepError
 from reconciler.steps.output import StepOutput
 

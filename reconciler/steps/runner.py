@@ -29,16 +29,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from reconciler.diagnostics import Location
-from reconciler.errors import UserError
-from reconciler.masking import strings_in
-from reconciler.spec.prefect_file import PlacedStep
-from reconciler.spec.steps import (
-    is_dotted_name,
-    is_prefect_step,
-    prefect_name_problem,
-)
-from reconciler.spec.templating import (
+from reconciler.core.diagnostics import Location
+from reconciler.core.errors import UserError
+from reconciler.core.masking import strings_in
+from reconciler.model.specs import StepSpec
+from reconciler.prefect_rules.templating import (
     BlockLookup,
     TemplateError,
     TemplatePath,
@@ -46,12 +41,17 @@ from reconciler.spec.templating import (
     resolve_blocks,
     resolve_variables,
 )
-from reconciler.spec.validation import did_you_mean
-from reconciler.spec.yamlload import Path as StepPath
-from reconciler.specs import StepSpec
+from reconciler.prefect_rules.validation import did_you_mean
+from reconciler.prefect_rules.yamlload import Path as StepPath
 from reconciler.steps.builtin import BUILTIN_FUNCTIONS
 from reconciler.steps.context import StepContext, StepError
 from reconciler.steps.pip import install_packages
+from reconciler.steps.spec import (
+    PlacedStep,
+    is_dotted_name,
+    is_prefect_step,
+    prefect_name_problem,
+)
 
 StepFunction = Callable[..., Any]
 

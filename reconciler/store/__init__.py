@@ -6,13 +6,15 @@ union of one protocol per concern (`ResourceStore`, `ValueStore`, `LeaseStore`,
 `RunStore`). The contract tests in tests/contract run against each.
 """
 
-from reconciler.store.base import (
+from reconciler.model.observed import (
     AppliedPlanRecord,
     BlockRecord,
-    LeaseStore,
     ObservedState,
     RepositoryRecord,
     RepoStatusRecord,
+)
+from reconciler.store.base import (
+    LeaseStore,
     ResourceStore,
     RunStore,
     Store,

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.specs import PoolSpec, QueueSpec, deployment_concurrency
+from reconciler.model.specs import PoolSpec, QueueSpec, deployment_concurrency
 
 CANCEL_NEW = "CANCEL_NEW"
 DEPLOYMENT_LIMIT_REACHED = "Deployment concurrency limit reached."

@@ -33,13 +33,13 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 import psycopg
 from psycopg import conninfo as pg_conninfo
 
-from reconciler.errors import StoreUrlError
+from reconciler.core.errors import StoreUrlError
+from reconciler.core.url_credentials import strip_credentials
 from reconciler.store.prefect_records import PrefectRecords
 from reconciler.store.sql import POSTGRES_DIALECT, Conn, Dialect
 from reconciler.store.sql_runs import SqlRuns
 from reconciler.store.sql_store import LOCK_MIGRATIONS, SqlStore
 from reconciler.store.web_records import WebRecords
-from reconciler.url_credentials import strip_credentials
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 

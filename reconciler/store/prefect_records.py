@@ -20,9 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from reconciler.model import canonical_json
-from reconciler.runs import WAITING_STATES, FlowRun, RunLogLine, RunState, StateChange, run_name
-from reconciler.store.prefect_types import (
+from reconciler.model.prefect_records import (
     FLOW_RUN_PREFIX,
     TASK_RUN_PREFIX,
     ArtifactRecord,
@@ -38,6 +36,15 @@ from reconciler.store.prefect_types import (
     prefect_state_of,
     utc_iso,
     utc_now_iso,
+)
+from reconciler.model.resources import canonical_json
+from reconciler.model.runs import (
+    WAITING_STATES,
+    FlowRun,
+    RunLogLine,
+    RunState,
+    StateChange,
+    run_name,
 )
 from reconciler.store.run_rows import INSERT_COLUMNS, RUN_COLUMNS, now_iso, run_from_row
 from reconciler.store.sql_store import LOCK_RUN_LOGS, SqlStoreBase

@@ -7,7 +7,7 @@ import datetime
 import json
 from typing import Any
 
-from reconciler.runs import ACTIVE_STATES, WAITING_STATES, FlowRun, RunState, StateChange
+from reconciler.model.runs import ACTIVE_STATES, WAITING_STATES, FlowRun, RunState, StateChange
 
 INSERT_COLUMNS = (
     "id, name, deployment, flow_name, pool, queue, state, state_message, scheduled_time, "

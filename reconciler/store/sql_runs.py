@@ -33,8 +33,8 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from reconciler.model import canonical_json
-from reconciler.runs import (
+from reconciler.model.resources import canonical_json
+from reconciler.model.runs import (
     WAITING_STATES,
     FlowRun,
     NewRun,

@@ -32,9 +32,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar
 
-from reconciler.errors import StaleLeaseError, StaleStateError, StoreUrlError
-from reconciler.model import Kind, Owner, Resource, canonical_json
-from reconciler.store.base import (
+from reconciler.core.errors import StaleLeaseError, StaleStateError, StoreUrlError
+from reconciler.model.observed import (
     AppliedPlanRecord,
     BlockRecord,
     Fence,
@@ -42,6 +41,7 @@ from reconciler.store.base import (
     RepositoryRecord,
     RepoStatusRecord,
 )
+from reconciler.model.resources import Kind, Owner, Resource, canonical_json
 from reconciler.store.migrations import LATEST_VERSION, MIGRATIONS
 from reconciler.store.run_rows import WAITING_SQL, now_iso
 from reconciler.store.sql import Conn, Dialect

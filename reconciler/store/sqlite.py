@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar
 
-from reconciler.errors import StoreUrlError
+from reconciler.core.errors import StoreUrlError
 from reconciler.store.prefect_records import PrefectRecords
 from reconciler.store.sql import SQLITE_DIALECT, Conn, Dialect
 from reconciler.store.sql_runs import SqlRuns

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from reconciler.errors import StoreUrlError
+from reconciler.core.errors import StoreUrlError
 from reconciler.store.base import Store
 
 DEFAULT_STORE_PATH = os.path.join(".reconciler", "state.db")

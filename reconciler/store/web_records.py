@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from reconciler.model import Kind, Owner, Resource
-from reconciler.runs import FlowRun
+from reconciler.model.resources import Kind, Owner, Resource
+from reconciler.model.runs import FlowRun
 from reconciler.store.run_rows import ACTIVE_SQL, RUN_COLUMNS, now_iso, run_from_row
 from reconciler.store.sql import POSTGRESQL
 from reconciler.store.sql_store import SqlStoreBase

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from reconciler.model import Resource
-from reconciler.runs import FlowRun, RunState
+from reconciler.model.resources import Resource
+from reconciler.model.runs import FlowRun, RunState
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from starlette.requests import HTTPConnection
 
-from reconciler.errors import UserError
+from reconciler.core.errors import UserError
 from reconciler.web.errors import WebError
 
 READ_TOKEN_VARIABLE = "RECONCILER_API_READ_TOKEN"

@@ -4,7 +4,7 @@
 The store records a deployment's owner (repository and file) and commit, not its line. When the
 repository is a git repository on this machine (a daemon's local repository), the file is
 read at that commit and the deployment found by name, as the loader reads it (positions from
-reconciler/spec/yamlload.py). Otherwise (a remote repository) the line is unknown: None.
+reconciler/prefect_rules/yamlload.py). Otherwise (a remote repository) the line is unknown: None.
 Results are cached by (repository, commit, file, name): a commit never changes.
 """
 
@@ -14,7 +14,7 @@ import functools
 import subprocess
 from pathlib import Path
 
-from reconciler.spec.yamlload import YamlLoadError, load_yaml
+from reconciler.prefect_rules.yamlload import YamlLoadError, load_yaml
 
 GIT_TIMEOUT_SECONDS = 5.0
 

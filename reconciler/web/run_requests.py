@@ -15,14 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.errors import UserError
-from reconciler.model import Kind, Resource
-from reconciler.pools.job_templates import job_variable_problems
-from reconciler.runs import NewRun
-from reconciler.spec.validation import did_you_mean
+from reconciler.core.errors import UserError
+from reconciler.model.resources import Kind, Resource
+from reconciler.model.runs import NewRun
+from reconciler.prefect_rules.job_templates import job_variable_problems
+from reconciler.prefect_rules.parameters import check_storable
+from reconciler.prefect_rules.validation import did_you_mean
 from reconciler.store.base import Store
 from reconciler.worker.create_run import parameter_problems
-from reconciler.worker.run_parameters import check_storable
 
 
 @dataclass(frozen=True)

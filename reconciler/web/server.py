@@ -14,8 +14,8 @@ import threading
 from collections.abc import Mapping
 from types import FrameType
 
+from reconciler.core.errors import UserError
 from reconciler.daemon.config import parse_listen
-from reconciler.errors import UserError
 from reconciler.http.server import listen_socket, serve_in_thread
 from reconciler.settings import settings_for_store
 from reconciler.store.url import store_exists

@@ -15,15 +15,16 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from reconciler.errors import StaleStateError, UserError
-from reconciler.model import Kind, Resource, queue_key
+from reconciler.core.errors import StaleStateError, UserError
+from reconciler.model.observed import AppliedPlanRecord, ObservedState
+from reconciler.model.resources import Kind, Resource, queue_key
+from reconciler.model.runs import FlowRun, NewRun, RunState
+from reconciler.model.specs import ScheduleSpec
 from reconciler.pools import manual
 from reconciler.prefect_api.app import _StorePerThread
-from reconciler.runs import FlowRun, NewRun, RunState
+from reconciler.prefect_rules.validation import did_you_mean
 from reconciler.scheduling.fire_times import fire_times
-from reconciler.spec.validation import did_you_mean
-from reconciler.specs import ScheduleSpec
-from reconciler.store.base import AppliedPlanRecord, ObservedState, Store
+from reconciler.store.base import Store
 from reconciler.store.web_types import RunQuery
 from reconciler.web.errors import WebError
 from reconciler.web.owner_lines import deployment_line

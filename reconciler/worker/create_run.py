@@ -14,19 +14,19 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from reconciler.errors import UserError
-from reconciler.model import Kind
-from reconciler.pools.job_templates import job_variable_problems
-from reconciler.runs import FlowRun, NewRun
-from reconciler.spec.validation import did_you_mean
-from reconciler.specs import DeploymentSpec
-from reconciler.store import Store
-from reconciler.worker.run_parameters import (
+from reconciler.core.errors import UserError
+from reconciler.model.resources import Kind
+from reconciler.model.runs import FlowRun, NewRun
+from reconciler.model.specs import DeploymentSpec
+from reconciler.prefect_rules.job_templates import job_variable_problems
+from reconciler.prefect_rules.parameters import (
     check_storable,
     parse_object,
     parse_value,
     schema_problems,
 )
+from reconciler.prefect_rules.validation import did_you_mean
+from reconciler.store import Store
 
 
 def parse_assignments(pairs: Iterable[str], what: str) -> dict[str, Any]:

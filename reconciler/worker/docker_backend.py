@@ -52,7 +52,7 @@ import docker.errors
 from docker.models.containers import Container
 from docker.utils import parse_repository_tag
 
-from reconciler.masking import Masker
+from reconciler.core.masking import Masker
 from reconciler.worker import flow_kind, flow_runner
 from reconciler.worker.docker_rules import LOCAL_API_HOSTS
 from reconciler.worker.job_config import DockerJob

@@ -32,15 +32,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from reconciler.masking import Masker
-from reconciler.model import Kind
-from reconciler.runs import FlowRun, RunState
+from reconciler.core.masking import Masker
+from reconciler.model.observed import ObservedState
+from reconciler.model.resources import Kind
+from reconciler.model.runs import FlowRun, RunState
+from reconciler.model.specs import DeploymentSpec
+from reconciler.prefect_rules.sensitive import sensitive_values
 from reconciler.settings import Settings
-from reconciler.spec.sensitive import sensitive_values
-from reconciler.specs import DeploymentSpec
 from reconciler.steps.runner import StepFailed, TemplateValues
 from reconciler.store import Store
-from reconciler.store.base import ObservedState
 from reconciler.worker.backends.interface import (
     Backend,
     PrefectEngineRun,

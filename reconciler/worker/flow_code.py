@@ -8,7 +8,7 @@ Pull steps are imported here, by the worker's own Python, never where the plan r
 step's package must be installed for it, or named in the step's `requires:`, which is installed
 with that Python's pip before the step runs (as Prefect's worker does).
 
-The clone step generated for a file without pull steps (reconciler/spec/default_pull.py) names
+The clone step generated for a file without pull steps (reconciler/steps/default_pull.py) names
 no commit: here it is pinned to the commit its repository was last applied at, so a run
 executes exactly the code that was reconciled.
 """
@@ -19,15 +19,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.diagnostics import Location
-from reconciler.masking import Masker
-from reconciler.spec.default_pull import CLONE_STEP_ID, GIT_CLONE
-from reconciler.spec.prefect_file import PlacedStep
-from reconciler.spec.yamlload import Path as StepPath
-from reconciler.specs import StepSpec
+from reconciler.core.diagnostics import Location
+from reconciler.core.masking import Masker
+from reconciler.model.specs import StepSpec
+from reconciler.prefect_rules.yamlload import Path as StepPath
 from reconciler.steps.context import StepContext
+from reconciler.steps.default_pull import CLONE_STEP_ID, GIT_CLONE
 from reconciler.steps.output import LineWriter
 from reconciler.steps.runner import TemplateValues, run_steps
+from reconciler.steps.spec import PlacedStep
 
 
 def pinned_pull_steps(

@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from reconciler import __version__
-from reconciler.errors import UserError
-from reconciler.masking import looks_secret
-from reconciler.pools.job_templates import default_base_job_template
-from reconciler.spec.templating import (
+from reconciler.core.errors import UserError
+from reconciler.core.masking import looks_secret
+from reconciler.prefect_rules.job_templates import default_base_job_template
+from reconciler.prefect_rules.templating import (
     NOTSET,
     BlockLookup,
     PlaceholderKind,

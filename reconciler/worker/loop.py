@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from reconciler.errors import UserError
-from reconciler.model import Kind
-from reconciler.runs import FlowRun, RunState
+from reconciler.core.errors import UserError
+from reconciler.model.resources import Kind
+from reconciler.model.runs import FlowRun, RunState
 from reconciler.scheduling.policy import tick_with_stored_policy
 from reconciler.settings import Settings
 from reconciler.store import Store

@@ -19,8 +19,8 @@ import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from reconciler.errors import UserError
-from reconciler.runs import FlowRun
+from reconciler.core.errors import UserError
+from reconciler.model.runs import FlowRun
 from reconciler.worker.interpreters import probe_prefect, resolve_python
 from reconciler.worker.prefect_runtime import PrefectRuntime
 

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from reconciler.runs import FlowRun
+from reconciler.model.runs import FlowRun
 
 log = logging.getLogger("reconciler.worker")
 _IDENTITY = re.compile(r"^pid (\d+) started (\d+) on (\S+)$")

@@ -49,7 +49,7 @@ def load_cases() -> list[Case]:
 
 def _shown(text: str) -> str:
     """Text for a Markdown code span or block: control characters written as escapes."""
-    from reconciler.terminal_text import printable
+    from reconciler.core.terminal_text import printable
 
     return printable(text, keep_newlines=True)
 

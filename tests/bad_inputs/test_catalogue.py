@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.terminal_text import printable
+from reconciler.core.terminal_text import printable
 from tests.bad_inputs.catalogue import DOCS_PAGE, Case, load_cases, render_markdown
 from tests.conftest import CliResult, GitRepo
 from tests.e2e.helpers import FLOW, Dump, apply_in_process, project

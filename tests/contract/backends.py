@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import psycopg
 import pytest
 
-from reconciler.model import Kind, Owner, Resource
+from reconciler.model.resources import Kind, Owner, Resource
 from reconciler.store import Store, open_store
 
 REPO = "github.com/acme/flows"

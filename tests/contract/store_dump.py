@@ -26,10 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reconciler.model import Kind, Owner, Resource
-from reconciler.runs import NewRun, RunState
-from reconciler.store import Store, open_store
-from reconciler.store.prefect_types import (
+from reconciler.model.prefect_records import (
     ArtifactRecord,
     EventRecord,
     NewApiRun,
@@ -37,6 +34,9 @@ from reconciler.store.prefect_types import (
     RunStateUpdate,
     TaskRunRecord,
 )
+from reconciler.model.resources import Kind, Owner, Resource
+from reconciler.model.runs import NewRun, RunState
+from reconciler.store import Store, open_store
 
 REPO = "github.com/acme/flows"
 NOW = 1_800_000_000.0

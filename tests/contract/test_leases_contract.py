@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 import pytest
 
-from reconciler.errors import StaleLeaseError
-from reconciler.model import Kind
+from reconciler.core.errors import StaleLeaseError
+from reconciler.model.observed import Fence
+from reconciler.model.resources import Kind
 from reconciler.store import LeaseStore, Store
-from reconciler.store.base import Fence
 from tests.contract.backends import (
     SHA,
     Backend,

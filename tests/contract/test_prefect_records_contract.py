@@ -11,9 +11,7 @@ import time
 import uuid
 from typing import Any
 
-from reconciler.runs import FlowRun, NewRun, RunState
-from reconciler.store import Store
-from reconciler.store.prefect_types import (
+from reconciler.model.prefect_records import (
     ArtifactRecord,
     EventRecord,
     FlowRunFilter,
@@ -23,6 +21,8 @@ from reconciler.store.prefect_types import (
     TaskRunRecord,
     prefect_flow_id,
 )
+from reconciler.model.runs import FlowRun, NewRun, RunState
+from reconciler.store import Store
 from tests.contract.backends import Backend, run_in_threads
 from tests.contract.test_runs_contract import setup_pool
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from reconciler.errors import StaleStateError
-from reconciler.model import Kind
+from reconciler.core.errors import StaleStateError
+from reconciler.model.resources import Kind
 from reconciler.store import Store
 from tests.contract.backends import (
     REPO,

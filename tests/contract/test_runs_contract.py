@@ -9,8 +9,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from reconciler.model import Kind, Resource
-from reconciler.runs import FlowRun, NewRun, RunState
+from reconciler.model.resources import Kind, Resource
+from reconciler.model.runs import FlowRun, NewRun, RunState
 from reconciler.store import Store
 from tests.contract.backends import (
     Backend,

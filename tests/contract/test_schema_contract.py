@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import StoreUrlError
-from reconciler.model import Kind
+from reconciler.core.errors import StoreUrlError
+from reconciler.model.resources import Kind
 from reconciler.store import open_store
 from reconciler.store.migrations import LATEST_VERSION, MIGRATIONS
 from tests.contract.backends import (

@@ -19,9 +19,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from reconciler.errors import StoreUrlError
-from reconciler.model import Kind, Resource
-from reconciler.runs import NewRun, RunState
+from reconciler.core.errors import StoreUrlError
+from reconciler.model.resources import Kind, Resource
+from reconciler.model.runs import NewRun, RunState
 from reconciler.store import open_store
 from reconciler.store.migrations import LATEST_VERSION
 from tests.contract.store_dump import NOW, dump

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from reconciler.runs import NewRun, RunState
+from reconciler.model.runs import NewRun, RunState
 from reconciler.store import Store
 from reconciler.store.web_types import RunQuery
 from tests.contract.backends import deployment, put_all

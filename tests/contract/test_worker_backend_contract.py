@@ -25,8 +25,8 @@ from typing import Any, Protocol
 import docker
 import pytest
 
-from reconciler.runs import FlowRun, RunState
-from reconciler.specs import StepSpec
+from reconciler.model.runs import FlowRun, RunState
+from reconciler.model.specs import StepSpec
 from reconciler.worker.backends import BACKENDS, backend_for
 from reconciler.worker.backends.interface import RunRequest, StartedRun, StartError
 from reconciler.worker.job_config import RunContext
@@ -387,7 +387,7 @@ def test_a_missing_program_cannot_start_and_the_reason_names_it(case: Case) -> N
 
 
 def test_a_pool_type_without_a_backend_is_a_user_error_naming_those_there_are() -> None:
-    from reconciler.errors import UserError
+    from reconciler.core.errors import UserError
 
     with pytest.raises(UserError) as refused:
         backend_for("kubernetes", pool="k8s")

@@ -32,11 +32,11 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.diagnostics import Diagnostic
-from reconciler.model import UNKNOWN_VALUE, Kind, deployment_key
+from reconciler.core.diagnostics import Diagnostic
+from reconciler.desired.build import BuildOptions, BuildResult, RepoInput, build_desired
+from reconciler.model.observed import ObservedState
+from reconciler.model.resources import UNKNOWN_VALUE, Kind, deployment_key
 from reconciler.sources.base import MemorySnapshot
-from reconciler.spec.build import BuildOptions, BuildResult, RepoInput, build_desired
-from reconciler.store.base import ObservedState
 from tests.conftest import CliResult, GitRepo
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "prefect-yaml"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.core.errors import ConfigError, UserError
 from reconciler.daemon.config import Overrides, Secret, load_settings
-from reconciler.errors import ConfigError, UserError
 
 
 def write(tmp_path: Path, text: str) -> str:

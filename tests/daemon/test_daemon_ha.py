@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.model import Kind
+from reconciler.model.resources import Kind
 from tests.conftest import GitRepo
 from tests.daemon.conftest import DaemonProcess, StartDaemon
 from tests.e2e.helpers import TWO_DEPLOYMENTS, keys, project

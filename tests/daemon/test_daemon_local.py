@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.model import Kind
+from reconciler.model.resources import Kind
 from reconciler.store import open_store
 from tests.conftest import GitRepo
 from tests.daemon.conftest import StartDaemon
@@ -281,7 +281,7 @@ def test_an_invalid_daemon_config_exits_1_with_file_line_and_no_traceback(tmp_pa
 def test_the_daemon_crashes_runs_of_workers_that_stopped_heartbeating(
     make_repo: Callable[..., GitRepo], start_daemon: StartDaemon
 ) -> None:
-    from reconciler.runs import RunState
+    from reconciler.model.runs import RunState
     from reconciler.worker.create_run import create_run
 
     repo = make_repo(project())

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from reconciler.daemon.webhooks import github_signature
-from reconciler.model import Kind
+from reconciler.model.resources import Kind
 from tests.conftest import store_dump
 from tests.daemon.conftest import DaemonProcess, StartDaemon
 from tests.e2e.helpers import TWO_DEPLOYMENTS, keys, project

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.model import Kind
+from reconciler.model.resources import Kind
 from tests.conftest import GitRepo
 from tests.daemon.conftest import StartDaemon
 from tests.e2e.helpers import TWO_DEPLOYMENTS, keys, project

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runs import RunState
+from reconciler.model.runs import RunState
 from reconciler.store import open_store
 from reconciler.worker.create_run import create_run
 from tests.conftest import GitRepo

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runs import RunState
+from reconciler.model.runs import RunState
 from reconciler.store import open_store
 from tests.conftest import GitRepo
 from tests.daemon.conftest import StartDaemon

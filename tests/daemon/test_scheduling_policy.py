@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from reconciler.runs import RunState
+from reconciler.model.runs import RunState
 from reconciler.scheduling.policy import SchedulingPolicy, stored_policy
 from reconciler.store import open_store
 from tests.conftest import GIT_ENV, CliResult, GitRepo

@@ -34,7 +34,7 @@ import docker.errors
 import pytest
 from docker.models.containers import Container
 
-from reconciler.runs import FlowRun, NewRun, RunState
+from reconciler.model.runs import FlowRun, NewRun, RunState
 from reconciler.store import open_store
 from tests.conftest import GIT_ENV, CliResult, GitRepo
 from tests.infra.reconciler_image import RUN_LABEL

@@ -28,7 +28,7 @@ import docker
 import docker.errors
 import pytest
 
-from reconciler.runs import FlowRun, RunState
+from reconciler.model.runs import FlowRun, RunState
 from reconciler.store import open_store
 from tests.conftest import GIT_ENV, CliResult
 from tests.e2e.helpers import new_repo

@@ -23,8 +23,8 @@ import docker
 import docker.errors
 import pytest
 
-from reconciler.masking import MASK
-from reconciler.runs import RunState
+from reconciler.core.masking import MASK
+from reconciler.model.runs import RunState
 from reconciler.worker.docker_flows import PLAIN_MARKER
 from tests.conftest import CliResult
 from tests.docker.test_worker_docker import Project

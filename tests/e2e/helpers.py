@@ -1,9 +1,9 @@
 """Shared pieces of the end-to-end tests: a small valid project, setup through the engine, and
 running several CLI calls at once.
 
-Setup (the state a test starts from) is applied in-process with `reconciler.engine.reconcile`,
-the same code the CLI runs, because each CLI start costs half a second; the behaviour under
-test always runs through the CLI as a subprocess.
+Setup (the state a test starts from) is applied in-process with
+`reconciler.engine.stages.reconcile`, the same code the CLI runs, because each CLI start costs
+half a second; the behaviour under test always runs through the CLI as a subprocess.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from reconciler.engine import ReconcileOutcome, ReconcileRequest, reconcile
-from reconciler.model import Kind
+from reconciler.engine.stages import ReconcileOutcome, ReconcileRequest, reconcile
+from reconciler.model.resources import Kind
 from reconciler.settings import Settings
 from reconciler.store import open_store
 from tests.conftest import CliResult, GitRepo

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from reconciler.apply import apply_plan
-from reconciler.engine import ReconcileRequest, reconcile
-from reconciler.errors import StaleStateError
-from reconciler.model import Kind
+from reconciler.apply.transaction import apply_plan
+from reconciler.core.errors import StaleStateError
+from reconciler.desired.build import BuildResult, build_desired
+from reconciler.engine.stages import ReconcileRequest, reconcile
+from reconciler.model.resources import Kind
 from reconciler.settings import Settings
-from reconciler.spec.build import BuildResult, build_desired
 from reconciler.store import open_store
 from tests.conftest import CliResult, GitRepo
 from tests.e2e.helpers import FLOW, PREFECT, apply_in_process, keys, project, run_many
@@ -118,7 +118,7 @@ def test_engine_plans_again_when_another_writer_commits_first(
             bump_revision(store_url)
         return result
 
-    monkeypatch.setattr("reconciler.engine.build_desired", build_then_another_writer_commits)
+    monkeypatch.setattr("reconciler.engine.stages.build_desired", build_then_another_writer_commits)
     outcome = reconcile(
         ReconcileRequest(repositories=(str(repo.path),), settings=Settings(store_url=store_url)),
         environ={},

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from reconciler.terminal_text import printable, unsafe_characters
+from reconciler.core.terminal_text import printable, unsafe_characters
 from tests.conftest import CliResult, GitRepo
 from tests.e2e.helpers import PREFECT, Dump, apply_in_process, assert_refused, project
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.model import Kind
+from reconciler.model.resources import Kind
 from reconciler.store import open_store
 from tests.conftest import CliResult, GitRepo
 from tests.e2e.helpers import project

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.engine import ReconcileRequest, reconcile
-from reconciler.errors import ConfigError
-from reconciler.model import Kind
+from reconciler.core.errors import ConfigError
+from reconciler.engine.stages import ReconcileRequest, reconcile
+from reconciler.model.resources import Kind
 from reconciler.settings import Settings
 from reconciler.steps.runner import StepFailed
 from reconciler.store import open_store

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.model import Kind, Resource
-from reconciler.pools.job_templates import default_base_job_template
+from reconciler.model.resources import Kind, Resource
+from reconciler.prefect_rules.job_templates import default_base_job_template
 from reconciler.store import open_store
 from tests.conftest import GIT_ENV, CliResult, GitRepo
 from tests.e2e.helpers import FLOW, Dump, apply_in_process, assert_refused, new_repo, run_many

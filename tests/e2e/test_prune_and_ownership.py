@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from reconciler.model import Kind, Resource
+from reconciler.model.resources import Kind, Resource
 from reconciler.store import open_store
 from tests.conftest import CliResult, GitRepo
 from tests.e2e.helpers import (

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import UserError
+from reconciler.core.errors import UserError
+from reconciler.core.url_credentials import scrub_urls, strip_credentials
 from reconciler.sources.remote import RemoteRepository
-from reconciler.url_credentials import scrub_urls, strip_credentials
 from tests.conftest import CliResult, GitRepo, store_dump
 from tests.e2e.helpers import project
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from reconciler.model import Kind
+from reconciler.model.resources import Kind
 from reconciler.store import open_store
 from tests.conftest import CliResult, GitRepo
 from tests.e2e.helpers import assert_refused, project, run_many

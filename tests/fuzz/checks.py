@@ -17,20 +17,20 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.diagnostics import Diagnostic
-from reconciler.errors import UserError
-from reconciler.model import Kind, Owner, Resource
+from reconciler.core.diagnostics import Diagnostic
+from reconciler.core.errors import UserError
+from reconciler.core.terminal_text import printable
+from reconciler.desired.build import BuildOptions, RepoInput, build_desired
+from reconciler.model.observed import ObservedState
+from reconciler.model.resources import Kind, Owner, Resource
 from reconciler.plan.planner import PlanOptions, make_plan
 from reconciler.plan.render_json import render_json
 from reconciler.plan.render_text import render_text
+from reconciler.prefect_rules import templating as tpl
+from reconciler.prefect_rules.schedules import ScheduleError, normalize_schedule
+from reconciler.prefect_rules.yamlload import YamlLoadError, load_yaml
 from reconciler.scheduling.scheduler import LookAhead, runs_to_create
 from reconciler.sources.base import MemorySnapshot
-from reconciler.spec import templating as tpl
-from reconciler.spec.build import BuildOptions, RepoInput, build_desired
-from reconciler.spec.schedules import ScheduleError, normalize_schedule
-from reconciler.spec.yamlload import YamlLoadError, load_yaml
-from reconciler.store.base import ObservedState
-from reconciler.terminal_text import printable
 from reconciler.worker.create_run import parse_assignments, parse_json_object
 from tests.e2e.helpers import project
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.model import Kind, Owner, Resource
+from reconciler.model.resources import Kind, Owner, Resource
 from reconciler.store import open_store
 from tests.conftest import CliResult, GitRepo
 

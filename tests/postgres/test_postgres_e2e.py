@@ -11,8 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from reconciler.model import Kind
-from reconciler.runs import RunState
+from reconciler.model.resources import Kind
+from reconciler.model.runs import RunState
 from reconciler.store import open_store
 from reconciler.worker.create_run import create_run
 from tests.conftest import CliResult, GitRepo

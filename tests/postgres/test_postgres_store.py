@@ -15,9 +15,9 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from reconciler.errors import StoreUrlError
-from reconciler.model import Kind, Resource
-from reconciler.runs import NewRun, RunState
+from reconciler.core.errors import StoreUrlError
+from reconciler.model.resources import Kind, Resource
+from reconciler.model.runs import NewRun, RunState
 from reconciler.store import Store, open_store
 from tests.contract.backends import deployment, pool, put_all, run_in_threads
 from tests.infra.postgres_env import PostgresServer

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from reconciler.runs import NewRun, RunState
+from reconciler.model.runs import NewRun, RunState
 from reconciler.store import Store, open_store
 from tests.contract.backends import pool, put_all
 

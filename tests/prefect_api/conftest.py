@@ -20,9 +20,9 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from reconciler.model import Kind, Resource
+from reconciler.model.resources import Kind, Resource
+from reconciler.model.runs import FlowRun, NewRun
 from reconciler.prefect_api import create_prefect_api
-from reconciler.runs import FlowRun, NewRun
 from reconciler.store import Store, open_store
 
 FLOWS_DIR = Path(__file__).parent / "flows"

@@ -15,9 +15,9 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from reconciler.model.runs import FlowRun, NewRun
 from reconciler.prefect_api import create_prefect_api
 from reconciler.prefect_api.schemas import deployment_id
-from reconciler.runs import FlowRun, NewRun
 from reconciler.store import Store, open_store
 from tests.prefect_api.conftest import (
     POOL,

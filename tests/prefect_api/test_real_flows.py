@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runs import RunState
-from reconciler.store.prefect_types import FlowRunFilter
+from reconciler.model.prefect_records import FlowRunFilter
+from reconciler.model.runs import RunState
 from tests.prefect_api.conftest import Harness
 
 pytestmark = pytest.mark.prefect

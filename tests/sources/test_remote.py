@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import SourceError, UserError
+from reconciler.core.errors import SourceError, UserError
 from reconciler.sources.remote import (
     Credentials,
     FetchResult,

@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 
-from reconciler.masking import Masker
-from reconciler.spec.prefect_file import PlacedStep
-from reconciler.spec.steps import step_from_mapping
-from reconciler.spec.yamlload import LoadedDocument, load_yaml
+from reconciler.core.masking import Masker
+from reconciler.prefect_rules.yamlload import LoadedDocument, load_yaml
 from reconciler.steps.context import StepContext
 from reconciler.steps.runner import TemplateValues, run_steps
+from reconciler.steps.spec import PlacedStep, step_from_mapping
 from tests.conftest import GIT_ENV
 from tests.infra.git_servers import GitDaemon as GitServer
 from tests.infra.git_servers import running_git_daemon

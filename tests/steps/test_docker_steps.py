@@ -19,7 +19,7 @@ import docker
 import docker.errors
 import pytest
 
-from reconciler.spec.templating import apply_values
+from reconciler.prefect_rules.templating import apply_values
 from reconciler.steps.docker import DEFAULT_BASE_IMAGE, build_tag, render_auto_dockerfile
 from reconciler.steps.runner import StepFailed, registered_steps, run_steps
 from tests.infra.docker_env import Registry, free_port

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.masking import MASK
+from reconciler.core.masking import MASK
 from reconciler.steps.context import StepError
 from reconciler.steps.git_clone import default_directory_name, url_userinfo
 from reconciler.steps.runner import StepFailed

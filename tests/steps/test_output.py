@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.masking import MASK, Masker
+from reconciler.core.masking import MASK, Masker
 from reconciler.steps.context import StepContext
 from reconciler.steps.output import TAIL_LINES, StepOutput
 

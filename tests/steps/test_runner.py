@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.errors import ReconcilerError
-from reconciler.masking import MASK
+from reconciler.core.errors import ReconcilerError
+from reconciler.core.masking import MASK
 from reconciler.steps import runner
 from reconciler.steps.runner import StepFailed, TemplateValues, render_inputs
 from tests.steps.conftest import Steps, line_of, load_steps

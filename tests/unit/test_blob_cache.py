@@ -1,4 +1,4 @@
-"""The per-file cache keyed by git blob id (reconciler/build_cache.py) never serves a stale
+"""The per-file cache keyed by git blob id (reconciler/desired/build_cache.py) never serves a stale
 result: real git repositories, a real SQLite store, the engine as the daemon calls it. Each
 plan made with the cache is compared with the same plan made without it."""
 
@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from reconciler.build_cache import BuildCache
-from reconciler.engine import ReconcileOutcome, ReconcileRequest, reconcile
-from reconciler.model import Kind
+from reconciler.desired.build_cache import BuildCache
+from reconciler.engine.stages import ReconcileOutcome, ReconcileRequest, reconcile
+from reconciler.model.resources import Kind
 from reconciler.plan.model import Action
 from reconciler.plan.render_json import render_json
 from reconciler.settings import Settings

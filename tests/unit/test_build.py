@@ -1,4 +1,4 @@
-"""The desired-state builder (reconciler/spec/build.py) and the loading rules under it: what a
+"""The desired-state builder (reconciler/desired/build.py) and the loading rules under it: what a
 user sees in the plan, and where each problem is reported (file:line:column)."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from textwrap import dedent
 from typing import Any
 
-from reconciler.diagnostics import Diagnostic
-from reconciler.model import UNKNOWN_VALUE, Kind, canonical_json, content_hash
+from reconciler.core.diagnostics import Diagnostic
+from reconciler.desired.build import BuildOptions, BuildResult, RepoInput, build_desired
+from reconciler.model.observed import ObservedState
+from reconciler.model.resources import UNKNOWN_VALUE, Kind, canonical_json, content_hash
 from reconciler.sources.base import MemorySnapshot
-from reconciler.spec.build import BuildOptions, BuildResult, RepoInput, build_desired
-from reconciler.store.base import ObservedState
 
 FLOWS = """\
 from prefect import flow

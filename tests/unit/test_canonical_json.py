@@ -1,4 +1,4 @@
-"""canonical_json: the text resources are stored and compared as (reconciler/model.py)."""
+"""canonical_json: the text resources are stored and compared as (reconciler/model/resources.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.model import canonical_json
+from reconciler.model.resources import canonical_json
 
 
 def test_keys_are_sorted_separators_compact_and_text_kept() -> None:

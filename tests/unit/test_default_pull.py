@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from reconciler.spec.default_pull import (
+from reconciler.model.specs import StepSpec
+from reconciler.steps.default_pull import (
     GIT_CLONE,
     SET_WORKING_DIRECTORY,
     context_directory_name,
     default_pull_steps,
     repository_directory_name,
 )
-from reconciler.specs import StepSpec
 
 COMMIT = "a" * 40
 REPO = "https://git.example.com/acme/flows"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reconciler.specs import StepSpec
+from reconciler.model.specs import StepSpec
 from reconciler.worker.backends.docker import container_directory
 from reconciler.worker.docker_backend import (
     CODE_PATH,

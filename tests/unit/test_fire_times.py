@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from dateutil.rrule import rrulestr
 
+from reconciler.model.specs import ScheduleSpec
+from reconciler.prefect_rules.schedules import ScheduleError, normalize_schedule
 from reconciler.scheduling import fire_times as stored_fire_times
 from reconciler.scheduling.fire_times import ScheduleTooSlow
-from reconciler.spec.schedules import ScheduleError, normalize_schedule
-from reconciler.specs import ScheduleSpec
 
 NY = ZoneInfo("America/New_York")
 UTC = datetime.UTC

@@ -1,4 +1,4 @@
-"""Reading flows from entrypoints by parsing committed source (reconciler.spec.flows)."""
+"""Reading flows from entrypoints by parsing committed source (reconciler.project.flows)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
+from reconciler.project.flows import MAX_FLOW_FILE_BYTES, EntrypointError, FlowInfo, read_flow
 from reconciler.sources.base import MemorySnapshot, PathKind
-from reconciler.spec.flows import MAX_FLOW_FILE_BYTES, EntrypointError, FlowInfo, read_flow
 
 
 def source(text: str) -> str:

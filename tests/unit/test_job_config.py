@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.pools.job_templates import default_base_job_template
+from reconciler.prefect_rules.job_templates import default_base_job_template
 from reconciler.worker.docker_rules import container_name, docker_labels, image_tag
 from reconciler.worker.job_config import (
     RUNNER_MODULE,

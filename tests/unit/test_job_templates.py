@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.errors import UserError
-from reconciler.pools.job_templates import (
+from reconciler.core.errors import UserError
+from reconciler.prefect_rules.job_templates import (
     POOL_TYPES,
     JobTemplateError,
     JobVariableProblem,
@@ -17,7 +17,7 @@ from reconciler.pools.job_templates import (
     template_problems,
     with_job_variable_defaults,
 )
-from reconciler.spec.templating import KNOWN_AFTER_BUILD
+from reconciler.prefect_rules.templating import KNOWN_AFTER_BUILD
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from reconciler.errors import UserError
-from reconciler.model import Kind, Owner, Resource
+from reconciler.core.errors import UserError
+from reconciler.model.observed import ObservedState
+from reconciler.model.resources import Kind, Owner, Resource
+from reconciler.model.specs import PoolSpec
 from reconciler.pools import manual
-from reconciler.pools.job_templates import default_base_job_template
 from reconciler.pools.status import pool_status
-from reconciler.specs import PoolSpec
-from reconciler.store.base import ObservedState
+from reconciler.prefect_rules.job_templates import default_base_job_template
 
 REPO = "/srv/flows"
 POOLS = Owner(REPO, "work-pools.yaml")

@@ -1,4 +1,4 @@
-"""Work done in forked children (reconciler/parallel.py) gives exactly what doing it here gives.
+"""Work done in forked children (reconciler/core/parallel.py) gives what doing it here gives.
 
 For reading and building prefect.yaml files: the same resources, diagnostics in the same order,
 the same build plans and secrets. Who does which piece depends on timing, so the tests that need
@@ -17,17 +17,17 @@ from typing import Any
 
 import pytest
 
-from reconciler import parallel
-from reconciler.model import Kind, Owner, Resource
+from reconciler.core import parallel
+from reconciler.desired import build as build_module
+from reconciler.desired.build import BuildOptions, BuildResult, RepoInput, build_desired
+from reconciler.model.observed import ObservedState
+from reconciler.model.resources import Kind, Owner, Resource
 from reconciler.plan import render_json as json_module
 from reconciler.plan import render_text as text_module
 from reconciler.plan.model import Action, Change, Plan, diff_values
 from reconciler.plan.render_json import render_json
 from reconciler.plan.render_text import render_text
 from reconciler.sources.base import MemorySnapshot
-from reconciler.spec import build as build_module
-from reconciler.spec.build import BuildOptions, BuildResult, RepoInput, build_desired
-from reconciler.store.base import ObservedState
 
 FLOWS = """\
 from prefect import flow

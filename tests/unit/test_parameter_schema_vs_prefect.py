@@ -4,7 +4,7 @@ A set of flow files covering Literal, Enum, date/datetime/UUID/Path, Annotated F
 pydantic models (nested, Optional, list of, dict of, self-referencing, inherited), Optional,
 unions, collections and unresolvable types is written to a temporary directory. Prefect 3.9
 imports each file in a subprocess and prints `parameter_schema(fn).model_dump_for_openapi()`;
-we read the same files with `ast` (reconciler.spec.flows) and the two must be equal.
+we read the same files with `ast` (reconciler.project.flows) and the two must be equal.
 
 Deliberate differences, normalised before comparing:
 - we always write `required` and `definitions`, even empty (Prefect leaves out an empty
@@ -32,8 +32,8 @@ from typing import Any
 
 import pytest
 
+from reconciler.project.flows import read_flow
 from reconciler.sources.base import MemorySnapshot
-from reconciler.spec.flows import read_flow
 
 if find_spec("prefect") is None:
     pytest.skip(

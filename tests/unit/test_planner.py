@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from reconciler.desired import DesiredState, RepoScope
-from reconciler.diagnostics import Diagnostic, warning
-from reconciler.model import Kind, Owner, Resource
+from reconciler.core.diagnostics import Diagnostic, warning
+from reconciler.desired.state import DesiredState, RepoScope
+from reconciler.model.observed import ObservedState
+from reconciler.model.resources import Kind, Owner, Resource
 from reconciler.plan.model import Action, Change, Plan, SourceInfo
 from reconciler.plan.planner import PlanOptions, make_plan
-from reconciler.store.base import ObservedState
 
 REPO = "github.com/acme/flows"
 OTHER_REPO = "github.com/acme/other"

@@ -7,6 +7,7 @@ import dataclasses
 import datetime
 from typing import Any
 
+from reconciler.model.runs import FlowRun, RunState, StateChange
 from reconciler.prefect_api.orchestration import (
     ABORT,
     ACCEPT,
@@ -15,7 +16,6 @@ from reconciler.prefect_api.orchestration import (
     WAIT,
     orchestrate,
 )
-from reconciler.runs import FlowRun, RunState, StateChange
 
 NOW = datetime.datetime(2026, 5, 1, 12, 0, tzinfo=datetime.UTC)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.engine import ReconcileRequest, reconcile
-from reconciler.model import Kind, Resource
+from reconciler.engine.stages import ReconcileRequest, reconcile
+from reconciler.model.resources import Kind, Resource
 from reconciler.settings import settings_for_store
 from reconciler.steps.runner import StepFailed
 from reconciler.store import open_store

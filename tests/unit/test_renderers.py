@@ -9,8 +9,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from reconciler.diagnostics import Location, error, warning
-from reconciler.model import UNKNOWN_VALUE, Kind, Owner, Resource
+from reconciler.core.diagnostics import Location, error, warning
+from reconciler.model.resources import UNKNOWN_VALUE, Kind, Owner, Resource
 from reconciler.plan.model import Action, Change, Plan, SourceInfo, diff_values
 from reconciler.plan.render_json import render_json
 from reconciler.plan.render_markdown import render_markdown

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from reconciler.model import Kind
-from reconciler.runs import RunState
+from reconciler.model.resources import Kind
+from reconciler.model.runs import RunState
 from reconciler.scheduling.scheduler import LatePolicy, LookAhead, tick
 from reconciler.store import Store, open_store
 from reconciler.worker.create_run import create_run

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.spec.schedules import (
+from reconciler.prefect_rules.schedules import (
     MAX_RRULE_LENGTH,
     STABLE_INTERVAL_ANCHOR,
     ScheduleError,

@@ -1,12 +1,12 @@
 """Job variables read from secret-looking environment variables at plan time: recorded with
-the deployment so that workers mask them (reconciler/spec/sensitive.py)."""
+the deployment so that workers mask them (reconciler/prefect_rules/sensitive.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from reconciler.spec.sensitive import FIELD, sensitive_paths, sensitive_values
-from reconciler.specs import DeploymentSpec
+from reconciler.model.specs import DeploymentSpec
+from reconciler.prefect_rules.sensitive import FIELD, sensitive_paths, sensitive_values
 
 
 def test_paths_of_values_read_from_secret_looking_variables() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.core.errors import UserError
 from reconciler.daemon.config import load_settings
-from reconciler.errors import UserError
 from reconciler.scheduling.policy import SchedulingPolicy
 from reconciler.settings import DEFAULT_STORE_URL, Settings, resolve_settings
 

@@ -1,4 +1,4 @@
-"""Typed specs (reconciler/specs.py): what every reader gets from a stored spec, and that the
+"""Typed specs (reconciler/model/specs.py): what every reader gets from a stored spec, and that the
 pull steps' positions ride along without touching the spec's hash, diff or plan."""
 
 from __future__ import annotations
@@ -8,9 +8,16 @@ from typing import Any
 
 import pytest
 
-from reconciler.diagnostics import Location
-from reconciler.model import UNKNOWN_VALUE, Kind, Owner, Resource, canonical_json, content_hash
-from reconciler.specs import (
+from reconciler.core.diagnostics import Location
+from reconciler.model.resources import (
+    UNKNOWN_VALUE,
+    Kind,
+    Owner,
+    Resource,
+    canonical_json,
+    content_hash,
+)
+from reconciler.model.specs import (
     POSITIONS_KEY,
     DeploymentSpec,
     PoolSpec,

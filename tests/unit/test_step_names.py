@@ -1,12 +1,12 @@
 """Which step names are Prefect's and which are the user's, decided at plan time by exact
-names, never by a prefix (reconciler/spec/steps.py, issue 17)."""
+names, never by a prefix (reconciler/steps/spec.py, issue 17)."""
 
 from __future__ import annotations
 
 import pytest
 
-from reconciler.spec.steps import StepSpec, step_problem
 from reconciler.steps.builtin import BUILTIN_FUNCTIONS
+from reconciler.steps.spec import StepSpec, step_problem
 
 PREFECT_NAMES = [
     "prefect.deployments.steps.git_clone",

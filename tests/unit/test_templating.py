@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.spec.templating import (
+from reconciler.prefect_rules.templating import (
     KNOWN_AFTER_BUILD,
     NOTSET,
     PLACEHOLDER_PATTERN,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.errors import UserError
-from reconciler.specs import StepSpec
+from reconciler.core.errors import UserError
+from reconciler.model.specs import StepSpec
 from reconciler.worker.backends import backend_for
 from reconciler.worker.backends.docker import DockerBackend
 from reconciler.worker.backends.process import ProcessBackend

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from reconciler.model import Kind, Resource
+from reconciler.model.resources import Kind, Resource
 from reconciler.pools.manual import create_pool, pool_spec
 from reconciler.store import Store, open_store
 from reconciler.web.app import create_web_app

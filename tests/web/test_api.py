@@ -9,9 +9,9 @@ import time
 import jsonschema
 from starlette.testclient import TestClient
 
-from reconciler.model import Kind
-from reconciler.runs import NewRun, RunState
-from reconciler.store.prefect_types import TaskRunRecord
+from reconciler.model.prefect_records import TaskRunRecord
+from reconciler.model.resources import Kind
+from reconciler.model.runs import NewRun, RunState
 from reconciler.web.api.routes import ENDPOINTS
 from tests.web.conftest import ADMIN, READ, WebProject, auth, resource
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import UserError
+from reconciler.core.errors import UserError
 from reconciler.web.auth import Csrf, Role, Tokens
 from reconciler.web.daemon_mount import web_for_daemon
 from reconciler.web.errors import WebError

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from reconciler.runs import NewRun
+from reconciler.model.runs import NewRun
 from reconciler.web.auth import Tokens
 from tests.conftest import CliResult
 from tests.web.conftest import ADMIN, READ, WebProject

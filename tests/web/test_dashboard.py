@@ -10,8 +10,8 @@ import time
 
 from starlette.testclient import TestClient
 
-from reconciler.runs import NewRun
-from reconciler.store.prefect_types import TaskRunRecord
+from reconciler.model.prefect_records import TaskRunRecord
+from reconciler.model.runs import NewRun
 from tests.web.conftest import ADMIN, READ, WebProject
 
 

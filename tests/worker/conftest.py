@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runs import FlowRun, RunState
+from reconciler.model.runs import FlowRun, RunState
 from reconciler.store import open_store
 from tests.conftest import CliResult, GitRepo
 from tests.e2e.helpers import apply_in_process

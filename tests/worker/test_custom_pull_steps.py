@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runs import FlowRun, RunState
+from reconciler.model.runs import FlowRun, RunState
 from reconciler.store import open_store
 from tests.conftest import GIT_ENV, CliResult, GitRepo
 from tests.e2e.helpers import apply_in_process

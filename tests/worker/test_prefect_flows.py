@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runs import RunState
+from reconciler.model.runs import RunState
 from tests.conftest import CliResult, GitRepo
 from tests.e2e.helpers import apply_in_process
 from tests.infra.worker_process import stop_worker, wait_for

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.engine import ReconcileRequest, reconcile
-from reconciler.masking import MASK
-from reconciler.runs import RunState
+from reconciler.core.masking import MASK
+from reconciler.engine.stages import ReconcileRequest, reconcile
+from reconciler.model.runs import RunState
 from reconciler.settings import Settings
 from reconciler.store import open_store
 from reconciler.worker.create_run import create_run

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runs import RunState
+from reconciler.model.runs import RunState
 from reconciler.settings import Settings
 from reconciler.store import open_store
 from reconciler.worker.backends.process import ProcessBackend

@@ -13,8 +13,8 @@ from collections import Counter
 
 import pytest
 
-from reconciler.model import Kind, Resource
-from reconciler.runs import RunState
+from reconciler.model.resources import Kind, Resource
+from reconciler.model.runs import RunState
 from reconciler.store import open_store
 from tests.conftest import store_dump
 from tests.e2e.helpers import apply_in_process

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from reconciler.errors import UserError
+from reconciler.core.errors import UserError
 from reconciler.worker.backends.interface import Backend
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from reconciler.spec.default_pull import SET_WORKING_DIRECTORY
-from reconciler.specs import StepSpec
+from reconciler.model.specs import StepSpec
+from reconciler.steps.default_pull import SET_WORKING_DIRECTORY
 from reconciler.worker.backends.interface import (
     PrefectEngineRun,
     RunRequest,

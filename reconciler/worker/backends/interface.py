@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from reconciler.runs import FlowRun
-from reconciler.spec.templating import BlockLookup
-from reconciler.specs import StepSpec
+from reconciler.model.runs import FlowRun
+from reconciler.model.specs import StepSpec
+from reconciler.prefect_rules.templating import BlockLookup
 from reconciler.worker.job_config import RunContext, VariableLookup
 from reconciler.worker.prefect_runtime import PrefectRuntime
 from reconciler.worker.process_backend import StartError

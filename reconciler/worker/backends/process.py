@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from reconciler.specs import StepSpec
+from reconciler.model.specs import StepSpec
 from reconciler.worker.backends.interface import (
     PrefectEngineRun,
     RunHandle,

@@ -1,0 +1,380 @@
+"""The engine: one reconcile of one or more repositories, as an ordered list of stages.
+
+    load -> validate + desired state -> plan -> (dry-run stops) -> steps -> apply
+
+Each stage is a function whose input and output are frozen values (`Loaded`, `Desired`,
+`Planned`, `Stepped`): nothing passes between stages any other way. Validation and the desired
+state are one stage because spec/build.py checks and builds each file in one pass (per file, so
+that files are shared between processes and a file's result can be cached by its git blob id:
+`BuildCache`). Steps can change the desired state (their outputs are templated into it), so
+after them the desired state and plan stages run again with the outputs; a plan that finds the
+store changed under it (another writer) starts again from the desired state, up to
+MAX_PLAN_ATTEMPTS times. The store is opened read-only for a dry-run, which therefore creates
+and changes nothing; it is opened from the request's `Settings` (reconciler/settings.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reconciler.apply.transaction import ApplyResult, apply_plan
+from reconciler.core.diagnostics import Diagnostic
+from reconciler.core.errors import ConfigError, SourceError, StaleStateError
+from reconciler.core.masking import Masker, strings_in
+from reconciler.engine.overrides import lay_overrides
+from reconciler.desired.build import (
+    BuildOptions,
+    BuildResult,
+    DraftKey,
+    RepoInput,
+    build_desired,
+)
+from reconciler.desired.build_cache import BuildCache
+from reconciler.desired.state import DEFAULT_PREFECT_GLOB
+from reconciler.model.observed import Fence, ObservedState
+from reconciler.model.resources import Kind
+from reconciler.plan.model import Plan, PlannedStep
+from reconciler.plan.planner import PlanOptions, make_plan
+from reconciler.settings import Settings
+from reconciler.sources.git import open_repository
+from reconciler.steps.default_pull import repository_directory_name
+from reconciler.store.base import Store
+
+if TYPE_CHECKING:  # the step machinery (Docker SDK, jinja2, asyncio) loads only when used
+    from reconciler.engine.build_pass import StepRecord
+    from reconciler.steps.runner import StepFailed, TemplateValues
+
+MAX_PLAN_ATTEMPTS = 5
+STAGES = ("load", "validate + desired state", "plan", "steps", "apply")
+"""The stages, in order (the functions `load`, `desired_state`, `plan`, `steps`, `apply`)."""
+
+
+@dataclass(frozen=True)
+class ReconcileRequest:
+    repositories: Sequence[str] = (".",)
+    ref: str = "HEAD"
+    worktree: bool = False
+    prefect_glob: str = DEFAULT_PREFECT_GLOB
+    settings: Settings = field(default_factory=Settings)
+    """Where the store is (reconciler/settings.py)."""
+    dry_run: bool = False
+    strict: bool = False
+    skip_build: bool = False
+    prune: bool = True
+    allow_empty: bool = False
+    allow_install: bool = False
+    step_output: Callable[[str], None] | None = None
+    """Where the output of build and push steps goes, line by line (None: nowhere)."""
+    quiet: bool = False
+    schedule: bool = False
+    """After an apply that changed deployments, run a scheduler tick at once (the daemon)."""
+    fence: Fence | None = None
+    """Apply only while this lease is held (the daemon's leadership)."""
+    cache: BuildCache | None = None
+    """Results of files already read, by git blob id (the daemon keeps one per repository)."""
+
+
+@dataclass
+class ReconcileOutcome:
+    plan: Plan
+    masker: Masker
+    applied: ApplyResult | None = None
+    attempts: int = 1
+    steps: list[StepRecord] = field(default_factory=list)
+    step_failures: list[StepFailed] = field(default_factory=list)
+    """Repositories whose steps failed: nothing of them was applied; the others were."""
+    scheduled: int = 0
+    """Runs the scheduler created right after the apply (new or changed schedules)."""
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.plan.diagnostics if d.is_error]
+
+
+# -- the values between stages -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Stage 1's output: each repository as a snapshot at its commit."""
+
+    inputs: tuple[RepoInput, ...]
+    environ: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Desired:
+    """Stage 2's output: the valid desired state, and the observed state it was built against."""
+
+    built: BuildResult
+    observed: ObservedState
+    inputs: tuple[RepoInput, ...]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """Stage 3's output: the plan, and the masker that hides every secret it may show."""
+
+    desired: Desired
+    plan: Plan
+    masker: Masker
+
+
+@dataclass(frozen=True)
+class Stepped:
+    """Stage 4's output: what the build and push steps returned, and which repositories go on
+    to apply (those whose steps all succeeded)."""
+
+    outputs: Mapping[DraftKey, Mapping[str, Any]]
+    records: tuple[StepRecord, ...]
+    failures: Mapping[str, StepFailed]
+    applying: tuple[RepoInput, ...]
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+def reconcile(
+    request: ReconcileRequest, environ: Mapping[str, str] | None = None
+) -> ReconcileOutcome:
+    """Plan (and unless dry-run, apply). Raises ConfigError for invalid files, SourceError for
+    unreadable repositories; returns an outcome whose plan may carry refusals (errors)."""
+    loaded = load(request, dict(os.environ if environ is None else environ))
+    store = request.settings.open_store(readonly=request.dry_run)
+    try:
+        for attempt in range(1, MAX_PLAN_ATTEMPTS + 1):
+            planned = plan(desired_state(loaded.inputs, store, request, loaded.environ), request)
+            outcome = _outcome(planned, attempt)
+            if request.dry_run:
+                return _previewed(planned, store, request, loaded.environ, attempt)
+            if outcome.errors:
+                return outcome
+            if planned.desired.built.build_plans and not request.skip_build:
+                ran = steps(planned, store, request, loaded.environ)
+                if not ran.applying:
+                    raise next(iter(ran.failures.values()))
+                again = desired_state(ran.applying, store, request, loaded.environ, ran.outputs)
+                planned = plan(again, request)
+                outcome = _outcome(planned, attempt)
+                outcome.steps = list(ran.records)
+                outcome.step_failures = list(ran.failures.values())
+                if outcome.errors:
+                    return outcome
+            try:
+                outcome.applied, outcome.scheduled = apply(planned, store, request)
+                return outcome
+            except StaleStateError:
+                continue  # another writer got there first: plan again from what it wrote
+        raise StaleStateError(
+            f"the store kept changing while planning ({MAX_PLAN_ATTEMPTS} attempts)",
+            "try again when the other writers are done",
+        )
+    finally:
+        store.close()
+
+
+def _outcome(planned: Planned, attempt: int) -> ReconcileOutcome:
+    return ReconcileOutcome(planned.plan, planned.masker, attempts=attempt)
+
+
+def _previewed(
+    planned: Planned, store: Store, request: ReconcileRequest, env: Mapping[str, str], attempt: int
+) -> ReconcileOutcome:
+    """A dry-run's outcome: the plan, with the steps apply would run (none is run)."""
+    built = planned.desired.built
+    if not built.build_plans or request.skip_build:
+        return _outcome(planned, attempt)
+    previewed, known = _preview_steps(planned.desired, store, env)
+    if known:  # unchanged builds: plan with their recorded outputs
+        again = desired_state(planned.desired.inputs, store, request, env, known)
+        planned = plan(again, request)
+    outcome = _outcome(planned, attempt)
+    outcome.plan = replace(outcome.plan, steps=tuple(previewed))
+    return outcome
+
+
+# -- the stages ----------------------------------------------------------------------------------
+
+
+def load(request: ReconcileRequest, environ: Mapping[str, str]) -> Loaded:
+    """Stage 1: open each repository at its commit (or working copy)."""
+    inputs = tuple(
+        RepoInput(
+            open_repository(path, ref=request.ref, worktree=request.worktree),
+            "worktree" if request.worktree else request.ref,
+            request.prefect_glob,
+        )
+        for path in request.repositories
+    )
+    _refuse_repeated_repositories(inputs)
+    return Loaded(inputs, environ)
+
+
+def desired_state(
+    inputs: Sequence[RepoInput],
+    store: Store,
+    request: ReconcileRequest,
+    env: Mapping[str, str],
+    step_outputs: Mapping[DraftKey, Mapping[str, Any]] | None = None,
+) -> Desired:
+    """Stage 2: read and validate every file, build the desired state against what the store
+    holds. Raises ConfigError (every problem, masked) when a file is invalid."""
+    observed = store.observe()
+    built = build_desired(
+        inputs,
+        observed,
+        BuildOptions(
+            environ=env,
+            strict=request.strict,
+            build_outputs_known=request.skip_build,
+            step_outputs=step_outputs or {},
+            cache=request.cache,
+        ),
+    )
+    if built.desired is None:
+        masker = Masker(built.secrets)
+        raise ConfigError([masker.diagnostic(d) for d in built.diagnostics])
+    built = lay_overrides(built, store)  # operator overrides (reconciler/overrides.py)
+    return Desired(built, observed, tuple(inputs))
+
+
+def plan(desired: Desired, request: ReconcileRequest) -> Planned:
+    """Stage 3: the pure diff of the desired against the observed state."""
+    assert desired.built.desired is not None  # desired_state refuses an invalid one
+    made = make_plan(
+        desired.built.desired,
+        desired.observed,
+        PlanOptions(prune=request.prune, allow_empty=request.allow_empty),
+    )
+    return Planned(desired, made, _hiding_replaced_secrets(made, Masker(desired.built.secrets)))
+
+
+def steps(
+    planned: Planned, store: Store, request: ReconcileRequest, env: Mapping[str, str]
+) -> Stepped:
+    """Stage 4: build and push, in a checkout of each repository at the planned commit. A
+    repository whose steps fail is left out (nothing of it is applied); the others go on."""
+    from reconciler.engine.build_pass import run_build_steps
+    from reconciler.steps.runner import StepFailed
+
+    desired = planned.desired
+    built = desired.built
+    outputs: dict[DraftKey, dict[str, Any]] = {}
+    records: list[StepRecord] = []
+    failures: dict[str, StepFailed] = {}
+    commits = {item.snapshot.repo_id: item.snapshot.commit for item in desired.inputs}
+    with _checkouts(built, desired.inputs) as checkouts:
+        for repo in dict.fromkeys(step_plan.draft[0] for step_plan in built.build_plans):
+            try:
+                ran = run_build_steps(
+                    [p for p in built.build_plans if p.draft[0] == repo],
+                    checkouts,
+                    commits,
+                    store,
+                    environ=dict(env),
+                    values=_template_values(desired.observed),
+                    masker=planned.masker,
+                    write=request.step_output,
+                    quiet=request.quiet,
+                    allow_install=request.allow_install,
+                )
+            except StepFailed as exc:
+                failures[repo] = exc
+                continue
+            outputs.update(ran.outputs)
+            records.extend(ran.records)
+    applying = tuple(i for i in desired.inputs if i.snapshot.repo_id not in failures)
+    return Stepped(outputs, tuple(records), failures, applying)
+
+
+def apply(planned: Planned, store: Store, request: ReconcileRequest) -> tuple[ApplyResult, int]:
+    """Stage 5: the plan in one transaction (StaleStateError when the store changed since it
+    was observed); then, for the daemon, a scheduler tick when deployments changed. Returns
+    the apply's result and the runs that tick created."""
+    applied = apply_plan(store, planned.plan, planned.masker, fence=request.fence)
+    scheduled = 0
+    if request.schedule and any(c.kind is Kind.DEPLOYMENT for c in planned.plan.changes):
+        # New or changed schedules get their runs now, not at the next tick.
+        from reconciler.scheduling.policy import tick_with_stored_policy
+
+        scheduled = tick_with_stored_policy(store).created
+    return applied, scheduled
+
+
+def _refuse_repeated_repositories(inputs: Sequence[RepoInput]) -> None:
+    """One repository named twice (`repo` and `./repo/`, or two clones of one origin) would
+    declare every object twice and point each error at itself."""
+    seen: dict[str, str] = {}
+    for item in inputs:
+        snapshot = item.snapshot
+        if snapshot.repo_id in seen:
+            raise SourceError(
+                f"{seen[snapshot.repo_id]} and {snapshot.display_root} are the same repository "
+                f"({snapshot.repo_id})",
+                "name each repository once",
+            )
+        seen[snapshot.repo_id] = snapshot.display_root
+
+
+def _preview_steps(
+    desired: Desired, store: Store, env: Mapping[str, str]
+) -> tuple[list[PlannedStep], dict[DraftKey, dict[str, Any]]]:
+    """Which steps apply would run: hashes computed in a checkout, nothing run."""
+    from reconciler.engine.build_pass import preview_build_steps
+
+    built, inputs = desired.built, desired.inputs
+    with _checkouts(built, inputs) as checkouts:
+        return preview_build_steps(
+            built.build_plans,
+            checkouts,
+            {item.snapshot.repo_id: item.snapshot.commit for item in inputs},
+            store,
+            environ=dict(env),
+            values=_template_values(desired.observed),
+        )
+
+
+@contextlib.contextmanager
+def _checkouts(built: BuildResult, inputs: Sequence[RepoInput]) -> Iterator[dict[str, Path]]:
+    """Each repository with steps, on disk at the planned commit, for as long as needed."""
+    needed = {plan.draft[0] for plan in built.build_plans}
+    with tempfile.TemporaryDirectory(prefix="reconciler-steps-") as scratch:
+        # Named after the repository, as a clone would be: `dockerfile: auto` names its
+        # WORKDIR (/opt/prefect/<name>) after the build context's directory.
+        yield {
+            item.snapshot.repo_id: item.snapshot.checkout(
+                Path(scratch) / str(index) / repository_directory_name(item.snapshot.repo_id)
+            )
+            for index, item in enumerate(inputs)
+            if item.snapshot.repo_id in needed
+        }
+
+
+def _template_values(observed: ObservedState) -> TemplateValues:
+    from reconciler.steps.runner import TemplateValues
+
+    return TemplateValues(
+        variables=observed.variables,
+        blocks=lambda slug, name: observed.blocks.get((slug, name)),
+    )
+
+
+def _hiding_replaced_secrets(plan: Plan, masker: Masker) -> Masker:
+    """A field that holds a secret now held one before, so its old value is hidden too: a
+    rotated password must not show on the left of `old -> (sensitive value)`."""
+    replaced = [
+        text
+        for change in plan.changes
+        for diff in change.diffs
+        if diff.before_json is not None
+        and diff.after_json is not None
+        and masker.hides_something_in(diff.after_json)
+        for text in strings_in(diff.before)
+    ]
+    return masker.with_secrets(replaced) if replaced else masker

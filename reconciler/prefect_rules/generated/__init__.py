@@ -1,0 +1,1 @@
+"""Validators generated from schemas/ by reconciler.prefect_rules.schema_code."""

@@ -1,0 +1,177 @@
+"""Load `work-pools.yaml`, our file for declaring work pools and queues beside prefect.yaml.
+
+Stage "load + validate" for pools. prefect.yaml has no place for pools, so they live in a file
+of ours (schema: schemas/work-pools.schema.json):
+
+    work_pools:
+      - name: etl
+        type: process             # process | docker
+        concurrency_limit: 4
+        job_variables: {env: {LOG_LEVEL: INFO}}   # defaults over the type's base job template
+        queues:
+          - {name: critical, priority: 1, concurrency_limit: 2}
+
+Every pool gets a `default` queue, as in Prefect. Queues without a priority take the first
+free number, in the order written.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.core.diagnostics import Diagnostic, error
+from reconciler.prefect_rules.job_templates import (
+    JobTemplateError,
+    default_base_job_template,
+    template_problems,
+    with_job_variable_defaults,
+)
+from reconciler.prefect_rules.validation import validate_document
+from reconciler.prefect_rules.yamlload import LoadedDocument, Path, YamlLoadError, load_yaml
+from reconciler.sources.base import (
+    LinkOutsideRepository,
+    Snapshot,
+    link_diagnostic,
+    read_following_links,
+)
+
+SCHEMA = "work-pools.schema.json"
+DEFAULT_QUEUE = "default"
+
+
+@dataclass(frozen=True)
+class PoolDeclaration:
+    spec: dict[str, Any]
+    queues: tuple[dict[str, Any], ...]
+    path: Path
+
+
+@dataclass
+class PoolsFile:
+    path: str
+    document: LoadedDocument
+    pools: list[PoolDeclaration]
+
+
+def load_pools_file(
+    snapshot: Snapshot, path: str, *, strict: bool = False, display: str | None = None
+) -> tuple[PoolsFile | None, list[Diagnostic]]:
+    try:
+        document = load_yaml(read_following_links(snapshot, path), display or path)
+    except YamlLoadError as exc:
+        return None, [exc.diagnostic]
+    except LinkOutsideRepository as exc:
+        return None, [link_diagnostic(exc, display or path)]
+    diagnostics = list(document.diagnostics)
+    if not isinstance(document.data, dict):
+        diagnostics.append(
+            error(
+                "the file must be a mapping with a `work_pools` list",
+                document.location(()),
+            )
+        )
+        return None, diagnostics
+    # The pool file is ours: unknown keys are always errors.
+    diagnostics.extend(validate_document(document, SCHEMA, strict=True))
+    if any(d.is_error for d in diagnostics):
+        return None, diagnostics
+    pools = []
+    seen: dict[str, Path] = {}
+    for index, raw in enumerate(document.data["work_pools"]):
+        at: Path = ("work_pools", index)
+        name = raw["name"]
+        if name in seen:
+            first = document.location(seen[name])
+            diagnostics.append(
+                error(
+                    f'work pool "{name}" is declared twice in this file (first at line '
+                    f"{first.line})",
+                    document.location((*at, "name")),
+                )
+            )
+            continue
+        seen[name] = (*at, "name")
+        declaration, problems = _declaration(raw, at, document)
+        diagnostics.extend(problems)
+        if declaration is not None:
+            pools.append(declaration)
+    if any(d.is_error for d in diagnostics):
+        return None, diagnostics
+    return PoolsFile(path, document, pools), diagnostics
+
+
+def _declaration(
+    raw: dict[str, Any], at: Path, document: LoadedDocument
+) -> tuple[PoolDeclaration | None, list[Diagnostic]]:
+    problems: list[Diagnostic] = []
+    template = copy.deepcopy(raw.get("base_job_template")) or default_base_job_template(raw["type"])
+    for problem in template_problems(template):
+        problems.append(error(problem, document.location((*at, "base_job_template"))))
+    if raw.get("job_variables"):
+        try:
+            template = with_job_variable_defaults(template, raw["job_variables"])
+        except JobTemplateError as exc:
+            problems.append(error(str(exc), document.location((*at, "job_variables"))))
+    queues, queue_problems = _queues(raw["name"], raw.get("queues") or [], at, document)
+    problems.extend(queue_problems)
+    if problems:
+        return None, problems
+    spec = {
+        "name": raw["name"],
+        "type": raw["type"],
+        "description": raw.get("description"),
+        "paused": bool(raw.get("paused", False)),
+        "concurrency_limit": raw.get("concurrency_limit"),
+        "base_job_template": template,
+    }
+    return PoolDeclaration(spec, tuple(queues), at), []
+
+
+def _queues(
+    pool: str, raw_queues: list[dict[str, Any]], at: Path, document: LoadedDocument
+) -> tuple[list[dict[str, Any]], list[Diagnostic]]:
+    problems: list[Diagnostic] = []
+    by_name: dict[str, dict[str, Any]] = {}
+    taken: dict[int, str] = {}
+    for index, raw in enumerate(raw_queues):
+        where = (*at, "queues", index)
+        if raw["name"] in by_name:
+            problems.append(
+                error(f'queue "{raw["name"]}" is declared twice', document.location(where))
+            )
+            continue
+        priority = raw.get("priority")
+        if priority is not None:
+            if priority in taken:
+                problems.append(
+                    error(
+                        f'queues "{taken[priority]}" and "{raw["name"]}" both have priority '
+                        f"{priority}",
+                        document.location((*where, "priority")),
+                        "give each queue of a pool its own priority (1 is served first)",
+                    )
+                )
+            taken[priority] = raw["name"]
+        by_name[raw["name"]] = raw
+    if DEFAULT_QUEUE not in by_name:
+        by_name = {DEFAULT_QUEUE: {"name": DEFAULT_QUEUE}, **by_name}
+    queues = []
+    for name, raw in by_name.items():
+        priority = raw.get("priority")
+        if priority is None:
+            priority = next(p for p in range(1, len(by_name) + len(taken) + 2) if p not in taken)
+            taken[priority] = name
+        queues.append(
+            {
+                "pool": pool,
+                "name": name,
+                "description": raw.get("description")
+                or ("The work pool's default queue." if name == DEFAULT_QUEUE else None),
+                "priority": priority,
+                "concurrency_limit": raw.get("concurrency_limit"),
+                "paused": bool(raw.get("paused", False)),
+            }
+        )
+    return queues, problems

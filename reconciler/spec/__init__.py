@@ -1,1 +1,0 @@
-"""Pure specification stages: load YAML with positions, validate, template, read flows."""

@@ -1,1 +1,0 @@
-"""Validators generated from schemas/ by reconciler.spec.schema_code."""
