@@ -28,8 +28,8 @@ import click
 from reconciler.cli.output import echo_json, user_errors
 from reconciler.cli.read import store_option
 from reconciler.cli.remote import ApiClient, refuse_both, server_option
-from reconciler.errors import UserError
-from reconciler.terminal_text import printable
+from reconciler.core.errors import UserError
+from reconciler.core.terminal_text import printable
 
 PLAN_OUTPUTS = ("text", "json", "markdown")
 
@@ -259,7 +259,7 @@ def operator_notes(store: Any) -> list[str]:
 
 
 def _override(key: str, paused: bool, store_url: str | None) -> None:
-    from reconciler import overrides
+    from reconciler.engine import overrides
     from reconciler.settings import settings_for_store
     from reconciler.store.url import store_exists
 

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from reconciler.core.masking import Masker
 from reconciler.daemon.config import NotificationTarget
-from reconciler.masking import Masker
-from reconciler.runs import RunState
-from reconciler.store.web_records import RunQuery
+from reconciler.model.runs import RunState
+from reconciler.store.web_types import RunQuery
 
 log = logging.getLogger("reconciler.daemon")
 RUN_CHECK_SECONDS = 10.0

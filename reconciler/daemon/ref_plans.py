@@ -16,10 +16,10 @@ import re
 import subprocess
 from typing import Any
 
+from reconciler.core.errors import ConfigError, PlanRefused, SourceError, UserError
 from reconciler.daemon.controller import RepoController
 from reconciler.daemon.sources import RemoteSource
-from reconciler.engine import ReconcileRequest, reconcile
-from reconciler.errors import ConfigError, PlanRefused, SourceError, UserError
+from reconciler.engine.stages import ReconcileRequest, reconcile
 
 _REF = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,254}$")
 

@@ -169,8 +169,8 @@ class Daemon:
 
     def plan_ref(self, name: str, ref: str) -> dict[str, Any]:
         """The web API's plan of any ref of a watched repository (daemon/ref_plans.py)."""
+        from reconciler.core.errors import UserError
         from reconciler.daemon.ref_plans import plan_ref
-        from reconciler.errors import UserError
 
         controller = self.controllers.get(name)
         if controller is None:

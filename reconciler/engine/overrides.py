@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from reconciler.diagnostics import warning
-from reconciler.errors import StaleStateError, UserError
-from reconciler.model import Kind, Resource
-from reconciler.spec.build import BuildResult
-from reconciler.spec.validation import did_you_mean
+from reconciler.core.diagnostics import warning
+from reconciler.core.errors import StaleStateError, UserError
+from reconciler.desired.build import BuildResult
+from reconciler.model.resources import Kind, Resource
+from reconciler.prefect_rules.validation import did_you_mean
 from reconciler.store.base import Store
 from reconciler.store.overrides import Override, overrides, put_override, remove_override
 

@@ -27,7 +27,6 @@ from reconciler.apply.transaction import ApplyResult, apply_plan
 from reconciler.core.diagnostics import Diagnostic
 from reconciler.core.errors import ConfigError, SourceError, StaleStateError
 from reconciler.core.masking import Masker, strings_in
-from reconciler.engine.overrides import lay_overrides
 from reconciler.desired.build import (
     BuildOptions,
     BuildResult,
@@ -37,6 +36,7 @@ from reconciler.desired.build import (
 )
 from reconciler.desired.build_cache import BuildCache
 from reconciler.desired.state import DEFAULT_PREFECT_GLOB
+from reconciler.engine.overrides import lay_overrides
 from reconciler.model.observed import Fence, ObservedState
 from reconciler.model.resources import Kind
 from reconciler.plan.model import Plan, PlannedStep

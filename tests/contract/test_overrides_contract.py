@@ -1,6 +1,7 @@
-"""Operator overrides (reconciler/overrides.py, store/overrides.py) on every backend: pausing a
-git-owned deployment writes it paused and removes its scheduled runs in one transaction and
-records the override; resuming restores what it was; the desired state is laid over."""
+"""Operator overrides (reconciler/engine/overrides.py, store/overrides.py) on every backend:
+pausing a git-owned deployment writes it paused and removes its scheduled runs in one
+transaction and records the override; resuming restores what it was; the desired state is
+laid over."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import time
 
 import pytest
 
-from reconciler import overrides
-from reconciler.errors import UserError
-from reconciler.model import Kind
-from reconciler.runs import NewRun
+from reconciler.core.errors import UserError
+from reconciler.engine import overrides
+from reconciler.model.resources import Kind
+from reconciler.model.runs import NewRun
 from reconciler.store import Store
 from reconciler.store.overrides import overrides as stored_overrides
-from tests.contract.test_runs_contract import setup_pool
 from tests.contract.backends import deployment, put_all
+from tests.contract.test_runs_contract import setup_pool
 
 
 def test_pause_and_resume_by_override(store: Store) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+from reconciler.core.errors import ConfigError
 from reconciler.daemon.config import load_settings
-from reconciler.errors import ConfigError
-from reconciler.runs import RunState
+from reconciler.model.runs import RunState
 from reconciler.store import open_store
 from reconciler.worker.create_run import create_run
 from tests.conftest import GitRepo

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from reconciler.model import Kind, Resource
+from reconciler.model.resources import Kind, Resource
 from reconciler.scheduling.policy import tick_with_stored_policy
 from reconciler.store import open_store
 from tests.conftest import CliResult, GitRepo, store_dump

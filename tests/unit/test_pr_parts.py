@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from reconciler.ci.pr_comment import MAX_COMMENT, PlanRequest, comment_body
+from reconciler.core.errors import UserError
 from reconciler.daemon.notify import secret_parts
 from reconciler.daemon.ref_plans import check_ref
-from reconciler.errors import UserError
 
 
 @pytest.mark.parametrize(
