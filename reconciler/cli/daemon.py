@@ -87,9 +87,12 @@ def status(store_url: str | None, output: str, server_url: str | None = None) ->
     if server_url:
         refuse_both(store_url, server_url)
         return remote.status(server_url, output)
+    from reconciler.cli.operate import operator_notes
+
     store = open_for_reading(store_url)
     try:
         records = store.repo_statuses()
+        notes = operator_notes(store) if output != "json" else []
     finally:
         store.close()
     if output == "json":
@@ -97,6 +100,8 @@ def status(store_url: str | None, output: str, server_url: str | None = None) ->
         return
     if not records:
         click.echo("No repositories: no daemon has run against this store.")
+        for line in notes:
+            click.echo(line)
         return
     echo_table(
         ["repository", "state", "fetched", "applied", "last error", "next attempt"],
@@ -118,6 +123,8 @@ def status(store_url: str | None, output: str, server_url: str | None = None) ->
             click.echo(printable(f"{r.name}: {message}", keep_newlines=True))
         for item in r.status.get("drift") or []:
             click.echo(printable(f"  drift: {item}"))
+    for line in notes:  # suspensions and operator actions (cli/operate.py)
+        click.echo(line)
 
 
 def _short(error: str | None, at: str | None) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from reconciler import __version__
-from reconciler.cli import daemon, pools, read, run_records, runs, server, values
+from reconciler.cli import daemon, operate, pools, read, run_records, runs, server, values
 from reconciler.cli.output import echo_diagnostics, user_errors
 from reconciler.core.terminal_text import printable
 from reconciler.desired.state import DEFAULT_PREFECT_GLOB
@@ -154,6 +154,13 @@ cli.add_command(runs.worker)
 cli.add_command(run_records.task_run)
 read.deployment.add_command(runs.deployment_run)
 read.deployment.add_command(runs.deployment_runs)
+cli.add_command(operate.plan)  # `reconcile plan --server ...` (the PR workflow)
+cli.add_command(operate.sync)
+cli.add_command(operate.suspend)
+cli.add_command(operate.resume)
+cli.add_command(operate.rollback)
+read.deployment.add_command(operate.deployment_pause)
+read.deployment.add_command(operate.deployment_resume)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,20 @@ class RepositoryConfig:
         return self.url or self.path or ""
 
 
+NOTIFICATION_EVENTS = ("error", "stalled", "drift", "run_failed", "run_crashed")
+
+
+@dataclass(frozen=True)
+class NotificationTarget:
+    """One `notifications:` entry: an Apprise URL (a Secret: it may hold a token) and the
+    events sent to it."""
+
+    url: Secret
+    events: frozenset[str] = frozenset(NOTIFICATION_EVENTS)
+    where: str = ""
+    """Its place in the config file, for logs (never the URL)."""
+
+
 @dataclass(frozen=True)
 class DaemonSettings:
     repositories: tuple[RepositoryConfig, ...]
@@ -99,6 +113,7 @@ class DaemonSettings:
     drift_interval: float = DEFAULT_DRIFT_INTERVAL
     config_file: str | None = None
     scheduler_interval: float = 10.0
+    notifications: tuple[NotificationTarget, ...] = ()
 
     @property
     def store_url(self) -> str:
@@ -152,11 +167,18 @@ def load_settings(
     repositories = tuple(
         reader.repository(raw, index) for index, raw in enumerate(document.data["repositories"])
     )
+    notifications = tuple(
+        reader.notification(raw, index)
+        for index, raw in enumerate(document.data.get("notifications") or [])
+    )
     values = dict(document.data)
     if reader.problems:
         raise ConfigError(reader.problems)
     scheduler = values.get("scheduler") or {}
-    return _layered(values, repositories, config_path, environ, overrides or Overrides(), scheduler)
+    layered = _layered(
+        values, repositories, config_path, environ, overrides or Overrides(), scheduler
+    )
+    return replace(layered, notifications=tuple(n for n in notifications if n is not None))
 
 
 def _scheduler(raw: dict[str, Any]) -> tuple[float, SchedulingPolicy]:
@@ -320,6 +342,61 @@ class _Reader:
             self_heal=raw.get("self_heal", True),
             allow_empty=raw.get("allow_empty", False),
         )
+
+    def notification(self, raw: dict[str, Any], index: int) -> NotificationTarget | None:
+        where = self.document.location(("notifications", index))
+        url = raw["url"]
+        if isinstance(url, dict):
+            value = self.secret_from(
+                url, ("notifications", index, "url"), f"notification {index + 1}"
+            )
+            if value is None:
+                return None
+        else:
+            value = Secret(url)
+        from reconciler.daemon.notify import check_url  # imports Apprise: only when used
+
+        problem = check_url(value.value)
+        if problem is not None:
+            self.problems.append(
+                error(
+                    f"the url of notification {index + 1} {problem}",
+                    self.document.location(("notifications", index, "url")),
+                    "see Apprise's list of services; a webhook is json://HOST/PATH",
+                )
+            )
+            return None
+        events = frozenset(raw.get("events") or NOTIFICATION_EVENTS)
+        return NotificationTarget(value, events, str(where))
+
+    def secret_from(
+        self, source: dict[str, Any], path: tuple[str | int, ...], what: str
+    ) -> Secret | None:
+        """A secret of a `{env: NAME}` or `{file: PATH}` source outside `repositories`."""
+        at = self.document.location(path)
+        if "env" in source:
+            value = self.environ.get(source["env"])
+            if not value:
+                self.problems.append(
+                    error(
+                        f"environment variable {source['env']} (the url of {what}) is not set",
+                        at,
+                        f"export {source['env']} before starting the daemon",
+                    )
+                )
+                return None
+            return Secret(value)
+        file = self.base / os.path.expanduser(source["file"])
+        try:
+            text = file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.problems.append(error(f"cannot read {file} (the url of {what}): {reason}", at))
+            return None
+        if not text:
+            self.problems.append(error(f"{file} (the url of {what}) is empty", at))
+            return None
+        return Secret(text)
 
     def secret(self, raw: dict[str, Any], index: int, key: str) -> Secret | None:
         source = raw.get(key)

@@ -96,6 +96,8 @@ class Runtime:
     stopping: threading.Event
     fence: Fence | None = None
     """The leader lease this daemon holds (None while it stands by); every apply is fenced."""
+    notify: Callable[[str, str, str], None] = lambda event, title, body: None
+    """Send a notification (event, title, body): reconciler/daemon/notify.py."""
     planning_lock: threading.Lock = field(default_factory=threading.Lock)
     """One plan-and-apply at a time in this daemon: planning is CPU-bound (the GIL gains
     nothing from parallel plans) and each apply moves the store's revision, so parallel plans
@@ -112,8 +114,12 @@ class RepoController:
         self._wake = threading.Lock()
         self._pending: list[str] = []
         self._running = False
+        self.rollback_commit: str | None = None
+        """Set by a rollback (web API): the next attempt applies this commit, not the branch."""
         self.status = RepoStatus(config.name, config.source, config.branch)
         self._reload_status()
+        self._settled: State = self.status.state
+        """The last state other than Progressing (notifications: reconciler/daemon/notify.py)."""
 
     # -- triggers ----------------------------------------------------------------------------
 
@@ -205,6 +211,16 @@ class RepoController:
     def _attempt(self, reasons: list[str], started: float) -> None:
         name = self.config.name
         self._save(self.status.with_(last_attempt_at=now_iso()))
+        rollback = self.rollback_commit if "rollback" in reasons else None
+        if rollback is not None:
+            self.rollback_commit = None
+            note = (
+                f"rolled back to {rollback[:12]}; automatic sync is suspended until "
+                f"`reconcile resume {name}`"
+            )
+            self._save(self.status.with_(state=State.PROGRESSING, message=note))
+            self._apply(Fetched(rollback, note), started)
+            return
         try:
             fetched = self.source.fetch()
         except ReconcilerError as exc:
@@ -293,6 +309,13 @@ class RepoController:
             self._failed(text, fetched.commit)
             self._log("error", fetched.commit, started, text)
             return
+        if drift and (heal or drift != self.status.drift):
+            self.runtime.notify(
+                "drift",
+                f"reconciler: drift in {self.config.name}",
+                f"Objects of {self.config.name} were changed out of band: {', '.join(drift)}; "
+                + ("reverted (self_heal)." if heal else "not reverted (self_heal is off)."),
+            )
         if not drift:
             self._synced(fetched.commit, "in sync")
             self._log("in-sync", fetched.commit, started, None)
@@ -385,7 +408,20 @@ class RepoController:
             )
 
     def _save(self, status: RepoStatus) -> None:
+        # Entering Error or Stalled is told once: a retry passes through Progressing and
+        # fails again without a new notification.
+        entered = status.state if status.state != self._settled else None
+        if status.state is not State.PROGRESSING:
+            self._settled = status.state
         self.status = status
+        if entered in (State.ERROR, State.STALLED):
+            self.runtime.notify(
+                entered.value.lower(),
+                f"reconciler: {status.name} is {entered.value}",
+                f"Repository {status.name} ({status.source}, branch {status.branch}) is "
+                f"{entered.value} at {(status.fetched_commit or '?')[:12]}: "
+                f"{status.last_error or status.message or ''}",
+            )
         with self.runtime.store_lock:
             self.runtime.status_store.put_repo_status(status.name, status.to_json())
 

@@ -55,6 +55,8 @@ ORPHAN_CHECK_SECONDS = 10.0
 HTTP_STOP_SECONDS = 1.5
 SYNC_NOW = "api"
 """The reason of an attempt asked for through the web API; it runs even while suspended."""
+ROLLBACK = "rollback"
+"""The reason of a rollback's attempt (web API); it runs even while suspended."""
 log = logging.getLogger("reconciler.daemon")
 
 
@@ -84,7 +86,12 @@ class Daemon:
         self._active = 0
         self._idle = threading.Condition()
         self._announced_standby = False
+        from reconciler.daemon.notify import Notifier, RunWatch
+
+        self.notifier = Notifier(settings.notifications)
+        self.run_watch = RunWatch()
         runtime = Runtime(
+            notify=self.notifier.send,
             settings=settings,
             status_store=self.status_store,
             store_lock=self.store_lock,
@@ -129,20 +136,49 @@ class Daemon:
         controller = self.controllers.get(name)
         if controller is None or self.stopping.is_set() or self.runtime.fence is None:
             return  # a standby does no work: the active daemon does it
-        if reason != SYNC_NOW and self._sync_suspended(name):
+        if reason not in (SYNC_NOW, ROLLBACK) and self._sync_suspended(name):
             return  # suspended through the web API: only "sync now" starts an attempt
         controller.trigger(reason, self._submit)
 
     def sync_now(self, name: str) -> str | None:
         """The web API's "sync now": why it cannot start, or None when it started."""
+        problem = self._why_not(name)
+        if problem is not None:
+            return problem
+        self.trigger(name, SYNC_NOW)
+        return None
+
+    def rollback_to(self, name: str, commit: str) -> str | None:
+        """The web API's rollback: apply `commit` (applied before) now; why it cannot, or
+        None when it started. The API has suspended the automatic sync already."""
+        problem = self._why_not(name)
+        if problem is not None:
+            return problem
+        self.controllers[name].rollback_commit = commit
+        self.trigger(name, ROLLBACK)
+        return None
+
+    def _why_not(self, name: str) -> str | None:
         if name not in self.controllers:
             return f"this daemon does not watch {name!r}"
         if self.stopping.is_set():
             return "the daemon is stopping"
         if self.runtime.fence is None:
             return "this daemon is a standby: the active daemon syncs"
-        self.trigger(name, SYNC_NOW)
         return None
+
+    def plan_ref(self, name: str, ref: str) -> dict[str, Any]:
+        """The web API's plan of any ref of a watched repository (daemon/ref_plans.py)."""
+        from reconciler.core.errors import UserError
+        from reconciler.daemon.ref_plans import plan_ref
+
+        controller = self.controllers.get(name)
+        if controller is None:
+            raise UserError(
+                f"this daemon does not watch {name!r}",
+                "GET /api/v1/repositories lists the repositories it watches",
+            )
+        return plan_ref(controller, ref)
 
     def _sync_suspended(self, name: str) -> bool:
         try:
@@ -196,6 +232,21 @@ class Daemon:
             self.metrics.schedule_error(deployment)
         if result.created or result.late:
             log.info("scheduler: %d runs created, %d late", result.created, result.late)
+
+    def notify_failed_runs(self) -> None:
+        """Runs that ended FAILED or CRASHED since the last look (the active daemon only)."""
+        from reconciler.daemon.notify import run_message
+
+        if self.runtime.fence is None:
+            return
+        try:
+            with self.store_lock:
+                fresh = self.run_watch.new_failures(self.status_store)
+        except Exception:  # the next look tries again
+            log.exception("looking for failed runs failed")
+            return
+        for run in fresh:
+            self.notifier.send(*run_message(run))
 
     def crash_orphaned_runs(self) -> None:
         """Runs of workers that stopped heartbeating are CRASHED by any live worker or
@@ -264,6 +315,15 @@ class Daemon:
             id="schedules",
             next_run_time=datetime.datetime.now(datetime.UTC),
         )
+        if self.settings.notifications:
+            from reconciler.daemon.notify import RUN_CHECK_SECONDS
+
+            self.scheduler.add_job(
+                self.notify_failed_runs,
+                IntervalTrigger(seconds=min(RUN_CHECK_SECONDS, settings.scheduler_interval)),
+                id="failed-runs",
+                next_run_time=datetime.datetime.now(datetime.UTC),
+            )
         self.scheduler.add_job(
             self.crash_orphaned_runs,
             IntervalTrigger(seconds=ORPHAN_CHECK_SECONDS),
@@ -344,6 +404,7 @@ class Daemon:
             )
             logging.shutdown()
             os._exit(0)
+        self.notifier.close()
         with self.store_lock:
             self.status_store.release_lease(LEADER_LEASE, self.runtime.holder)
             self.status_store.close()

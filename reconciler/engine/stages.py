@@ -36,6 +36,7 @@ from reconciler.desired.build import (
 )
 from reconciler.desired.build_cache import BuildCache
 from reconciler.desired.state import DEFAULT_PREFECT_GLOB
+from reconciler.engine.overrides import lay_overrides
 from reconciler.model.observed import Fence, ObservedState
 from reconciler.model.resources import Kind
 from reconciler.plan.model import Plan, PlannedStep
@@ -239,6 +240,7 @@ def desired_state(
     if built.desired is None:
         masker = Masker(built.secrets)
         raise ConfigError([masker.diagnostic(d) for d in built.diagnostics])
+    built = lay_overrides(built, store)  # operator overrides (reconciler/overrides.py)
     return Desired(built, observed, tuple(inputs))
 
 

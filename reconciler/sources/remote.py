@@ -210,6 +210,48 @@ class RemoteRepository:
             forced = previous is not None and not self._is_ancestor(previous, commit)
             return FetchResult(commit, previous, forced, recloned=False)
 
+    def fetch_ref(self, ref: str) -> str:
+        """The commit `ref` (a branch, tag, `refs/...` name or commit id) names on the remote,
+        fetched into the cache under `refs/reconciler/plan/` (for plans of pull requests);
+        the watched branch is not moved. Raises SourceError when the remote has no such ref."""
+        usable, _ = self._inspect_cache()
+        if not usable:
+            self.fetch()
+        with self._locked():
+            known = self._git_local(
+                self.cache_path, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"
+            )
+            if known and re.fullmatch(r"[0-9a-f]{7,64}", ref):
+                return known.strip()  # a commit id the cache holds already
+            # One local ref per planned ref, named by its hash: `a` and `a/b` can both be
+            # planned (as refs, one would be the other's directory).
+            local = f"refs/reconciler/plan/{hashlib.sha256(ref.encode()).hexdigest()[:24]}"
+            try:
+                self._run(
+                    self.cache_path,
+                    "fetch",
+                    "--quiet",
+                    "--no-tags",
+                    "--no-write-fetch-head",
+                    "--no-auto-gc",
+                    "origin",
+                    f"+{ref}:{local}",
+                    remote=True,
+                )
+            except _GitFailed as failure:
+                first = (failure.stderr.strip().splitlines() or ["git fetch failed"])[0]
+                raise SourceError(
+                    f"cannot fetch {ref!r} from {self.shown_url}: {first}",
+                    "push the branch first, or give a branch, tag, refs/pull/N/head or commit "
+                    "id the remote has",
+                ) from None
+            commit = self._git_local(
+                self.cache_path, "rev-parse", "--verify", "--quiet", f"{local}^{{commit}}"
+            )
+        if not commit:
+            raise SourceError(f"{ref!r} of {self.shown_url} is not a commit", "give a commit")
+        return commit.strip()
+
     def snapshot(self, commit: str) -> GitSnapshot:
         """The tree of `commit` from the cache, as the planner reads repositories."""
         snapshot = open_repository(str(self.cache_path), ref=commit, display_root=self.shown_url)

@@ -318,6 +318,19 @@ MIGRATIONS = (
             "CREATE INDEX flow_runs_by_time ON flow_runs (scheduled_time, state)",
         ),
     ),
+    Migration(
+        9,
+        "operator overrides of git-owned deployments (reconcile deployment pause/resume)",
+        (
+            """CREATE TABLE deployment_overrides (
+                deployment TEXT PRIMARY KEY,
+                paused BOOLEAN NOT NULL,
+                was_paused BOOLEAN NOT NULL,
+                actor TEXT NOT NULL,
+                at TEXT NOT NULL
+            )""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

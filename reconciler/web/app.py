@@ -22,7 +22,7 @@ from reconciler.store.base import Store
 from reconciler.web.api.openapi import openapi_document
 from reconciler.web.api.routes import Api, not_found
 from reconciler.web.auth import Tokens
-from reconciler.web.service import SyncNow, WebService
+from reconciler.web.service import PlanRef, RollbackTo, SyncNow, WebService
 
 API_PREFIX = "/api/v1"
 
@@ -33,8 +33,10 @@ def web_routes(
     tokens: Tokens,
     sync_now: SyncNow | None = None,
     dashboard: bool = True,
+    plan_ref: PlanRef | None = None,
+    rollback_to: RollbackTo | None = None,
 ) -> tuple[list[BaseRoute], WebService]:
-    service = WebService(open_store, sync_now=sync_now)
+    service = WebService(open_store, sync_now=sync_now, plan_ref=plan_ref, rollback_to=rollback_to)
     api = Api(service, tokens, openapi_document())
     api_app = Starlette(routes=api.routes(), exception_handlers={404: not_found, 405: not_found})
     routes: list[BaseRoute] = [Mount(API_PREFIX, app=api_app)]

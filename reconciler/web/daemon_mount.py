@@ -40,7 +40,13 @@ def web_for_daemon(
     def make(daemon: Daemon) -> list[BaseRoute]:
         from reconciler.web.app import web_routes
 
-        routes, _ = web_routes(settings.open_store, tokens=tokens, sync_now=daemon.sync_now)
+        routes, _ = web_routes(
+            settings.open_store,
+            tokens=tokens,
+            sync_now=daemon.sync_now,
+            plan_ref=daemon.plan_ref,
+            rollback_to=daemon.rollback_to,
+        )
         return routes
 
     return make

@@ -33,6 +33,12 @@ from reconciler.web.run_requests import RunChecker, RunRequest
 SyncNow = Callable[[str], str | None]
 """Ask the daemon for an attempt on a repository now; returns why it cannot, or None."""
 
+PlanRef = Callable[[str, str], dict[str, Any]]
+"""The daemon's plan of a ref of a repository (daemon/ref_plans.py); raises UserError."""
+
+RollbackTo = Callable[[str, str], str | None]
+"""Ask the daemon to apply an earlier commit of a repository now; why it cannot, or None."""
+
 MAX_PAGE = 500
 NEXT_FIRE_TIMES = 5
 _EDIT_ATTEMPTS = 5
@@ -89,9 +95,18 @@ def parse_cursor(text: str) -> tuple[float, str]:
 
 
 class WebService:
-    def __init__(self, open_store: Callable[[], Store], *, sync_now: SyncNow | None = None):
+    def __init__(
+        self,
+        open_store: Callable[[], Store],
+        *,
+        sync_now: SyncNow | None = None,
+        plan_ref: PlanRef | None = None,
+        rollback_to: RollbackTo | None = None,
+    ):
         self._stores = _StorePerThread(open_store)
         self.sync_now = sync_now
+        self.plan_ref = plan_ref
+        self.rollback_to = rollback_to
         self._edit_lock = threading.Lock()
 
     @property
@@ -189,6 +204,56 @@ class WebService:
             # Catch up at once with what the suspension held back (commits, drift).
             self.sync_now(name)
         return {"repository": name, "sync_suspended": suspended, "changed": changed}
+
+    def plan(self, name: str, ref: str) -> dict[str, Any]:
+        """The plan of `ref` of repository `name` against the live store; writes nothing."""
+        self._known_repository(name)
+        if self.plan_ref is None:
+            raise WebError(
+                409,
+                "this server runs no reconcile loop (reconcile server): it cannot plan a ref",
+                "ask the daemon that watches this repository (its address, /api/v1/...)",
+            )
+        if not ref:
+            raise WebError(400, "give the ref to plan", "add ?ref=BRANCH, TAG or COMMIT")
+        try:
+            return self.plan_ref(name, ref)
+        except UserError as exc:
+            raise WebError(422, exc.message, exc.hint) from None
+
+    def rollback(self, name: str, target: str, who: str) -> dict[str, Any]:
+        """Apply an earlier applied commit of `name` (by commit or applied-plan id) and
+        suspend its automatic sync until resumed (Argo CD's rollback)."""
+        from reconciler.web.rollback import applied_commit
+
+        self._known_repository(name)
+        status = next(r for r in self.repositories() if r["name"] == name)
+        try:
+            commit = applied_commit(self.store, status, target)
+        except WebError as error:
+            self._audit(who, "repository.rollback", name, {"outcome": f"refused: {error.message}"})
+            raise
+        if self.rollback_to is None:
+            self._audit(who, "repository.rollback", name, {"outcome": "refused: no daemon here"})
+            raise WebError(
+                409,
+                "this server runs no reconcile loop (reconcile server): it cannot roll back",
+                "ask the daemon that watches this repository (its address, /api/v1/...)",
+            )
+        suspended_now = self.store.set_sync_suspended(name, True, who)
+        problem = self.rollback_to(name, commit)
+        if problem is not None:
+            if suspended_now:
+                self.store.set_sync_suspended(name, False, who)
+            self._audit(who, "repository.rollback", name, {"outcome": f"refused: {problem}"})
+            raise WebError(409, problem, "ask the active daemon, or try again shortly")
+        self._audit(who, "repository.rollback", name, {"outcome": "started", "commit": commit})
+        return {
+            "repository": name,
+            "rollback": "started",
+            "commit": commit,
+            "sync_suspended": True,
+        }
 
     # -- deployments -----------------------------------------------------------------------
 

@@ -393,6 +393,39 @@ def test_sync_without_a_daemon_is_refused(web_project: WebProject) -> None:
         )
 
 
+def test_plan_and_rollback_without_a_daemon_are_refused(web_project: WebProject) -> None:
+    from reconciler.web.auth import Tokens
+    from tests.web.conftest import make_client
+
+    before = web_project.dump()
+    for client in make_client(web_project, Tokens(admin=ADMIN), daemon=False):
+        _error(
+            client.get("/api/v1/repositories/project/plan?ref=main", headers=auth(ADMIN)),
+            409,
+            "cannot plan a ref",
+        )
+        _error(client.get("/api/v1/repositories/other/plan?ref=main", headers=auth(ADMIN)), 404)
+        body = _error(
+            client.post(
+                "/api/v1/repositories/project/rollback", headers=auth(ADMIN), json={"too": "x"}
+            ),
+            422,
+            "'to' is a required property",
+        )
+        assert body["status"] == 422
+        _error(
+            client.post(
+                "/api/v1/repositories/project/rollback", headers=auth(ADMIN), json={"to": "zz"}
+            ),
+            400,
+            "neither a commit id nor an applied plan id",
+        )
+    after = web_project.dump()
+    assert {t: r for t, r in after.items() if t != "audit_log"} == {
+        t: r for t, r in before.items() if t != "audit_log"
+    }
+
+
 def test_pause_and_resume_hand_made_pool_and_queue(
     client: TestClient, web_project: WebProject
 ) -> None:
@@ -436,7 +469,7 @@ def test_audit_log_pages(client: TestClient) -> None:
 
 def test_openapi_lists_every_endpoint_and_is_valid(client: TestClient) -> None:
     doc = client.get("/api/v1/openapi.json", headers=auth(READ)).json()
-    assert doc["openapi"].startswith("3.1") and doc["info"]["version"] == "1.0.0"
+    assert doc["openapi"].startswith("3.1") and doc["info"]["version"] == "1.1.0"
     listed = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert listed == {(e.method, e.path) for e in ENDPOINTS}
     for ops in doc["paths"].values():
@@ -484,3 +517,29 @@ def test_answers_fit_the_published_response_schemas(
     ).validate(error)
     schema = {"$ref": "#/components/schemas/FlowRun", "components": doc["components"]}
     assert not jsonschema.Draft202012Validator(schema).is_valid({"id": 1}), "the schema bites"
+
+
+def test_rollback_by_plan_id_or_commit_prefix(web_project: WebProject) -> None:
+    from reconciler.store import open_store
+    from reconciler.web.service import WebService
+
+    asked: list[tuple[str, str]] = []
+
+    def rollback_to(name: str, commit: str) -> str | None:
+        asked.append((name, commit))
+        return None
+
+    commit = web_project.repo.git("rev-parse", "HEAD")
+    service = WebService(lambda: open_store(web_project.store_url), rollback_to=rollback_to)
+    try:
+        (applied,) = service.applies(10)
+        by_id = service.rollback("project", str(applied["id"]), "tester")
+        by_prefix = service.rollback("project", commit[:8].upper(), "tester")
+    finally:
+        service.close()
+    assert by_id["commit"] == by_prefix["commit"] == commit and by_id["sync_suspended"] is True
+    assert asked == [("project", commit), ("project", commit)]
+    assert [(e.action, e.detail["outcome"]) for e in web_project.audit()][:2] == [
+        ("repository.rollback", "started"),
+        ("repository.rollback", "started"),
+    ]

@@ -45,6 +45,21 @@ RUN_BODY: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+ROLLBACK_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["to"],
+    "additionalProperties": False,
+    "properties": {
+        "to": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 64,
+            "description": "A commit applied before from this repository (id or prefix of 7+), "
+            "or the id of an applied plan.",
+        }
+    },
+}
+
 BULK_RUNS_BODY: dict[str, Any] = {
     "type": "object",
     "required": ["runs"],
@@ -68,7 +83,8 @@ BULK_RUNS_BODY: dict[str, Any] = {
 }
 
 _VALIDATORS = {
-    id(schema): jsonschema.Draft202012Validator(schema) for schema in (RUN_BODY, BULK_RUNS_BODY)
+    id(schema): jsonschema.Draft202012Validator(schema)
+    for schema in (RUN_BODY, BULK_RUNS_BODY, ROLLBACK_BODY)
 }
 
 

@@ -99,6 +99,24 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "GET",
+        "/repositories/{name}/plan",
+        "plan",
+        "Plan any ref of the repository (a pull request's branch) against the live store; "
+        "writes nothing",
+        params=(Param("ref", "string", "Branch, tag, refs/pull/N/head or commit id to plan."),),
+        tag="repositories",
+    ),
+    Endpoint(
+        "POST",
+        "/repositories/{name}/rollback",
+        "rollback",
+        "Apply an earlier applied commit and suspend the automatic sync until resumed",
+        True,
+        body=bodies.ROLLBACK_BODY,
+        tag="repositories",
+    ),
+    Endpoint(
+        "GET",
         "/applies",
         "applies",
         "Applied plans, newest first",
@@ -321,6 +339,16 @@ class Api:
     async def resume(self, request: Request, role: Role) -> Response:
         name, who = request.path_params["name"], self._who(request, role)
         return json_response(await self._db(lambda: self.service.set_suspended(name, False, who)))
+
+    async def plan(self, request: Request, role: Role) -> Response:
+        name, ref = request.path_params["name"], request.query_params.get("ref", "")
+        return json_response(await self._db(lambda: self.service.plan(name, ref)))
+
+    async def rollback(self, request: Request, role: Role) -> Response:
+        name, who = request.path_params["name"], self._who(request, role)
+        body = await bodies.read_json(request, bodies.ROLLBACK_BODY)
+        target = str(body["to"])
+        return json_response(await self._db(lambda: self.service.rollback(name, target, who)), 202)
 
     async def applies(self, request: Request, role: Role) -> Response:
         limit = _int(request, LIMIT)
