@@ -6,6 +6,12 @@ block the writer; `BEGIN IMMEDIATE` so two writers (two `reconcile` processes) q
 instead of interleaving, which is also what makes claims and revisions exact (SQLite has no
 row locks: the writer lock covers the file); a busy timeout so the second one waits rather
 than fails. SQLite cannot tell other processes of a change, so `wait_for_runs` just waits.
+
+Inside one process, writers queue on a lock of the file's own before they ask SQLite: a worker
+holds a connection per run, and a few dozen connections polling SQLite's lock with its
+sleep-and-retry busy handler can starve one of them past the busy timeout (runs CRASHED with
+"database is locked" under 4 workers x 8 runs). A thread waiting on the lock is woken when the
+lock is free; only one connection per process then competes with the other processes.
 """
 
 from __future__ import annotations
@@ -25,6 +31,21 @@ from reconciler.store.sql_store import SqlStore
 from reconciler.store.web_records import WebRecords
 
 BUSY_TIMEOUT_SECONDS = 60.0
+_WRITE_LOCKS: dict[str, threading.RLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(path: str) -> threading.RLock:
+    """This process's writer lock of one database file (re-entrant: a nested write on the
+    same thread still gets SQLite's own error, not a hang)."""
+    key = os.path.realpath(path)
+    with _WRITE_LOCKS_GUARD:
+        lock = _WRITE_LOCKS.get(key)
+        if lock is None:
+            lock = _WRITE_LOCKS[key] = threading.RLock()
+        return lock
+
+
 MIN_SQLITE = (3, 35)
 """RETURNING (3.35, 2021) is part of the common SQL."""
 
@@ -40,6 +61,7 @@ class SqliteStore(SqlStore, SqlRuns, PrefectRecords, WebRecords):
         self.shown = path
         self.readonly = readonly
         self._conn: sqlite3.Connection | None = None
+        self._writer_lock = _write_lock(path)
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise StoreUrlError(
                 f"this Python's SQLite is {sqlite3.sqlite_version}; the store needs "
@@ -115,13 +137,18 @@ class SqliteStore(SqlStore, SqlRuns, PrefectRecords, WebRecords):
         if self.readonly:
             raise RuntimeError("a read-only store cannot write")
         conn = self._require()
-        conn.execute("BEGIN IMMEDIATE")
+        if not self._writer_lock.acquire(timeout=BUSY_TIMEOUT_SECONDS):
+            raise sqlite3.OperationalError("database is locked")  # as SQLite's busy timeout says
         try:
-            yield Conn(conn, SQLITE_DIALECT)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Conn(conn, SQLITE_DIALECT)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        finally:
+            self._writer_lock.release()
 
     def wait_for_runs(self, pool: str, timeout: float, stop: threading.Event | None = None) -> bool:
         """SQLite cannot tell other processes of a change: wait out the timeout (or until
