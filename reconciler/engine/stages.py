@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler.apply.transaction import ApplyResult, apply_plan
 from reconciler.core.diagnostics import Diagnostic
 from reconciler.core.errors import ConfigError, SourceError, StaleStateError
+from reconciler.core.gc_pause import collector_paused
 from reconciler.core.masking import Masker, strings_in
 from reconciler.desired.build import (
     BuildOptions,
@@ -144,7 +145,13 @@ def reconcile(
     request: ReconcileRequest, environ: Mapping[str, str] | None = None
 ) -> ReconcileOutcome:
     """Plan (and unless dry-run, apply). Raises ConfigError for invalid files, SourceError for
-    unreadable repositories; returns an outcome whose plan may carry refusals (errors)."""
+    unreadable repositories; returns an outcome whose plan may carry refusals (errors).
+    The cyclic collector waits until the pass is over (core/gc_pause.py)."""
+    with collector_paused():
+        return _reconcile(request, environ)
+
+
+def _reconcile(request: ReconcileRequest, environ: Mapping[str, str] | None) -> ReconcileOutcome:
     loaded = load(request, dict(os.environ if environ is None else environ))
     store = request.settings.open_store(readonly=request.dry_run)
     try:
