@@ -113,6 +113,10 @@ class DaemonSettings:
     drift_interval: float = DEFAULT_DRIFT_INTERVAL
     config_file: str | None = None
     scheduler_interval: float = 10.0
+    event_retention: float = 7 * 86400.0
+    """`events.retention`: events older than this are deleted (by the active daemon)."""
+    trigger_interval: float = 0.1
+    """`events.interval`: how often the trigger evaluator looks for new events."""
     notifications: tuple[NotificationTarget, ...] = ()
 
     @property
@@ -178,7 +182,23 @@ def load_settings(
     layered = _layered(
         values, repositories, config_path, environ, overrides or Overrides(), scheduler
     )
-    return replace(layered, notifications=tuple(n for n in notifications if n is not None))
+    events = values.get("events") or {}
+    retention = events.get("retention")
+    interval = events.get("interval")
+    return replace(
+        layered,
+        notifications=tuple(n for n in notifications if n is not None),
+        event_retention=(
+            parse_duration(retention, "events.retention")
+            if retention is not None
+            else layered.event_retention
+        ),
+        trigger_interval=(
+            parse_duration(interval, "events.interval")
+            if interval is not None
+            else layered.trigger_interval
+        ),
+    )
 
 
 def _scheduler(raw: dict[str, Any]) -> tuple[float, SchedulingPolicy]:

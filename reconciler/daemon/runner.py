@@ -12,7 +12,9 @@ Every `scheduler.interval` (10 s) the scheduler tick turns schedules into runs
 (reconciler/scheduling/scheduler.py), under the policy of `scheduler:`, which the daemon stores
 at start-up for every tick, its own and the workers' (reconciler/scheduling/policy.py); an
 apply that changed deployments ticks at once. Every
-10 s it also crashes the flow runs of workers that stopped heartbeating.
+10 s it also crashes the flow runs of workers that stopped heartbeating. Every `events.interval`
+(0.1 s) the active daemon evaluates the deployments' triggers against new events
+(reconciler/scheduling/triggers.py) and deletes events older than `events.retention`.
 
 SIGTERM or SIGINT: no new attempt starts; the one running finishes (an apply is one
 transaction: it commits or rolls back) and the process exits 0 within 10 s. A restart reads
@@ -233,6 +235,19 @@ class Daemon:
         if result.created or result.late:
             log.info("scheduler: %d runs created, %d late", result.created, result.late)
 
+    def _evaluate_triggers(self) -> None:
+        """Deployment triggers (reconciler/scheduling/triggers.py), the active daemon only,
+        on a thread and a store connection of their own."""
+        from reconciler.scheduling.triggers import keep_evaluating
+
+        keep_evaluating(
+            self.settings.settings.open_store,
+            lambda _store: self.runtime.fence is not None,
+            self.stopping,
+            interval=self.settings.trigger_interval,
+            retention_seconds=self.settings.event_retention,
+        )
+
     def notify_failed_runs(self) -> None:
         """Runs that ended FAILED or CRASHED since the last look (the active daemon only)."""
         from reconciler.daemon.notify import run_message
@@ -343,6 +358,7 @@ class Daemon:
             self.status_store.url,
         )
         threading.Thread(target=self._lead, name="leader", daemon=True).start()
+        threading.Thread(target=self._evaluate_triggers, name="triggers", daemon=True).start()
         self.stopping.wait()
         return self._shutdown()
 

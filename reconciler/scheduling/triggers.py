@@ -56,6 +56,9 @@ order around it count (Prefect's preceding-event lookback)."""
 BATCH = 2000
 """Events one evaluation of a trigger takes at most; the next takes the rest."""
 DEFAULT_RETENTION_SECONDS = 7 * 86400.0
+DAEMON_LEADER_LEASE = "daemon-leader"
+"""The lease the active daemon holds (reconciler/daemon/runner.py): while it is held, workers
+leave the triggers to the daemon."""
 
 
 def _epoch(text: str) -> float:
@@ -492,6 +495,15 @@ def interested(node: TriggerNode, event: EventRecord) -> bool:
     return any(interested(child, event) for child in node.triggers)
 
 
+def daemon_leads(store: Store) -> bool:
+    """An active daemon holds the leader lease now."""
+    rows = _hooks(store)._read(
+        "SELECT 1 FROM repo_leases WHERE name = ? AND expires_at > ?",
+        (DAEMON_LEADER_LEASE, time.time()),
+    )
+    return bool(rows)
+
+
 def prune_old_events(store: Store, before: float) -> int:
     with _hooks(store)._write() as conn:
         cursor = conn.execute("DELETE FROM events WHERE received_at < ?", (_iso(before),))
@@ -500,20 +512,20 @@ def prune_old_events(store: Store, before: float) -> int:
 
 def keep_evaluating(
     open_store: Callable[[], Store],
-    should_run: Callable[[], bool],
+    should_run: Callable[[Store], bool],
     stopping: Any,
     *,
     interval: float = 0.1,
     retention_seconds: float = DEFAULT_RETENTION_SECONDS,
 ) -> None:
     """The evaluator's loop, on a thread with a store of its own, until `stopping` is set;
-    it evaluates only while `should_run()` (the daemon's leader, a worker without one)."""
+    it evaluates only while `should_run(store)` (the daemon's leader, a worker without one)."""
     store = open_store()
     try:
         evaluator = Evaluator(store, retention_seconds=retention_seconds)
         while not stopping.wait(interval):
             try:
-                if should_run():
+                if should_run(store):
                     evaluator.tick()
             except Exception:  # the next tick tries again
                 log.exception("the trigger evaluator's tick failed")

@@ -5,8 +5,9 @@ store, with a cheap read, whether a run is due; only then does it claim, atomica
 as its free slots allow. Each claimed run executes on a thread of its own
 (reconciler/worker/execute.py). Every `heartbeat_interval` the worker beats and crashes the
 runs of workers that stopped beating (3 missed beats); the scheduler tick runs at the same
-interval on a thread of its own, so that a slow tick never delays a beat. It also watches its
-own runs for cancellation requests. The pool's type picks the backend that starts each run
+interval on a thread of its own, so that a slow tick never delays a beat; while no daemon is
+active, it also evaluates the deployments' triggers (reconciler/scheduling/triggers.py). It also
+watches its own runs for cancellation requests. The pool's type picks the backend that starts each run
 (reconciler/worker/backends/): a type no backend handles stops the worker at start.
 
 Runs of Prefect flows talk to a Prefect-compatible API backed by the store: the worker serves
@@ -146,6 +147,7 @@ class Worker:
         if options.schedule:
             ticking = threading.Thread(target=self._keep_ticking, name="scheduler", daemon=True)
             ticking.start()
+            threading.Thread(target=self._keep_evaluating, name="triggers", daemon=True).start()
         try:
             while not self.stopping.is_set():
                 self.last_poll = time.monotonic()
@@ -279,6 +281,17 @@ class Worker:
                     log.exception("scheduler tick failed")
         finally:
             store.close()
+
+    def _keep_evaluating(self) -> None:
+        """Deployment triggers while no daemon is active (its leader evaluates them then);
+        several workers evaluating at once take turns on each trigger's row."""
+        from reconciler.scheduling.triggers import daemon_leads, keep_evaluating
+
+        keep_evaluating(
+            self.options.settings.open_store,
+            lambda store: not daemon_leads(store),
+            self.stopping,
+        )
 
     # -- the Prefect API of the runs -----------------------------------------------------------
 
