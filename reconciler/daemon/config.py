@@ -100,6 +100,16 @@ class NotificationTarget:
 
 
 @dataclass(frozen=True)
+class EventWebhook:
+    """`event_webhooks:` of daemon.yaml: POST /hooks/events/NAME, signed with `secret`; the
+    body becomes an event through `template` (reconciler/prefect_rules/triggers.py)."""
+
+    name: str
+    secret: Secret
+    template: str
+
+
+@dataclass(frozen=True)
 class DaemonSettings:
     repositories: tuple[RepositoryConfig, ...]
     settings: Settings = field(default_factory=Settings)
@@ -118,6 +128,7 @@ class DaemonSettings:
     trigger_interval: float = 0.1
     """`events.interval`: how often the trigger evaluator looks for new events."""
     notifications: tuple[NotificationTarget, ...] = ()
+    event_webhooks: tuple[EventWebhook, ...] = ()
 
     @property
     def store_url(self) -> str:
@@ -175,6 +186,10 @@ def load_settings(
         reader.notification(raw, index)
         for index, raw in enumerate(document.data.get("notifications") or [])
     )
+    event_webhooks = tuple(
+        reader.event_webhook(raw, index)
+        for index, raw in enumerate(document.data.get("event_webhooks") or [])
+    )
     values = dict(document.data)
     if reader.problems:
         raise ConfigError(reader.problems)
@@ -188,6 +203,7 @@ def load_settings(
     return replace(
         layered,
         notifications=tuple(n for n in notifications if n is not None),
+        event_webhooks=tuple(w for w in event_webhooks if w is not None),
         event_retention=(
             parse_duration(retention, "events.retention")
             if retention is not None
@@ -294,6 +310,7 @@ class _Reader:
         self.environ = environ
         self.problems: list[Diagnostic] = []
         self.names: dict[str, int] = {}
+        self.names_of_hooks: set[str] = set()
 
     def at(self, index: int, *keys: str) -> Location:
         return self.document.location(("repositories", index, *keys))
@@ -368,7 +385,7 @@ class _Reader:
         url = raw["url"]
         if isinstance(url, dict):
             value = self.secret_from(
-                url, ("notifications", index, "url"), f"notification {index + 1}"
+                url, ("notifications", index, "url"), f"the url of notification {index + 1}"
             )
             if value is None:
                 return None
@@ -389,6 +406,33 @@ class _Reader:
         events = frozenset(raw.get("events") or NOTIFICATION_EVENTS)
         return NotificationTarget(value, events, str(where))
 
+    def event_webhook(self, raw: dict[str, Any], index: int) -> EventWebhook | None:
+        from reconciler.prefect_rules.triggers import check_template
+
+        path = ("event_webhooks", index)
+        if raw["name"] in self.names_of_hooks:
+            self.problems.append(
+                error(
+                    f"event webhook name {raw['name']!r} is used twice",
+                    self.document.location((*path, "name")),
+                )
+            )
+        self.names_of_hooks.add(raw["name"])
+        problem = check_template(raw["template"])
+        if problem is not None:
+            self.problems.append(
+                error(
+                    f"the template of event webhook {raw['name']!r} does not parse: {problem}",
+                    self.document.location((*path, "template")),
+                )
+            )
+        secret = self.secret_from(
+            raw["secret"], (*path, "secret"), f"the secret of event webhook {raw['name']}"
+        )
+        if secret is None or problem is not None:
+            return None
+        return EventWebhook(raw["name"], secret, raw["template"])
+
     def secret_from(
         self, source: dict[str, Any], path: tuple[str | int, ...], what: str
     ) -> Secret | None:
@@ -399,7 +443,7 @@ class _Reader:
             if not value:
                 self.problems.append(
                     error(
-                        f"environment variable {source['env']} (the url of {what}) is not set",
+                        f"environment variable {source['env']} ({what}) is not set",
                         at,
                         f"export {source['env']} before starting the daemon",
                     )
@@ -411,10 +455,10 @@ class _Reader:
             text = file.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            self.problems.append(error(f"cannot read {file} (the url of {what}): {reason}", at))
+            self.problems.append(error(f"cannot read {file} ({what}): {reason}", at))
             return None
         if not text:
-            self.problems.append(error(f"{file} (the url of {what}) is empty", at))
+            self.problems.append(error(f"{file} ({what}) is empty", at))
             return None
         return Secret(text)
 

@@ -45,6 +45,7 @@ from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.sources import open_source
 from reconciler.http.server import RunningServer, listen_socket, serve_in_thread
 from reconciler.model.observed import Fence
+from reconciler.model.prefect_records import EventRecord
 from reconciler.scheduling.policy import store_policy, tick_with_stored_policy
 from reconciler.worker.run_processes import crashed_run_processes, stop_run_processes
 
@@ -121,6 +122,8 @@ class Daemon:
             healthy=self.healthy,
             metrics=self.metrics,
             role=lambda: self.role,
+            event_hooks={h.name: (h.secret.value, h.template) for h in settings.event_webhooks},
+            store_event=self.store_event,
         )
         self.app = daemon_app(endpoints, mounts, web(self) if web is not None else None)
         # Bound now, so a busy address is reported before anything starts; served in run().
@@ -234,6 +237,13 @@ class Daemon:
             self.metrics.schedule_error(deployment)
         if result.created or result.late:
             log.info("scheduler: %d runs created, %d late", result.created, result.late)
+
+    def store_event(self, event: EventRecord) -> None:
+        """An event from an event webhook, into the store (any daemon, standby too)."""
+        from reconciler.store.run_events import record_event
+
+        with self.store_lock:
+            record_event(self.status_store, event)
 
     def _evaluate_triggers(self) -> None:
         """Deployment triggers (reconciler/scheduling/triggers.py), the active daemon only,

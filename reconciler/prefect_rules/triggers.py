@@ -529,3 +529,84 @@ def render_parameters(parameters: Any, event: EventRecord | None) -> Any:
         return value
 
     return render(parameters)
+
+
+# -- events from outside ----------------------------------------------------------------------
+
+
+class EventShapeError(ValueError):
+    """What is wrong with an event sent from outside (the message says what to send)."""
+
+
+def event_from_json(raw: Any, *, now: str) -> EventRecord:
+    """An event posted or made by a webhook's template, in Prefect's shape: `event` and
+    `resource` with `prefect.resource.id` are required; `id` (default: a new uuid),
+    `occurred` (default: `now`), `related` (a list of resources) and `payload` optional."""
+    import datetime
+    import uuid
+
+    if not isinstance(raw, dict):
+        raise EventShapeError("an event is a JSON object")
+    name = raw.get("event")
+    if not isinstance(name, str) or not name:
+        raise EventShapeError("the event needs `event`, its name (e.g. acme.file.arrived)")
+    resource = raw.get("resource")
+    if not isinstance(resource, dict) or not isinstance(resource.get("prefect.resource.id"), str):
+        raise EventShapeError('the event needs `resource` with "prefect.resource.id"')
+    related = raw.get("related") or []
+    if not isinstance(related, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("prefect.resource.id"), str) for r in related
+    ):
+        raise EventShapeError('`related` must be a list of resources with "prefect.resource.id"')
+    payload = raw.get("payload") or {}
+    if not isinstance(payload, dict):
+        raise EventShapeError("`payload` must be a JSON object")
+    occurred = raw.get("occurred") or now
+    try:
+        datetime.datetime.fromisoformat(str(occurred).replace("Z", "+00:00"))
+    except ValueError:
+        raise EventShapeError(f"`occurred` must be an ISO 8601 time, not {occurred!r}") from None
+    return EventRecord(
+        id=str(raw.get("id") or uuid.uuid4()),
+        occurred=str(occurred),
+        event=name,
+        resource={str(k): str(v) for k, v in resource.items()},
+        related=[{str(k): str(v) for k, v in r.items()} for r in related],
+        payload=payload,
+    )
+
+
+def check_template(template: str) -> str | None:
+    """None when the webhook template parses (sandboxed Jinja), else why not."""
+    from jinja2 import TemplateSyntaxError
+
+    try:
+        _environment().parse(template)
+    except TemplateSyntaxError as exc:
+        return f"line {exc.lineno}: {exc.message}"
+    return None
+
+
+def webhook_event(
+    template: str, body: bytes, headers: Mapping[str, str], *, now: str
+) -> EventRecord:
+    """The event a webhook's template makes of a request: the template (sandboxed Jinja)
+    sees `body` (the JSON body, or None), `raw_body` (its text) and `headers`, and renders
+    the event as JSON."""
+    from jinja2 import TemplateError
+
+    text = body.decode("utf-8", errors="replace")
+    try:
+        parsed: Any = json.loads(text) if text.strip() else None
+    except ValueError:
+        parsed = None
+    context = {"body": parsed, "raw_body": text, "headers": dict(headers)}
+    try:
+        rendered = _environment().from_string(template).render(context)
+    except TemplateError as exc:
+        raise EventShapeError(f"the webhook's template failed: {exc}") from None
+    try:
+        raw = json.loads(rendered)
+    except ValueError as exc:
+        raise EventShapeError(f"the webhook's template did not make JSON: {exc}") from None
+    return event_from_json(raw, now=now)

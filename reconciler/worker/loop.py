@@ -6,9 +6,10 @@ as its free slots allow. Each claimed run executes on a thread of its own
 (reconciler/worker/execute.py). Every `heartbeat_interval` the worker beats and crashes the
 runs of workers that stopped beating (3 missed beats); the scheduler tick runs at the same
 interval on a thread of its own, so that a slow tick never delays a beat; while no daemon is
-active, it also evaluates the deployments' triggers (reconciler/scheduling/triggers.py). It also
-watches its own runs for cancellation requests. The pool's type picks the backend that starts each run
-(reconciler/worker/backends/): a type no backend handles stops the worker at start.
+active, it also evaluates the deployments' triggers (reconciler/scheduling/triggers.py). It
+also watches its own runs for cancellation requests. The pool's type picks the backend that
+starts each run (reconciler/worker/backends/): a type no backend handles stops the worker at
+start.
 
 Runs of Prefect flows talk to a Prefect-compatible API backed by the store: the worker serves
 one on 127.0.0.1 (a free port, a random bearer token) for the runs it starts, or points them at
