@@ -133,8 +133,13 @@ def _like(pattern: str) -> str:
 
 def record_event(store: object, event: EventRecord) -> None:
     """Store one event (an id already stored is skipped)."""
+    record_events(store, [event])
+
+
+def record_events(store: object, events: Sequence[EventRecord]) -> None:
+    """Store events in one write (an id already stored is skipped)."""
     with _hooks(store)._write() as conn:
-        insert_events(conn, [event], now_iso())
+        insert_events(conn, events, now_iso())
 
 
 def list_events(
