@@ -283,6 +283,13 @@ class _Parser:
             kind = "event"
             if "triggers" in raw:
                 kind = "compound" if "require" in raw else "sequence"
+        if kind == "metric" or raw.get("posture") == "Metric":
+            self.problem(
+                (*path, "type" if "type" in raw else "posture"),
+                "metric triggers are not supported: reconciler keeps no metrics",
+                "use an event trigger (Reactive or Proactive) instead",
+            )
+            return None
         if kind not in TYPES:
             self.problem(
                 (*path, "type"),
