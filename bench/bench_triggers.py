@@ -8,7 +8,7 @@ nightly moves to COMPLETED; the latency is the triggered run's `created_at` minu
 `received_at` of the Completed event, both written by the store (one clock). Target: p95 <=
 0.5 s.
 
-    .venv/bin/python bench/bench_triggers.py [--runs 200] [--others 50] [--store URL]
+    .venv/bin/python bench/bench_triggers.py [--runs 200] [--others 50] [--store URL | --postgres]
 """
 
 from __future__ import annotations
@@ -89,10 +89,23 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--others", type=int, default=50)
     parser.add_argument("--store", default=None, help="a store URL (default: a new SQLite file)")
+    parser.add_argument(
+        "--postgres", action="store_true", help="a PostgreSQL server of its own (the tests')"
+    )
     options = parser.parse_args()
     print(f"machine: {machine()}\n")
+    if options.postgres:
+        from tests.infra.postgres_env import running_postgres
+
+        with running_postgres() as server:
+            run(options, server.create_database("bench_triggers"))
+    else:
+        run(options, options.store)
+
+
+def run(options: argparse.Namespace, given_url: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-triggers-") as scratch:
-        store_url = options.store or f"sqlite:///{Path(scratch) / 'state.db'}"
+        store_url = given_url or f"sqlite:///{Path(scratch) / 'state.db'}"
         _setup(store_url, options.others)
         stop = multiprocessing.Event()
         evaluator = multiprocessing.Process(target=_evaluate, args=(store_url, stop))
