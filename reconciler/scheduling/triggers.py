@@ -455,7 +455,9 @@ class Evaluator:
     def _news(self) -> list[EventRecord]:
         """Events that arrived since the last look (those of the last OVERLAP_SECONDS are
         read again: a writer may commit an event received a moment earlier)."""
-        floor = self._latest or _iso(time.time() - OVERLAP_SECONDS)
+        if self._latest is None:  # the first look: every trigger is evaluated on it anyway
+            self._latest = _iso(time.time() - OVERLAP_SECONDS)
+        floor = self._latest
         rows = _hooks(self.store)._read(
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE received_at >= ? "
             "ORDER BY received_at, id LIMIT ?",

@@ -9,6 +9,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from reconciler.model.prefect_records import EventRecord
 from reconciler.model.runs import NewRun, RunState
 from reconciler.scheduling.triggers import Evaluator
@@ -218,5 +220,23 @@ def test_a_removed_or_disabled_trigger_stops_firing(store: Store) -> None:
     evaluator.tick()
     put_all(store, deployment("etl", "report"))
     _complete_ingest(store)
+    evaluator.tick()
+    assert len(_reports(store)) == 1
+
+
+def test_an_event_long_before_the_next_tick_still_fires(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick that comes late (a slow store, a busy machine) still sees what came since the
+    last one, however long ago (here: longer than the overlap re-read)."""
+    from reconciler.scheduling import triggers
+
+    monkeypatch.setattr(triggers, "OVERLAP_SECONDS", 0.1)
+    _setup(store, ON_INGEST_COMPLETED)
+    evaluator = Evaluator(store)
+    evaluator.tick()
+    evaluator.tick()
+    _complete_ingest(store)
+    time.sleep(0.3)
     evaluator.tick()
     assert len(_reports(store)) == 1
