@@ -3,9 +3,13 @@ stream, and a deployment's trigger reacts to it (and to the flow run's Completed
 
 from __future__ import annotations
 
+import pytest
+
 from reconciler.scheduling.triggers import Evaluator
 from reconciler.store.run_events import list_events
 from tests.prefect_api.conftest import Harness
+
+pytestmark = pytest.mark.prefect
 
 
 def test_an_emitted_event_and_the_completion_trigger_runs(harness: Harness) -> None:
