@@ -144,3 +144,36 @@ def test_b_runs_once_per_a_run_across_a_sigkill_and_a_takeover(
     assert sorted(r.parameters["region"] for r in found) == sorted(
         f"prefect.flow-run.{run_id}" for run_id in upstream
     )
+
+
+WATCHDOG = """\
+deployments:
+  - name: watchdog
+    entrypoint: flows/etl.py:ingest
+    work_pool: {name: etl}
+    triggers:
+      - posture: Proactive
+        expect: [acme.heartbeat]
+        within: 2
+"""
+
+
+def test_a_proactive_trigger_fires_when_the_heartbeat_does_not_come_within_2_s(
+    make_repo: Callable[..., GitRepo], start_daemon: StartDaemon
+) -> None:
+    repo = make_repo(project({"prefect.yaml": WATCHDOG}))
+    daemon = start_daemon(config(repo), env=ENV)
+    daemon.wait_for(applied(repo))
+    applied_at = time.monotonic()
+    deadline = applied_at + 20
+    found: list[FlowRun] = []
+    while not found and time.monotonic() < deadline:
+        store = open_store(daemon.store_url)
+        try:
+            found = store.list_runs(deployment="ingest/watchdog")
+        finally:
+            store.close()
+        time.sleep(0.05)
+    assert found, daemon.log()
+    assert time.monotonic() - applied_at >= 1.5  # not before the window ended
+    assert "no expected event came in time" in (found[0].history[0].message or "")
