@@ -85,7 +85,7 @@ class RepositoryConfig:
         return self.url or self.path or ""
 
 
-NOTIFICATION_EVENTS = ("error", "stalled", "drift", "run_failed", "run_crashed")
+NOTIFICATION_EVENTS = ("error", "stalled", "drift", "run_failed", "run_crashed", "automation")
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from reconciler.http.server import RunningServer, listen_socket, serve_in_thread
 from reconciler.model.observed import Fence
 from reconciler.model.prefect_records import EventRecord
 from reconciler.scheduling.policy import store_policy, tick_with_stored_policy
+from reconciler.store.base import Store
 from reconciler.worker.run_processes import crashed_run_processes, stop_run_processes
 
 SHUTDOWN_GRACE_SECONDS = 8.0
@@ -256,7 +257,16 @@ class Daemon:
             self.stopping,
             interval=self.settings.trigger_interval,
             retention_seconds=self.settings.event_retention,
+            act=self._act,
         )
+
+    def _act(self, store: Store, automation: str, action: Any, event: Any) -> None:
+        """An automation's action beyond run-deployment (reconciler/engine/automation_actions.py),
+        with the daemon's notification targets."""
+        from reconciler.engine.automation_actions import perform
+
+        outcome = perform(store, automation, action, event, self.notifier.send)
+        log.info("automation %s: %s: %s", automation, action.get("type"), outcome)
 
     def notify_failed_runs(self) -> None:
         """Runs that ended FAILED or CRASHED since the last look (the active daemon only)."""

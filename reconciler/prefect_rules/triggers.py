@@ -617,3 +617,56 @@ def webhook_event(
     except ValueError as exc:
         raise EventShapeError(f"the webhook's template did not make JSON: {exc}") from None
     return event_from_json(raw, now=now)
+
+
+# -- automations (automations.yaml) -----------------------------------------------------------
+
+ACTION_NEEDS = {
+    "run-deployment": "deployment",
+    "pause-deployment": "deployment",
+    "resume-deployment": "deployment",
+    "pause-work-pool": "work_pool",
+    "resume-work-pool": "work_pool",
+    "send-notification": "body",
+}
+"""Each action type and the key it cannot do without."""
+
+
+def automation_problems(raw: Mapping[str, Any]) -> list[Problem]:
+    """What is wrong with one automation of automations.yaml beyond its JSON Schema: its
+    trigger by the rules of deployment triggers (no deployment keys), each action's required
+    key and its templates."""
+    parser = _Parser()
+    parser.node(raw.get("trigger"), ("trigger",))
+    for index, action in enumerate(raw.get("actions") or []):
+        needed = ACTION_NEEDS.get(str(action.get("type")))
+        if needed is not None and needed not in action:
+            parser.problem(
+                ("actions", index),
+                f"a {action['type']} action needs `{needed}`",
+            )
+        for key in ("parameters", "subject", "body"):
+            if key in action:
+                _templates(action[key], ("actions", index, key), parser)
+    return parser.problems
+
+
+def automation_trigger(name: str, raw: Mapping[str, Any]) -> DeploymentTrigger | None:
+    """The automation's trigger as the evaluator arms it (None when it does not parse)."""
+    parser = _Parser()
+    node = parser.node(raw.get("trigger"), ("trigger",))
+    if node is None or any(p.is_error for p in parser.problems):
+        return None
+    return DeploymentTrigger(
+        id=trigger_id(f"automation:{name}", {k: raw.get(k) for k in ("trigger", "actions")}),
+        index=0,
+        name=name,
+        trigger=node,
+        enabled=raw.get("enabled", True) is not False,
+        description=str(raw.get("description") or ""),
+    )
+
+
+def render_text(template: str, event: EventRecord | None, extra: Mapping[str, Any]) -> str:
+    """A notification's subject or body, rendered (sandboxed) from the event and `extra`."""
+    return str(_environment().from_string(template).render({**event_context(event), **extra}))

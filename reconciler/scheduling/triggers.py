@@ -37,6 +37,7 @@ from reconciler.prefect_rules.triggers import (
     DeploymentTrigger,
     EventTrigger,
     TriggerNode,
+    automation_trigger,
     parse_triggers,
     render_parameters,
 )
@@ -261,13 +262,27 @@ def next_due(node: TriggerNode, state: Mapping[str, Any], path: str = "") -> flo
 
 @dataclass
 class Armed:
-    """A trigger of a deployment, as the evaluator holds it between ticks."""
+    """A trigger as the evaluator holds it between ticks: a deployment's (its runs are the
+    deployment's) or an automation's (its actions say what to do)."""
 
-    deployment: Resource
-    spec: DeploymentSpec
+    resource: Resource
+    """The deployment, or the automation."""
     trigger: DeploymentTrigger
+    spec: DeploymentSpec | None = None
+    actions: tuple[Mapping[str, Any], ...] = ()
     due: float | None = 0.0
     """When a Proactive window ends next (None: only events matter)."""
+
+    @property
+    def owner_key(self) -> str:
+        if self.resource.kind is Kind.AUTOMATION:
+            return f"automation:{self.resource.key}"
+        return self.resource.key
+
+
+Act = Callable[[Store, str, Mapping[str, Any], EventRecord | None], None]
+"""Does an automation's action other than run-deployment, after its firing committed:
+(store, automation name, action, triggering event)."""
 
 
 @dataclass
@@ -283,8 +298,8 @@ def _hooks(store: Store) -> SqlStoreBase:
 
 
 def armed_triggers(store: Store) -> list[Armed]:
-    """Every enabled trigger of every deployment in the store. A trigger that does not
-    parse (a store written before the checks) is left out, with a log line."""
+    """Every enabled trigger of every deployment, and every enabled automation. One that
+    does not parse (a store written before the checks) is left out, with a log line."""
     found: list[Armed] = []
     for deployment in store.list_resources(Kind.DEPLOYMENT):
         spec = deployment.deployment_spec()
@@ -293,12 +308,17 @@ def armed_triggers(store: Store) -> list[Armed]:
         triggers, problems = parse_triggers(deployment.key, spec.triggers)
         for problem in problems:
             if problem.is_error:
-                log.warning(
-                    "deployment %s: a trigger is ignored: %s", deployment.key, problem.message
-                )
+                log.warning("deployment %s: a trigger is ignored: %s", deployment.key, problem)
         for trigger in triggers:
             if trigger.enabled:
-                found.append(Armed(deployment, spec, trigger))
+                found.append(Armed(deployment, trigger, spec=spec))
+    for automation in store.list_resources(Kind.AUTOMATION):
+        raw = json.loads(automation.spec_json)
+        armed = automation_trigger(automation.key, raw)
+        if armed is None:
+            log.warning("automation %s is ignored: its trigger does not parse", automation.key)
+        elif armed.enabled:
+            found.append(Armed(automation, armed, actions=tuple(raw.get("actions") or ())))
     return found
 
 
@@ -310,29 +330,76 @@ def _message(trigger: DeploymentTrigger, event: EventRecord | None) -> str:
     )
 
 
-def _run_of(armed: Armed, firing: Firing, now: float) -> NewRun | None:
-    spec, trigger = armed.spec, armed.trigger
+def _new_run(
+    key: str,
+    spec: DeploymentSpec,
+    parameters: Mapping[str, Any] | None,
+    job_variables: Mapping[str, Any] | None,
+    firing: Firing,
+    idempotency_key: str,
+    message: str,
+    at: float,
+) -> NewRun | None:
     if spec.paused or spec.work_pool_name is None:
         return None
     try:
-        rendered = render_parameters(dict(trigger.parameters or {}), firing.event)
+        rendered = render_parameters(dict(parameters or {}), firing.event)
     except Exception as exc:  # a template that fails on this event: no run, a log line
-        log.warning(
-            "trigger %s of %s: its parameters failed: %s", trigger.name, armed.deployment.key, exc
-        )
+        log.warning("%s: the parameters for %s failed: %s", message, key, exc)
         return None
-    digest = hashlib.sha256(firing.key.encode()).hexdigest()[:24]
     return NewRun(
-        deployment=armed.deployment.key,
+        deployment=key,
         flow_name=spec.flow_name,
         pool=spec.work_pool_name,
         queue=spec.queue,
-        scheduled_time=now + trigger.schedule_after,
+        scheduled_time=at,
         parameters={**spec.parameters, **rendered},
-        job_variables=dict(trigger.job_variables or {}),
-        idempotency_key=f"trigger {trigger.id} {digest}",
-        state_message=_message(trigger, firing.event),
+        job_variables=dict(job_variables or {}),
+        idempotency_key=idempotency_key,
+        state_message=message,
     )
+
+
+def _runs_of(conn: Conn, armed: Armed, firing: Firing, now: float) -> list[NewRun]:
+    """The runs a firing makes: the deployment's own, or the automation's run-deployment
+    actions (read from the store in the firing's write)."""
+    trigger = armed.trigger
+    digest = hashlib.sha256(firing.key.encode()).hexdigest()[:24]
+    message = _message(trigger, firing.event)
+    if armed.spec is not None:
+        made = _new_run(
+            armed.resource.key,
+            armed.spec,
+            trigger.parameters,
+            trigger.job_variables,
+            firing,
+            f"trigger {trigger.id} {digest}",
+            message,
+            now + trigger.schedule_after,
+        )
+        return [made] if made is not None else []
+    runs: list[NewRun] = []
+    for index, action in enumerate(armed.actions):
+        if action.get("type") != "run-deployment":
+            continue
+        key = str(action.get("deployment"))
+        row = conn.one("SELECT spec FROM deployments WHERE key = ?", (key,))
+        if row is None:
+            log.warning("automation %s: no deployment %s to run", armed.resource.key, key)
+            continue
+        made = _new_run(
+            key,
+            DeploymentSpec.from_spec(json.loads(row[0])),
+            action.get("parameters"),
+            action.get("job_variables"),
+            firing,
+            f"automation {trigger.id} {digest} {index}",
+            message.replace("triggered by", "run by automation", 1),
+            now,
+        )
+        if made is not None:
+            runs.append(made)
+    return runs
 
 
 def _events(conn: Conn, sql: str, params: tuple[Any, ...]) -> list[tuple[EventRecord, str]]:
@@ -355,17 +422,25 @@ def _events(conn: Conn, sql: str, params: tuple[Any, ...]) -> list[tuple[EventRe
 _EVENT_COLUMNS = "id, occurred, event, resource, related, payload, received_at"
 
 
-def evaluate_trigger(store: Store, armed: Armed, now: float | None = None) -> list[FlowRun]:
-    """One evaluation of one trigger, in one write (see the module docstring)."""
+def evaluate_trigger(
+    store: Store, armed: Armed, now: float | None = None, act: Act | None = None
+) -> list[FlowRun]:
+    """One evaluation of one trigger, in one write (see the module docstring); then, for an
+    automation, its other actions through `act` (at most once: after the write)."""
     hooks = _hooks(store)
     trigger = armed.trigger
     with hooks._write() as conn:
         wall = time.time() if now is None else now
+        table, column = (
+            ("automations", "name")
+            if armed.resource.kind is Kind.AUTOMATION
+            else ("deployments", "key")
+        )
         conn.execute(
             "INSERT INTO trigger_states (trigger_id, deployment, since, state, updated_at) "
-            "SELECT ?, ?, COALESCE(MIN(updated_at), ?), '{}', ? FROM deployments WHERE key = ? "
-            "ON CONFLICT (trigger_id) DO NOTHING",
-            (trigger.id, armed.deployment.key, now_iso(), now_iso(), armed.deployment.key),
+            f"SELECT ?, ?, COALESCE(MIN(updated_at), ?), '{{}}', ? FROM {table} "
+            f"WHERE {column} = ? ON CONFLICT (trigger_id) DO NOTHING",
+            (trigger.id, armed.owner_key, now_iso(), now_iso(), armed.resource.key),
         )
         row = conn.one(
             "SELECT since, state FROM trigger_states WHERE trigger_id = ? FOR UPDATE",
@@ -403,7 +478,7 @@ def evaluate_trigger(store: Store, armed: Armed, now: float | None = None) -> li
             "seen": {k: v for k, v in seen.items() if v >= floor},
             "nodes": nodes,
         }
-        runs = [run for run in (_run_of(armed, f, wall) for f in firings) if run is not None]
+        runs = [run for firing in firings for run in _runs_of(conn, armed, firing, wall)]
         created = insert_runs(conn, runs, now_iso()) if runs else []
         if created:
             hooks._notify(conn, [run.pool for run in created])
@@ -415,7 +490,14 @@ def evaluate_trigger(store: Store, armed: Armed, now: float | None = None) -> li
     if len(fresh) >= BATCH:
         armed.due = 0.0  # more to read
     for run in created:
-        log.info("trigger %s of %s: run %s created", trigger.name, armed.deployment.key, run.id)
+        log.info("%s of %s: run %s created", trigger.name, armed.owner_key, run.id)
+    later = [a for a in armed.actions if a.get("type") != "run-deployment"]
+    for firing in firings if later else []:
+        for action in later:
+            if act is None:
+                log.warning("automation %s: %s needs the daemon", armed.resource.key, action)
+            else:
+                act(store, armed.resource.key, action, firing.event)
     return created
 
 
@@ -424,9 +506,14 @@ class Evaluator:
     newest event's time and of the store's revision)."""
 
     def __init__(
-        self, store: Store, *, retention_seconds: float = DEFAULT_RETENTION_SECONDS
+        self,
+        store: Store,
+        *,
+        retention_seconds: float = DEFAULT_RETENTION_SECONDS,
+        act: Act | None = None,
     ) -> None:
         self.store = store
+        self.act = act
         self.retention_seconds = retention_seconds
         self._revision: int | None = None
         self._armed: list[Armed] = []
@@ -483,7 +570,7 @@ class Evaluator:
         for armed in self._armed:
             due = armed.due is not None and armed.due <= wall
             if due or any(interested(armed.trigger.trigger, event) for event in news):
-                report.created.extend(evaluate_trigger(self.store, armed, now))
+                report.created.extend(evaluate_trigger(self.store, armed, now, self.act))
                 report.evaluated += 1
         if wall - self._last_prune > 600:
             self._last_prune = wall
@@ -519,12 +606,13 @@ def keep_evaluating(
     *,
     interval: float = 0.1,
     retention_seconds: float = DEFAULT_RETENTION_SECONDS,
+    act: Act | None = None,
 ) -> None:
     """The evaluator's loop, on a thread with a store of its own, until `stopping` is set;
     it evaluates only while `should_run(store)` (the daemon's leader, a worker without one)."""
     store = open_store()
     try:
-        evaluator = Evaluator(store, retention_seconds=retention_seconds)
+        evaluator = Evaluator(store, retention_seconds=retention_seconds, act=act)
         while not stopping.wait(interval):
             try:
                 if should_run(store):

@@ -333,7 +333,8 @@ MIGRATIONS = (
     ),
     Migration(
         10,
-        "event triggers: events read in the order they arrived, each trigger's state",
+        "event triggers and automations: events read in the order they arrived, each "
+        "trigger's state, automations declared in git",
         (
             "CREATE INDEX events_by_received ON events (received_at, id)",
             "CREATE INDEX events_by_name ON events (event, occurred)",
@@ -343,6 +344,10 @@ MIGRATIONS = (
                 since TEXT NOT NULL,
                 state TEXT NOT NULL,
                 updated_at TEXT NOT NULL
+            )""",
+            f"""CREATE TABLE automations (
+                name TEXT PRIMARY KEY,
+                {_OWNED_COLUMNS}
             )""",
         ),
     ),

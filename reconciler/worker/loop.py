@@ -31,6 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from reconciler.core.errors import UserError
 from reconciler.model.resources import Kind
@@ -288,10 +289,17 @@ class Worker:
         several workers evaluating at once take turns on each trigger's row."""
         from reconciler.scheduling.triggers import daemon_leads, keep_evaluating
 
+        def act(store: Store, automation: str, action: Any, event: Any) -> None:
+            from reconciler.engine.automation_actions import perform
+
+            outcome = perform(store, automation, action, event, None)
+            log.info("automation %s: %s: %s", automation, action.get("type"), outcome)
+
         keep_evaluating(
             self.options.settings.open_store,
             lambda store: not daemon_leads(store),
             self.stopping,
+            act=act,
         )
 
     # -- the Prefect API of the runs -----------------------------------------------------------
