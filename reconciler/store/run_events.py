@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.model.prefect_records import EventRecord, utc_iso
+from reconciler.model.prefect_records import EventRecord, utc_iso, utc_now_iso
 from reconciler.model.resources import canonical_json
 from reconciler.model.run_events import flow_run_state_event
 from reconciler.model.runs import FlowRun, RunState
@@ -89,7 +89,7 @@ def emit_run_states(
         wanted, params = conn.dialect.in_list("name", pools)
         for name, spec in conn.all(f"SELECT name, spec FROM work_pools WHERE {wanted}", params):
             pool_types[name] = str(json.loads(spec).get("type") or "")
-    occurred = utc_iso(now) or now
+    occurred = utc_now_iso()  # microseconds: a run's state changes sort in their order
     insert_events(
         conn,
         [
@@ -159,7 +159,7 @@ def list_events(
     sql = f"SELECT {_COLUMNS} FROM events"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY occurred DESC, id DESC LIMIT ?"
+    sql += " ORDER BY occurred DESC, received_at DESC, id DESC LIMIT ?"
     return [_stored(row) for row in _hooks(store)._read(sql, (*params, limit))]
 
 
