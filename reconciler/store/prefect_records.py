@@ -164,7 +164,7 @@ class PrefectRecords(SqlStoreBase):
         prefect_state = {**new.prefect_state, "timestamp": utc_now_iso()}
         history = [StateChange(new.state, now, prefect_state.get("name")).to_json()]
         with self._write() as conn:
-            conn.execute(
+            inserted = conn.execute(
                 f"INSERT INTO flow_runs ({INSERT_COLUMNS}, state_name, parent_task_run_id, "
                 "prefect_state, empirical_policy, flow_version) VALUES (?, ?, '', ?, '', '', ?, "
                 "?, ?, ?, '{}', ?, NULL, NULL, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?) "
@@ -188,6 +188,9 @@ class PrefectRecords(SqlStoreBase):
                     new.flow_version,
                 ),
             )
+            if inserted.rowcount:  # its first state is an event too
+                row = conn.one(f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = ?", (run_id,))
+                emit_run_states(conn, [run_from_row(row)], {}, now)
         made = self._flow_run(run_id)
         assert made is not None
         return made
