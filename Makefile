@@ -70,6 +70,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_daemon.py
 	$(BIN)/python bench/bench_worker.py
 	$(BIN)/python bench/bench_scheduler.py
+	$(BIN)/python bench/bench_triggers.py
 	$(BIN)/python bench/bench_store.py
 	$(BIN)/python bench/bench_prefect_flows.py
 	$(BIN)/python bench/bench_api.py

@@ -13,7 +13,17 @@ from typing import Any
 import click
 
 from reconciler import __version__
-from reconciler.cli import daemon, operate, pools, read, run_records, runs, server, values
+from reconciler.cli import (
+    daemon,
+    events,
+    operate,
+    pools,
+    read,
+    run_records,
+    runs,
+    server,
+    values,
+)
 from reconciler.cli.output import echo_diagnostics, user_errors
 from reconciler.core.terminal_text import printable
 from reconciler.desired.state import DEFAULT_PREFECT_GLOB
@@ -152,6 +162,7 @@ cli.add_command(server.server)
 cli.add_command(runs.flow_run)
 cli.add_command(runs.worker)
 cli.add_command(run_records.task_run)
+cli.add_command(events.event)
 read.deployment.add_command(runs.deployment_run)
 read.deployment.add_command(runs.deployment_runs)
 cli.add_command(operate.plan)  # `reconcile plan --server ...` (the PR workflow)

@@ -85,7 +85,7 @@ class RepositoryConfig:
         return self.url or self.path or ""
 
 
-NOTIFICATION_EVENTS = ("error", "stalled", "drift", "run_failed", "run_crashed")
+NOTIFICATION_EVENTS = ("error", "stalled", "drift", "run_failed", "run_crashed", "automation")
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,16 @@ class NotificationTarget:
     events: frozenset[str] = frozenset(NOTIFICATION_EVENTS)
     where: str = ""
     """Its place in the config file, for logs (never the URL)."""
+
+
+@dataclass(frozen=True)
+class EventWebhook:
+    """`event_webhooks:` of daemon.yaml: POST /hooks/events/NAME, signed with `secret`; the
+    body becomes an event through `template` (reconciler/prefect_rules/triggers.py)."""
+
+    name: str
+    secret: Secret
+    template: str
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,12 @@ class DaemonSettings:
     drift_interval: float = DEFAULT_DRIFT_INTERVAL
     config_file: str | None = None
     scheduler_interval: float = 10.0
+    event_retention: float = 7 * 86400.0
+    """`events.retention`: events older than this are deleted (by the active daemon)."""
+    trigger_interval: float = 0.1
+    """`events.interval`: how often the trigger evaluator looks for new events."""
     notifications: tuple[NotificationTarget, ...] = ()
+    event_webhooks: tuple[EventWebhook, ...] = ()
 
     @property
     def store_url(self) -> str:
@@ -171,6 +186,10 @@ def load_settings(
         reader.notification(raw, index)
         for index, raw in enumerate(document.data.get("notifications") or [])
     )
+    event_webhooks = tuple(
+        reader.event_webhook(raw, index)
+        for index, raw in enumerate(document.data.get("event_webhooks") or [])
+    )
     values = dict(document.data)
     if reader.problems:
         raise ConfigError(reader.problems)
@@ -178,7 +197,24 @@ def load_settings(
     layered = _layered(
         values, repositories, config_path, environ, overrides or Overrides(), scheduler
     )
-    return replace(layered, notifications=tuple(n for n in notifications if n is not None))
+    events = values.get("events") or {}
+    retention = events.get("retention")
+    interval = events.get("interval")
+    return replace(
+        layered,
+        notifications=tuple(n for n in notifications if n is not None),
+        event_webhooks=tuple(w for w in event_webhooks if w is not None),
+        event_retention=(
+            parse_duration(retention, "events.retention")
+            if retention is not None
+            else layered.event_retention
+        ),
+        trigger_interval=(
+            parse_duration(interval, "events.interval")
+            if interval is not None
+            else layered.trigger_interval
+        ),
+    )
 
 
 def _scheduler(raw: dict[str, Any]) -> tuple[float, SchedulingPolicy]:
@@ -274,6 +310,7 @@ class _Reader:
         self.environ = environ
         self.problems: list[Diagnostic] = []
         self.names: dict[str, int] = {}
+        self.names_of_hooks: set[str] = set()
 
     def at(self, index: int, *keys: str) -> Location:
         return self.document.location(("repositories", index, *keys))
@@ -348,7 +385,7 @@ class _Reader:
         url = raw["url"]
         if isinstance(url, dict):
             value = self.secret_from(
-                url, ("notifications", index, "url"), f"notification {index + 1}"
+                url, ("notifications", index, "url"), f"the url of notification {index + 1}"
             )
             if value is None:
                 return None
@@ -369,6 +406,33 @@ class _Reader:
         events = frozenset(raw.get("events") or NOTIFICATION_EVENTS)
         return NotificationTarget(value, events, str(where))
 
+    def event_webhook(self, raw: dict[str, Any], index: int) -> EventWebhook | None:
+        from reconciler.prefect_rules.triggers import check_template
+
+        path = ("event_webhooks", index)
+        if raw["name"] in self.names_of_hooks:
+            self.problems.append(
+                error(
+                    f"event webhook name {raw['name']!r} is used twice",
+                    self.document.location((*path, "name")),
+                )
+            )
+        self.names_of_hooks.add(raw["name"])
+        problem = check_template(raw["template"])
+        if problem is not None:
+            self.problems.append(
+                error(
+                    f"the template of event webhook {raw['name']!r} does not parse: {problem}",
+                    self.document.location((*path, "template")),
+                )
+            )
+        secret = self.secret_from(
+            raw["secret"], (*path, "secret"), f"the secret of event webhook {raw['name']}"
+        )
+        if secret is None or problem is not None:
+            return None
+        return EventWebhook(raw["name"], secret, raw["template"])
+
     def secret_from(
         self, source: dict[str, Any], path: tuple[str | int, ...], what: str
     ) -> Secret | None:
@@ -379,7 +443,7 @@ class _Reader:
             if not value:
                 self.problems.append(
                     error(
-                        f"environment variable {source['env']} (the url of {what}) is not set",
+                        f"environment variable {source['env']} ({what}) is not set",
                         at,
                         f"export {source['env']} before starting the daemon",
                     )
@@ -391,10 +455,10 @@ class _Reader:
             text = file.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            self.problems.append(error(f"cannot read {file} (the url of {what}): {reason}", at))
+            self.problems.append(error(f"cannot read {file} ({what}): {reason}", at))
             return None
         if not text:
-            self.problems.append(error(f"{file} (the url of {what}) is empty", at))
+            self.problems.append(error(f"{file} ({what}) is empty", at))
             return None
         return Secret(text)
 

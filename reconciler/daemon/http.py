@@ -1,5 +1,8 @@
 """The daemon's HTTP endpoints, as a Starlette (ASGI) app served by reconciler/http/server.py.
 
+    POST /hooks/events/<name>  event webhook (`event_webhooks:`): authenticated as the
+                         repository webhooks are, its template makes the body an event, stored
+                         (201); an unsigned or badly signed call is refused (401), nothing stored
     POST /hooks/<repo>   webhook: authenticated (webhooks.py), then an immediate fetch and
                          reconcile of that repository; answers 202 at once
     GET  /status         every repository's status (JSON)
@@ -55,13 +58,18 @@ class DaemonEndpoints:
         healthy: Callable[[], str | None],
         metrics: Metrics,
         role: Callable[[], str] = lambda: "active",
+        event_hooks: Mapping[str, tuple[str, str]] | None = None,
+        store_event: Callable[[Any], None] | None = None,
     ) -> None:
+        """`event_hooks`: name -> (secret, template); `store_event` stores an EventRecord."""
         self.secrets = secrets
         self.trigger = trigger
         self.statuses = statuses
         self.healthy = healthy
         self.metrics = metrics
         self.role = role
+        self.event_hooks = dict(event_hooks or {})
+        self.store_event = store_event
 
     def status(self, request: Request) -> Response:
         return json_response(200, {"repositories": self.statuses()})
@@ -96,6 +104,32 @@ class DaemonEndpoints:
             return json_response(401, {"error": problem})
         await run_in_threadpool(self.trigger, name, "webhook")
         return json_response(202, {"accepted": name})
+
+    async def event_hook(self, request: Request) -> Response:
+        from reconciler.model.prefect_records import utc_now_iso
+        from reconciler.prefect_rules.triggers import EventShapeError, webhook_event
+
+        name = request.path_params["name"]
+        hook = self.event_hooks.get(name)
+        if hook is None or self.store_event is None:
+            return json_response(404, {"error": f"no event webhook {name!r}"})
+        secret, template = hook
+        try:
+            body = await read_body(request)
+        except BodyRefused as refused:
+            return refused.response
+        except ClientDisconnect:
+            return json_response(400, {"error": "the client went away"})
+        problem = authenticate(secret, body, request.headers)
+        if problem is not None:
+            log.warning("event webhook %s refused: %s", name, problem)
+            return json_response(401, {"error": problem})
+        try:
+            event = webhook_event(template, body, request.headers, now=utc_now_iso())
+        except EventShapeError as exc:
+            return json_response(422, {"error": str(exc)})
+        await run_in_threadpool(self.store_event, event)
+        return json_response(201, {"id": event.id, "event": event.event})
 
 
 async def read_body(request: Request) -> bytes:
@@ -155,6 +189,7 @@ def daemon_app(
     """The daemon's routes, then each of `mounts` (prefix -> ASGI app, e.g. "/prefect/api"),
     then `routes_after` (the web API and dashboard, reconciler/web)."""
     routes: list[BaseRoute] = [
+        Route("/hooks/events/{name}", endpoints.event_hook, methods=["POST"]),
         Route("/hooks/{repo:path}", endpoints.hook, methods=["POST"]),
         Route("/status", endpoints.status, methods=["GET"]),
         Route("/healthz", endpoints.healthz, methods=["GET"]),

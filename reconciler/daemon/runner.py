@@ -12,7 +12,9 @@ Every `scheduler.interval` (10 s) the scheduler tick turns schedules into runs
 (reconciler/scheduling/scheduler.py), under the policy of `scheduler:`, which the daemon stores
 at start-up for every tick, its own and the workers' (reconciler/scheduling/policy.py); an
 apply that changed deployments ticks at once. Every
-10 s it also crashes the flow runs of workers that stopped heartbeating.
+10 s it also crashes the flow runs of workers that stopped heartbeating. Every `events.interval`
+(0.1 s) the active daemon evaluates the deployments' triggers against new events
+(reconciler/scheduling/triggers.py) and deletes events older than `events.retention`.
 
 SIGTERM or SIGINT: no new attempt starts; the one running finishes (an apply is one
 transaction: it commits or rolls back) and the process exits 0 within 10 s. A restart reads
@@ -43,7 +45,9 @@ from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.sources import open_source
 from reconciler.http.server import RunningServer, listen_socket, serve_in_thread
 from reconciler.model.observed import Fence
+from reconciler.model.prefect_records import EventRecord
 from reconciler.scheduling.policy import store_policy, tick_with_stored_policy
+from reconciler.store.base import Store
 from reconciler.worker.run_processes import crashed_run_processes, stop_run_processes
 
 SHUTDOWN_GRACE_SECONDS = 8.0
@@ -119,6 +123,8 @@ class Daemon:
             healthy=self.healthy,
             metrics=self.metrics,
             role=lambda: self.role,
+            event_hooks={h.name: (h.secret.value, h.template) for h in settings.event_webhooks},
+            store_event=self.store_event,
         )
         self.app = daemon_app(endpoints, mounts, web(self) if web is not None else None)
         # Bound now, so a busy address is reported before anything starts; served in run().
@@ -233,6 +239,35 @@ class Daemon:
         if result.created or result.late:
             log.info("scheduler: %d runs created, %d late", result.created, result.late)
 
+    def store_event(self, event: EventRecord) -> None:
+        """An event from an event webhook, into the store (any daemon, standby too)."""
+        from reconciler.store.run_events import record_event
+
+        with self.store_lock:
+            record_event(self.status_store, event)
+
+    def _evaluate_triggers(self) -> None:
+        """Deployment triggers (reconciler/scheduling/triggers.py), the active daemon only,
+        on a thread and a store connection of their own."""
+        from reconciler.scheduling.triggers import keep_evaluating
+
+        keep_evaluating(
+            self.settings.settings.open_store,
+            lambda _store: self.runtime.fence is not None,
+            self.stopping,
+            interval=self.settings.trigger_interval,
+            retention_seconds=self.settings.event_retention,
+            act=self._act,
+        )
+
+    def _act(self, store: Store, automation: str, action: Any, event: Any) -> None:
+        """An automation's action beyond run-deployment (reconciler/engine/automation_actions.py),
+        with the daemon's notification targets."""
+        from reconciler.engine.automation_actions import perform
+
+        outcome = perform(store, automation, action, event, self.notifier.send)
+        log.info("automation %s: %s: %s", automation, action.get("type"), outcome)
+
     def notify_failed_runs(self) -> None:
         """Runs that ended FAILED or CRASHED since the last look (the active daemon only)."""
         from reconciler.daemon.notify import run_message
@@ -343,6 +378,7 @@ class Daemon:
             self.status_store.url,
         )
         threading.Thread(target=self._lead, name="leader", daemon=True).start()
+        threading.Thread(target=self._evaluate_triggers, name="triggers", daemon=True).start()
         self.stopping.wait()
         return self._shutdown()
 

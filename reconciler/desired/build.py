@@ -29,6 +29,7 @@ from reconciler.core.errors import UserError
 from reconciler.core.masking import looks_secret
 from reconciler.core.parallel import map_forked
 from reconciler.desired.state import (
+    AUTOMATIONS_FILE_NAME,
     DEFAULT_PREFECT_GLOB,
     POOLS_FILE_NAME,
     DesiredState,
@@ -53,6 +54,7 @@ from reconciler.prefect_rules.schedules import ScheduleError, normalize_schedule
 from reconciler.prefect_rules.validation import did_you_mean, show_value, type_name
 from reconciler.prefect_rules.validation import prepare as prepare_validation
 from reconciler.prefect_rules.yamlload import LoadedDocument, Path
+from reconciler.project.automations_file import load_automations_file
 from reconciler.project.flows import EntrypointError, FlowInfo, read_flow
 from reconciler.project.pools_file import DEFAULT_QUEUE, load_pools_file
 from reconciler.project.prefect_file import SCHEMA as PREFECT_SCHEMA
@@ -245,6 +247,7 @@ class _Builder:
         self.scopes: list[RepoScope] = []
         self.pools: dict[str, _Declared] = {}
         self.queues: dict[str, _Declared] = {}
+        self.automations: dict[str, _Declared] = {}
         self.deployments: dict[str, _Declared] = {}
         self.implicit: dict[str, Resource] = {}
         self.build_plans: list[BuildPlan] = []
@@ -263,13 +266,14 @@ class _Builder:
         files = list(snapshot.files())
         prefect_files = [f for f in files if matches_glob(f, repo.prefect_glob)]
         pool_files = [f for f in files if matches_glob(f, POOLS_FILE_NAME)]
+        automation_files = [f for f in files if matches_glob(f, AUTOMATIONS_FILE_NAME)]
         self.scopes.append(
             RepoScope(
                 snapshot.repo_id,
                 snapshot.display_root,
                 repo.ref,
                 snapshot.commit,
-                tuple(sorted([*prefect_files, *pool_files])),
+                tuple(sorted([*prefect_files, *pool_files, *automation_files])),
                 repo.prefect_glob,
             )
         )
@@ -284,6 +288,8 @@ class _Builder:
             )
         for path in pool_files:
             self._add_pools_file(snapshot, path)
+        for path in automation_files:
+            self._add_automations_file(snapshot, path)
         cacheable = self._cacheable(snapshot)
         for path in prefect_files:  # read and built in `finish`, once every pool is known
             entry = cacheable.entry(path) if cacheable is not None else None
@@ -316,6 +322,18 @@ class _Builder:
                 key = queue_key(queue["pool"], queue["name"])
                 resource = Resource.of(Kind.WORK_QUEUE, key, queue, owner, snapshot.commit)
                 self._declare(self.queues, _Declared(resource, loaded.document, name_path))
+
+    def _add_automations_file(self, snapshot: Snapshot, path: str) -> None:
+        loaded, problems = load_automations_file(snapshot, path, display=_display(snapshot, path))
+        self.diagnostics.extend(problems)
+        if loaded is None:
+            return
+        owner = Owner(snapshot.repo_id, path)
+        for declaration in loaded.automations:
+            name = declaration.spec["name"]
+            resource = Resource.of(Kind.AUTOMATION, name, declaration.spec, owner, snapshot.commit)
+            where: Path = (*declaration.path, "name")
+            self._declare(self.automations, _Declared(resource, loaded.document, where))
 
     def _declare(self, table: dict[str, _Declared], declared: _Declared) -> None:
         resource = declared.resource
@@ -366,6 +384,7 @@ class _Builder:
             *(d.resource for d in self.queues.values()),
             *self.implicit.values(),
             *(d.resource for d in self.deployments.values()),
+            *(d.resource for d in self.automations.values()),
         ]
         resources.sort(key=lambda r: r.sort_key)
         desired = DesiredState(

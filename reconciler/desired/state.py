@@ -11,6 +11,8 @@ from reconciler.model.resources import Kind, Owner, Resource
 
 DEFAULT_PREFECT_GLOB = "prefect.yaml"
 POOLS_FILE_NAME = "work-pools.yaml"
+AUTOMATIONS_FILE_NAME = "automations.yaml"
+"""Automations declared in git (reconciler/project/automations_file.py)."""
 
 
 def matches_glob(path: str, pattern: str) -> bool:
@@ -38,7 +40,11 @@ class RepoScope:
     prefect_glob: str = DEFAULT_PREFECT_GLOB
 
     def owns_file(self, file: str) -> bool:
-        return matches_glob(file, self.prefect_glob) or matches_glob(file, POOLS_FILE_NAME)
+        return (
+            matches_glob(file, self.prefect_glob)
+            or matches_glob(file, POOLS_FILE_NAME)
+            or matches_glob(file, AUTOMATIONS_FILE_NAME)
+        )
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,14 @@ _POSITIONS_PREFIX = "{" + json.dumps(POSITIONS_KEY) + ":"
 
 
 class Kind(enum.Enum):
-    """Kinds in dependency order: pools before their queues before the deployments using them."""
+    """Kinds in dependency order: pools before their queues before the deployments using them,
+    then the automations that name them."""
 
     WORK_POOL = "work_pool"
     WORK_QUEUE = "work_queue"
     DEPLOYMENT = "deployment"
+    AUTOMATION = "automation"
+    """An automation of automations.yaml: triggers and actions (docs/triggers.md)."""
 
     @property
     def order(self) -> int:
@@ -45,7 +48,7 @@ class Kind(enum.Enum):
         return self.value.replace("_", "-")
 
 
-_KIND_ORDER = {Kind.WORK_POOL: 0, Kind.WORK_QUEUE: 1, Kind.DEPLOYMENT: 2}
+_KIND_ORDER = {Kind.WORK_POOL: 0, Kind.WORK_QUEUE: 1, Kind.DEPLOYMENT: 2, Kind.AUTOMATION: 3}
 
 
 @dataclass(frozen=True, order=True)

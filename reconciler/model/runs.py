@@ -65,6 +65,8 @@ class NewRun:
     """A run with the same key is not created twice (the scheduler's guard)."""
     schedule_id: str | None = None
     """Set for runs the scheduler made (auto-scheduled): which schedule made it."""
+    state_message: str | None = None
+    """The message of its first (SCHEDULED) state: what made it, e.g. a trigger's event."""
 
 
 @dataclass(frozen=True)

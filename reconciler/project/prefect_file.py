@@ -18,6 +18,7 @@ from typing import Any
 
 from reconciler.core.diagnostics import Diagnostic, error, warning
 from reconciler.prefect_rules.schedules import is_empty_schedule
+from reconciler.prefect_rules.triggers import parse_triggers
 from reconciler.prefect_rules.validation import validate_document
 from reconciler.prefect_rules.yamlload import LoadedDocument, Path, YamlLoadError, load_yaml
 from reconciler.steps.spec import PlacedStep, step_from_mapping, step_problem
@@ -102,9 +103,27 @@ def parse_prefect_file(
     reported: set[Path] = set()  # a top-level step shared by many deployments is reported once
     for draft in drafts:
         diagnostics.extend(_step_name_problems(draft, document, reported))
+        diagnostics.extend(_trigger_problems(draft, document))
     if any(d.is_error for d in diagnostics):
         return None, diagnostics
     return PrefectFile(path, document, drafts, b"{{" in content), diagnostics
+
+
+def _trigger_problems(draft: DeploymentDraft, document: LoadedDocument) -> list[Diagnostic]:
+    """The deployment's `triggers:` checked by Prefect's rules (prefect_rules/triggers.py):
+    unknown keys (with "did you mean"), bad durations, templates that do not parse."""
+    raw = draft.config.get("triggers")
+    if not isinstance(raw, list):
+        return []
+    _, problems = parse_triggers(str(draft.config.get("name") or draft.index), raw)
+    found = []
+    for problem in problems:
+        path = draft.at("triggers", *problem.path)
+        unknown = problem.message.startswith("unknown key")
+        where = document.key_location(path) if unknown else document.location(path)
+        make = error if problem.is_error else warning
+        found.append(make(problem.message, where, problem.hint))
+    return found
 
 
 def _json_dates(value: Any) -> Any:

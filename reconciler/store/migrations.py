@@ -331,6 +331,26 @@ MIGRATIONS = (
             )""",
         ),
     ),
+    Migration(
+        10,
+        "event triggers and automations: events read in the order they arrived, each "
+        "trigger's state, automations declared in git",
+        (
+            "CREATE INDEX events_by_received ON events (received_at, id)",
+            "CREATE INDEX events_by_name ON events (event, occurred)",
+            """CREATE TABLE trigger_states (
+                trigger_id TEXT PRIMARY KEY,
+                deployment TEXT NOT NULL,
+                since TEXT NOT NULL,
+                state TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+            f"""CREATE TABLE automations (
+                name TEXT PRIMARY KEY,
+                {_OWNED_COLUMNS}
+            )""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

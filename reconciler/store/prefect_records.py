@@ -46,6 +46,7 @@ from reconciler.model.runs import (
     StateChange,
     run_name,
 )
+from reconciler.store.run_events import emit_run_states
 from reconciler.store.run_rows import INSERT_COLUMNS, RUN_COLUMNS, now_iso, run_from_row
 from reconciler.store.sql_store import LOCK_RUN_LOGS, SqlStoreBase
 
@@ -163,7 +164,7 @@ class PrefectRecords(SqlStoreBase):
         prefect_state = {**new.prefect_state, "timestamp": utc_now_iso()}
         history = [StateChange(new.state, now, prefect_state.get("name")).to_json()]
         with self._write() as conn:
-            conn.execute(
+            inserted = conn.execute(
                 f"INSERT INTO flow_runs ({INSERT_COLUMNS}, state_name, parent_task_run_id, "
                 "prefect_state, empirical_policy, flow_version) VALUES (?, ?, '', ?, '', '', ?, "
                 "?, ?, ?, '{}', ?, NULL, NULL, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?) "
@@ -187,6 +188,9 @@ class PrefectRecords(SqlStoreBase):
                     new.flow_version,
                 ),
             )
+            if inserted.rowcount:  # its first state is an event too
+                row = conn.one(f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = ?", (run_id,))
+                emit_run_states(conn, [run_from_row(row)], {}, now)
         made = self._flow_run(run_id)
         assert made is not None
         return made
@@ -268,6 +272,8 @@ class PrefectRecords(SqlStoreBase):
                 ),
             )
             assert moved.rowcount == 1, "the run's row is locked: nobody else can move it"
+            after = conn.one(f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = ?", (run_id,))
+            emit_run_states(conn, [run_from_row(after)], {run_id: run.state}, now)
             if update.state is not run.state and _frees_or_offers(run.pool, update.state):
                 self._notify(conn, [run.pool])
         return self._flow_run(run_id)
@@ -301,10 +307,10 @@ class PrefectRecords(SqlStoreBase):
         the stored one (events arrive out of order)."""
         if not events:
             return
-        received = now_iso()
         unique = list({event.id: event for event in events}.values())
         task_runs = [task_run_from_event(event) for event in unique if event.is_task_run_state]
         with self._write() as conn:
+            received = now_iso()  # once the write is ours: triggers read events in this order
             conn.many(
                 "INSERT INTO events (id, occurred, event, resource_id, resource, related, "
                 "payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "

@@ -50,6 +50,7 @@ from reconciler.store.claims import (
     claim_budget,
     deployment_limit,
 )
+from reconciler.store.run_events import emit_run_states
 from reconciler.store.run_rows import (
     ACTIVE_SQL,
     HAS_WORKER_SQL,
@@ -66,15 +67,15 @@ from reconciler.store.sql import Conn
 from reconciler.store.sql_store import LOCK_DEPLOYMENT, LOCK_RUN_LOGS, SqlStoreBase
 
 INSERT_BATCH = 500
-"""Runs per INSERT statement in create_runs (15 parameters each: far below either
+"""Runs per INSERT statement in create_runs (16 parameters each: far below either
 database's limit)."""
 
-_RUN_MARKS = "(?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL, NULL, NULL, ?, ?, ?, ?, ?)"
+_RUN_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?, ?, ?, ?)"
 
 
 def _run_values(new: NewRun, now: str) -> tuple[Any, ...]:
     run_id = new_run_id()
-    history = [StateChange(RunState.SCHEDULED, now).to_json()]
+    history = [StateChange(RunState.SCHEDULED, now, new.state_message).to_json()]
     return (
         run_id,
         new.name or run_name(run_id),
@@ -83,6 +84,7 @@ def _run_values(new: NewRun, now: str) -> tuple[Any, ...]:
         new.pool,
         new.queue,
         RunState.SCHEDULED.value,
+        new.state_message,
         new.scheduled_time,
         canonical_json(new.parameters),
         canonical_json(new.job_variables),
@@ -92,6 +94,30 @@ def _run_values(new: NewRun, now: str) -> tuple[Any, ...]:
         new.idempotency_key,
         new.schedule_id,
     )
+
+
+def insert_runs(conn: Conn, runs: Iterable[NewRun], now: str) -> list[FlowRun]:
+    """Inside a write: create these runs, each with its SCHEDULED event; a run whose
+    idempotency key is taken already is not created. Returns the runs created."""
+    # In key order: two PostgreSQL writers inserting the same keys wait for each other's
+    # uncommitted rows, and would deadlock if each held a key the other reaches next.
+    batch = sorted(runs, key=lambda new: new.idempotency_key or "")
+    made: list[FlowRun] = []
+    for start in range(0, len(batch), INSERT_BATCH):
+        chunk = batch[start : start + INSERT_BATCH]
+        values = ", ".join(_RUN_MARKS for _ in chunk)
+        params = [value for new in chunk for value in _run_values(new, now)]
+        created = [
+            run_from_row(row)
+            for row in conn.all(
+                f"INSERT INTO flow_runs ({INSERT_COLUMNS}) VALUES {values} "
+                f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {RUN_COLUMNS}",
+                params,
+            )
+        ]
+        emit_run_states(conn, created, {}, now)
+        made.extend(created)
+    return made
 
 
 def _move(
@@ -112,6 +138,10 @@ def _move(
         return {}
     change = json.dumps(StateChange(state, now, message).to_json())
     chosen, params = conn.dialect.in_list("id", run_ids)
+    previous = {
+        row[0]: RunState(row[1])
+        for row in conn.all(f"SELECT id, state FROM flow_runs WHERE {chosen}", params)
+    }
     rows = conn.all(
         "UPDATE flow_runs SET state = ?, state_message = ?, updated_at = ?, "
         f"{STATE_RESET_SQL}, history = CASE WHEN history = '[]' THEN '[' || ? || ']' "
@@ -120,7 +150,9 @@ def _move(
         f"exit_code = COALESCE(?, exit_code) WHERE {chosen} RETURNING {RUN_COLUMNS}",
         (state.value, message, now, change, change, worker, infrastructure_id, exit_code, *params),
     )
-    return {row[0]: run_from_row(row) for row in rows}
+    moved = {row[0]: run_from_row(row) for row in rows}
+    emit_run_states(conn, list(moved.values()), previous, now)
+    return moved
 
 
 def _frees_or_offers(state: RunState) -> bool:
@@ -134,11 +166,12 @@ class SqlRuns(SqlStoreBase):
     # -- runs ------------------------------------------------------------------------------
 
     def create_run(self, new: NewRun) -> FlowRun:
+        now = now_iso()
         with self._write() as conn:
             row = conn.one(
                 f"INSERT INTO flow_runs ({INSERT_COLUMNS}) VALUES {_RUN_MARKS} "
                 f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {RUN_COLUMNS}",
-                _run_values(new, now_iso()),
+                _run_values(new, now),
             )
             if row is None:  # the key was used: that run
                 row = conn.one(
@@ -147,30 +180,15 @@ class SqlRuns(SqlStoreBase):
                 )
                 assert row is not None
             else:
+                emit_run_states(conn, [run_from_row(row)], {}, now)
                 self._notify(conn, [new.pool])
         return run_from_row(row)
 
     def create_runs(self, runs: Iterable[NewRun]) -> int:
-        # In key order: two PostgreSQL writers inserting the same keys wait for each other's
-        # uncommitted rows, and would deadlock if each held a key the other reaches next.
-        batch = sorted(runs, key=lambda new: new.idempotency_key or "")
-        if not batch:
-            return 0
-        now = now_iso()
-        pools: list[str] = []
         with self._write() as conn:
-            for start in range(0, len(batch), INSERT_BATCH):
-                chunk = batch[start : start + INSERT_BATCH]
-                values = ", ".join(_RUN_MARKS for _ in chunk)
-                params = [value for new in chunk for value in _run_values(new, now)]
-                rows = conn.all(
-                    f"INSERT INTO flow_runs ({INSERT_COLUMNS}) VALUES {values} "
-                    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING pool",
-                    params,
-                )
-                pools.extend(row[0] for row in rows)
-            self._notify(conn, pools)
-        return len(pools)
+            created = insert_runs(conn, runs, now_iso())
+            self._notify(conn, [run.pool for run in created])
+        return len(created)
 
     def scheduled_ahead(self, now: float) -> dict[tuple[str, str], tuple[int, float]]:
         rows = self._read(

@@ -50,11 +50,13 @@ _TABLE = {
     Kind.WORK_POOL: "work_pools",
     Kind.WORK_QUEUE: "work_queues",
     Kind.DEPLOYMENT: "deployments",
+    Kind.AUTOMATION: "automations",
 }
 _KEY = {
     Kind.WORK_POOL: "name",
     Kind.WORK_QUEUE: "pool_name || '/' || name",
     Kind.DEPLOYMENT: "key",
+    Kind.AUTOMATION: "name",
 }
 _OWNED = "spec, content_hash, owner_repo, owner_file, source_commit"
 _OWNED_COLUMNS = f"{_OWNED}, created_at, updated_at"
@@ -418,6 +420,12 @@ class SqlTransaction:
                 ),
             )
             self.pools.add(spec["pool"])
+        elif resource.kind is Kind.AUTOMATION:
+            self._conn.execute(
+                f"INSERT INTO automations (name, {_OWNED_COLUMNS}) VALUES (?, {_OWNED_MARKS}) "
+                f"ON CONFLICT (name) DO UPDATE SET {_OWNED_UPDATES}",
+                (resource.key, *owned),
+            )
         else:
             self._conn.execute(
                 "INSERT INTO deployments (key, flow_name, name, pool_name, queue_name, paused, "
@@ -452,6 +460,8 @@ class SqlTransaction:
             )
         elif kind is Kind.WORK_POOL:
             self._conn.execute("DELETE FROM work_pools WHERE name = ?", (key,))
+        elif kind is Kind.AUTOMATION:
+            self._conn.execute("DELETE FROM automations WHERE name = ?", (key,))
         else:
             self._conn.execute("DELETE FROM deployments WHERE key = ?", (key,))
 

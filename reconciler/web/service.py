@@ -530,6 +530,29 @@ class WebService:
     def audit(self, limit: int, before: int | None) -> list[dict[str, Any]]:
         return [e.to_json() for e in self.store.audit_log(limit=limit, before=before)]
 
+    # -- events ----------------------------------------------------------------------------
+
+    def events(self, event: str | None, resource: str | None, limit: int) -> list[Any]:
+        from reconciler.store.run_events import list_events
+
+        found = list_events(self.store, event=event, resource=resource, limit=limit)
+        return [stored.to_json() for stored in found]
+
+    def post_events(self, raw: list[Any], who: str) -> dict[str, Any]:
+        """Store the events (all or none, one write), audited."""
+        from reconciler.model.prefect_records import utc_now_iso
+        from reconciler.prefect_rules.triggers import EventShapeError, event_from_json
+        from reconciler.store.run_events import record_events
+
+        now = utc_now_iso()
+        try:
+            events = [event_from_json(item, now=now) for item in raw]
+        except EventShapeError as exc:
+            raise WebError(422, str(exc), "send Prefect's event shape (docs/triggers.md)") from None
+        record_events(self.store, events)
+        self._audit(who, "events.post", f"{len(events)} events", {"ids": [e.id for e in events]})
+        return {"stored": len(events), "ids": [e.id for e in events]}
+
     def _audit(self, who: str, action: str, target: str, detail: dict[str, Any]) -> None:
         self.store.record_audit(who, action, target, detail)
 

@@ -5,9 +5,11 @@ store, with a cheap read, whether a run is due; only then does it claim, atomica
 as its free slots allow. Each claimed run executes on a thread of its own
 (reconciler/worker/execute.py). Every `heartbeat_interval` the worker beats and crashes the
 runs of workers that stopped beating (3 missed beats); the scheduler tick runs at the same
-interval on a thread of its own, so that a slow tick never delays a beat. It also watches its
-own runs for cancellation requests. The pool's type picks the backend that starts each run
-(reconciler/worker/backends/): a type no backend handles stops the worker at start.
+interval on a thread of its own, so that a slow tick never delays a beat; while no daemon is
+active, it also evaluates the deployments' triggers (reconciler/scheduling/triggers.py). It
+also watches its own runs for cancellation requests. The pool's type picks the backend that
+starts each run (reconciler/worker/backends/): a type no backend handles stops the worker at
+start.
 
 Runs of Prefect flows talk to a Prefect-compatible API backed by the store: the worker serves
 one on 127.0.0.1 (a free port, a random bearer token) for the runs it starts, or points them at
@@ -29,6 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from reconciler.core.errors import UserError
 from reconciler.model.resources import Kind
@@ -146,6 +149,7 @@ class Worker:
         if options.schedule:
             ticking = threading.Thread(target=self._keep_ticking, name="scheduler", daemon=True)
             ticking.start()
+            threading.Thread(target=self._keep_evaluating, name="triggers", daemon=True).start()
         try:
             while not self.stopping.is_set():
                 self.last_poll = time.monotonic()
@@ -279,6 +283,24 @@ class Worker:
                     log.exception("scheduler tick failed")
         finally:
             store.close()
+
+    def _keep_evaluating(self) -> None:
+        """Deployment triggers while no daemon is active (its leader evaluates them then);
+        several workers evaluating at once take turns on each trigger's row."""
+        from reconciler.scheduling.triggers import daemon_leads, keep_evaluating
+
+        def act(store: Store, automation: str, action: Any, event: Any) -> None:
+            from reconciler.engine.automation_actions import perform
+
+            outcome = perform(store, automation, action, event, None)
+            log.info("automation %s: %s: %s", automation, action.get("type"), outcome)
+
+        keep_evaluating(
+            self.options.settings.open_store,
+            lambda store: not daemon_leads(store),
+            self.stopping,
+            act=act,
+        )
 
     # -- the Prefect API of the runs -----------------------------------------------------------
 

@@ -263,8 +263,10 @@ def dump(store: Store) -> dict[str, Any]:
             "variables": plain(dict(observed.variables)),
             "blocks": sorted([*key, value] for key, value in observed.blocks.items()),
         },
-        "resources": {
-            kind.value: [resource(r) for r in store.list_resources(kind)] for kind in Kind
+        "resources": {  # kinds without objects left out: later versions add kinds
+            kind.value: [resource(r) for r in store.list_resources(kind)]
+            for kind in Kind
+            if store.list_resources(kind)
         },
         "deployment": resource(store.get(Kind.DEPLOYMENT, "etl/hourly")),
         "variables": store.variables(),

@@ -179,3 +179,49 @@ def test_bad_values_from_the_environment_name_the_variable(tmp_path: Path) -> No
 def test_a_missing_config_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="cannot read the daemon config"):
         load_settings(str(tmp_path / "nope.yaml"), {})
+
+
+def test_event_webhooks_and_event_settings(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        """\
+        repositories:
+          - {name: flows, path: repo}
+        events: {retention: 48h, interval: 0.5s}
+        event_webhooks:
+          - name: files
+            secret: {env: FILES_SECRET}
+            template: '{"event": "acme.{{ body.kind }}", "resource": {"prefect.resource.id": "x"}}'
+        """,
+    )
+    settings = load_settings(config, {"FILES_SECRET": "s3cr3t"})
+    (hook,) = settings.event_webhooks
+    assert (hook.name, hook.secret, "acme." in hook.template) == ("files", Secret("s3cr3t"), True)
+    assert (settings.event_retention, settings.trigger_interval) == (48 * 3600.0, 0.5)
+    assert "s3cr3t" not in repr(settings)
+
+
+def test_event_webhook_mistakes_are_reported_at_their_lines(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        """\
+        repositories:
+          - {name: flows, path: repo}
+        event_webhooks:
+          - name: files
+            secret: {env: MISSING_SECRET}
+            template: '{"event": "{{ body.kind "}'
+          - name: files
+            secret: {env: MISSING_SECRET}
+            template: '{}'
+        """,
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config, {})
+    found = errors(raised.value)
+    assert any(
+        m.startswith(f"{config}:6:") and "the template of event webhook 'files' does not parse" in m
+        for m in found
+    ), found
+    assert any(m.startswith(f"{config}:7:") and "is used twice" in m for m in found), found
+    assert any("MISSING_SECRET (the secret of event webhook files) is not set" in m for m in found)

@@ -11,7 +11,7 @@ import time
 from starlette.testclient import TestClient
 
 from reconciler.model.prefect_records import TaskRunRecord
-from reconciler.model.runs import NewRun
+from reconciler.model.runs import NewRun, RunState
 from tests.web.conftest import ADMIN, READ, WebProject
 
 
@@ -174,3 +174,19 @@ def test_a_long_log_shows_its_last_lines(client: TestClient, web_project: WebPro
     page = client.get(f"/flow-runs/{run.id}").text
     assert "500 earlier lines are not shown" in page
     assert ">line 499\n" not in page and ">line 500\n" in page and ">line 2499\n" in page
+
+
+def test_the_events_page_lists_run_state_events(
+    client: TestClient, web_project: WebProject
+) -> None:
+    store = web_project.store()
+    try:
+        run = store.create_run(NewRun("hello/hello", "hello", "local", "default", time.time()))
+        store.set_run_state(run.id, RunState.RUNNING)
+    finally:
+        store.close()
+    _sign_in(client, READ)
+    page = client.get("/events?event=prefect.flow-run.Run*").text
+    assert f"prefect.flow-run.{run.id}" in page and "prefect.flow-run.Running" in page
+    assert "prefect.flow-run.Scheduled" not in page
+    assert "deployment:</span> hello" in page

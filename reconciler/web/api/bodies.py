@@ -82,9 +82,42 @@ BULK_RUNS_BODY: dict[str, Any] = {
     },
 }
 
+MAX_EVENTS = 500
+_RESOURCE: dict[str, Any] = {
+    "type": "object",
+    "required": ["prefect.resource.id"],
+    "additionalProperties": {"type": "string"},
+    "description": "Labels; `prefect.resource.id` names the resource",
+}
+EVENTS_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["events"],
+    "additionalProperties": False,
+    "properties": {
+        "events": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_EVENTS,
+            "items": {
+                "type": "object",
+                "required": ["event", "resource"],
+                "additionalProperties": False,
+                "properties": {
+                    "event": {"type": "string", "minLength": 1, "description": "Its name"},
+                    "resource": _RESOURCE,
+                    "related": {"type": "array", "items": _RESOURCE},
+                    "payload": {"type": "object"},
+                    "occurred": {"type": "string", "description": "ISO 8601; default now"},
+                    "id": {"type": "string", "description": "Default: a new uuid"},
+                },
+            },
+        }
+    },
+}
+
 _VALIDATORS = {
     id(schema): jsonschema.Draft202012Validator(schema)
-    for schema in (RUN_BODY, BULK_RUNS_BODY, ROLLBACK_BODY)
+    for schema in (RUN_BODY, BULK_RUNS_BODY, ROLLBACK_BODY, EVENTS_BODY)
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from reconciler.web.api.routes import ENDPOINTS, Endpoint
 
-API_VERSION = "1.1.0"
+API_VERSION = "1.2.0"
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -271,6 +271,27 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         params=(LIMIT, Param("before", "integer", "Only entries with a smaller id.", 1)),
         tag="audit",
     ),
+    Endpoint(
+        "GET",
+        "/events",
+        "events",
+        "Events, newest first: flow-run state changes, emitted, posted and webhook events",
+        params=(
+            LIMIT,
+            Param("event", "string", "Only events with this name (`*` matches any text)."),
+            Param("resource", "string", "Only events about this resource id (`*` too)."),
+        ),
+        tag="events",
+    ),
+    Endpoint(
+        "POST",
+        "/events",
+        "post_events",
+        "Store events (Prefect's shape); deployment triggers react to them",
+        True,
+        body=bodies.EVENTS_BODY,
+        tag="events",
+    ),
     Endpoint("GET", "/openapi.json", "openapi", "This document", tag="meta"),
 )
 
@@ -381,6 +402,17 @@ class Api:
         who = self._who(request, role)
         result = await self._db(lambda: self.service.create_runs([wanted], who))
         return json_response(result["runs"][0], 201)
+
+    async def events(self, request: Request, role: Role) -> Response:
+        params = request.query_params
+        wanted = (params.get("event"), params.get("resource"), _int(request, LIMIT))
+        return json_response({"events": await self._db(lambda: self.service.events(*wanted))})
+
+    async def post_events(self, request: Request, role: Role) -> Response:
+        body = await bodies.read_json(request, bodies.EVENTS_BODY)
+        who = self._who(request, role)
+        stored = await self._db(lambda: self.service.post_events(body["events"], who))
+        return json_response(stored, 201)
 
     async def create_runs(self, request: Request, role: Role) -> Response:
         body = await bodies.read_json(request, bodies.BULK_RUNS_BODY)

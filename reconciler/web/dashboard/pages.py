@@ -373,6 +373,14 @@ class Dashboard:
         entries = await self._db(lambda: self.service.audit(PAGE_SIZE, before))
         return self._render(request, "audit.html", role=role, entries=entries)
 
+    async def events(self, request: Request, role: Role) -> Response:
+        event = request.query_params.get("event") or None
+        resource = request.query_params.get("resource") or None
+        found = await self._db(lambda: self.service.events(event, resource, PAGE_SIZE * 2))
+        return self._render(
+            request, "events.html", role=role, events=found, event=event, resource=resource
+        )
+
     # -- actions ---------------------------------------------------------------------------
 
     async def sync(self, request: Request, role: Role, form: dict[str, str]) -> str:
@@ -461,6 +469,7 @@ def dashboard_routes(service: WebService, tokens: Tokens, api: Api) -> list[Base
             methods=["POST"],
         ),
         Route("/audit-log", page(board.audit), methods=["GET"]),
+        Route("/events", page(board.events), methods=["GET"]),
         Mount(
             "/static",
             app=StaticFiles(packages=[("reconciler.web.dashboard", "static")]),

@@ -64,3 +64,15 @@ def second_time_lucky() -> str:
 @flow(timeout_seconds=1)
 def too_slow() -> None:
     time.sleep(30)
+
+
+@flow
+def emitter(order: int = 42) -> None:
+    """Emits an event of its own (a deployment's trigger reacts to it)."""
+    from prefect.events import emit_event
+
+    emit_event(
+        event="acme.order.placed",
+        resource={"prefect.resource.id": f"acme.order.{order}"},
+        payload={"total": order * 2},
+    )

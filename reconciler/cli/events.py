@@ -1,0 +1,47 @@
+"""`reconcile event ls`: the events in the store, newest first (CLI: a read command over the
+store). Events are the state changes of flow runs (`prefect.flow-run.<State>`), what flows emit
+through the Prefect API, and what comes in by `POST /api/v1/events` and event webhooks; the
+deployments' triggers read them (docs/triggers.md)."""
+
+from __future__ import annotations
+
+import click
+
+from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
+from reconciler.cli.read import store_option
+from reconciler.store.run_events import list_events
+
+HEADERS = ("OCCURRED", "EVENT", "RESOURCE", "ID")
+
+
+@click.group("event")
+def event() -> None:
+    """Events: flow-run state changes, events flows emit, and events posted or sent by
+    webhooks (what deployment triggers react to)."""
+
+
+@event.command("ls")
+@click.option("--event", "name", help="Only events with this name (`*` matches any text).")
+@click.option("--resource", help="Only events about this resource id (`*` matches any text).")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option(
+    "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@store_option
+@user_errors
+def event_ls(
+    name: str | None, resource: str | None, limit: int, output: str, store_url: str | None
+) -> None:
+    """Events, newest first."""
+    store = open_for_reading(store_url)
+    try:
+        found = list_events(store, event=name, resource=resource, limit=limit)
+    finally:
+        store.close()
+    if output == "json":
+        echo_json([stored.to_json() for stored in found])
+        return
+    echo_table(
+        HEADERS,
+        [(s.event.occurred, s.event.event, s.event.resource_id, s.event.id) for s in found],
+    )

@@ -1,0 +1,103 @@
+"""Load `automations.yaml`, our file for automations beside work-pools.yaml (stage "load +
+validate"; schema: schemas/automations.schema.json):
+
+    automations:
+      - name: rerun-nightly-on-crash
+        trigger:                                  # the keys of a prefect.yaml trigger
+          expect: [prefect.flow-run.Crashed]
+          match_related: {prefect.resource.role: deployment, prefect.resource.name: nightly}
+        actions:
+          - {type: run-deployment, deployment: ingest/nightly,
+             parameters: {crashed_run: "{{ event.resource.id }}"}}
+          - {type: send-notification, subject: "nightly crashed", body: "{{ event.resource.id }}"}
+
+Why a file of its own, not a section of work-pools.yaml: automations reach across deployments
+and pools (they are not pools), they are what an operator team owns apart from the data
+team's pools, and a file per kind keeps each schema small and each file's owner clear. It is
+planned, applied and pruned like work-pools.yaml: an automation leaves the store when it
+leaves the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.core.diagnostics import Diagnostic, error, warning
+from reconciler.prefect_rules.triggers import automation_problems
+from reconciler.prefect_rules.validation import validate_document
+from reconciler.prefect_rules.yamlload import LoadedDocument, Path, YamlLoadError, load_yaml
+from reconciler.sources.base import (
+    LinkOutsideRepository,
+    Snapshot,
+    link_diagnostic,
+    read_following_links,
+)
+
+SCHEMA = "automations.schema.json"
+
+
+@dataclass(frozen=True)
+class AutomationDeclaration:
+    spec: dict[str, Any]
+    path: Path
+
+
+@dataclass
+class AutomationsFile:
+    path: str
+    document: LoadedDocument
+    automations: list[AutomationDeclaration]
+
+
+def load_automations_file(
+    snapshot: Snapshot, path: str, *, display: str | None = None
+) -> tuple[AutomationsFile | None, list[Diagnostic]]:
+    try:
+        document = load_yaml(read_following_links(snapshot, path), display or path)
+    except YamlLoadError as exc:
+        return None, [exc.diagnostic]
+    except LinkOutsideRepository as exc:
+        return None, [link_diagnostic(exc, display or path)]
+    diagnostics = list(document.diagnostics)
+    if not isinstance(document.data, dict):
+        diagnostics.append(
+            error("the file must be a mapping with an `automations` list", document.location(()))
+        )
+        return None, diagnostics
+    diagnostics.extend(validate_document(document, SCHEMA, strict=True))  # ours: strict
+    if any(d.is_error for d in diagnostics):
+        return None, diagnostics
+    found: list[AutomationDeclaration] = []
+    seen: dict[str, Path] = {}
+    for index, raw in enumerate(document.data["automations"]):
+        at: Path = ("automations", index)
+        name = raw["name"]
+        if name in seen:
+            first = document.location(seen[name])
+            diagnostics.append(
+                error(
+                    f'automation "{name}" is declared twice in this file (first at line '
+                    f"{first.line})",
+                    document.location((*at, "name")),
+                )
+            )
+            continue
+        seen[name] = (*at, "name")
+        for problem in automation_problems(raw):
+            where = (*at, *problem.path)
+            unknown = problem.message.startswith("unknown key")
+            location = document.key_location(where) if unknown else document.location(where)
+            make = error if problem.is_error else warning
+            diagnostics.append(make(problem.message, location, problem.hint))
+        spec = {
+            "name": name,
+            "description": raw.get("description", ""),
+            "enabled": raw.get("enabled", True),
+            "trigger": raw["trigger"],
+            "actions": raw["actions"],
+        }
+        found.append(AutomationDeclaration(spec, at))
+    if any(d.is_error for d in diagnostics):
+        return None, diagnostics
+    return AutomationsFile(path, document, found), diagnostics
