@@ -13,7 +13,17 @@ from typing import Any
 import click
 
 from reconciler import __version__
-from reconciler.cli import daemon, operate, pools, read, run_records, runs, server, values
+from reconciler.cli import (
+    daemon,
+    onboard,
+    operate,
+    pools,
+    read,
+    run_records,
+    runs,
+    server,
+    values,
+)
 from reconciler.cli.output import echo_diagnostics, user_errors
 from reconciler.core.terminal_text import printable
 from reconciler.desired.state import DEFAULT_PREFECT_GLOB
@@ -159,6 +169,7 @@ cli.add_command(operate.sync)
 cli.add_command(operate.suspend)
 cli.add_command(operate.resume)
 cli.add_command(operate.rollback)
+cli.add_command(onboard.import_command)  # `reconcile import` (issue 19)
 read.deployment.add_command(operate.deployment_pause)
 read.deployment.add_command(operate.deployment_resume)
 
