@@ -71,15 +71,13 @@ def import_command(
     filters.check()
     observed = observe_source(source_url)
     result = export_state(observed, masked_url(source_url), filters)
-    if result.prefect_yaml is None and result.pools_yaml is None:
+    if not result.prefect_files and result.pools_yaml is None:
         raise UserError(
             f"nothing to import from {masked_url(source_url)}"
             + (" with these filters" if pools or tags or globs else ""),
             "check the filters (--pool, --tag, --deployment)",
         )
-    texts = {}
-    if result.prefect_yaml is not None:
-        texts["prefect.yaml"] = result.prefect_yaml
+    texts = dict(result.prefect_files)
     if result.pools_yaml is not None:
         texts["work-pools.yaml"] = result.pools_yaml
     written = write_files(out, texts, force=force)

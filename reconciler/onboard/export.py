@@ -71,7 +71,9 @@ class ImportFilters:
 
 @dataclass
 class ImportResult:
-    prefect_yaml: str | None
+    prefect_files: dict[str, str]
+    """prefect.yaml texts by path relative to the output directory: one per directory the
+    deployments were declared in (their `path`), so entrypoints stay relative to it."""
     pools_yaml: str | None
     deployments: list[str]
     pools: list[str]
@@ -95,9 +97,17 @@ def export_state(
     )
     pool_names = _pools_to_write(observed, filters, deployments)
     pools_yaml, pool_keys, queue_keys = _pools_file(observed, source, pool_names, rule, notes)
-    prefect_yaml = _prefect_file(deployments, source, rule, notes) if deployments else None
+    by_directory: dict[str, list[Resource]] = defaultdict(list)
+    for deployment in deployments:
+        by_directory[_directory(deployment, notes)].append(deployment)
+    prefect_files = {
+        posixpath.join(directory, "prefect.yaml") if directory else "prefect.yaml": _prefect_file(
+            members, source, rule, notes
+        )
+        for directory, members in sorted(by_directory.items())
+    }
     return ImportResult(
-        prefect_yaml=prefect_yaml,
+        prefect_files=prefect_files,
         pools_yaml=pools_yaml,
         deployments=[d.key for d in deployments],
         pools=pool_keys,
@@ -106,6 +116,22 @@ def export_state(
         notes=notes,
         secret_texts=rule.secret_texts,
     )
+
+
+def _directory(deployment: Resource, notes: list[str]) -> str:
+    """Where the deployment's prefect.yaml goes: its `path` when that is a directory inside
+    the repository, else the top."""
+    path = deployment.deployment_spec().path or ""
+    clean = posixpath.normpath(path) if path else ""
+    if clean in ("", "."):
+        return ""
+    if posixpath.isabs(clean) or clean.startswith(".."):
+        notes.append(
+            f'deployment {deployment.key}: its path "{path}" is not inside a repository; its '
+            "entrypoint is written relative to the top-level prefect.yaml"
+        )
+        return ""
+    return clean
 
 
 def _group_order(deployment: Resource) -> tuple[str, str, str]:
@@ -381,8 +407,8 @@ def _deployment_entry(resource: Resource, rule: SecretRule, notes: list[str]) ->
         body["work_pool"] = pool
     if spec.triggers:
         body["triggers"] = list(spec.triggers)
-    if spec.pull_steps:
-        body["pull"] = [rule.scrub(step.to_json(), where) for step in spec.pull_steps]
+    # Always written, `pull: []` too: an absent `pull` would take the file's or the default.
+    body["pull"] = [rule.scrub(step.to_json(), where) for step in spec.pull_steps]
     for key in sorted(spec.extra):
         if key not in ("concurrency_options",) and spec.extra[key] is not None:
             notes.append(f'{where}: field "{key}" has no place in prefect.yaml; left out')

@@ -22,8 +22,8 @@ def write_files(out: Path, files: Mapping[str, str], *, force: bool) -> list[Pat
             f"{names} already exist{'s' if len(existing) == 1 else ''}; nothing was written",
             "choose another --out directory, or pass --force to overwrite",
         )
-    out.mkdir(parents=True, exist_ok=True)
     for path, text in targets.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
         scratch = path.with_name(f".{path.name}.import-tmp")
         scratch.write_text(text, encoding="utf-8")
         os.replace(scratch, path)
