@@ -198,7 +198,10 @@ def _pools_file(
         if spec.concurrency_limit is not None:
             entry["concurrency_limit"] = spec.concurrency_limit
         entry.update(_reduced_template(spec.type, dict(spec.base_job_template), rule, name))
-        queues = sorted(queues_by_pool.get(name, []), key=lambda q: q.queue_spec().priority)
+        queues = sorted(
+            (q for q in queues_by_pool.get(name, []) if _declared_with(q, resource)),
+            key=lambda q: q.queue_spec().priority,
+        )
         entry["queues"] = [_queue_entry(q) for q in queues]
         queue_keys.extend(q.key for q in queues)
         pool_keys.append(name)
@@ -211,6 +214,13 @@ def _pools_file(
         "default (job_variables are defaults of the template's variables).",
     )
     return emit({"work_pools": written}, header), pool_keys, queue_keys
+
+
+def _declared_with(queue: Resource, pool: Resource) -> bool:
+    """Whether the queue belongs in the pools file: not a queue a deployment made by naming it
+    (owned by a prefect.yaml while its pool is owned by a pools file). Such a queue is left
+    out: the imported deployment names it, and a plan leaves an existing one alone."""
+    return queue.owner is None or pool.owner is None or queue.owner == pool.owner
 
 
 def _reduced_template(
@@ -388,11 +398,9 @@ def _deployment_entry(resource: Resource, rule: SecretRule, notes: list[str]) ->
     if spec.paused:
         body["paused"] = True
     if spec.concurrency_limit is not None:
-        if spec.collision_strategy:
-            body["concurrency_limit"] = {
-                "limit": spec.concurrency_limit,
-                "collision_strategy": spec.collision_strategy,
-            }
+        options = resource.view().get("concurrency_options")
+        if isinstance(options, Mapping) and options:
+            body["concurrency_limit"] = {"limit": spec.concurrency_limit, **options}
         else:
             body["concurrency_limit"] = spec.concurrency_limit
     if spec.schedules:

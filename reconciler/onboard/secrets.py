@@ -76,8 +76,8 @@ class SecretRule:
                 for k, v in value.items()
             }
         if isinstance(value, list):
-            return [
-                self._walk(v, where, _join(path, str(i)), key, sensitive)
+            return [  # list items are not under the key's name (`image_pull_secrets: [name]`)
+                self._walk(v, where, _join(path, str(i)), None, sensitive)
                 for i, v in enumerate(value)
             ]
         if not isinstance(value, str) or not value or _is_placeholder(value):
