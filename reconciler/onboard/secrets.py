@@ -10,8 +10,9 @@ A value is written as a placeholder, never in clear, when:
    name looks like a credential (`core.masking.looks_secret`: SECRET, PASSWORD, PASSWD, TOKEN,
    API_KEY, PRIVATE, CREDENTIAL), in job variables, parameters and pull steps: written
    `{{ $NAME }}`, NAME being the key (`env.DB_PASSWORD` -> `$DB_PASSWORD`), made to look secret
-   itself so that the plan marks it sensitive again. Each such name is listed as a value to
-   provide (an environment variable when planning).
+   itself so that the plan marks it sensitive again (a name already standing for another
+   value gets a number: `DB_PASSWORD_2`). Each such name is listed as a value to provide (an
+   environment variable when planning).
 
 A text that already is a placeholder is kept as it is. Variables (`{{ prefect.variables.X }}`)
 are plain in our stores (plans show them), so they are not secrets."""
@@ -50,6 +51,7 @@ class SecretRule:
     hidden: int = 0
 
     def __post_init__(self) -> None:
+        self._env_values: dict[str, Any] = {}
         self._by_text: dict[str, str] = {}
         for (slug, name), value in sorted(self.blocks.items()):
             base = f"{slug}.{name}"
@@ -82,7 +84,7 @@ class SecretRule:
             ]
         if not isinstance(value, str) or not value or _is_placeholder(value):
             if path in sensitive and value is not None and not isinstance(value, str):
-                return self._env(where, path, key)
+                return self._env(where, path, key, value)
             return value
         block = self._by_text.get(value)
         if block is not None:
@@ -90,11 +92,16 @@ class SecretRule:
             self.needed.add(Needed("block", block, where))
             return "{{ prefect.blocks." + block + " }}"
         if path in sensitive or (key is not None and looks_secret(key)):
-            return self._env(where, path, key)
+            return self._env(where, path, key, value)
         return value
 
-    def _env(self, where: str, path: str, key: str | None) -> str:
-        name = _env_name(key or path)
+    def _env(self, where: str, path: str, key: str | None, value: Any) -> str:
+        """`{{ $NAME }}`; a NAME already standing for another value gets a number
+        (`DB_PASSWORD_2`): one environment variable cannot give both back."""
+        base = _env_name(key or path)
+        name, number = base, 2
+        while self._env_values.setdefault(name, value) != value:
+            name, number = f"{base}_{number}", number + 1
         self.hidden += 1
         self.needed.add(Needed("env", name, where))
         return "{{ $" + name + " }}"

@@ -163,3 +163,12 @@ def test_pool_templates_are_reduced_to_what_differs() -> None:
     assert "job_variables" not in by_name["same"] and "base_job_template" not in by_name["same"]
     assert by_name["vars"]["job_variables"] == {"image": "img:1", "env": {"A": "b"}}
     assert by_name["own"]["base_job_template"] == custom
+
+
+def test_one_environment_name_never_stands_for_two_values() -> None:
+    rule = SecretRule({})
+    first = rule.scrub({"env": {"DB_PASSWORD": "one"}}, "deployment a")
+    same = rule.scrub({"env": {"DB_PASSWORD": "one"}}, "deployment b")
+    other = rule.scrub({"env": {"DB_PASSWORD": "two"}}, "deployment c")
+    assert first == same == {"env": {"DB_PASSWORD": "{{ $DB_PASSWORD }}"}}
+    assert other == {"env": {"DB_PASSWORD": "{{ $DB_PASSWORD_2 }}"}}
