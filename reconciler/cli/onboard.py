@@ -90,6 +90,18 @@ def import_command(
     _echo_needed(result.needed)
     for note in result.notes:
         click.secho(f"note: {note}", fg="yellow", err=True)
+    missing = [path for path in result.entry_files if not (out / path).is_file()]
+    if missing:
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        click.secho(
+            f"note: the flows' code is not beside the imported files ({shown}); the plan reads "
+            "flow names and parameters from it: put the files in the repository that holds "
+            "the flows",
+            fg="yellow",
+            err=True,
+        )
 
 
 def _echo_needed(needed: list[Needed]) -> None:

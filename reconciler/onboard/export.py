@@ -80,6 +80,8 @@ class ImportResult:
     queues: list[str]
     needed: list[Needed]
     notes: list[str] = field(default_factory=list)
+    entry_files: list[str] = field(default_factory=list)
+    """The flows' files, relative to the output directory (where planning will look)."""
     secret_texts: list[str] = field(default_factory=list)
 
 
@@ -115,6 +117,13 @@ def export_state(
         needed=sorted(rule.needed),
         notes=notes,
         secret_texts=rule.secret_texts,
+        entry_files=sorted(
+            {
+                posixpath.join(directory, d.deployment_spec().entrypoint.split(":", 1)[0])
+                for directory, members in by_directory.items()
+                for d in members
+            }
+        ),
     )
 
 

@@ -112,6 +112,7 @@ def test_import_writes_both_files_grouped_with_anchors_and_origins(
     result = run_cli("import", "--from", store_url, "--out", str(out))
     assert result.code == 0, result.output
     assert "imported 3 deployment(s), 2 work pool(s), 3 queue(s)" in result.stdout
+    assert "the flows' code is not beside the imported files (flows/etl.py)" in result.stderr
 
     prefect_text = (out / "prefect.yaml").read_text()
     document = parsed(out / "prefect.yaml")
