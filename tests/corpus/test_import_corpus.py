@@ -28,9 +28,12 @@ from reconciler.store import open_store
 from tests.conftest import CliResult, GitRepo
 from tests.corpus.test_prefect_corpus import (
     CORPUS_FILES,
+    DELIBERATE,
+    EXPECTED,
     REPO_ID,
     corpus_repository,
     corpus_text,
+    deployable,
     errors_of,
 )
 from tests.e2e.test_import_round_trip import round_trip
@@ -53,7 +56,27 @@ def _texts(value: Any) -> Iterator[str]:
             yield from _texts(item)
 
 
-@pytest.mark.parametrize("name", CORPUS_FILES)
+def _accepted(name: str) -> bool:
+    """Files Prefect deploys whole and we accept (test_prefect_corpus.py checks that)."""
+    expected = EXPECTED[name]
+    difference = DELIBERATE.get(name)
+    return (
+        expected["yaml"] == "ok"
+        and bool(expected["valid"])
+        and bool(expected["deployments"])
+        and all(deployable(r) for r in expected["deployments"])
+        and (difference is None or difference.refusal is None)
+    )
+
+
+IMPORTABLE = [name for name in CORPUS_FILES if _accepted(name)]
+
+
+def test_most_of_the_corpus_is_imported() -> None:
+    assert len(IMPORTABLE) > 150
+
+
+@pytest.mark.parametrize("name", IMPORTABLE)
 def test_import_of_corpus_file_plans_no_changes(name: str) -> None:
     repository = corpus_repository(corpus_text(name), name)
     built = repository.build()
