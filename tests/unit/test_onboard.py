@@ -172,3 +172,36 @@ def test_one_environment_name_never_stands_for_two_values() -> None:
     other = rule.scrub({"env": {"DB_PASSWORD": "two"}}, "deployment c")
     assert first == same == {"env": {"DB_PASSWORD": "{{ $DB_PASSWORD }}"}}
     assert other == {"env": {"DB_PASSWORD": "{{ $DB_PASSWORD_2 }}"}}
+
+
+def memory_source(url: str) -> ObservedState:
+    """A source as the Prefect target provides one: a URL in, an ObservedState out."""
+    deployment = Resource.of(
+        Kind.DEPLOYMENT,
+        "ingest/made-in-prefect",
+        {"name": "made-in-prefect", "flow_name": "ingest", "entrypoint": "flows/etl.py:ingest"},
+        None,
+    )
+    return ObservedState(revision=1, resources={deployment.ident: deployment})
+
+
+def test_any_source_of_observed_state_plugs_in_by_url_prefix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from reconciler.onboard import sources
+
+    monkeypatch.setitem(sources.SOURCES, "memory://", f"{__name__}:memory_source")
+    observed = sources.observe_source("memory://anything")
+    result = export_state(observed, masked_url("memory://anything"))
+    text = result.prefect_files["prefect.yaml"]
+    assert "- name: made-in-prefect" in text
+    assert "from memory://anything, made by hand" in text
+
+
+def test_a_source_this_build_lacks_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reconciler.core.errors import UserError
+    from reconciler.onboard import sources
+
+    monkeypatch.setitem(sources.SOURCES, "absent://", "reconciler.no_such_target:observe_url")
+    with pytest.raises(UserError, match="this build has no Prefect target"):
+        sources.observe_source("absent://user:pw@host")
