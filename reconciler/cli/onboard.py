@@ -72,10 +72,13 @@ def import_command(
     observed = observe_source(source_url)
     result = export_state(observed, masked_url(source_url), filters)
     if not result.prefect_files and result.pools_yaml is None:
+        filtered = bool(pools or tags or globs)
         raise UserError(
             f"nothing to import from {masked_url(source_url)}"
-            + (" with these filters" if pools or tags or globs else ""),
-            "check the filters (--pool, --tag, --deployment)",
+            + (" with these filters" if filtered else ": it holds no deployment and no pool"),
+            "check the filters (--pool, --tag, --deployment)"
+            if filtered
+            else "check the URL: is it the store your deployments were applied to?",
         )
     texts = dict(result.prefect_files)
     if result.pools_yaml is not None:

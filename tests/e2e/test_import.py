@@ -215,6 +215,8 @@ def test_existing_files_are_refused_without_force(
         (["--from", "{store}", "--deployment", "[abc"], "is not a usable glob"),
         (["--from", "{store}", "--pool", "nope"], "nothing to import from"),
         (["--from", "mysql://x/y"], "unsupported store URL scheme"),
+        (["--from", "{tmp}/empty.db"], "it holds no deployment and no pool"),
+        (["--from", "{tmp}/not-a-store.db"], "file is not a database"),
         (["--from", "{store}", "--from-prefect2"], "either --from URL or --from-prefect2"),
         ([], "either --from URL or --from-prefect2"),
     ],
@@ -228,6 +230,8 @@ def test_bad_input_is_refused_and_nothing_written(
     args: list[str],
     expected: str,
 ) -> None:
+    (tmp_path / "empty.db").write_bytes(b"")
+    (tmp_path / "not-a-store.db").write_text("not a database\n")
     before = dump_store(store_url)
     out = tmp_path / "out"
     args = [a.format(tmp=tmp_path, store=store_url) for a in args]
