@@ -414,7 +414,12 @@ def _deployment_entry(resource: Resource, rule: SecretRule, notes: list[str]) ->
             body["concurrency_limit"] = spec.concurrency_limit
     if spec.schedules:
         body["schedules"] = [_schedule_entry(s.raw, rule, where, notes) for s in spec.schedules]
-    if spec.work_pool_name:
+    if not spec.work_pool_name:
+        notes.append(
+            f"{where}: it has no work pool (served by its own process?); prefect.yaml needs "
+            "one for a worker to run it: add `work_pool:` before planning"
+        )
+    else:
         pool: dict[str, Any] = {"name": spec.work_pool_name}
         if spec.work_queue_name:
             pool["work_queue_name"] = spec.work_queue_name

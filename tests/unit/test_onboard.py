@@ -196,6 +196,10 @@ def test_any_source_of_observed_state_plugs_in_by_url_prefix(
     text = result.prefect_files["prefect.yaml"]
     assert "- name: made-in-prefect" in text
     assert "from memory://anything, made by hand" in text
+    assert result.notes == [
+        "deployment ingest/made-in-prefect: it has no work pool (served by its own process?); "
+        "prefect.yaml needs one for a worker to run it: add `work_pool:` before planning"
+    ]
 
 
 def test_a_source_this_build_lacks_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
