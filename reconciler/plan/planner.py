@@ -14,7 +14,7 @@ Prefect does, and otherwise left alone: never updated, and never pruned while st
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from reconciler.core.diagnostics import Diagnostic, Location, error
 from reconciler.desired.state import DesiredState
@@ -43,9 +43,14 @@ def make_plan(desired: DesiredState, observed: ObservedState, options: PlanOptio
             changes.append(Change(Action.CREATE, resource.kind, resource.key, resource, None))
             continue
         if resource.ident in desired.implicit:
-            unchanged += 1  # an implicit queue that already exists: leave it as it is
+            if options.adopt and _foreign(current, desired):
+                # Adopted with the deployment that names it, kept as it is otherwise.
+                kept = replace(current, owner=resource.owner, source_commit=resource.source_commit)
+                changes.append(Change(Action.ADOPT, resource.kind, resource.key, kept, current))
+            else:
+                unchanged += 1  # an implicit queue that already exists: leave it as it is
             continue
-        foreign = current.owner is not None and current.owner.repo not in desired.repos
+        foreign = _foreign(current, desired)
         if foreign and not options.adopt:
             assert current.owner is not None
             problems.append(_owned_elsewhere(desired, resource, current.owner))
@@ -82,6 +87,11 @@ def make_plan(desired: DesiredState, observed: ObservedState, options: PlanOptio
         observed_revision=observed.revision,
         unchanged=unchanged,
     )
+
+
+def _foreign(current: Resource, desired: DesiredState) -> bool:
+    """Owned by a repository outside this run."""
+    return current.owner is not None and current.owner.repo not in desired.repos
 
 
 def _queues_used(desired: DesiredState) -> set[tuple[Kind, str]]:

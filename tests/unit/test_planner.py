@@ -633,3 +633,21 @@ def test_adopt_never_deletes_objects_the_files_do_not_declare() -> None:
 
     assert result.changes == ()
     assert errors(result) == []
+
+
+def test_adopt_takes_an_implicit_queue_of_another_repository_over_as_it_is() -> None:
+    """A queue another repository's deployment made by naming it goes with the deployment
+    that now names it: adopted, its settings kept (implicit queues are never updated)."""
+    present = queue("etl", "adhoc", owner=ELSEWHERE, priority=5, concurrency_limit=1)
+    implicit = queue("etl", "adhoc", owner=FILE, priority=2)
+    want = desired(pool("etl"), deployment("f/d", queue="adhoc"), implicit=(implicit,))
+
+    result = plan(
+        want, observed(pool("etl"), present, deployment("f/d", queue="adhoc")), adopt=True
+    )
+
+    change = only_change(result)
+    assert (change.action, change.key, change.diffs) == (Action.ADOPT, "etl/adhoc", ())
+    assert change.desired is not None and change.desired.owner == FILE
+    assert change.desired.spec == present.spec
+    assert errors(result) == []
