@@ -2,7 +2,8 @@
 
 One transaction for the whole plan, opened at the revision the plan was made from (so a plan
 made from a store that has since changed is refused, and the engine plans again). Deletes run
-first, deployments before queues before pools; then creates and updates, pools first. A
+first, deployments before queues before pools; then creates, updates and adoptions (an adopted
+object is written with its new owner, and its diffs), pools first. A
 deployment deleted, paused or whose schedules changed loses, in the same transaction, the
 auto-scheduled runs that have not started (manual runs stay).
 """
@@ -51,7 +52,7 @@ def apply_plan(
         for change in writes:
             assert change.desired is not None
             tx.put(change.desired)
-            if change.kind is Kind.DEPLOYMENT and change.action is Action.UPDATE:
+            if change.kind is Kind.DEPLOYMENT and change.action in (Action.UPDATE, Action.ADOPT):
                 # Runs of schedules that changed, or of a deployment now paused, go in this
                 # same transaction; the scheduler makes the new ones right after.
                 active = active_schedule_ids(change.desired.deployment_spec())

@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +16,7 @@ from reconciler import __version__
 from reconciler.cli import (
     daemon,
     events,
+    onboard,
     operate,
     pools,
     read,
@@ -27,6 +28,9 @@ from reconciler.cli import (
 from reconciler.cli.output import echo_diagnostics, user_errors
 from reconciler.core.terminal_text import printable
 from reconciler.desired.state import DEFAULT_PREFECT_GLOB
+
+if TYPE_CHECKING:
+    from reconciler.engine.stages import ReconcileOutcome
 
 OUTPUTS = ("text", "json", "markdown")
 
@@ -80,11 +84,28 @@ def cli() -> None:
 )
 @click.option("--no-prune", is_flag=True, help="Never delete objects that left the files.")
 @click.option("--allow-empty", is_flag=True, help="Allow deleting every object of a file.")
+@click.option(
+    "--adopt",
+    is_flag=True,
+    help="Take over objects of other repositories that the files declare (shown as adopt).",
+)
 @click.option("--no-color", is_flag=True, help="Plain text output.")
 @click.option("--quiet", "-q", is_flag=True, help="Print errors only (and the plan).")
 @user_errors
 def apply_command(repositories: tuple[str, ...], **options: Any) -> None:
     """Plan the repositories (default: the current directory) and apply the plan."""
+    run_apply(repositories, options)
+
+
+def run_apply(
+    repositories: tuple[str, ...],
+    options: dict[str, Any],
+    expected_revision: int | None = None,
+    *,
+    show_plan: bool = True,
+) -> ReconcileOutcome:
+    """`reconcile apply` with its options (also `reconcile adopt`): prints the plan, exits 1
+    when it is refused; returns the outcome otherwise."""
     # Imported here: the read commands do not need the planning pipeline, and start faster.
     from reconciler.engine.stages import ReconcileRequest, reconcile
     from reconciler.settings import resolve_settings
@@ -100,6 +121,8 @@ def apply_command(repositories: tuple[str, ...], **options: Any) -> None:
         skip_build=options["skip_build"],
         prune=not options["no_prune"],
         allow_empty=options["allow_empty"],
+        adopt=options["adopt"],
+        expected_revision=expected_revision,
         allow_install=options["allow_install"],
         step_output=_to_stderr(),
         quiet=options["quiet"],
@@ -108,7 +131,9 @@ def apply_command(repositories: tuple[str, ...], **options: Any) -> None:
     plan, mask = outcome.plan, outcome.masker
     echo_diagnostics(plan.diagnostics, mask, quiet=options["quiet"])
     color = not options["no_color"] and sys.stdout.isatty()
-    if options["output"] == "json":
+    if not show_plan:
+        pass
+    elif options["output"] == "json":
         from reconciler.plan.render_json import render_json
 
         click.echo(render_json(plan, mask=mask))
@@ -135,8 +160,9 @@ def apply_command(repositories: tuple[str, ...], **options: Any) -> None:
             click.echo(f"  hint: {printable(mask(failure.hint), keep_newlines=True)}", err=True)
     if outcome.applied is not None and plan.has_changes and options["output"] == "text":
         summary = plan.summary
+        adopted = f"{summary.adopt} adopted, " if summary.adopt else ""
         click.echo(
-            f"Apply complete! Resources: {summary.add} added, {summary.change} changed, "
+            f"Apply complete! Resources: {adopted}{summary.add} added, {summary.change} changed, "
             f"{summary.destroy} destroyed.",
         )
     if outcome.step_failures:
@@ -148,6 +174,78 @@ def apply_command(repositories: tuple[str, ...], **options: Any) -> None:
         sys.exit(1)
     if options["detailed_exitcode"] and plan.has_changes:
         sys.exit(2)
+    return outcome
+
+
+@cli.command("adopt")
+@click.argument("repositories", nargs=-1, metavar="[REPO]...")
+@click.option("--ref", default="HEAD", show_default=True, help="Commit, branch or tag to read.")
+@click.option(
+    "--prefect-file",
+    "prefect_glob",
+    default=DEFAULT_PREFECT_GLOB,
+    show_default=True,
+    help="Glob naming the prefect.yaml files (a bare name matches in every directory).",
+)
+@click.option("--store", "store_url", help="Store URL (default $RECONCILER_STORE).")
+@click.option("--yes", "-y", is_flag=True, help="Apply without asking.")
+@click.option("--no-prune", is_flag=True, help="Never delete objects that left the files.")
+@click.option("--no-color", is_flag=True, help="Plain text output.")
+@user_errors
+def adopt_command(
+    repositories: tuple[str, ...],
+    ref: str,
+    prefect_glob: str,
+    store_url: str | None,
+    yes: bool,
+    no_prune: bool,
+    no_color: bool,
+) -> None:
+    """Take ownership of existing objects the repositories' files declare.
+
+    Shows the plan first (objects to adopt as `=`, with any field that differs), then asks
+    before applying it (-y: apply without asking). Objects made by hand or owned by another
+    repository are adopted; afterwards they are updated and pruned like any object of the file.
+    """
+    from reconciler.core.errors import UserError
+
+    options: dict[str, Any] = {
+        "ref": ref,
+        "worktree": False,
+        "prefect_glob": prefect_glob,
+        "store_url": store_url,
+        "dry_run": True,
+        "strict": False,
+        "skip_build": False,
+        "no_prune": no_prune,
+        "allow_empty": False,
+        "adopt": True,
+        "allow_install": False,
+        "quiet": False,
+        "no_color": no_color,
+        "output": "text",
+        "detailed_exitcode": False,
+    }
+    shown = run_apply(repositories, options)
+    plan = shown.plan
+    if not plan.has_changes:
+        return
+    question = f"Apply this plan ({plan.summary.adopt} to adopt)?"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError(
+                "nothing was applied: adopting asks for confirmation at a terminal",
+                "read the plan above, then run again with -y to apply it",
+            )
+        if not click.confirm(question, default=False):
+            click.echo("Nothing was applied.")
+            return
+    run_apply(
+        repositories,
+        {**options, "dry_run": False},
+        expected_revision=plan.observed_revision,
+        show_plan=False,
+    )
 
 
 cli.add_command(read.deployment)
@@ -170,6 +268,7 @@ cli.add_command(operate.sync)
 cli.add_command(operate.suspend)
 cli.add_command(operate.resume)
 cli.add_command(operate.rollback)
+cli.add_command(onboard.import_command)  # `reconcile import` (issue 19)
 read.deployment.add_command(operate.deployment_pause)
 read.deployment.add_command(operate.deployment_resume)
 

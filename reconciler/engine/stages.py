@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.apply.transaction import ApplyResult, apply_plan
 from reconciler.core.diagnostics import Diagnostic
-from reconciler.core.errors import ConfigError, SourceError, StaleStateError
+from reconciler.core.errors import ConfigError, PlanRefused, SourceError, StaleStateError
 from reconciler.core.gc_pause import collector_paused
 from reconciler.core.masking import Masker, strings_in
 from reconciler.desired.build import (
@@ -69,6 +69,11 @@ class ReconcileRequest:
     skip_build: bool = False
     prune: bool = True
     allow_empty: bool = False
+    adopt: bool = False
+    """Take over objects owned by other repositories that the files declare (`adopt` changes)."""
+    expected_revision: int | None = None
+    """Apply only a plan made at this store revision (the one shown before `reconcile adopt`
+    asked): a store that changed since is refused, with nothing applied."""
     allow_install: bool = False
     step_output: Callable[[str], None] | None = None
     """Where the output of build and push steps goes, line by line (None: nowhere)."""
@@ -162,6 +167,7 @@ def _reconcile(request: ReconcileRequest, environ: Mapping[str, str] | None) -> 
                 return _previewed(planned, store, request, loaded.environ, attempt)
             if outcome.errors:
                 return outcome
+            _refuse_other_revision(planned, request)
             if planned.desired.built.build_plans and not request.skip_build:
                 ran = steps(planned, store, request, loaded.environ)
                 if not ran.applying:
@@ -257,7 +263,7 @@ def plan(desired: Desired, request: ReconcileRequest) -> Planned:
     made = make_plan(
         desired.built.desired,
         desired.observed,
-        PlanOptions(prune=request.prune, allow_empty=request.allow_empty),
+        PlanOptions(prune=request.prune, allow_empty=request.allow_empty, adopt=request.adopt),
     )
     return Planned(desired, made, _hiding_replaced_secrets(made, Masker(desired.built.secrets)))
 
@@ -312,6 +318,16 @@ def apply(planned: Planned, store: Store, request: ReconcileRequest) -> tuple[Ap
 
         scheduled = tick_with_stored_policy(store).created
     return applied, scheduled
+
+
+def _refuse_other_revision(planned: Planned, request: ReconcileRequest) -> None:
+    expected = request.expected_revision
+    if expected is not None and planned.plan.observed_revision != expected:
+        raise PlanRefused(
+            f"the store changed since the plan was shown (revision {expected}, now "
+            f"{planned.plan.observed_revision}); nothing was applied",
+            "run the command again to see the new plan",
+        )
 
 
 def _refuse_repeated_repositories(inputs: Sequence[RepoInput]) -> None:

@@ -22,13 +22,18 @@ PathPart = str | int
 
 
 class Action(enum.Enum):
+    """`adopt`: an object that exists, made by hand or owned by another repository, becomes
+    owned by the file that declares it (Terraform's `import`); its diffs, when it differs
+    from the file, are applied with it."""
+
     CREATE = "create"
     UPDATE = "update"
     DELETE = "delete"
+    ADOPT = "adopt"
 
     @property
     def symbol(self) -> str:
-        return {"create": "+", "update": "~", "delete": "-"}[self.value]
+        return {"create": "+", "update": "~", "delete": "-", "adopt": "="}[self.value]
 
 
 class _Absent:
@@ -154,13 +159,19 @@ class Summary:
     add: int
     change: int
     destroy: int
+    adopt: int = 0
 
     @property
     def total(self) -> int:
-        return self.add + self.change + self.destroy
+        return self.add + self.change + self.destroy + self.adopt
 
     def to_json(self) -> dict[str, int]:
-        return {"add": self.add, "change": self.change, "destroy": self.destroy}
+        return {
+            "add": self.add,
+            "change": self.change,
+            "destroy": self.destroy,
+            "adopt": self.adopt,
+        }
 
 
 @dataclass(frozen=True)
@@ -202,7 +213,9 @@ class Plan:
         count = {action: 0 for action in Action}
         for change in self.changes:
             count[change.action] += 1
-        return Summary(count[Action.CREATE], count[Action.UPDATE], count[Action.DELETE])
+        return Summary(
+            count[Action.CREATE], count[Action.UPDATE], count[Action.DELETE], count[Action.ADOPT]
+        )
 
     @property
     def has_changes(self) -> bool:

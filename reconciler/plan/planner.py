@@ -2,8 +2,10 @@
 
 Rules (design.md, "Ownership"): objects are created, updated, or, when pruning, deleted only if
 their owner is a file this run read (or would have read, had it not been deleted). Objects
-made by hand are adopted when a file declares them; objects owned by a repository outside this
-run are never touched, and declaring one is an error. A plan that would delete every object of
+made by hand are adopted when a file declares them, as an `adopt` change the plan shows;
+objects owned by a repository outside this run are never touched, and declaring one is an
+error, unless the run adopts (`adopt`: `reconcile adopt`, `--adopt`), which takes them over
+as `adopt` changes too (docs/import.md). A plan that would delete every object of
 an owner is refused unless `allow_empty`, because that is what a failed read looks like.
 Queues that deployments use without a pools file declaring them are created when missing, as
 Prefect does, and otherwise left alone: never updated, and never pruned while still used.
@@ -12,7 +14,7 @@ Prefect does, and otherwise left alone: never updated, and never pruned while st
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from reconciler.core.diagnostics import Diagnostic, Location, error
 from reconciler.desired.state import DesiredState
@@ -25,6 +27,8 @@ from reconciler.plan.model import Action, Change, Plan, SourceInfo, diff_values
 class PlanOptions:
     prune: bool = True
     allow_empty: bool = False
+    adopt: bool = False
+    """Take over objects owned by other repositories that the files declare."""
 
 
 def make_plan(desired: DesiredState, observed: ObservedState, options: PlanOptions) -> Plan:
@@ -39,16 +43,24 @@ def make_plan(desired: DesiredState, observed: ObservedState, options: PlanOptio
             changes.append(Change(Action.CREATE, resource.kind, resource.key, resource, None))
             continue
         if resource.ident in desired.implicit:
-            unchanged += 1  # an implicit queue that already exists: leave it as it is
+            if options.adopt and _foreign(current, desired):
+                # Adopted with the deployment that names it, kept as it is otherwise.
+                kept = replace(current, owner=resource.owner, source_commit=resource.source_commit)
+                changes.append(Change(Action.ADOPT, resource.kind, resource.key, kept, current))
+            else:
+                unchanged += 1  # an implicit queue that already exists: leave it as it is
             continue
-        if current.owner is not None and current.owner.repo not in desired.repos:
+        foreign = _foreign(current, desired)
+        if foreign and not options.adopt:
+            assert current.owner is not None
             problems.append(_owned_elsewhere(desired, resource, current.owner))
             continue
         if current.hash == resource.hash and current.owner == resource.owner:
             unchanged += 1
             continue
         diffs = tuple(diff_values(current.spec, resource.spec))
-        changes.append(Change(Action.UPDATE, resource.kind, resource.key, resource, current, diffs))
+        action = Action.ADOPT if foreign or current.owner is None else Action.UPDATE
+        changes.append(Change(action, resource.kind, resource.key, resource, current, diffs))
 
     used: set[tuple[Kind, str]] | None = None  # found when first needed: reading every spec
     for ident, current in observed.resources.items():
@@ -77,6 +89,11 @@ def make_plan(desired: DesiredState, observed: ObservedState, options: PlanOptio
     )
 
 
+def _foreign(current: Resource, desired: DesiredState) -> bool:
+    """Owned by a repository outside this run."""
+    return current.owner is not None and current.owner.repo not in desired.repos
+
+
 def _queues_used(desired: DesiredState) -> set[tuple[Kind, str]]:
     """The queues desired deployments run on. Prune keeps them: Prefect would create a missing
     one again on deploy, so deleting it can only break the deployment."""
@@ -99,7 +116,8 @@ def _owned_elsewhere(desired: DesiredState, resource: Resource, owner: Owner) ->
         f"{declared} declares it too",
         desired.file_location(declared),
         "remove it from one of the two repositories (reconciler never takes objects over from "
-        "another repository)",
+        "another repository unless told: `reconcile adopt REPO` or --adopt shows what it would "
+        "take over)",
     )
 
 

@@ -98,7 +98,10 @@ def _changes_by_repository(plan: Plan) -> dict[str, list[Change]]:
 def _summary_of(changes: Sequence[Change]) -> Summary:
     actions = [change.action for change in changes]
     return Summary(
-        actions.count(Action.CREATE), actions.count(Action.UPDATE), actions.count(Action.DELETE)
+        actions.count(Action.CREATE),
+        actions.count(Action.UPDATE),
+        actions.count(Action.DELETE),
+        actions.count(Action.ADOPT),
     )
 
 

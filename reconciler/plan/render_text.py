@@ -40,11 +40,12 @@ _CLOSE_PREFIX = " " * _CLOSE_COLUMN
 _NESTED_INDENT = "    "
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_SYMBOL_COLORS = {"+": "green", "~": "yellow", "-": "red"}
+_SYMBOL_COLORS = {"+": "green", "~": "yellow", "-": "red", "=": "cyan"}
 _HEADINGS = {
     Action.CREATE: "will be created",
     Action.UPDATE: "will be updated in-place",
     Action.DELETE: "will be destroyed",
+    Action.ADOPT: "will be adopted",
 }
 
 _Field = tuple[str, str, list[str]]
@@ -150,9 +151,12 @@ def step_lines(plan: Plan) -> list[str]:
 
 
 def footer_text(summary: Summary, unchanged: int) -> str:
-    """`Plan: X to add, Y to change, Z to destroy.`, after the unchanged count when there is one."""
+    """`Plan: X to add, Y to change, Z to destroy.`, after the unchanged count when there is one
+    (`W to adopt, ` first when the plan adopts)."""
+    adopt = f"{summary.adopt} to adopt, " if summary.adopt else ""
     counts = (
-        f"Plan: {summary.add} to add, {summary.change} to change, {summary.destroy} to destroy."
+        f"Plan: {adopt}{summary.add} to add, {summary.change} to change, "
+        f"{summary.destroy} to destroy."
     )
     if unchanged <= 0:
         return counts

@@ -94,7 +94,7 @@ def test_a_shared_build_step_runs_once_and_not_again_until_the_commit_moves(
     previewed = run_cli("--dry-run", "-o", "json", "--store", store_url, str(repo.path), env=env)
     assert previewed.code == 0, previewed.output
     document = json.loads(previewed.stdout)
-    assert document["summary"] == {"add": 0, "change": 0, "destroy": 0}
+    assert document["summary"] == {"add": 0, "change": 0, "destroy": 0, "adopt": 0}
     assert [(s["id"], s["status"]) for s in document["steps"]] == [("version", "unchanged")]
     assert len(runs.read_text().splitlines()) == 1
 

@@ -239,7 +239,7 @@ def test_json_output_matches_the_schema_and_is_byte_identical(
         ("update", "ingest/nightly"),
         ("create", "ingest/weekly"),
     ]
-    assert plan["summary"] == {"add": 1, "change": 1, "destroy": 1}
+    assert plan["summary"] == {"add": 1, "change": 1, "destroy": 1, "adopt": 0}
     assert [d["severity"] for d in plan["diagnostics"]] == ["warning"]
 
 

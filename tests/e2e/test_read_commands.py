@@ -138,7 +138,7 @@ def test_history_list_and_one_entry(run_cli: Run, applied: Applied) -> None:
         "0",
     ]
     (listed,) = json.loads(as_json.stdout)
-    assert listed["summary"] == {"add": 6, "change": 0, "destroy": 0}
+    assert listed["summary"] == {"add": 6, "change": 0, "destroy": 0, "adopt": 0}
     assert listed["sources"] == [
         {"repo": str(applied.repo), "commit": applied.commit, "ref": "HEAD"}
     ]

@@ -83,9 +83,14 @@ def observed(*resources: Resource, revision: int = 7) -> ObservedState:
 
 
 def plan(
-    want: DesiredState, have: ObservedState, *, prune: bool = True, allow_empty: bool = False
+    want: DesiredState,
+    have: ObservedState,
+    *,
+    prune: bool = True,
+    allow_empty: bool = False,
+    adopt: bool = False,
 ) -> Plan:
-    return make_plan(want, have, PlanOptions(prune=prune, allow_empty=allow_empty))
+    return make_plan(want, have, PlanOptions(prune=prune, allow_empty=allow_empty, adopt=adopt))
 
 
 def actions(result: Plan) -> list[tuple[str, str, str]]:
@@ -116,7 +121,7 @@ def test_a_fresh_store_gets_every_object_created() -> None:
     ]
     assert [c.desired for c in result.changes] == wanted
     assert all(c.observed is None and c.diffs == () for c in result.changes)
-    assert result.summary.to_json() == {"add": 3, "change": 0, "destroy": 0}
+    assert result.summary.to_json() == {"add": 3, "change": 0, "destroy": 0, "adopt": 0}
     assert (result.unchanged, result.observed_revision, errors(result)) == (0, 0, [])
 
 
@@ -380,14 +385,14 @@ def test_a_hand_made_object_that_a_file_declares_is_adopted() -> None:
 
     change = only_change(plan(desired(declared), observed(by_hand)))
 
-    assert (change.action, change.owner, change.previous_owner) == (Action.UPDATE, POOLS, None)
+    assert (change.action, change.owner, change.previous_owner) == (Action.ADOPT, POOLS, None)
     assert [(d.path, d.before, d.after) for d in change.diffs] == [(("concurrency_limit",), 2, 4)]
 
 
 def test_a_hand_made_object_identical_to_its_declaration_is_still_adopted() -> None:
     change = only_change(plan(desired(pool("etl")), observed(pool("etl", owner=None))))
 
-    assert (change.action, change.diffs, change.owner_changed) == (Action.UPDATE, (), True)
+    assert (change.action, change.diffs, change.owner_changed) == (Action.ADOPT, (), True)
 
 
 def test_hand_made_objects_are_never_deleted() -> None:
@@ -589,3 +594,60 @@ def test_in_scope_needs_the_same_repository_and_an_owner() -> None:
     assert want.in_scope(FILE)
     assert not want.in_scope(ELSEWHERE)
     assert not want.in_scope(None)
+
+
+# --- adoption (reconcile adopt, --adopt) ------------------------------------------------------
+
+
+def test_adopt_takes_over_objects_of_another_repository_and_shows_their_diffs() -> None:
+    same = deployment("f/same")
+    theirs_same = deployment("f/same", owner=ELSEWHERE)
+    differs = pool("etl", concurrency_limit=2)
+    theirs_differs = pool("etl", owner=ELSEWHERE, concurrency_limit=5)
+
+    result = plan(desired(same, differs), observed(theirs_same, theirs_differs), adopt=True)
+
+    assert errors(result) == []
+    assert actions(result) == [("adopt", "work-pool", "etl"), ("adopt", "deployment", "f/same")]
+    pool_change, deployment_change = result.changes
+    assert pool_change.previous_owner == ELSEWHERE and pool_change.owner == POOLS
+    assert [d.path for d in pool_change.diffs] == [("concurrency_limit",)]
+    assert deployment_change.diffs == ()
+    assert result.summary.to_json() == {"add": 0, "change": 0, "destroy": 0, "adopt": 2}
+
+
+def test_without_adopt_another_repositorys_object_stays_an_error() -> None:
+    result = plan(desired(deployment("f/d")), observed(deployment("f/d", owner=ELSEWHERE)))
+
+    assert result.changes == ()
+    [message] = errors(result)
+    assert "reconcile adopt" in message or "belongs to" in message
+
+
+def test_adopt_never_deletes_objects_the_files_do_not_declare() -> None:
+    """Adoption is by name: what the files do not declare stays with its owner."""
+    kept = deployment("f/theirs", owner=ELSEWHERE)
+    hand_made = deployment("f/manual", owner=None)
+
+    result = plan(desired(pool("etl")), observed(pool("etl"), kept, hand_made), adopt=True)
+
+    assert result.changes == ()
+    assert errors(result) == []
+
+
+def test_adopt_takes_an_implicit_queue_of_another_repository_over_as_it_is() -> None:
+    """A queue another repository's deployment made by naming it goes with the deployment
+    that now names it: adopted, its settings kept (implicit queues are never updated)."""
+    present = queue("etl", "adhoc", owner=ELSEWHERE, priority=5, concurrency_limit=1)
+    implicit = queue("etl", "adhoc", owner=FILE, priority=2)
+    want = desired(pool("etl"), deployment("f/d", queue="adhoc"), implicit=(implicit,))
+
+    result = plan(
+        want, observed(pool("etl"), present, deployment("f/d", queue="adhoc")), adopt=True
+    )
+
+    change = only_change(result)
+    assert (change.action, change.key, change.diffs) == (Action.ADOPT, "etl/adhoc", ())
+    assert change.desired is not None and change.desired.owner == FILE
+    assert change.desired.spec == present.spec
+    assert errors(result) == []

@@ -263,7 +263,7 @@ def test_json_validates_against_the_plan_schema() -> None:
     jsonschema.Draft202012Validator.check_schema(schema)
     document = json.loads(render_json(full_plan()))
     jsonschema.Draft202012Validator(schema).validate(document)
-    assert document["summary"] == {"add": 1, "change": 1, "destroy": 1}
+    assert document["summary"] == {"add": 1, "change": 1, "destroy": 1, "adopt": 0}
     assert document["changes"][1]["diffs"][0]["before_absent"] is False
 
 
@@ -439,3 +439,59 @@ def test_text_summarises_derived_fields_of_a_created_object() -> None:
     assert "+ parameter_openapi_schema = (from the flow's signature: source, days)" in text
     document = json.loads(render_json(plan))
     assert document["changes"][0]["desired"]["base_job_template"] == template
+
+
+# --- adopt ---------------------------------------------------------------------------------------
+
+
+def adopt_plan() -> Plan:
+    before = deployment("my-flow/daily", {"parameters": {"days": 3}}, OWNER_B)
+    after = deployment("my-flow/daily", {"parameters": {"days": 7}}, OWNER_A)
+    same_before = pool("etl", {"type": "process"}, None)
+    same_after = pool("etl", {"type": "process"}, POOLS_A)
+    return plan_of(
+        Change(Action.ADOPT, Kind.WORK_POOL, "etl", same_after, same_before),
+        Change(
+            Action.ADOPT,
+            Kind.DEPLOYMENT,
+            "my-flow/daily",
+            after,
+            before,
+            tuple(diff_values(before.spec, after.spec)),
+        ),
+    )
+
+
+def test_text_renders_adoptions_with_their_owner_and_diffs() -> None:
+    expected = "\n".join(
+        [
+            '  # work-pool "etl" will be adopted',
+            '  = work-pool "etl" {',
+            f'      ~ owner = null -> "{REPO_A}:reconciler-pools.yaml"',
+            "    }",
+            "",
+            '  # deployment "my-flow/daily" will be adopted',
+            '  = deployment "my-flow/daily" {',
+            "      ~ parameters.days = 3 -> 7",
+            f'      ~ owner           = "{REPO_B}:prefect.yaml" -> "{REPO_A}:prefect.yaml"',
+            "    }",
+            "",
+            "Plan: 2 to adopt, 0 to add, 0 to change, 0 to destroy.",
+        ]
+    )
+    assert render_text(adopt_plan(), color=False) == expected
+
+
+def test_json_of_an_adoption_matches_the_schema() -> None:
+    document = json.loads(render_json(adopt_plan()))
+    jsonschema.validate(document, json.loads(SCHEMA_PATH.read_text()))
+    assert [c["action"] for c in document["changes"]] == ["adopt", "adopt"]
+    assert document["summary"] == {"add": 0, "change": 0, "destroy": 0, "adopt": 2}
+    assert document["changes"][1]["previous_owner"] == {"repo": REPO_B, "file": "prefect.yaml"}
+
+
+def test_markdown_counts_adoptions() -> None:
+    text = render_markdown(adopt_plan())
+    assert "| Repository | Commit | Adopt | Add | Change | Destroy |" in text
+    assert "2 to adopt, 0 to add" in text
+    assert '=   deployment "my-flow/daily" {' in text
