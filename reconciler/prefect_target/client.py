@@ -7,6 +7,7 @@ variables. The key is sent as `Authorization: Bearer KEY` and appears in no mess
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import random
@@ -59,6 +60,7 @@ class PrefectClient:
         api_url: str,
         api_key: str | None = None,
         *,
+        auth_string: str | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         attempts: int = DEFAULT_ATTEMPTS,
         timeout: float = DEFAULT_TIMEOUT_S,
@@ -68,6 +70,9 @@ class PrefectClient:
         headers = {"Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
+        elif auth_string:
+            token = base64.b64encode(auth_string.encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
         self.api_url = api_url.rstrip("/")
         self.concurrency = max(1, concurrency)
         self.attempts = max(1, attempts)
@@ -157,7 +162,8 @@ class PrefectClient:
         if status == 401:
             return PrefectAuthError(
                 f"the Prefect API at {self.api_url} refused the API key (401 Unauthorized)",
-                "set PREFECT_API_KEY (or PREFECT_API_KEY_FILE) to a valid key for this server",
+                "set PREFECT_API_KEY (or PREFECT_API_KEY_FILE) to a valid key for this server, "
+                "or PREFECT_API_AUTH_STRING (user:password) for a server started with one",
                 status,
                 detail,
             )
@@ -233,18 +239,23 @@ class PrefectClient:
 
 
 def describe_detail(answer: httpx.Response) -> str:
-    """Prefect's message: `detail` (a text, or FastAPI's list of field errors), else the body."""
+    """Prefect's message: `detail` (a text), or each field error's place and message (Prefect's
+    422 answers `exception_detail`, and echoes the request, which may hold secrets: never
+    shown), else the body."""
     try:
         body = answer.json()
     except ValueError:
         return answer.text[:500].strip() or answer.reason_phrase
-    detail = body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(body, dict) and "exception_detail" in body:
+        detail = body["exception_detail"]  # Prefect's 422: the fields (never the request echoed)
+    else:
+        detail = body.get("detail", body) if isinstance(body, dict) else body
     if isinstance(detail, list):
         parts = []
         for item in detail:
             if isinstance(item, dict):
                 loc = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
-                msg = item.get("msg", "")
+                msg = str(item.get("msg", "")).removeprefix("Value error, ")
                 parts.append(f"{loc}: {msg}" if loc else str(msg))
             else:
                 parts.append(str(item))

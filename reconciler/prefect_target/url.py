@@ -1,6 +1,7 @@
 """`prefect+http://HOST:PORT/api` and `prefect+https://HOST/api/accounts/A/workspaces/W`: a
 Prefect server (or a Prefect Cloud workspace) as the target of a plan. The API key comes from
-$PREFECT_API_KEY or the file named by $PREFECT_API_KEY_FILE; it is never printed."""
+$PREFECT_API_KEY or the file named by $PREFECT_API_KEY_FILE (Prefect Cloud), or a self-hosted
+server's $PREFECT_API_AUTH_STRING (`user:password`); neither is ever printed."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from reconciler.core.errors import StoreUrlError
 PREFECT_SCHEMES = ("prefect+http://", "prefect+https://")
 API_KEY_ENV = "PREFECT_API_KEY"
 API_KEY_FILE_ENV = "PREFECT_API_KEY_FILE"
+AUTH_STRING_ENV = "PREFECT_API_AUTH_STRING"
 
 
 def is_prefect_url(url: str | None) -> bool:
@@ -24,6 +26,8 @@ class PrefectTargetUrl:
     api_url: str
     """The API's base, as PREFECT_API_URL is written (ends in /api or a workspace path)."""
     api_key: str | None = field(default=None, repr=False)
+    auth_string: str | None = field(default=None, repr=False)
+    """A self-hosted server's `user:password` (PREFECT_API_AUTH_STRING), sent as Basic auth."""
 
     def __str__(self) -> str:
         return f"prefect+{self.api_url}"
@@ -44,7 +48,7 @@ def parse_prefect_url(url: str, environ: Mapping[str, str] | None = None) -> Pre
             "a Prefect store URL may not hold credentials",
             f"put the API key in ${API_KEY_ENV} or a file named by ${API_KEY_FILE_ENV}",
         )
-    return PrefectTargetUrl(api_url, _api_key(env))
+    return PrefectTargetUrl(api_url, _api_key(env), env.get(AUTH_STRING_ENV) or None)
 
 
 def _api_key(env: Mapping[str, str]) -> str | None:
