@@ -413,3 +413,68 @@ def test_a_refused_api_key_is_a_clear_error_and_never_printed(
     right = reconcile(run_cli, repo, url, env={"PREFECT_API_AUTH_STRING": AUTH})
     assert right.code == 0, right.output
     assert "Apply complete! Resources: 4 added" in right.stdout
+
+
+RUN_FLOW = """\
+from pathlib import Path
+
+from prefect import flow
+
+
+@flow
+def stamp(out: str) -> str:
+    Path(out).write_text("{version}")
+    return "{version}"
+"""
+
+
+def test_prefects_worker_runs_an_applied_deployment_from_the_pinned_commit(
+    run_cli: Callable[..., CliResult],
+    make_repo: Callable[..., GitRepo],
+    prefect_server: PrefectServer,
+    target: str,
+    names: Names,
+    tmp_path: Path,
+) -> None:
+    """No pull steps in the file: the generated clone is pinned to the applied commit, and
+    Prefect's own process worker runs that code, even after a newer commit that was not
+    applied."""
+    import time
+
+    from tests.infra.prefect_server import running_prefect_worker
+
+    out = tmp_path / "stamp.txt"
+    prefect_yaml = (
+        "name: run-project\nprefect-version: 3.9.1\ndeployments:\n"
+        "  - name: stamp\n    entrypoint: flows/stamp.py:stamp\n"
+        f"    parameters: {{out: {json.dumps(str(out))}}}\n"
+        f"    work_pool:\n      name: {names.pool}\n"
+    )
+    pools = f"work_pools:\n  - name: {names.pool}\n    type: process\n"
+    repo = make_repo(
+        {
+            "prefect.yaml": prefect_yaml,
+            "work-pools.yaml": pools,
+            "flows/stamp.py": RUN_FLOW.format(version="applied"),
+        }
+    )
+    applied_commit = repo.git("rev-parse", "HEAD")
+    result = reconcile(run_cli, repo, target)
+    assert result.code == 0, result.output
+    held = deployments(prefect_server, "stamp")["stamp"]
+    clone = held["pull_steps"][0]["prefect.deployments.steps.git_clone"]
+    assert clone["commit_sha"] == applied_commit
+    repo.commit({"flows/stamp.py": RUN_FLOW.format(version="not-applied")})
+
+    run = prefect_server.request("POST", f"/deployments/{held['id']}/create_flow_run", {})
+    state = None
+    with running_prefect_worker(prefect_server, names.pool, query_seconds=1, cwd=tmp_path):
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            state = prefect_server.request("GET", f"/flow_runs/{run['id']}")["state"]["type"]
+            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            time.sleep(1)
+    log = (prefect_server.home / f"worker-{names.pool}.log").read_text(errors="replace")
+    assert state == "COMPLETED", log[-3000:]
+    assert out.read_text() == "applied"
