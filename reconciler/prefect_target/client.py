@@ -22,7 +22,7 @@ import httpx
 from reconciler.core.errors import UserError
 
 DEFAULT_CONCURRENCY = 16
-DEFAULT_ATTEMPTS = 6
+DEFAULT_ATTEMPTS = 8
 DEFAULT_TIMEOUT_S = 30.0
 PAGE = 200  # Prefect's default (and usual maximum) page size for /filter
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -88,6 +88,7 @@ class PrefectClient:
         )
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._gate = _Gate(self.concurrency)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -108,21 +109,13 @@ class PrefectClient:
         content = None if body is None else json.dumps(body)
         for attempt in range(1, self.attempts + 1):
             try:
-                answer = self._http.request(
-                    method,
-                    path.lstrip("/"),
-                    content=content,
-                    headers={"Content-Type": "application/json"} if content else None,
-                )
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
-                if attempt == self.attempts:
-                    raise PrefectUnreachable(
-                        f"cannot reach the Prefect API at {self.api_url}: {_reason(exc)}",
-                        "check that the server is running and the URL ends in /api "
-                        "(prefect server start; or your Prefect Cloud workspace URL)",
-                    ) from None
-                self._pause(attempt, None)
-                continue
+                with self._gate:
+                    answer = self._http.request(
+                        method,
+                        path.lstrip("/"),
+                        content=content,
+                        headers={"Content-Type": "application/json"} if content else None,
+                    )
             except httpx.TimeoutException:
                 if attempt == self.attempts:
                     raise PrefectUnreachable(
@@ -132,7 +125,20 @@ class PrefectClient:
                     ) from None
                 self._pause(attempt, None)
                 continue
+            except httpx.TransportError as exc:  # refused, reset, closed: tried again
+                if attempt == self.attempts:
+                    raise PrefectUnreachable(
+                        f"cannot reach the Prefect API at {self.api_url}: {_reason(exc)}",
+                        "check that the server is running and the URL ends in /api "
+                        "(prefect server start; or your Prefect Cloud workspace URL)",
+                    ) from None
+                self._pause(attempt, None)
+                continue
             status = answer.status_code
+            if status in (429, 503):
+                self._gate.slow_down()  # a busy server: fewer requests at once, for a while
+            else:
+                self._gate.speed_up()
             if status in RETRIED_STATUSES and attempt < self.attempts:
                 self._pause(attempt, answer.headers.get("Retry-After"))
                 continue
@@ -236,6 +242,45 @@ class PrefectClient:
         if failure is not None:
             raise failure
         return results
+
+
+class _Gate:
+    """How many requests may be in flight: `ceiling` at most; halved when the server answers
+    429 or 503 (a rate limit, or a SQLite-backed server whose writers queue up), and raised by
+    one after every `ceiling` answers that were neither."""
+
+    def __init__(self, ceiling: int) -> None:
+        self.ceiling = ceiling
+        self.limit = ceiling
+        self.in_flight = 0
+        self.good = 0
+        self._cond = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self._cond:
+            while self.in_flight >= self.limit:
+                self._cond.wait()
+            self.in_flight += 1
+
+    def __exit__(self, *_: object) -> None:
+        with self._cond:
+            self.in_flight -= 1
+            self._cond.notify()
+
+    def slow_down(self) -> None:
+        with self._cond:
+            self.limit = max(1, self.limit // 2)
+            self.good = 0
+
+    def speed_up(self) -> None:
+        with self._cond:
+            if self.limit >= self.ceiling:
+                return
+            self.good += 1
+            if self.good >= self.ceiling:
+                self.good = 0
+                self.limit += 1
+                self._cond.notify()
 
 
 def describe_detail(answer: httpx.Response) -> str:
