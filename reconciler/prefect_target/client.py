@@ -201,10 +201,11 @@ class PrefectClient:
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
 
-    def filter_all(self, path: str, body: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Every object a `/filter` endpoint holds, page by page."""
+    def filter_all(
+        self, path: str, body: dict[str, Any] | None = None, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """Every object a `/filter` endpoint holds (from `offset`), page by page."""
         found: list[dict[str, Any]] = []
-        offset = 0
         while True:
             page = self.post(path, {**(body or {}), "limit": PAGE, "offset": offset})
             if not isinstance(page, list):
@@ -213,6 +214,24 @@ class PrefectClient:
             if len(page) < PAGE:
                 return found
             offset += len(page)
+
+    def filter_pages(self, path: str, total: int) -> list[Callable[[], list[dict[str, Any]]]]:
+        """One call per page of a `/filter` endpoint holding `total` objects (from its
+        `/count`), to run concurrently; a page that comes back full is followed to the end."""
+
+        def page(offset: int, last: bool) -> Callable[[], list[dict[str, Any]]]:
+            def read() -> list[dict[str, Any]]:
+                found = self.post(path, {"limit": PAGE, "offset": offset})
+                if not isinstance(found, list):
+                    raise PrefectError(f"POST /{path} did not answer with a list")
+                if last and len(found) == PAGE:  # more were made since the count
+                    found = found + self.filter_all(path, {}, offset + PAGE)
+                return list(found)
+
+            return read
+
+        offsets = list(range(0, max(total, 1), PAGE))
+        return [page(o, i == len(offsets) - 1) for i, o in enumerate(offsets)]
 
     def health(self) -> None:
         """Raises PrefectError when the API cannot be reached or refuses the key."""

@@ -5,6 +5,8 @@ written the way Prefect gives them back. `desired_view` makes that view of a des
 (with its pull steps pinned to the commit being applied); `observed_*` make it from what the
 server returned. Both go through `_deployment_view` / `_pool_view` / `_queue_view`, so an object
 applied and read back compares equal, and a value changed in Prefect's UI is a field diff.
+The views share values with the dict they were made from, which is always a fresh one
+(`Resource.spec`, or JSON just decoded): nothing is copied.
 
 Ownership is recorded where Prefect keeps and shows it through every update:
 
@@ -17,7 +19,6 @@ The marker is not part of the view: a plan never shows it as a change of tags or
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -136,12 +137,12 @@ def pinned(steps: Any, commit: str | None) -> list[Any]:
                 )
             ):
                 step = {name: {**body, "commit_sha": commit}}
-        out.append(copy.deepcopy(step))
+        out.append(step)
     return out
 
 
 def _deployment_view(spec: Mapping[str, Any]) -> dict[str, Any]:
-    view = {key: copy.deepcopy(spec.get(key)) for key in DEPLOYMENT_FIELDS}
+    view = {key: spec.get(key) for key in DEPLOYMENT_FIELDS}
     view["tags"] = sorted({str(t) for t in view["tags"] or []})
     view["parameters"] = view["parameters"] or {}
     view["job_variables"] = view["job_variables"] or {}
@@ -206,7 +207,7 @@ def _pool_view(spec: Mapping[str, Any]) -> dict[str, Any]:
         "description": spec.get("description") or None,
         "paused": bool(spec.get("paused")),
         "concurrency_limit": spec.get("concurrency_limit"),
-        "base_job_template": copy.deepcopy(spec.get("base_job_template") or {}),
+        "base_job_template": spec.get("base_job_template") or {},
     }
 
 

@@ -7,6 +7,7 @@ collision error), with the ids the applier needs to change them, and the variabl
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -40,14 +41,21 @@ def segment(name: str) -> str:
 
 
 def read_observed(client: PrefectClient) -> Observed:
-    pools = client.filter_all("work_pools/filter")
+    """Everything at once: the deployments' pages, pools, flows and variables concurrently
+    (the server's answer time is what a no-op plan costs), then each pool's queues."""
+    total = int(client.post("deployments/count", {}))
+    calls: list[Callable[[], list[dict[str, Any]]]] = [
+        lambda: client.filter_all("work_pools/filter"),
+        lambda: client.filter_all("flows/filter"),
+        lambda: client.filter_all("variables/filter"),
+        *client.filter_pages("deployments/filter", total),
+    ]
+    pools, flows, variables, *pages = client.gather(lambda call: call(), calls)
+    deployments = _unique(raw for page in pages for raw in page)
     names = [str(p["name"]) for p in pools]
     queue_lists = client.gather(
         lambda pool: client.filter_all(f"work_pools/{segment(pool)}/queues/filter"), names
     )
-    flows = client.filter_all("flows/filter")
-    deployments = client.filter_all("deployments/filter")
-    variables = client.filter_all("variables/filter")
 
     resources: dict[tuple[Kind, str], Resource] = {}
     for raw in pools:
@@ -76,3 +84,8 @@ def read_observed(client: PrefectClient) -> Observed:
         ids,
         {name: fid for fid, name in flow_names.items()},
     )
+
+
+def _unique(deployments: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pages read at once may overlap when a deployment was made between them: once each."""
+    return list({str(d["id"]): d for d in deployments}.values())
