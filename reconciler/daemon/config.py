@@ -114,6 +114,16 @@ class DaemonSettings:
     config_file: str | None = None
     scheduler_interval: float = 10.0
     notifications: tuple[NotificationTarget, ...] = ()
+    target_url: str | None = None
+    """`target:` a Prefect server that plans are applied into (reconciler/prefect_target);
+    the store then keeps only the daemon's leases and statuses."""
+
+    @property
+    def plan_settings(self) -> Settings:
+        """The settings a reconcile runs with: the target's URL in place of the store's."""
+        if self.target_url is None:
+            return self.settings
+        return replace(self.settings, store_url=self.target_url)
 
     @property
     def store_url(self) -> str:
@@ -178,7 +188,12 @@ def load_settings(
     layered = _layered(
         values, repositories, config_path, environ, overrides or Overrides(), scheduler
     )
-    return replace(layered, notifications=tuple(n for n in notifications if n is not None))
+    target = values.get("target")
+    return replace(
+        layered,
+        notifications=tuple(n for n in notifications if n is not None),
+        target_url=str(target) if target else None,
+    )
 
 
 def _scheduler(raw: dict[str, Any]) -> tuple[float, SchedulingPolicy]:

@@ -63,7 +63,8 @@ def open_store(url: str | None = None, *, readonly: bool = False) -> Store:
         raise StoreUrlError(
             f"{resolved} is a Prefect server: it is the target of `reconcile` and "
             "`reconcile --dry-run`, not a store this command can read or write",
-            "use reconciler's own store (sqlite:///... or postgresql://...) for this command",
+            "use reconciler's own store (sqlite:///... or postgresql://...) for this command; "
+            "a daemon keeps `store:` for its own state and names the Prefect server in `target:`",
         )
     if is_postgres_url(resolved):
         from reconciler.store.postgres import PostgresStore

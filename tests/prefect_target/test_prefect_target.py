@@ -478,3 +478,34 @@ def test_prefects_worker_runs_an_applied_deployment_from_the_pinned_commit(
     log = (prefect_server.home / f"worker-{names.pool}.log").read_text(errors="replace")
     assert state == "COMPLETED", log[-3000:]
     assert out.read_text() == "applied"
+
+
+def test_the_daemon_applies_into_prefect_and_reverts_drift_there(
+    make_repo: Callable[..., GitRepo],
+    prefect_server: PrefectServer,
+    target: str,
+    names: Names,
+    start_daemon: Any,
+) -> None:
+    repo = make_repo(project(names.pool, names.flow, [{"name": "nightly"}]))
+    commit = repo.git("rev-parse", "HEAD")
+    daemon = start_daemon(
+        {
+            "target": target,
+            "drift_interval": "1s",
+            "repositories": [{"name": "flows", "path": str(repo.path)}],
+        }
+    )
+    daemon.wait_for(
+        lambda s: (
+            s.get("flows", {}).get("applied_commit") == commit and s["flows"]["state"] == "Synced"
+        ),
+        timeout=90,
+    )
+    held = deployments(prefect_server, names.flow_name)["nightly"]
+    prefect_server.request("PATCH", f"/deployments/{held['id']}", {"parameters": {"days": 7}})
+    status = daemon.wait_for(
+        lambda s: "drift reverted" in (s["flows"]["message"] or ""), timeout=90
+    )
+    assert f"~deployment {names.key('nightly')}" in status["flows"]["message"]
+    assert deployments(prefect_server, names.flow_name)["nightly"]["parameters"] == {"days": 1}
