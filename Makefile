@@ -72,6 +72,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_scheduler.py
 	$(BIN)/python bench/bench_store.py
 	$(BIN)/python bench/bench_prefect_flows.py
+	$(BIN)/python bench/bench_prefect_target.py
 	$(BIN)/python bench/bench_api.py
 
 screenshots: $(STAMP)
