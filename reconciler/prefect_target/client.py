@@ -89,6 +89,8 @@ class PrefectClient:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._gate = _Gate(self.concurrency)
+        self.retries = 0
+        """Requests tried again (busy server, rate limit, dropped connection): for benchmarks."""
 
     def close(self) -> None:
         if self._pool is not None:
@@ -155,6 +157,7 @@ class PrefectClient:
         raise AssertionError("unreachable")
 
     def _pause(self, attempt: int, retry_after: str | None) -> None:
+        self.retries += 1
         delay = self.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())
         if retry_after:
             with contextlib.suppress(ValueError):
@@ -264,13 +267,17 @@ class PrefectClient:
 
 
 class _Gate:
-    """How many requests may be in flight: `ceiling` at most; halved when the server answers
-    429 or 503 (a rate limit, or a SQLite-backed server whose writers queue up), and raised by
-    one after every `ceiling` answers that were neither."""
+    """How many requests may be in flight: starts at `START_IN_FLIGHT` (at most `ceiling`);
+    halved whenever the server answers 429 or 503 (a rate limit, or a SQLite-backed server
+    whose writers queue up: on a local server one request at a time is the fastest), and
+    raised by one after `RAISE_AFTER` answers in a row that were neither."""
+
+    START_IN_FLIGHT = 4
+    RAISE_AFTER = 50
 
     def __init__(self, ceiling: int) -> None:
         self.ceiling = ceiling
-        self.limit = ceiling
+        self.limit = min(ceiling, self.START_IN_FLIGHT)
         self.in_flight = 0
         self.good = 0
         self._cond = threading.Condition()
@@ -296,7 +303,7 @@ class _Gate:
             if self.limit >= self.ceiling:
                 return
             self.good += 1
-            if self.good >= self.ceiling:
+            if self.good >= self.RAISE_AFTER:
                 self.good = 0
                 self.limit += 1
                 self._cond.notify()

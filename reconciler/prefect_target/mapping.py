@@ -231,7 +231,9 @@ def observed_deployment(raw: Mapping[str, Any], flow_name: str) -> Resource:
     spec = {
         "name": raw.get("name"),
         "flow_name": flow_name,
-        "entrypoint": raw.get("entrypoint"),
+        # A deployment made through the API may have none: "" keeps every reader of the spec
+        # working (the plan reads the pool of every deployment that stays).
+        "entrypoint": raw.get("entrypoint") or "",
         "path": raw.get("path"),
         "description": raw.get("description"),
         "version": raw.get("version"),
