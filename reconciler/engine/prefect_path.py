@@ -66,14 +66,15 @@ def reconcile_prefect(
             observed.state,
             PlanOptions(prune=request.prune, allow_empty=request.allow_empty),
         )
-        plan = refuse_collisions(plan, desired)
+        locate = _locator(desired, loaded.inputs)
+        plan = refuse_collisions(plan, desired, locate)
         masker = Masker(built.secrets)
         outcome = ReconcileOutcome(plan, masker)
         if request.dry_run or outcome.errors or not plan.has_changes:
             if not request.dry_run and not outcome.errors:
                 outcome.applied = ApplyResult(0, None)
             return outcome
-        target.apply(plan, masker, _locator(desired, loaded.inputs))
+        target.apply(plan, masker, locate)
         outcome.applied = ApplyResult(0, None)
         return outcome
     finally:

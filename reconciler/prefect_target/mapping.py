@@ -19,6 +19,7 @@ The marker is not part of the view: a plan never shows it as a change of tags or
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from typing import Any
 
@@ -189,8 +190,6 @@ def _instant(text: Any) -> Any:
     """An ISO instant written one way: `Z` and `+00:00` are the same instant."""
     if not isinstance(text, str):
         return text
-    import datetime
-
     try:
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

@@ -62,8 +62,13 @@ def desired_in_prefect_view(desired: DesiredState) -> DesiredState:
     return replace(desired, resources=resources)
 
 
-def refuse_collisions(plan: Plan, desired: DesiredState) -> Plan:
-    """The plan without adoptions of objects made by hand: each is an error naming it."""
+def refuse_collisions(
+    plan: Plan,
+    desired: DesiredState,
+    locate: Callable[[Owner | None, Kind, str], Location | None] | None = None,
+) -> Plan:
+    """The plan without adoptions of objects made by hand: each is an error naming it, at the
+    place `locate` finds for it (else its file)."""
     pools_ours = {
         c.key
         for c in plan.changes
@@ -91,7 +96,9 @@ def refuse_collisions(plan: Plan, desired: DesiredState) -> Plan:
                 f'{change.kind.label} "{change.key}" already exists in Prefect and was not made '
                 f"by reconciler (made by `prefect deploy`, the UI or another tool); "
                 f"{change.desired.owner} declares it too",
-                desired.file_location(change.desired.owner),
+                (locate or (lambda owner, _k, _n: desired.file_location(owner)))(
+                    change.desired.owner, change.kind, change.key
+                ),
                 "rename it in the file, or delete the one in Prefect if reconciler should "
                 "manage it from now on (reconciler never takes over an object it did not make)",
             )

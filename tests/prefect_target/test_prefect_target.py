@@ -246,8 +246,16 @@ def test_hand_made_deployment_left_alone_and_a_collision_is_an_error(
     before = snapshot(prefect_server)
     refused = reconcile(run_cli, repo, target)
     assert refused.code == 1
-    assert f'deployment "{names.key("theirs")}" already exists in Prefect and was not made by '
-    assert "reconciler" in refused.output
+    line = (
+        project(names.pool, names.flow, [{"name": "ours"}, {"name": "theirs"}])["prefect.yaml"]
+        .splitlines()
+        .index("  - name: theirs")
+        + 1
+    )
+    assert (
+        f'prefect.yaml:{line}: error: deployment "{names.key("theirs")}" already exists in '
+        "Prefect and was not made by reconciler" in refused.stderr
+    )
     assert "nothing was applied" in refused.output
     assert snapshot(prefect_server) == before
     theirs = deployments(prefect_server, names.flow_name)["theirs"]
