@@ -73,6 +73,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_triggers.py
 	$(BIN)/python bench/bench_store.py
 	$(BIN)/python bench/bench_prefect_flows.py
+	$(BIN)/python bench/bench_prefect_target.py
 	$(BIN)/python bench/bench_api.py
 
 screenshots: $(STAMP)

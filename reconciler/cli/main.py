@@ -73,7 +73,8 @@ def cli() -> None:
 @click.option(
     "--store",
     "store_url",
-    help="Store URL (default $RECONCILER_STORE or sqlite:///.reconciler/state.db).",
+    help="Store URL (default $RECONCILER_STORE or sqlite:///.reconciler/state.db), or a "
+    "Prefect server to apply into: prefect+https://HOST/api (docs/prefect-target.md).",
 )
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="text", show_default=True)
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")

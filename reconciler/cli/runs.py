@@ -20,6 +20,7 @@ from reconciler.core.terminal_text import printable
 from reconciler.model.runs import FlowRun, RunState
 from reconciler.settings import settings_for_store
 from reconciler.store import Store
+from reconciler.store.url import is_prefect_store
 
 WATCH_POLL_SECONDS = 0.1
 
@@ -251,11 +252,18 @@ def worker_start(**options: object) -> None:
             "serve the worker's own API (--prefect-api-listen) or use another one "
             "(--prefect-api-url), not both",
         )
+    resolved = settings_for_store(options["store_url"])  # type: ignore[arg-type]
+    if is_prefect_store(resolved.store_url):
+        raise UserError(
+            f"`reconcile worker` runs flows from reconciler's own store, and {resolved.store_url} "
+            "is a Prefect server: its runs are Prefect's",
+            f"start Prefect's own worker instead: `prefect worker start --pool {options['pool']}`",
+        )
     configure("text")
     logging.getLogger("reconciler").setLevel(logging.INFO)
     settings = WorkerOptions(
         pool=str(options["pool"]),
-        settings=settings_for_store(options["store_url"]),  # type: ignore[arg-type]
+        settings=resolved,
         queues=tuple(options["queues"]),  # type: ignore[arg-type]
         name=str(options["name"] or default_worker_name()),
         schedule=not options["no_schedule"],

@@ -129,6 +129,16 @@ class DaemonSettings:
     """`events.interval`: how often the trigger evaluator looks for new events."""
     notifications: tuple[NotificationTarget, ...] = ()
     event_webhooks: tuple[EventWebhook, ...] = ()
+    target_url: str | None = None
+    """`target:` a Prefect server that plans are applied into (reconciler/prefect_target);
+    the store then keeps only the daemon's leases and statuses."""
+
+    @property
+    def plan_settings(self) -> Settings:
+        """The settings a reconcile runs with: the target's URL in place of the store's."""
+        if self.target_url is None:
+            return self.settings
+        return replace(self.settings, store_url=self.target_url)
 
     @property
     def store_url(self) -> str:
@@ -197,6 +207,7 @@ def load_settings(
     layered = _layered(
         values, repositories, config_path, environ, overrides or Overrides(), scheduler
     )
+    target = values.get("target")
     events = values.get("events") or {}
     retention = events.get("retention")
     interval = events.get("interval")
@@ -214,6 +225,7 @@ def load_settings(
             if interval is not None
             else layered.trigger_interval
         ),
+        target_url=str(target) if target else None,
     )
 
 

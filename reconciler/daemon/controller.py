@@ -339,7 +339,7 @@ class RepoController:
             repositories=(self.source.location,),
             ref=commit,
             prefect_glob=self.config.prefect_glob,
-            settings=self.runtime.settings.settings,
+            settings=self.runtime.settings.plan_settings,
             dry_run=dry_run,
             prune=self.config.prune,
             allow_empty=self.config.allow_empty,

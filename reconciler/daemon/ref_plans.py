@@ -70,7 +70,7 @@ def plan_ref(controller: RepoController, ref: str) -> dict[str, Any]:
         repositories=(controller.source.location,),
         ref=commit,
         prefect_glob=controller.config.prefect_glob,
-        settings=controller.runtime.settings.settings,
+        settings=controller.runtime.settings.plan_settings,
         dry_run=True,
         prune=controller.config.prune,
         allow_empty=controller.config.allow_empty,

@@ -42,6 +42,7 @@ from reconciler.model.observed import Fence, ObservedState
 from reconciler.model.resources import Kind
 from reconciler.plan.model import Plan, PlannedStep
 from reconciler.plan.planner import PlanOptions, make_plan
+from reconciler.prefect_target.url import is_prefect_url
 from reconciler.settings import Settings
 from reconciler.sources.git import open_repository
 from reconciler.steps.default_pull import repository_directory_name
@@ -158,6 +159,10 @@ def reconcile(
 
 def _reconcile(request: ReconcileRequest, environ: Mapping[str, str] | None) -> ReconcileOutcome:
     loaded = load(request, dict(os.environ if environ is None else environ))
+    if is_prefect_url(request.settings.store_url):
+        from reconciler.engine.prefect_path import reconcile_prefect
+
+        return reconcile_prefect(loaded, request, loaded.environ)
     store = request.settings.open_store(readonly=request.dry_run)
     try:
         for attempt in range(1, MAX_PLAN_ATTEMPTS + 1):

@@ -1,6 +1,8 @@
 """Store URLs: `sqlite:///relative.db`, `sqlite:////absolute.db`, or a bare file path (the
 embedded SQLite store), and `postgresql://user:password@host:port/database` (or
-`postgres://`) for a PostgreSQL server."""
+`postgres://`) for a PostgreSQL server. `prefect+http(s)://HOST/api` names a Prefect server
+as the target of plans (the engine routes it to reconciler/prefect_target); any other command
+on it is refused here with a message."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from reconciler.store.base import Store
 DEFAULT_STORE_PATH = os.path.join(".reconciler", "state.db")
 STORE_ENV = "RECONCILER_STORE"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+PREFECT_SCHEMES = ("prefect+http://", "prefect+https://")
 
 
 def resolve_store_url(url: str | None) -> str:
@@ -21,6 +24,11 @@ def resolve_store_url(url: str | None) -> str:
 
 def is_postgres_url(url: str) -> bool:
     return url.startswith(POSTGRES_SCHEMES)
+
+
+def is_prefect_store(url: str | None) -> bool:
+    """A Prefect server as the target of plans (reconciler/prefect_target), not a store."""
+    return bool(url) and str(url).startswith(PREFECT_SCHEMES)
 
 
 def store_exists(url: str) -> bool:
@@ -51,6 +59,13 @@ def open_store(url: str | None = None, *, readonly: bool = False) -> Store:
     """Open the store at `url`. With `readonly`, a missing store reads as empty and nothing is
     created or migrated: this is what a dry-run uses."""
     resolved = resolve_store_url(url)
+    if is_prefect_store(resolved):
+        raise StoreUrlError(
+            f"{resolved} is a Prefect server: it is the target of `reconcile` and "
+            "`reconcile --dry-run`, not a store this command can read or write",
+            "use reconciler's own store (sqlite:///... or postgresql://...) for this command; "
+            "a daemon keeps `store:` for its own state and names the Prefect server in `target:`",
+        )
     if is_postgres_url(resolved):
         from reconciler.store.postgres import PostgresStore
 

@@ -155,13 +155,16 @@ class PrefectServer:
 
 
 @contextlib.contextmanager
-def running_prefect_server() -> Iterator[PrefectServer]:
-    """A started Prefect server for the length of the `with` block (module docstring)."""
+def running_prefect_server(
+    settings: Mapping[str, str] | None = None,
+) -> Iterator[PrefectServer]:
+    """A started Prefect server for the length of the `with` block (module docstring), with
+    these extra Prefect settings in its environment (e.g. PREFECT_SERVER_API_AUTH_STRING)."""
     executable = prefect_executable()
     home = Path(tempfile.mkdtemp(prefix="reconciler-prefect-"))
     process: subprocess.Popen[bytes] | None = None
     try:
-        server, process = _start(executable, home)
+        server, process = _start(executable, home, settings or {})
         yield server
     finally:
         if process is not None:
@@ -169,7 +172,9 @@ def running_prefect_server() -> Iterator[PrefectServer]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _start(executable: Path, home: Path) -> tuple[PrefectServer, subprocess.Popen[bytes]]:
+def _start(
+    executable: Path, home: Path, settings: Mapping[str, str]
+) -> tuple[PrefectServer, subprocess.Popen[bytes]]:
     """The server on a free port, answering /api/health; a port taken between choosing it
     and binding it is tried again."""
     log_path = home / "server.log"
@@ -194,7 +199,7 @@ def _start(executable: Path, home: Path) -> tuple[PrefectServer, subprocess.Pope
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=server.env(),
+                env=server.env(settings),
                 cwd=home,
                 preexec_fn=_die_with_parent(signal.SIGTERM),
             )

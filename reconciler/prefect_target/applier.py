@@ -1,0 +1,205 @@
+"""Apply a plan to a Prefect server, in a safe order, reporting exactly what was done.
+
+Prefect has no transactions. The order keeps every state in between usable: work pools, then
+work queues, then deployments (created or changed); then deletions, deployments before their
+queues before their pools. Inside a phase, requests run concurrently (bounded by the client).
+When a request fails, the phase finishes what it started and the apply stops; the error names
+every change that was applied and every one that was not, and the next run converges (a plan
+is made from what the server then holds)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.core.diagnostics import Location
+from reconciler.core.errors import UserError
+from reconciler.core.masking import Masker
+from reconciler.model.resources import Kind, Owner
+from reconciler.plan.model import Action, Change, Plan
+from reconciler.prefect_target.client import PrefectClient, PrefectError
+from reconciler.prefect_target.mapping import (
+    deployment_body,
+    pool_body,
+    queue_body,
+    schedule_body,
+)
+from reconciler.prefect_target.reader import Observed, segment
+
+Locate = Callable[[Owner | None, Kind, str], Location | None]
+
+
+@dataclass
+class PrefectApplyResult:
+    applied: list[Change] = field(default_factory=list)
+
+
+class PrefectApplyError(UserError):
+    """Some changes failed; `applied` were made, `failed` and `skipped` were not."""
+
+    def __init__(
+        self,
+        failures: Sequence[tuple[Change, str]],
+        applied: Sequence[Change],
+        skipped: Sequence[Change],
+    ) -> None:
+        lines = [f"{len(failures)} change(s) failed on the Prefect server:"]
+        lines += [f"  {message}" for _, message in failures]
+        lines.append(f"applied ({len(applied)}):" + ("" if applied else " none"))
+        lines += [f"  {_line(c)}" for c in applied]
+        if skipped:
+            lines.append(f"not attempted ({len(skipped)}):")
+            lines += [f"  {_line(c)}" for c in skipped]
+        super().__init__(
+            "\n".join(lines),
+            "fix the cause and run again: the next plan starts from what the server now holds",
+        )
+        self.failures = list(failures)
+        self.applied = list(applied)
+        self.skipped = list(skipped)
+
+
+def _line(change: Change) -> str:
+    return f"{change.action.symbol} {change.kind.label} {change.key}"
+
+
+class Applier:
+    def __init__(
+        self, client: PrefectClient, observed: Observed, masker: Masker, locate: Locate
+    ) -> None:
+        self.client = client
+        self.observed = observed
+        self.masker = masker
+        self.locate = locate
+        self._flows = dict(observed.flows)
+
+    def apply(self, plan: Plan) -> PrefectApplyResult:
+        changes = list(plan.changes)
+        phases: list[list[Change]] = []
+        for kind in (Kind.WORK_POOL, Kind.WORK_QUEUE, Kind.DEPLOYMENT):
+            phases.append([c for c in changes if c.kind is kind and c.action is not Action.DELETE])
+        for kind in (Kind.DEPLOYMENT, Kind.WORK_QUEUE, Kind.WORK_POOL):
+            phases.append([c for c in changes if c.kind is kind and c.action is Action.DELETE])
+        done: list[Change] = []
+        # A pool that goes takes its queues with it (and Prefect refuses to delete a pool's
+        # default queue on its own): those queue deletions are done by the pool's.
+        pools_gone = {c.key for c in phases[5]}
+        phases[4] = [c for c in phases[4] if c.key.split("/", 1)[0] not in pools_gone]
+        for index, phase in enumerate(phases):
+            if not phase:
+                continue
+            if phase[0].kind is Kind.DEPLOYMENT and phase[0].action is not Action.DELETE:
+                failed = self._ensure_flows(phase)
+                if failed:
+                    raise PrefectApplyError(failed, done, [c for p in phases[index:] for c in p])
+            outcomes = self.client.gather(self._attempt, phase)
+            failures = [(c, message) for c, message in zip(phase, outcomes, strict=True) if message]
+            done.extend(c for c, message in zip(phase, outcomes, strict=True) if not message)
+            if failures:
+                raise PrefectApplyError(failures, done, [c for p in phases[index + 1 :] for c in p])
+        return PrefectApplyResult(done)
+
+    def _attempt(self, change: Change) -> str | None:
+        """None when applied, else the message saying why not."""
+        try:
+            self._apply(change)
+        except PrefectError as exc:
+            if exc.status is None or exc.status in (401, 403):
+                where = ""
+            else:
+                found = self.locate(change.owner, change.kind, change.key)
+                where = f"{found}: " if found else ""
+            text = exc.detail if exc.status and exc.detail else exc.message
+            status = f" ({exc.status})" if exc.status else ""
+            return self.masker(
+                f"{where}{_line(change)}: Prefect refused it{status}: {text}"
+                if exc.status
+                else f"{_line(change)}: {text}"
+            )
+        return None
+
+    def _ensure_flows(self, phase: Sequence[Change]) -> list[tuple[Change, str]]:
+        wanted = sorted(
+            {
+                c.desired.view()["flow_name"]
+                for c in phase
+                if c.desired is not None and c.desired.view()["flow_name"] not in self._flows
+            }
+        )
+
+        def make(name: str) -> str:
+            return str(self.client.post("flows/", {"name": name})["id"])
+
+        try:
+            for name, flow_id in zip(wanted, self.client.gather(make, wanted), strict=True):
+                self._flows[name] = flow_id
+        except PrefectError as exc:
+            return [(phase[0], f"creating the flows of the deployments: {exc.message}")]
+        return []
+
+    def _apply(self, change: Change) -> None:
+        client = self.client
+        if change.action is Action.DELETE:
+            self._delete(change)
+            return
+        assert change.desired is not None
+        view = change.desired.view()
+        owner = change.desired.owner
+        if change.kind is Kind.WORK_POOL:
+            body = pool_body(view, owner)
+            if change.action is Action.CREATE:
+                try:
+                    client.post("work_pools/", {"name": view["name"], "type": view["type"], **body})
+                    return
+                except PrefectError as exc:
+                    if exc.status != 409:
+                        raise
+            client.patch(f"work_pools/{segment(view['name'])}", body)
+        elif change.kind is Kind.WORK_QUEUE:
+            body = queue_body(view, owner)
+            pool = segment(view["pool"])
+            if change.action is Action.CREATE:
+                try:
+                    client.post(f"work_pools/{pool}/queues", {"name": view["name"], **body})
+                    return
+                except PrefectError as exc:
+                    if exc.status != 409:  # a pool's default queue: Prefect made it with the pool
+                        raise
+            client.patch(f"work_pools/{pool}/queues/{segment(view['name'])}", body)
+        else:
+            self._put_deployment(change, view, owner)
+
+    def _put_deployment(self, change: Change, view: Any, owner: Owner | None) -> None:
+        body = deployment_body(view, owner)
+        schedules = [schedule_body(s) for s in view.get("schedules") or []]
+        ids = self.observed.deployments.get(change.key)
+        if change.action is Action.CREATE or ids is None:
+            flow_id = self._flows[view["flow_name"]]
+            self.client.post(
+                "deployments/",
+                {"name": view["name"], "flow_id": flow_id, "schedules": schedules, **body},
+            )
+            return
+        self.client.patch(f"deployments/{ids.id}", body)
+        if any(d.path and d.path[0] == "schedules" for d in change.diffs):
+            for schedule_id in ids.schedule_ids:
+                self.client.delete(f"deployments/{ids.id}/schedules/{schedule_id}")
+            if schedules:
+                self.client.post(f"deployments/{ids.id}/schedules", schedules)
+
+    def _delete(self, change: Change) -> None:
+        assert change.observed is not None
+        view = change.observed.view()
+        try:
+            if change.kind is Kind.DEPLOYMENT:
+                ids = self.observed.deployments[change.key]
+                self.client.delete(f"deployments/{ids.id}")
+            elif change.kind is Kind.WORK_QUEUE:
+                pool, name = segment(view["pool"]), segment(view["name"])
+                self.client.delete(f"work_pools/{pool}/queues/{name}")
+            else:
+                self.client.delete(f"work_pools/{segment(view['name'])}")
+        except PrefectError as exc:
+            if exc.status != 404:  # already gone: what a delete wants
+                raise
