@@ -3,7 +3,8 @@
 The same stages as for our own store (reconciler/engine/stages.py): load, validate + desired
 state, plan (the same pure planner, over the Prefect view of each object), then apply, here
 through Prefect's REST API (reconciler/prefect_target). What differs: the observed state is
-read from the server; declaring an object made by hand is an error (`refuse_collisions`);
+read from the server; declaring an object made by hand is an error (`refuse_collisions`)
+unless the run adopts (`reconcile adopt`, `--adopt`: the plan shows it as `adopt` first);
 there is no store revision to check (Prefect has no transactions: the applier orders its
 requests and reports what it did); build and push steps are not run by this path (run them in
 CI and apply with --skip-build); operator overrides live in our own store only."""
@@ -64,10 +65,11 @@ def reconcile_prefect(
         plan = make_plan(
             desired,
             observed.state,
-            PlanOptions(prune=request.prune, allow_empty=request.allow_empty),
+            PlanOptions(prune=request.prune, allow_empty=request.allow_empty, adopt=request.adopt),
         )
         locate = _locator(desired, loaded.inputs)
-        plan = refuse_collisions(plan, desired, locate)
+        if not request.adopt:  # `reconcile adopt` / --adopt: shown as `adopt`, then taken over
+            plan = refuse_collisions(plan, desired, locate)
         masker = Masker(built.secrets)
         outcome = ReconcileOutcome(plan, masker)
         if request.dry_run or outcome.errors or not plan.has_changes:

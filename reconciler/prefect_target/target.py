@@ -5,9 +5,10 @@ The plan itself is the same pure planner as for our own store, run over the *Pre
 the desired and observed objects (reconciler/prefect_target/mapping.py). One rule differs, and
 `refuse_collisions` adds it: our store adopts an object made by hand when a file declares it,
 but in a Prefect server that reconciler shares with `prefect deploy`, the UI and other tools,
-declaring the name of an object reconciler did not make is an error naming it. The one
-exception is a work queue of a pool reconciler owns (Prefect makes a pool's `default` queue
-itself)."""
+declaring the name of an object reconciler did not make is an error naming it, unless the run
+adopts (`reconcile adopt`, `--adopt`: the plan shows it as `adopt`, and apply writes the owner
+marker). The one exception is a work queue of a pool reconciler owns (Prefect makes a pool's
+`default` queue itself)."""
 
 from __future__ import annotations
 
@@ -81,7 +82,9 @@ def refuse_collisions(
     for change in plan.changes:
         observed = change.observed
         adopting = (
-            change.action is Action.UPDATE and observed is not None and observed.owner is None
+            change.action in (Action.UPDATE, Action.ADOPT)
+            and observed is not None
+            and observed.owner is None
         )
         if adopting and change.kind is Kind.WORK_QUEUE:
             adopting = change.key.split("/", 1)[0] not in pools_ours and not _owned_pool(
@@ -99,8 +102,8 @@ def refuse_collisions(
                 (locate or (lambda owner, _k, _n: desired.file_location(owner)))(
                     change.desired.owner, change.kind, change.key
                 ),
-                "rename it in the file, or delete the one in Prefect if reconciler should "
-                "manage it from now on (reconciler never takes over an object it did not make)",
+                "rename it in the file, or take it over: `reconcile adopt REPO` (or --adopt) "
+                "shows it as `adopt` first (reconciler never takes over an object unasked)",
             )
         )
     if not problems:
