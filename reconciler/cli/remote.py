@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import click
 
-from reconciler.cli.output import echo_json, echo_table
+from reconciler.cli.output import echo_json, echo_table, with_iso_times
 from reconciler.core.errors import UserError
 from reconciler.core.terminal_text import printable
 
@@ -215,7 +215,7 @@ def list_runs(
         if cursor is None:
             break
     if output == "json":
-        echo_json(runs)
+        echo_json([with_iso_times(run) for run in runs])
         return
     echo_table(
         ["id", "name", "deployment", "state", "scheduled", "by", "worker"],
@@ -239,7 +239,7 @@ def flow_run_inspect(server_url: str, run_id: str, output: str) -> None:
     run = client.get(f"/flow-runs/{quote(run_id)}")
     tasks = client.get(f"/flow-runs/{quote(run_id)}/task-runs")["task_runs"]
     if output == "json":
-        echo_json({**run, "task_runs": tasks})
+        echo_json({**with_iso_times(run), "task_runs": tasks})
         return
     click.echo(printable(f"{run['name']} ({run['id']})"))
     click.echo(f"  flow:       {run['flow_name']}")
@@ -265,11 +265,9 @@ def flow_run_logs(server_url: str, run_id: str, follow: bool, level: str | None)
         ]
         for line in lines:
             seen = line["seq"]
-            if line["level"] is None:
-                click.echo(printable(line["line"]), err=line["stream"] == "stderr")
-            else:
-                name = logging.getLevelName(line["level"])
-                click.echo(printable(f"{line['at']} {name:<8} {line['line']}"))
+            from reconciler.cli.run_records import log_line_text
+
+            click.echo(log_line_text(line["at"], line["stream"], line["level"], line["line"]))
         if not follow or (
             run["state"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") and not lines
         ):
