@@ -121,6 +121,9 @@ def status(store_url: str | None, output: str, server_url: str | None = None) ->
         message = r.status.get("message")
         if message:
             click.echo(printable(f"{r.name}: {message}", keep_newlines=True))
+        error = r.status.get("last_error")
+        if error and _short(error, None) != error:  # the table cut it: here in full
+            click.echo(printable(f"{r.name}: last error: {error}", keep_newlines=True))
         for item in r.status.get("drift") or []:
             click.echo(printable(f"  drift: {item}"))
     for line in notes:  # suspensions and operator actions (cli/operate.py)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from reconciler.cli.output import echo_diagnostics, echo_json
-from reconciler.core.errors import ConfigError, UserError
+from reconciler.core.errors import ConfigError, ReconcilerError, UserError
 from reconciler.core.repo_root import repository_root
 from reconciler.core.terminal_text import printable
 from reconciler.core.url_credentials import strip_credentials
@@ -433,11 +433,21 @@ def _comparable(plan_json: dict[str, Any]) -> Any:
 
 
 def validate(
-    paths: Sequence[str], *, ref: str | None, prefect_glob: str, strict: bool, output: str
+    paths: Sequence[str],
+    *,
+    ref: str | None,
+    prefect_glob: str,
+    strict: bool,
+    output: str,
+    store_url: str | None = None,
 ) -> None:
     """Read and check every file of the repositories (working copy unless `ref`): all the
-    errors at once, against no store. Exit 1 on any error."""
+    errors at once. Objects the files use but do not declare (a pool made by hand) are
+    looked up in the store when there is one (read-only, never created); without one they
+    are reported missing. Exit 1 on any error."""
     from reconciler.engine.stages import ReconcileRequest, validate_files
+    from reconciler.model.observed import ObservedState
+    from reconciler.settings import resolve_settings
 
     request = ReconcileRequest(
         repositories=default_repositories(paths),
@@ -446,8 +456,19 @@ def validate(
         prefect_glob=prefect_glob,
         strict=strict,
     )
+    settings = resolve_settings(flags={"store": store_url})
+    observed = ObservedState(revision=0)
+    if store_exists(settings.store_url):
+        try:
+            store = settings.open_store(readonly=True)
+            try:
+                observed = store.observe()
+            finally:
+                store.close()
+        except ReconcilerError as exc:
+            _hint(f"the store could not be read ({exc.message}); checking the files alone")
     try:
-        diagnostics, files = validate_files(request)
+        diagnostics, files = validate_files(request, observed)
     except ConfigError as exc:
         diagnostics, files = list(exc.diagnostics), []
     errors = [d for d in diagnostics if d.is_error]

@@ -232,14 +232,34 @@ def plan_command(repositories: tuple[str, ...], **options: Any) -> None:
     show_default=True,
     help="text: FILE:LINE:COL lines on stderr; json: the diagnostics on stdout.",
 )
+@click.option(
+    "--store",
+    "store_url",
+    metavar="URL",
+    help="Where to look up objects the files use but do not declare, when it exists "
+    "(read-only; default as for plan).",
+)
 @user_errors
 def validate_command(
-    paths: tuple[str, ...], ref: str | None, prefect_glob: str, strict: bool, output: str
+    paths: tuple[str, ...],
+    ref: str | None,
+    prefect_glob: str,
+    strict: bool,
+    output: str,
+    store_url: str | None,
 ) -> None:
     """Check the files of the repository (default: the one the current directory is in):
     every error, with FILE:LINE:COL, in one pass. Reads the working copy (uncommitted
-    edits too) unless --ref; needs no store and writes nothing. Exit 1 on any error."""
-    local_plan.validate(paths, ref=ref, prefect_glob=prefect_glob, strict=strict, output=output)
+    edits too) unless --ref. Needs no store (one that exists is read, never written, for
+    objects the files use but do not declare). Exit 1 on any error."""
+    local_plan.validate(
+        paths,
+        ref=ref,
+        prefect_glob=prefect_glob,
+        strict=strict,
+        output=output,
+        store_url=store_url,
+    )
 
 
 cli.add_command(read.deployment)

@@ -384,6 +384,8 @@ class _Builder:
         )
         if loaded is None:
             return _FileOutcome(problems, [])
+        if loaded.invalid:
+            return _FileOutcome(self._more_problems(loaded, job.snapshot, problems), [])
         snapshot: Snapshot = job.snapshot
         if job.blob is not None:
             from reconciler.desired.build_cache import RecordingSnapshot
@@ -395,6 +397,28 @@ class _Builder:
         ]
         reads = frozenset(getattr(snapshot, "reads", ()))
         return _FileOutcome(problems, deployments, reads)
+
+    def _more_problems(
+        self, loaded: PrefectFile, snapshot: Snapshot, problems: list[Diagnostic]
+    ) -> list[Diagnostic]:
+        """A file with errors builds nothing, but its deployments are still checked (entry
+        points, parameters, pools...), so that every error of the file is reported at once;
+        an error at the place of one already reported is left out (one mistake, one message).
+        A deployment too broken to check adds nothing."""
+        found = list(problems)
+        places = {(d.location.line, d.location.column) for d in problems if d.location}
+        for draft in loaded.deployments:
+            try:
+                built = _DeploymentBuilder(self, snapshot, loaded, draft).build()
+            except Exception:
+                continue
+            for diagnostic in [*built.problems, *built.notes]:
+                where = diagnostic.location
+                if where is not None and (where.line, where.column) in places:
+                    continue
+                if diagnostic not in found:
+                    found.append(diagnostic)
+        return found
 
     # -- the per-file cache (reconciler/desired/build_cache.py) ---------------------------
 

@@ -417,15 +417,17 @@ def _hiding_replaced_secrets(plan: Plan, masker: Masker) -> Masker:
     return masker.with_secrets(replaced) if replaced else masker
 
 
-def validate_files(request: ReconcileRequest) -> tuple[list[Diagnostic], list[str]]:
+def validate_files(
+    request: ReconcileRequest, observed: ObservedState | None = None
+) -> tuple[list[Diagnostic], list[str]]:
     """`reconcile validate`: read and check every file of the request's repositories, as a
-    plan would, but against an empty store (none is opened): every diagnostic of every file,
-    and the files read (`repo-location/file`). Raises SourceError for an unreadable
-    repository."""
+    plan would, against `observed` (default: an empty store; no store is opened here):
+    every diagnostic of every file, and the files read (`repo-location/file`). Raises
+    SourceError for an unreadable repository."""
     loaded = load(request, dict(os.environ))
     built = build_desired(
         loaded.inputs,
-        ObservedState(revision=0),
+        observed or ObservedState(revision=0),
         BuildOptions(environ=loaded.environ, strict=request.strict, build_outputs_known=True),
     )
     files: list[str] = []

@@ -274,3 +274,29 @@ def test_every_command_finds_the_repository_and_store_from_a_subdirectory(
     assert from_root.code == 0 and "No changes." in from_root.stdout
     pools = run_cli("work-pool", "ls", "-o", "json", cwd=deep)
     assert {p["key"] for p in json.loads(pools.stdout)} == {"etl", "gpu"}
+
+
+def test_every_error_of_a_file_is_reported_at_once(
+    run_cli: RunCli, make_repo: MakeRepo, dump_store: Dump
+) -> None:
+    broken = """\
+deployments:
+  - name: nightly
+    entrypoint: flows/etl.py:ingest
+    work_pool: {name: etl}
+    schedules:
+      - cronn: "0 2 * * *"
+    parameters:
+      dayz: 3
+"""
+    repo = make_repo(project({"prefect.yaml": broken}))
+    result = run_cli("validate", cwd=repo.path)
+    assert_refused(
+        result,
+        'prefect.yaml:6:9: error: unknown key "cronn"',
+        'prefect.yaml:8:13: error: parameter "dayz" is not a parameter of flow ingest()',
+        "2 errors",
+    )
+    applied = run_cli("apply", cwd=repo.path, stdin="")
+    assert_refused(applied, 'unknown key "cronn"', 'parameter "dayz"')
+    assert not dump_store(_store(repo)).get("deployments")
