@@ -26,7 +26,12 @@ from reconciler.core.terminal_text import printable
 @click.option("--listen", help="HOST:PORT of the HTTP server (default 127.0.0.1:8420).")
 @click.option("--cache-dir", help="Where clones of remote repositories are kept.")
 @click.option("--drift-interval", help="How often to check for drift (e.g. 5m).")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines as text or JSON (default: `log_format` of the config, else text).",
+)
 @user_errors
 def daemon(
     config_path: str,

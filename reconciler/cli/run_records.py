@@ -34,7 +34,12 @@ def task_run() -> None:
 @task_run.command("ls")
 @click.option("--flow-run", "flow_run_id", required=True, help="The flow run (id or prefix).")
 @click.option(
-    "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people, or JSON for scripts.",
 )
 @store_option
 @server_option
@@ -61,7 +66,12 @@ def task_run_ls(
 @flow_run.command("inspect")
 @click.argument("run_id")
 @click.option(
-    "--output", "-o", type=click.Choice(["json", "table"]), default="json", show_default=True
+    "--output",
+    "-o",
+    type=click.Choice(["json", "table"]),
+    default="json",
+    show_default=True,
+    help="JSON (everything), or a summary and the task runs as a table.",
 )
 @store_option
 @server_option

@@ -239,13 +239,33 @@ def worker() -> None:
 @click.option("--name", "-n", help="Worker name (default: host name and a random suffix).")
 @click.option("--limit", "-l", type=click.IntRange(min=1), help="Runs at once (default: no limit).")
 @click.option("--run-once", is_flag=True, help="Claim once, wait for those runs, exit.")
-@click.option("--prefetch-seconds", type=float, default=10.0, show_default=True)
-@click.option("--poll-interval", type=click.FloatRange(min=0.01), default=0.1, show_default=True)
 @click.option(
-    "--heartbeat-seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True
+    "--prefetch-seconds",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Claim runs scheduled up to this many seconds ahead (to start them on time).",
 )
 @click.option(
-    "--cancel-grace-seconds", type=click.FloatRange(min=0), default=10.0, show_default=True
+    "--poll-interval",
+    type=click.FloatRange(min=0.01),
+    default=0.1,
+    show_default=True,
+    help="Seconds between looks for runs to claim.",
+)
+@click.option(
+    "--heartbeat-seconds",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between heartbeats (3 missed: the worker shows OFFLINE).",
+)
+@click.option(
+    "--cancel-grace-seconds",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds a cancelled run gets to stop after SIGTERM, before SIGKILL.",
 )
 @click.option(
     "--work-dir", type=click.Path(file_okay=False), help="Where runs get their directories."
@@ -259,7 +279,13 @@ def worker() -> None:
 )
 @click.option("--no-schedule", is_flag=True, help="Leave turning schedules into runs to others.")
 @click.option("--with-healthcheck", is_flag=True, help="Serve GET /health.")
-@click.option("--healthcheck-listen", default="127.0.0.1:8080", show_default=True)
+@click.option(
+    "--healthcheck-listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where --with-healthcheck serves GET /health.",
+)
 @click.option(
     "--python",
     "python",
