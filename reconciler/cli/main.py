@@ -58,9 +58,16 @@ class DefaultCommandGroup(click.Group):
     default_command = "apply"
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
+        if (
+            args
+            and not ctx.resilient_parsing  # shell completion parses partial command lines
+            and args[0] not in self.commands
+            and not args[0].startswith("-")
+        ):
             _refuse_unknown_word(args[0], sorted(self.commands))
-        if not args or (args[0] not in self.commands and args[0] not in ("--help", "--version")):
+        if not args and ctx.resilient_parsing:
+            pass  # completing the first word: offer the commands, not apply's arguments
+        elif not args or (args[0] not in self.commands and args[0] not in ("--help", "--version")):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 

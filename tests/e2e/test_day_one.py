@@ -300,3 +300,12 @@ deployments:
     applied = run_cli("apply", cwd=repo.path, stdin="")
     assert_refused(applied, 'unknown key "cronn"', 'parameter "dayz"')
     assert not dump_store(_store(repo)).get("deployments")
+
+
+def test_shell_completion_offers_commands(run_cli: RunCli) -> None:
+    env = {"_RECONCILE_COMPLETE": "bash_complete", "COMP_WORDS": "reconcile pl", "COMP_CWORD": "1"}
+    result = run_cli(env=env)
+    assert result.code == 0, result.output
+    assert "plain,plan" in result.stdout.splitlines()
+    script = run_cli(env={"_RECONCILE_COMPLETE": "bash_source"})
+    assert "_reconcile_completion" in script.stdout
