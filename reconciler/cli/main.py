@@ -73,8 +73,9 @@ class DefaultCommandGroup(click.Group):
 
 
 def _refuse_unknown_word(word: str, commands: list[str]) -> None:
-    """`reconcile diff`: not a command; a path only if it exists."""
-    if os.path.lexists(word) or "://" in word:
+    """`reconcile diff`: not a command; a path only if it exists. What looks like a path
+    (`./x`, `a/b`) goes on, to be refused as a path that does not exist."""
+    if os.path.lexists(word) or "/" in word or os.sep in word or word.startswith((".", "~")):
         return
     guess = SYNONYMS.get(word.lower())
     if guess is None:
