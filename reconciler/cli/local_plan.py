@@ -36,6 +36,7 @@ from reconciler.core.errors import ConfigError, ReconcilerError, UserError
 from reconciler.core.repo_root import repository_root
 from reconciler.core.terminal_text import printable
 from reconciler.core.url_credentials import strip_credentials
+from reconciler.steps.default_pull import UNCOMMITTED_WARNING
 from reconciler.store.url import sqlite_path, store_exists
 
 if TYPE_CHECKING:
@@ -452,7 +453,7 @@ def validate(
     request = ReconcileRequest(
         repositories=default_repositories(paths),
         ref=ref or "HEAD",
-        worktree=ref is None,
+        worktree=ref is None,  # the files as they are on disk
         prefect_glob=prefect_glob,
         strict=strict,
     )
@@ -471,6 +472,9 @@ def validate(
         diagnostics, files = validate_files(request, observed)
     except ConfigError as exc:
         diagnostics, files = list(exc.diagnostics), []
+    # Validating plans no run: "runs will clone the default branch, since the files are
+    # uncommitted" is for a plan of the working copy, not for checking it.
+    diagnostics = [d for d in diagnostics if d.message != UNCOMMITTED_WARNING]
     errors = [d for d in diagnostics if d.is_error]
     if output == "json":
         echo_json(

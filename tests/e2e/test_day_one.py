@@ -143,6 +143,7 @@ deployments:
     assert not (repo.path / ".reconciler").exists()
     ok = run_cli("validate", cwd=make_repo(project(), name="good").path)
     assert ok.code == 0 and "Valid: 2 files" in ok.stdout, ok.output
+    assert "warning" not in ok.stderr  # no "runs will clone the default branch" for a check
 
 
 def test_validate_reads_the_working_copy(run_cli: RunCli, make_repo: MakeRepo) -> None:
