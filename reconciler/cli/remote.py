@@ -197,41 +197,64 @@ def history(server_url: str, plan_id: int | None, limit: int, output: str) -> No
 
 
 def list_runs(
-    server_url: str, output: str, *, deployment: str | None, states: tuple[str, ...], limit: int
+    server_url: str,
+    output: str,
+    *,
+    deployment: str | None,
+    states: tuple[str, ...],
+    limit: int,
+    upcoming: int | None = 5,
 ) -> None:
+    """As the store's listing (cli/runs.py `_list_runs`): past runs, most recent first, then
+    the next `upcoming` scheduled ones, soonest first (None: all)."""
     client = ApiClient(server_url)
-    runs: list[dict[str, Any]] = []
-    cursor = None
-    while len(runs) < limit:
-        page = client.get(
-            "/flow-runs",
-            deployment=deployment,
-            state=list(states),
-            limit=min(500, limit - len(runs)),
-            cursor=cursor,
-        )
-        runs += page["flow_runs"]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    now = time.time()
+
+    def fetch(bound: str, most: int | None) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        cursor = None
+        while most is None or len(found) < most:
+            page = client.get(
+                "/flow-runs",
+                deployment=deployment,
+                state=list(states),
+                limit=500 if most is None else min(500, most - len(found)),
+                cursor=cursor,
+                **{bound: now},
+            )
+            found += page["flow_runs"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        return found
+
+    past = fetch("scheduled_before", limit)
+    later = list(reversed(fetch("scheduled_after", None)))  # the API lists newest first
+    more = upcoming is not None and len(later) > upcoming
+    runs = [*past, *(later if upcoming is None else later[:upcoming])]
     if output == "json":
         echo_json([with_iso_times(run) for run in runs])
-        return
-    echo_table(
-        ["id", "name", "deployment", "state", "scheduled", "by", "worker"],
-        [
+    else:
+        echo_table(
+            ["id", "name", "deployment", "state", "scheduled", "by", "worker"],
             [
-                r["id"],
-                r["name"],
-                r["deployment"],
-                r["state"],
-                _when(r["scheduled_time"]),
-                "schedule" if r["auto_scheduled"] else "hand",
-                r["worker"] or "-",
-            ]
-            for r in runs
-        ],
-    )
+                [
+                    r["id"],
+                    r["name"],
+                    r["deployment"],
+                    r["state"],
+                    _when(r["scheduled_time"]),
+                    "schedule" if r["auto_scheduled"] else "hand",
+                    r["worker"] or "-",
+                ]
+                for r in runs
+            ],
+        )
+    if more:
+        click.echo(
+            f"(more runs are scheduled after these {upcoming}: --scheduled N or --all lists them)",
+            err=True,
+        )
 
 
 def flow_run_inspect(server_url: str, run_id: str, output: str) -> None:

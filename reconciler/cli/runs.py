@@ -167,7 +167,12 @@ def flow_run_ls(
     if server_url:
         refuse_both(store_url, server_url)
         return remote.list_runs(
-            server_url, output, deployment=deployment, states=states, limit=limit
+            server_url,
+            output,
+            deployment=deployment,
+            states=states,
+            limit=limit,
+            upcoming=None if show_all else scheduled,
         )
     _list_runs(
         store_url,
@@ -381,7 +386,14 @@ def deployment_runs(
     first, then the next scheduled ones (5 unless --scheduled N or --all)."""
     if server_url:
         refuse_both(store_url, server_url)
-        return remote.list_runs(server_url, output, deployment=key, states=(), limit=limit)
+        return remote.list_runs(
+            server_url,
+            output,
+            deployment=key,
+            states=(),
+            limit=limit,
+            upcoming=None if show_all else scheduled,
+        )
     _list_runs(
         store_url,
         output,
