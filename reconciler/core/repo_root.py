@@ -23,10 +23,10 @@ def repository_root(start: str | os.PathLike[str] | None = None) -> Path | None:
         if p
     }
     for directory in (here, *here.parents):
+        if directory != here and directory in ceilings:
+            return None  # git does not look into a ceiling directory from below
         if (directory / ".git").exists():
             return directory
-        if directory in ceilings:
-            return None
     return None
 
 
