@@ -112,6 +112,7 @@ def run(
     def confirm(planned: Planned) -> bool:
         nonlocal shown
         _show_plan(planned.plan, planned.masker, options)
+        _uncommitted_hint(request, planned.plan)  # before the question, where it matters
         shown = True
         if not planned.plan.has_changes:
             return True
@@ -130,7 +131,8 @@ def run(
             "every object shows as new (check --store / RECONCILER_STORE)"
         )
     outcome = reconcile(request)
-    _uncommitted_hint(request, outcome.plan)
+    if not shown:
+        _uncommitted_hint(request, outcome.plan)
     if outcome.declined:
         click.secho("error: apply cancelled; nothing was applied", fg="red", err=True)
         sys.exit(1)

@@ -67,7 +67,9 @@ class DefaultCommandGroup(click.Group):
             _refuse_unknown_word(args[0], sorted(self.commands))
         if not args and ctx.resilient_parsing:
             pass  # completing the first word: offer the commands, not apply's arguments
-        elif not args or (args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")):
+        elif not args or (
+            args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")
+        ):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 

@@ -310,3 +310,14 @@ def test_shell_completion_offers_commands(run_cli: RunCli) -> None:
     assert "plain,plan" in result.stdout.splitlines()
     script = run_cli(env={"_RECONCILE_COMPLETE": "bash_source"})
     assert "_reconcile_completion" in script.stdout
+
+
+def test_at_a_terminal_the_uncommitted_hint_comes_before_the_question(
+    make_repo: MakeRepo,
+) -> None:
+    repo = make_repo(project())
+    repo.write({"prefect.yaml": TWO_DEPLOYMENTS})
+    result = _run_at_a_terminal(["apply"], repo.path, "no")
+    assert_refused(result, "apply cancelled")
+    hint = result.stderr.index("are not in this plan; use --worktree")
+    assert hint < result.stderr.index("Apply these changes?")
