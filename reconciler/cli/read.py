@@ -141,16 +141,13 @@ def deployment_ls(store_url: str | None, output: str, server_url: str | None = N
 
 
 def last_and_next_run(store: Store, key: str) -> dict[str, dict[str, Any] | None]:
-    """The deployment's most recent run scheduled up to now, and its next one after now
-    (id, name, state, scheduled_time in ISO 8601 UTC), or None."""
-    now = time.time()
-    last = store.list_runs(deployment=key, limit=1, scheduled_until=now)
-    upcoming = store.list_runs(deployment=key, limit=1, scheduled_after=now, oldest_first=True)
+    """The deployment's most recent run scheduled up to now, and its next waiting one after
+    now (id, name, state, scheduled_time in ISO 8601 UTC), or None."""
+    last, upcoming = store.last_and_next_runs(key, time.time())  # as the web API's
 
-    def brief(found: list[FlowRun]) -> dict[str, Any] | None:
-        if not found:
+    def brief(run: FlowRun | None) -> dict[str, Any] | None:
+        if run is None:
             return None
-        run = found[0]
         return {
             "id": run.id,
             "name": run.name,
