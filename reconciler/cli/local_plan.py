@@ -334,6 +334,13 @@ def _read_saved(path: str) -> dict[str, Any]:
             f"reconcile reads version {SAVED_PLAN_VERSION}",
             "plan again with this version",
         )
+    shapes = {"sources": list, "fingerprint": str, "options": dict, "plan": dict, "store": str}
+    broken = [key for key, kind in shapes.items() if not isinstance(document.get(key), kind)]
+    if broken or not document["sources"]:
+        raise UserError(
+            f"{path} is a damaged saved plan ({', '.join(broken) or 'no repositories'})",
+            "plan again: reconcile plan -out FILE",
+        )
     return document
 
 
@@ -379,9 +386,7 @@ def apply_saved(path: str, options: dict[str, Any]) -> None:
             raise _stale(
                 path, "the store changed since it was planned (another apply or the daemon)"
             )
-        commits = {
-            s.location and os.path.abspath(s.location): s.commit for s in planned.plan.sources
-        }
+        commits = {os.path.abspath(s.location): s.commit for s in planned.plan.sources}
         for source in sources:
             if commits.get(source["location"]) != source["commit"]:
                 raise _stale(path, f"{source['location']} moved while applying")

@@ -321,3 +321,9 @@ def test_at_a_terminal_the_uncommitted_hint_comes_before_the_question(
     assert_refused(result, "apply cancelled")
     hint = result.stderr.index("are not in this plan; use --worktree")
     assert hint < result.stderr.index("Apply these changes?")
+
+
+def test_a_damaged_saved_plan_is_refused(run_cli: RunCli, tmp_path: Path) -> None:
+    damaged = tmp_path / "plan.json"
+    damaged.write_text('{"format": "reconciler-saved-plan", "version": 1, "sources": []}')
+    assert_refused(run_cli("apply", str(damaged)), "is a damaged saved plan", "plan again")
