@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# `make demo`: the main job on the embedded default. Each example becomes a real git repository
-# (what reconciler reads is what is committed), then: plan, apply to SQLite, show the store,
-# re-run (no changes), commit a change, plan it as a PR comment would show it, apply it.
+# `make demo`, or `bash examples/demo.sh` after `pip install -e .`: the main job on the embedded
+# default. Each example becomes a real git repository (what reconciler reads is what is
+# committed), then: validate, plan, apply to SQLite, show the store, re-run (no changes), commit
+# a change, plan it as a PR comment would show it, save that plan and apply exactly it, run a
+# flow with a worker. RECONCILER_DEMO_DIR picks where it works (default .reconciler/demo).
 set -euo pipefail
+command -v reconcile > /dev/null || {
+  echo "demo.sh: no \`reconcile\` on the PATH: run \`pip install -e .\` (in a virtualenv) first" >&2
+  exit 1
+}
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$(realpath -m "${RECONCILER_DEMO_DIR:-$here/../.reconciler/demo}")"
 rm -rf "$work" && mkdir -p "$work"
@@ -21,21 +27,24 @@ repo() {  # copy an example into its own git repository
 data=$(repo 01-data-project)
 platform=$(repo 02-platform-pools)
 
-step "reconcile --dry-run: what would be created (nothing is written)"
-reconcile --dry-run "$data" "$platform" > "$work/plan.txt"
+step "reconcile validate: the files alone (no store needed)"
+reconcile validate "$data" "$platform"
+
+step "reconcile plan: what would be created (nothing is written)"
+reconcile plan "$data" "$platform" > "$work/plan.txt"
 sed -n '1,28p' "$work/plan.txt"; echo "  ... (full plan: $work/plan.txt)"; tail -n 1 "$work/plan.txt"
 test ! -e "$work/state.db" && echo "(the store still does not exist: a dry-run touches nothing)"
 
-step "reconcile: apply both repositories to $RECONCILER_STORE"
-reconcile --quiet "$data" "$platform" | tail -n 2
+step "reconcile apply -y: apply both repositories to $RECONCILER_STORE (-y: do not ask)"
+reconcile apply -y --quiet "$data" "$platform" | tail -n 2
 
 step "reconcile deployment ls / work-pool ls / work-queue ls"
 reconcile deployment ls
 echo; reconcile work-pool ls
 echo; reconcile work-queue ls
 
-step "reconcile again: the store matches git"
-reconcile "$data" "$platform"
+step "reconcile plan again: the store matches git"
+reconcile plan --detailed-exitcode "$data" "$platform"
 
 step "a pull request: change a parameter, drop a deployment, add a queue"
 sed -i 's/days: 30/days: 90/' "$data/prefect.yaml"
@@ -52,13 +61,14 @@ cat >> "$platform/work-pools.yaml" <<'YAML'
 YAML
 git -C "$data" commit -qam "orders-backfill: 90 days"
 git -C "$platform" commit -qam "finance: drop the fx backfill; add a reports queue"
-reconcile --dry-run --detailed-exitcode "$data" "$platform" || test $? -eq 2
+reconcile plan --detailed-exitcode "$data" "$platform" || test $? -eq 2
 
 step "the same plan as a Markdown PR comment"
-reconcile --dry-run -o markdown "$data" "$platform"
+reconcile plan -o markdown "$data" "$platform"
 
-step "apply it, and see it in the history"
-reconcile --quiet "$data" "$platform" | tail -n 1
+step "save the plan, then apply exactly it (refused if the store or a commit moved since)"
+reconcile plan -q -out "$work/reviewed.plan" "$data" "$platform"
+reconcile apply "$work/reviewed.plan" < /dev/null | tail -n 1
 reconcile history
 
 step "a worker runs a flow: reconcile deployment run, then reconcile worker start --run-once"

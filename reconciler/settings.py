@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from reconciler.core.errors import UserError
-from reconciler.store.url import DEFAULT_STORE_PATH
+from reconciler.store.url import DEFAULT_STORE_PATH, default_store_url
 
 if TYPE_CHECKING:
     from reconciler.scheduling.policy import SchedulingPolicy
@@ -38,7 +38,8 @@ def _default_policy() -> SchedulingPolicy:
 class Settings:
     store_url: str = DEFAULT_STORE_URL
     """Where the store is: `--store`, else $RECONCILER_STORE, else `store:` of daemon.yaml,
-    else `.reconciler/state.db` under the current directory."""
+    else `.reconciler/state.db` at the root of the git repository the current directory is in
+    (found from any subdirectory), else under the current directory."""
     log_format: str = "text"
     scheduling: SchedulingPolicy = field(default_factory=_default_policy)
     """The policy this process stores (the daemon, from `scheduler:` of daemon.yaml); every
@@ -90,7 +91,7 @@ def resolve_settings(
     if log_format not in (None, *LOG_FORMATS):
         raise UserError(f"{where} must be text or json, not {log_format!r}")
     return Settings(
-        store_url=str(store) if store else DEFAULT_STORE_URL,
+        store_url=str(store) if store else default_store_url(),
         log_format=log_format or "text",
         scheduling=scheduling or _default_policy(),
     )

@@ -26,7 +26,12 @@ from reconciler.core.terminal_text import printable
 @click.option("--listen", help="HOST:PORT of the HTTP server (default 127.0.0.1:8420).")
 @click.option("--cache-dir", help="Where clones of remote repositories are kept.")
 @click.option("--drift-interval", help="How often to check for drift (e.g. 5m).")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines as text or JSON (default: `log_format` of the config, else text).",
+)
 @user_errors
 def daemon(
     config_path: str,
@@ -121,6 +126,9 @@ def status(store_url: str | None, output: str, server_url: str | None = None) ->
         message = r.status.get("message")
         if message:
             click.echo(printable(f"{r.name}: {message}", keep_newlines=True))
+        error = r.status.get("last_error")
+        if error and _short(error, None) != error:  # the table cut it: here in full
+            click.echo(printable(f"{r.name}: last error: {error}", keep_newlines=True))
         for item in r.status.get("drift") or []:
             click.echo(printable(f"  drift: {item}"))
     for line in notes:  # suspensions and operator actions (cli/operate.py)

@@ -1,8 +1,10 @@
-"""`reconcile`: plan and apply prefect.yaml from git. `reconcile [REPO...]` is `reconcile apply`."""
+"""`reconcile`: plan and apply prefect.yaml from git. `reconcile [PATH...]` is `reconcile apply`
+(without asking); `plan`, `apply` and `validate` are in reconciler/cli/local_plan.py."""
 
 from __future__ import annotations
 
 import atexit
+import difflib
 import gc
 import os
 import sys
@@ -16,6 +18,7 @@ from reconciler import __version__
 from reconciler.cli import (
     daemon,
     events,
+    local_plan,
     onboard,
     operate,
     pools,
@@ -25,25 +28,71 @@ from reconciler.cli import (
     server,
     values,
 )
-from reconciler.cli.output import echo_diagnostics, user_errors
+from reconciler.cli.output import user_errors
 from reconciler.core.terminal_text import printable
 from reconciler.desired.state import DEFAULT_PREFECT_GLOB
 
 if TYPE_CHECKING:
-    from reconciler.engine.stages import ReconcileOutcome
+    pass
 
 OUTPUTS = ("text", "json", "markdown")
 
 
+SYNONYMS = {
+    "diff": "plan",
+    "preview": "plan",
+    "dry-run": "plan",
+    "check": "validate",
+    "lint": "validate",
+    "verify": "validate",
+    "up": "apply",
+    "deploy": "apply",
+    "run": "apply",
+    "logs": "flow-run logs",
+    "ls": "deployment ls",
+    "list": "deployment ls",
+}
+"""Words people try (from Terraform, kubectl, Prefect): what to suggest for each."""
+
+
 class DefaultCommandGroup(click.Group):
-    """A group whose first argument, when it is not a subcommand, goes to `apply`."""
+    """A group whose first argument, when it is not a subcommand, goes to `apply` (scripts
+    run `reconcile [PATH]`); a word that is neither a command nor an existing path is
+    refused, with the command it most likely meant."""
 
     default_command = "apply"
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args or (args[0] not in self.commands and args[0] not in ("--help", "--version")):
+        if (
+            args
+            and not ctx.resilient_parsing  # shell completion parses partial command lines
+            and args[0] not in self.commands
+            and not args[0].startswith("-")
+        ):
+            _refuse_unknown_word(args[0], sorted(self.commands))
+        if not args and ctx.resilient_parsing:
+            pass  # completing the first word: offer the commands, not apply's arguments
+        elif not args or (
+            args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")
+        ):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+
+def _refuse_unknown_word(word: str, commands: list[str]) -> None:
+    """`reconcile diff`: not a command; a path only if it exists. What looks like a path
+    (`./x`, `a/b`) goes on, to be refused as a path that does not exist."""
+    if os.path.lexists(word) or "/" in word or os.sep in word or word.startswith((".", "~")):
+        return
+    guess = SYNONYMS.get(word.lower())
+    if guess is None:
+        close = difflib.get_close_matches(word, commands, n=1, cutoff=0.6)
+        guess = close[0] if close else None
+    hint = f" (did you mean {guess}?)" if guess else ""
+    raise click.UsageError(
+        f"no such command or repository path: {printable(word)}{hint}\n"
+        "  commands: " + ", ".join(commands)
+    )
 
 
 @click.group(cls=DefaultCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,17 +101,142 @@ def cli() -> None:
     """Make git the source of truth for Prefect deployments and work pools.
 
     \b
-    reconcile --dry-run [REPO...]   show what would change (touches nothing)
-    reconcile [REPO...]             plan and apply to the store
-    reconcile apply --help          every option of those two (output format, --ref, ...)
+    reconcile validate [PATH]       check the files (no store needed)
+    reconcile plan [PATH]           show what would change (touches nothing)
+    reconcile apply [PATH]          plan, ask at a terminal, and apply to the store
+    reconcile plan -out FILE        save the plan; `reconcile apply FILE` applies exactly it
+    reconcile [PATH]                plan and apply without asking (for scripts)
+
+    PATH defaults to the git repository the current directory is in (any subdirectory).
+    The default store is `.reconciler/state.db` at that repository's root.
     """
 
 
+def plan_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options `plan` and `apply` share (one list: both read the files the same way)."""
+    options = [
+        click.option("--ref", default=None, help="Commit, branch or tag to read [default: HEAD]."),
+        click.option(
+            "--worktree", is_flag=True, help="Read uncommitted files from the working copy."
+        ),
+        click.option(
+            "--prefect-file",
+            "prefect_glob",
+            default=DEFAULT_PREFECT_GLOB,
+            show_default=True,
+            help="Glob naming the prefect.yaml files (a bare name matches in every directory).",
+        ),
+        click.option(
+            "--store",
+            "store_url",
+            metavar="URL",
+            help="Store URL (default $RECONCILER_STORE, else "
+            "sqlite:///<repository root>/.reconciler/state.db), or a Prefect server to apply "
+            "into: prefect+https://HOST/api (docs/prefect-target.md).",
+        ),
+        click.option(
+            "--output",
+            "-o",
+            type=click.Choice(OUTPUTS),
+            default="text",
+            show_default=True,
+            help="How to print the plan.",
+        ),
+        click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes."),
+        click.option("--strict", is_flag=True, help="Unknown keys and warnings are errors."),
+        click.option(
+            "--skip-build", is_flag=True, help="Apply without running build and push steps."
+        ),
+        click.option(
+            "--allow-install", is_flag=True, help="Let a step install the packages it `requires`."
+        ),
+        click.option("--no-prune", is_flag=True, help="Never delete objects that left the files."),
+        click.option("--allow-empty", is_flag=True, help="Allow deleting every object of a file."),
+        click.option(
+            "--adopt",
+            is_flag=True,
+            help="Take over objects of other repositories that the files declare (shown as adopt).",
+        ),
+        click.option("--no-color", is_flag=True, help="Plain text output."),
+        click.option(
+            "--quiet", "-q", is_flag=True, help="Print only the summary line (and errors)."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @cli.command("apply")
-@click.argument("repositories", nargs=-1, metavar="[REPO]...")
+@click.argument("repositories", nargs=-1, metavar="[PATH]... | PLANFILE")
 @click.option("--dry-run", is_flag=True, help="Plan only: run no step, write nothing.")
-@click.option("--ref", default="HEAD", show_default=True, help="Commit, branch or tag to read.")
-@click.option("--worktree", is_flag=True, help="Read uncommitted files from the working copy.")
+@click.option(
+    "--auto-approve",
+    "-y",
+    is_flag=True,
+    help="Apply without asking (asked only when stdin is a terminal).",
+)
+@plan_options
+@user_errors
+def apply_command(repositories: tuple[str, ...], **options: Any) -> None:
+    """Plan the repository (default: the one the current directory is in) and apply the plan.
+
+    At a terminal, the plan is shown and applied only after you answer `yes` (skip with -y);
+    when stdin is not a terminal (CI, scripts), it is applied without asking. Given a file
+    saved by `reconcile plan -out FILE`, applies exactly that plan, refused if the store or
+    the commit moved since.
+    """
+    saved = local_plan.saved_plan_argument(repositories)
+    if saved is not None:
+        local_plan.apply_saved(saved, options)
+        return
+    ask = not options["dry_run"] and not options.pop("auto_approve") and sys.stdin.isatty()
+    local_plan.run(repositories, options, ask=ask, out=None, step_output=_to_stderr())
+
+
+@cli.command("plan")
+@click.argument("repositories", nargs=-1, metavar="[PATH]...")
+@click.option(
+    "--out",
+    "-out",
+    "out",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Save the plan to FILE, for `reconcile apply FILE` (applies exactly it).",
+)
+@click.option(
+    "--server",
+    "server_url",
+    metavar="URL",
+    help="Plan through the daemon at URL (with --repository and --ref): for pull requests.",
+)
+@click.option("--repository", metavar="NAME", help="With --server: a repository it watches.")
+@plan_options
+@user_errors
+def plan_command(repositories: tuple[str, ...], **options: Any) -> None:
+    """Show what `apply` would change; run no step, write nothing (= `reconcile --dry-run`).
+
+    With --server URL --repository NAME --ref REF: plan a ref of a repository the daemon
+    watches, against the live store, with only the daemon's token (RECONCILER_TOKEN) in CI.
+    """
+    server_url, repository = options.pop("server_url"), options.pop("repository")
+    if server_url or repository:
+        from reconciler.cli.operate import plan_on_server, server_plan_request
+
+        server_url, repository, ref = server_plan_request(server_url, repository, options["ref"])
+        sys.exit(
+            plan_on_server(
+                server_url, repository, ref, options["output"], options["detailed_exitcode"]
+            )
+        )
+    out = options.pop("out")
+    options["dry_run"] = True
+    local_plan.run(repositories, options, ask=False, out=out, step_output=_to_stderr())
+
+
+@cli.command("validate")
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
+@click.option("--ref", default=None, help="Validate this commit instead of the working copy.")
 @click.option(
     "--prefect-file",
     "prefect_glob",
@@ -70,112 +244,43 @@ def cli() -> None:
     show_default=True,
     help="Glob naming the prefect.yaml files (a bare name matches in every directory).",
 )
+@click.option("--strict", is_flag=True, help="Unknown keys and warnings are errors.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(("text", "json")),
+    default="text",
+    show_default=True,
+    help="text: FILE:LINE:COL lines on stderr; json: the diagnostics on stdout.",
+)
 @click.option(
     "--store",
     "store_url",
-    help="Store URL (default $RECONCILER_STORE or sqlite:///.reconciler/state.db), or a "
-    "Prefect server to apply into: prefect+https://HOST/api (docs/prefect-target.md).",
+    metavar="URL",
+    help="Where to look up objects the files use but do not declare, when it exists "
+    "(read-only; default as for plan).",
 )
-@click.option("--output", "-o", type=click.Choice(OUTPUTS), default="text", show_default=True)
-@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
-@click.option("--strict", is_flag=True, help="Unknown keys are errors, not warnings.")
-@click.option("--skip-build", is_flag=True, help="Apply without running build and push steps.")
-@click.option(
-    "--allow-install", is_flag=True, help="Let a step install the packages it `requires`."
-)
-@click.option("--no-prune", is_flag=True, help="Never delete objects that left the files.")
-@click.option("--allow-empty", is_flag=True, help="Allow deleting every object of a file.")
-@click.option(
-    "--adopt",
-    is_flag=True,
-    help="Take over objects of other repositories that the files declare (shown as adopt).",
-)
-@click.option("--no-color", is_flag=True, help="Plain text output.")
-@click.option("--quiet", "-q", is_flag=True, help="Print errors only (and the plan).")
 @user_errors
-def apply_command(repositories: tuple[str, ...], **options: Any) -> None:
-    """Plan the repositories (default: the current directory) and apply the plan."""
-    run_apply(repositories, options)
-
-
-def run_apply(
-    repositories: tuple[str, ...],
-    options: dict[str, Any],
-    expected_revision: int | None = None,
-    *,
-    show_plan: bool = True,
-) -> ReconcileOutcome:
-    """`reconcile apply` with its options (also `reconcile adopt`): prints the plan, exits 1
-    when it is refused; returns the outcome otherwise."""
-    # Imported here: the read commands do not need the planning pipeline, and start faster.
-    from reconciler.engine.stages import ReconcileRequest, reconcile
-    from reconciler.settings import resolve_settings
-
-    request = ReconcileRequest(
-        repositories=repositories or (".",),
-        ref=options["ref"],
-        worktree=options["worktree"],
-        prefect_glob=options["prefect_glob"],
-        settings=resolve_settings(flags={"store": options["store_url"]}),
-        dry_run=options["dry_run"],
-        strict=options["strict"],
-        skip_build=options["skip_build"],
-        prune=not options["no_prune"],
-        allow_empty=options["allow_empty"],
-        adopt=options["adopt"],
-        expected_revision=expected_revision,
-        allow_install=options["allow_install"],
-        step_output=_to_stderr(),
-        quiet=options["quiet"],
+def validate_command(
+    paths: tuple[str, ...],
+    ref: str | None,
+    prefect_glob: str,
+    strict: bool,
+    output: str,
+    store_url: str | None,
+) -> None:
+    """Check the files of the repository (default: the one the current directory is in):
+    every error, with FILE:LINE:COL, in one pass. Reads the working copy (uncommitted
+    edits too) unless --ref. Needs no store (one that exists is read, never written, for
+    objects the files use but do not declare). Exit 1 on any error."""
+    local_plan.validate(
+        paths,
+        ref=ref,
+        prefect_glob=prefect_glob,
+        strict=strict,
+        output=output,
+        store_url=store_url,
     )
-    outcome = reconcile(request)
-    plan, mask = outcome.plan, outcome.masker
-    echo_diagnostics(plan.diagnostics, mask, quiet=options["quiet"])
-    color = not options["no_color"] and sys.stdout.isatty()
-    if not show_plan:
-        pass
-    elif options["output"] == "json":
-        from reconciler.plan.render_json import render_json
-
-        click.echo(render_json(plan, mask=mask))
-    elif options["output"] == "markdown":
-        from reconciler.plan.render_markdown import render_markdown  # imports jinja2
-
-        click.echo(render_markdown(plan, mask=mask))
-    else:
-        from reconciler.plan.render_text import render_text
-
-        click.echo(render_text(plan, color=color, mask=mask), color=color)
-    for record in outcome.steps:
-        if not options["quiet"]:
-            label = record.id or record.name.rsplit(".", 1)[-1]
-            click.echo(f"step {label} ({record.file}): {record.status}", err=True)
-    if outcome.errors:
-        click.secho("error: the plan was refused; nothing was applied", fg="red", err=True)
-        sys.exit(1)
-    for failure in outcome.step_failures:
-        click.secho(
-            f"error: {printable(mask(failure.message), keep_newlines=True)}", fg="red", err=True
-        )
-        if failure.hint:
-            click.echo(f"  hint: {printable(mask(failure.hint), keep_newlines=True)}", err=True)
-    if outcome.applied is not None and plan.has_changes and options["output"] == "text":
-        summary = plan.summary
-        adopted = f"{summary.adopt} adopted, " if summary.adopt else ""
-        click.echo(
-            f"Apply complete! Resources: {adopted}{summary.add} added, {summary.change} changed, "
-            f"{summary.destroy} destroyed.",
-        )
-    if outcome.step_failures:
-        click.secho(
-            "error: the repositories above were not applied (their steps failed); the others were",
-            fg="red",
-            err=True,
-        )
-        sys.exit(1)
-    if options["detailed_exitcode"] and plan.has_changes:
-        sys.exit(2)
-    return outcome
 
 
 @cli.command("adopt")
@@ -227,7 +332,7 @@ def adopt_command(
         "output": "text",
         "detailed_exitcode": False,
     }
-    shown = run_apply(repositories, options)
+    shown = local_plan.run(repositories, options, ask=False, out=None, step_output=_to_stderr())
     plan = shown.plan
     if not plan.has_changes:
         return
@@ -241,9 +346,12 @@ def adopt_command(
         if not click.confirm(question, default=False):
             click.echo("Nothing was applied.")
             return
-    run_apply(
+    local_plan.run(
         repositories,
         {**options, "dry_run": False},
+        ask=False,
+        out=None,
+        step_output=_to_stderr(),
         expected_revision=plan.observed_revision,
         show_plan=False,
     )
@@ -264,7 +372,6 @@ cli.add_command(run_records.task_run)
 cli.add_command(events.event)
 read.deployment.add_command(runs.deployment_run)
 read.deployment.add_command(runs.deployment_runs)
-cli.add_command(operate.plan)  # `reconcile plan --server ...` (the PR workflow)
 cli.add_command(operate.sync)
 cli.add_command(operate.suspend)
 cli.add_command(operate.resume)

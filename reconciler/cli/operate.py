@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import getpass
 import socket
-import sys
 from typing import Any
 from urllib.parse import quote
 
@@ -30,8 +29,6 @@ from reconciler.cli.read import store_option
 from reconciler.cli.remote import ApiClient, refuse_both, server_option
 from reconciler.core.errors import UserError
 from reconciler.core.terminal_text import printable
-
-PLAN_OUTPUTS = ("text", "json", "markdown")
 
 
 def _client(server_url: str | None, what: str) -> ApiClient:
@@ -83,29 +80,18 @@ def fetch_plan(server_url: str, repository: str, ref: str) -> dict[str, Any]:
     return answer
 
 
-@click.command("plan")
-@click.option("--server", "server_url", metavar="URL", help="The daemon's address.")
-@click.option("--repository", metavar="NAME", help="A repository the daemon watches.")
-@click.option("--ref", metavar="REF", help="Branch, tag, refs/pull/N/head or commit to plan.")
-@click.option("--output", "-o", type=click.Choice(PLAN_OUTPUTS), default="text", show_default=True)
-@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
-@user_errors
-def plan(
-    server_url: str | None,
-    repository: str | None,
-    ref: str | None,
-    output: str,
-    detailed_exitcode: bool,
-) -> None:
-    """Plan a ref of a repository through the daemon, against the live store (writes nothing).
-
-    For pull requests: CI needs the daemon's read token (RECONCILER_TOKEN), not the store's
-    credentials. Locally, `reconcile --dry-run` plans the current repository.
-    """
+def server_plan_request(
+    server_url: str | None, repository: str | None, ref: str | None
+) -> tuple[str, str, str]:
+    """The daemon, repository and ref of `reconcile plan --server URL --repository NAME
+    --ref REF` (the command is `plan` in reconciler/cli/main.py), or the UserError saying
+    what is missing. For pull requests: CI needs the daemon's read token
+    (RECONCILER_TOKEN), not the store's credentials."""
     if not server_url:
         raise UserError(
-            "this `reconcile plan` plans through the daemon: give --server URL",
-            "to plan the repository here against a store, run `reconcile --dry-run`",
+            "`reconcile plan --repository` plans through the daemon: give --server URL",
+            "to plan a local repository, run `reconcile plan [PATH]` "
+            "(the same as `reconcile --dry-run`)",
         )
     missing = [flag for flag, value in (("--repository", repository), ("--ref", ref)) if not value]
     if missing:
@@ -114,7 +100,7 @@ def plan(
             "for example: reconcile plan --server URL --repository flows --ref my-branch",
         )
     assert repository is not None and ref is not None
-    sys.exit(plan_on_server(server_url, repository, ref, output, detailed_exitcode))
+    return server_url, repository, ref
 
 
 @click.command("sync")

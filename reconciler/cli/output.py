@@ -3,6 +3,7 @@ user error, tables and JSON on stdout."""
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import sys
@@ -71,6 +72,25 @@ def open_for_reading(url: str | None) -> Store:
             err=True,
         )
     return store
+
+
+def iso_time(timestamp: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC, as every other time the CLI prints (milliseconds)."""
+    if timestamp is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    return moment.isoformat(timespec="milliseconds")
+
+
+def with_iso_times(record: dict[str, Any], *fields: str) -> dict[str, Any]:
+    """`record` with its epoch-seconds `fields` (default: `scheduled_time`) as ISO 8601 UTC
+    text: the CLI's JSON has no epoch floats."""
+    out = dict(record)
+    for name in fields or ("scheduled_time",):
+        value = out.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = iso_time(float(value))
+    return out
 
 
 def echo_json(value: Any) -> None:

@@ -236,7 +236,14 @@ def _limit(value: int | None) -> str:
 
 @work_pool.command("inspect")
 @click.argument("name")
-@click.option("--output", "-o", type=click.Choice(["json"]), default="json", hidden=True)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["json"]),
+    default="json",
+    show_default=True,
+    help="Inspect prints JSON (accepted for scripts that pass -o json everywhere).",
+)
 @store_option
 @user_errors
 def work_pool_inspect(name: str, output: str, store_url: str | None) -> None:
@@ -269,6 +276,14 @@ def work_pool_inspect(name: str, output: str, store_url: str | None) -> None:
     metavar="FLOW/DEPLOYMENT",
     help="With --job-configuration: lay this deployment's job variables over the defaults.",
 )
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="The scheduled runs as a table or JSON (the job configuration is always JSON).",
+)
 @store_option
 @user_errors
 def work_pool_preview(
@@ -276,6 +291,7 @@ def work_pool_preview(
     hours: float,
     job_configuration: bool,
     deployment_key: str | None,
+    output: str,
     store_url: str | None,
 ) -> None:
     """What the pool's workers will run: the runs scheduled in the next --hours (as Prefect's
@@ -284,7 +300,7 @@ def work_pool_preview(
     observed = _observe(store_url)
     pool = manual.get_pool(observed, name)
     if not job_configuration and deployment_key is None:
-        _scheduled_runs(store_url, name, hours)
+        _scheduled_runs(store_url, name, hours, output)
         return
     job_variables: dict[str, Any] = {}
     if deployment_key is not None:
@@ -302,7 +318,7 @@ def work_pool_preview(
     echo_json({"work_pool": name, "deployment": deployment_key, **preview})
 
 
-def _scheduled_runs(store_url: str | None, pool: str, hours: float) -> None:
+def _scheduled_runs(store_url: str | None, pool: str, hours: float, output: str) -> None:
     import datetime
     import time
 
@@ -319,6 +335,11 @@ def _scheduled_runs(store_url: str | None, pool: str, hours: float) -> None:
     finally:
         store.close()
     runs.sort(key=lambda run: run.scheduled_time)
+    if output == "json":
+        from reconciler.cli.runs import run_json
+
+        echo_json([run_json(run) for run in runs])
+        return
     if not runs:
         click.echo(f"No runs of work pool {pool!r} are scheduled in the next {hours:g} hour(s).")
         return
@@ -511,7 +532,14 @@ def work_queue_ls(
 @work_queue.command("inspect")
 @click.argument("name", metavar="QUEUE")
 @pool_name_option
-@click.option("--output", "-o", type=click.Choice(["json"]), default="json", hidden=True)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["json"]),
+    default="json",
+    show_default=True,
+    help="Inspect prints JSON (accepted for scripts that pass -o json everywhere).",
+)
 @store_option
 @user_errors
 def work_queue_inspect(name: str, pool: str | None, output: str, store_url: str | None) -> None:

@@ -3,20 +3,41 @@ Tables for people, `--output json` for scripts. They never create a store."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import click
 
 from reconciler.cli import remote
-from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
+from reconciler.cli.output import echo_json, echo_table, iso_time, open_for_reading, user_errors
 from reconciler.cli.remote import refuse_both, server_option
 from reconciler.core.errors import UserError
 from reconciler.model.resources import Kind, Resource
+from reconciler.model.runs import FlowRun
 from reconciler.store.base import Store
 
-store_option = click.option("--store", "store_url", help="Store URL (default $RECONCILER_STORE).")
+store_option = click.option(
+    "--store",
+    "store_url",
+    metavar="URL",
+    help="Store URL (default $RECONCILER_STORE, else .reconciler/state.db at the root of the "
+    "git repository the current directory is in).",
+)
 output_option = click.option(
-    "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people, or JSON for scripts (never cut; times in ISO 8601 UTC).",
+)
+inspect_output_option = click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["json"]),
+    default="json",
+    show_default=True,
+    help="Inspect prints JSON (accepted for scripts that pass -o json everywhere).",
 )
 
 
@@ -43,6 +64,14 @@ def inspect_resource(kind: Kind, key: str, store_url: str | None) -> None:
     store = _store(store_url)
     try:
         found = store.get(kind, key)
+        if found is None and kind is Kind.DEPLOYMENT and "/" not in key:
+            named = [r for r in store.list_resources(kind) if r.key.split("/", 1)[-1] == key]
+            if len(named) > 1:
+                raise UserError(
+                    f'several deployments are named "{key}": ' + ", ".join(r.key for r in named),
+                    "give FLOW/DEPLOYMENT",
+                )
+            found = named[0] if named else None
         if found is None:
             keys = [r.key for r in store.list_resources(kind)]
             from reconciler.prefect_rules.validation import did_you_mean
@@ -67,40 +96,79 @@ def deployment() -> None:
 @output_option
 @user_errors
 def deployment_ls(store_url: str | None, output: str, server_url: str | None = None) -> None:
+    """Deployments, with their pool, owner, last run and next scheduled run."""
     if server_url:
         refuse_both(store_url, server_url)
         return remote.deployment_ls(server_url, output)
     store = _store(store_url)
     try:
         rows = store.list_resources(Kind.DEPLOYMENT)
+        runs = {r.key: last_and_next_run(store, r.key) for r in rows}
     finally:
         store.close()
     if output == "json":
-        echo_json([resource_json(r) for r in rows])
+        echo_json([{**resource_json(r), **runs[r.key]} for r in rows])
         return
     table = []
     for r in rows:
         spec = r.deployment_spec()
+        last, upcoming = runs[r.key]["last_run"], runs[r.key]["next_run"]
         table.append(
             [
                 r.key,
                 f"{spec.work_pool_name}/{spec.work_queue_name}",
                 "yes" if spec.paused else "no",
                 len(spec.schedules),
+                f"{last['state']} {last['scheduled_time'][:19]}+00:00" if last else "-",
+                f"{upcoming['scheduled_time'][:19]}+00:00" if upcoming else "-",
                 owner_text(r),
                 (r.source_commit or "")[:8],
             ]
         )
-    echo_table(["deployment", "pool/queue", "paused", "schedules", "owner", "commit"], table)
+    echo_table(
+        [
+            "deployment",
+            "pool/queue",
+            "paused",
+            "schedules",
+            "last run",
+            "next run",
+            "owner",
+            "commit",
+        ],
+        table,
+    )
+
+
+def last_and_next_run(store: Store, key: str) -> dict[str, dict[str, Any] | None]:
+    """The deployment's most recent run scheduled up to now, and its next waiting one after
+    now (id, name, state, scheduled_time in ISO 8601 UTC), or None."""
+    last, upcoming = store.last_and_next_runs(key, time.time())  # as the web API's
+
+    def brief(run: FlowRun | None) -> dict[str, Any] | None:
+        if run is None:
+            return None
+        return {
+            "id": run.id,
+            "name": run.name,
+            "state": run.state.value,
+            "scheduled_time": iso_time(run.scheduled_time),
+        }
+
+    return {"last_run": brief(last), "next_run": brief(upcoming)}
 
 
 @deployment.command("inspect")
 @click.argument("key", metavar="FLOW/DEPLOYMENT")
 @store_option
 @server_option
+@inspect_output_option
 @user_errors
-def deployment_inspect(key: str, store_url: str | None, server_url: str | None = None) -> None:
-    """Everything recorded about one deployment, as JSON."""
+def deployment_inspect(
+    key: str, store_url: str | None, output: str = "json", server_url: str | None = None
+) -> None:
+    """Everything recorded about one deployment (FLOW/DEPLOYMENT, or its name alone when
+    only one flow has it), as JSON."""
     if server_url:
         refuse_both(store_url, server_url)
         return remote.deployment_inspect(server_url, key)

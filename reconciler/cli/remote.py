@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import click
 
-from reconciler.cli.output import echo_json, echo_table
+from reconciler.cli.output import echo_json, echo_table, with_iso_times
 from reconciler.core.errors import UserError
 from reconciler.core.terminal_text import printable
 
@@ -197,41 +197,64 @@ def history(server_url: str, plan_id: int | None, limit: int, output: str) -> No
 
 
 def list_runs(
-    server_url: str, output: str, *, deployment: str | None, states: tuple[str, ...], limit: int
+    server_url: str,
+    output: str,
+    *,
+    deployment: str | None,
+    states: tuple[str, ...],
+    limit: int,
+    upcoming: int | None = 5,
 ) -> None:
+    """As the store's listing (cli/runs.py `_list_runs`): past runs, most recent first, then
+    the next `upcoming` scheduled ones, soonest first (None: all)."""
     client = ApiClient(server_url)
-    runs: list[dict[str, Any]] = []
-    cursor = None
-    while len(runs) < limit:
-        page = client.get(
-            "/flow-runs",
-            deployment=deployment,
-            state=list(states),
-            limit=min(500, limit - len(runs)),
-            cursor=cursor,
-        )
-        runs += page["flow_runs"]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    now = time.time()
+
+    def fetch(bound: str, most: int | None) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        cursor = None
+        while most is None or len(found) < most:
+            page = client.get(
+                "/flow-runs",
+                deployment=deployment,
+                state=list(states),
+                limit=500 if most is None else min(500, most - len(found)),
+                cursor=cursor,
+                **{bound: now},
+            )
+            found += page["flow_runs"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        return found
+
+    past = fetch("scheduled_before", limit)
+    later = list(reversed(fetch("scheduled_after", None)))  # the API lists newest first
+    more = upcoming is not None and len(later) > upcoming
+    runs = [*past, *(later if upcoming is None else later[:upcoming])]
     if output == "json":
-        echo_json(runs)
-        return
-    echo_table(
-        ["id", "name", "deployment", "state", "scheduled", "by", "worker"],
-        [
+        echo_json([with_iso_times(run) for run in runs])
+    else:
+        echo_table(
+            ["id", "name", "deployment", "state", "scheduled", "by", "worker"],
             [
-                r["id"],
-                r["name"],
-                r["deployment"],
-                r["state"],
-                _when(r["scheduled_time"]),
-                "schedule" if r["auto_scheduled"] else "hand",
-                r["worker"] or "-",
-            ]
-            for r in runs
-        ],
-    )
+                [
+                    r["id"],
+                    r["name"],
+                    r["deployment"],
+                    r["state"],
+                    _when(r["scheduled_time"]),
+                    "schedule" if r["auto_scheduled"] else "hand",
+                    r["worker"] or "-",
+                ]
+                for r in runs
+            ],
+        )
+    if more:
+        click.echo(
+            f"(more runs are scheduled after these {upcoming}: --scheduled N or --all lists them)",
+            err=True,
+        )
 
 
 def flow_run_inspect(server_url: str, run_id: str, output: str) -> None:
@@ -239,7 +262,7 @@ def flow_run_inspect(server_url: str, run_id: str, output: str) -> None:
     run = client.get(f"/flow-runs/{quote(run_id)}")
     tasks = client.get(f"/flow-runs/{quote(run_id)}/task-runs")["task_runs"]
     if output == "json":
-        echo_json({**run, "task_runs": tasks})
+        echo_json({**with_iso_times(run), "task_runs": tasks})
         return
     click.echo(printable(f"{run['name']} ({run['id']})"))
     click.echo(f"  flow:       {run['flow_name']}")
@@ -265,11 +288,9 @@ def flow_run_logs(server_url: str, run_id: str, follow: bool, level: str | None)
         ]
         for line in lines:
             seen = line["seq"]
-            if line["level"] is None:
-                click.echo(printable(line["line"]), err=line["stream"] == "stderr")
-            else:
-                name = logging.getLevelName(line["level"])
-                click.echo(printable(f"{line['at']} {name:<8} {line['line']}"))
+            from reconciler.cli.run_records import log_line_text
+
+            click.echo(log_line_text(line["at"], line["stream"], line["level"], line["line"]))
         if not follow or (
             run["state"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") and not lines
         ):

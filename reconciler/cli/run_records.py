@@ -17,7 +17,8 @@ from reconciler.cli import remote
 from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
 from reconciler.cli.read import store_option
 from reconciler.cli.remote import refuse_both, server_option
-from reconciler.cli.runs import _one, _watch, flow_run
+from reconciler.cli.runs import _one, _watch, flow_run, run_json
+from reconciler.core.terminal_text import printable
 from reconciler.model.prefect_records import FlowRunFilter, TaskRunRecord
 from reconciler.model.runs import FlowRun, RunLogLine
 from reconciler.store import Store
@@ -33,7 +34,12 @@ def task_run() -> None:
 @task_run.command("ls")
 @click.option("--flow-run", "flow_run_id", required=True, help="The flow run (id or prefix).")
 @click.option(
-    "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people, or JSON for scripts.",
 )
 @store_option
 @server_option
@@ -60,7 +66,12 @@ def task_run_ls(
 @flow_run.command("inspect")
 @click.argument("run_id")
 @click.option(
-    "--output", "-o", type=click.Choice(["json", "table"]), default="json", show_default=True
+    "--output",
+    "-o",
+    type=click.Choice(["json", "table"]),
+    default="json",
+    show_default=True,
+    help="JSON (everything), or a summary and the task runs as a table.",
 )
 @store_option
 @server_option
@@ -68,7 +79,8 @@ def task_run_ls(
 def flow_run_inspect(
     run_id: str, output: str, store_url: str | None, server_url: str | None = None
 ) -> None:
-    """A flow run: its state and history, task runs, subflow runs and artifacts."""
+    """A flow run (by id, id prefix or name): its state and history, task runs, subflow runs
+    and artifacts; JSON unless -o table."""
     if server_url:
         refuse_both(store_url, server_url)
         return remote.flow_run_inspect(server_url, run_id, output)
@@ -116,7 +128,8 @@ def flow_run_logs(
     store_url: str | None,
     server_url: str | None = None,
 ) -> None:
-    """The run's output and Prefect's log records (with their time and level)."""
+    """The run's log on stdout, one line each: `TIME stdout|stderr LINE` for its process's
+    output, `TIME LEVEL LINE` for Prefect's log records."""
     if server_url:
         refuse_both(store_url, server_url)
         sys.exit(remote.flow_run_logs(server_url, run_id, follow, level))
@@ -134,12 +147,16 @@ def flow_run_logs(
 
 
 def echo_log_line(line: RunLogLine) -> None:
-    """Prefect's records with their time and level; process output as it was printed."""
-    if line.level is None:
-        click.echo(line.line, err=line.stream == "stderr")
-        return
-    level = logging.getLevelName(line.level)
-    click.echo(f"{line.at} {level:<8} {line.line}")
+    """One line of a run's log, on stdout (a pipe gets all of it, in order)."""
+    click.echo(log_line_text(line.at, line.stream, line.level, line.line))
+
+
+def log_line_text(at: str, stream: str, level: int | None, text: str) -> str:
+    """`TIME MARKER TEXT`: the time (ISO 8601 UTC) and, for the process's output, its
+    stream (`stdout`, `stderr`), for Prefect's records their level (`INFO`...). Each stored
+    line is one line here: a control character or a line break inside it is escaped."""
+    marker = stream if level is None else str(logging.getLevelName(level))
+    return f"{at} {marker:<8} {printable(text)}"
 
 
 TASK_HEADERS = ["name", "state", "start", "end", "retries used", "cache hit"]
@@ -202,7 +219,7 @@ def run_details(store: Store, run: FlowRun) -> dict[str, object]:
         placeholder = store.get_task_run(run.parent_task_run_id)
         parent_id = placeholder.flow_run_id if placeholder else None
     return {
-        **run.to_json(),
+        **run_json(run),
         "parent_flow_run_id": parent_id,
         "task_runs": [task_json(task) for task in tasks],
         "subflow_runs": [

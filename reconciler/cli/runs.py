@@ -12,7 +12,13 @@ from pathlib import Path
 import click
 
 from reconciler.cli import remote
-from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
+from reconciler.cli.output import (
+    echo_json,
+    echo_table,
+    open_for_reading,
+    user_errors,
+    with_iso_times,
+)
 from reconciler.cli.read import output_option, store_option
 from reconciler.cli.remote import refuse_both, server_option
 from reconciler.core.errors import UserError
@@ -23,6 +29,19 @@ from reconciler.store import Store
 from reconciler.store.url import is_prefect_store
 
 WATCH_POLL_SECONDS = 0.1
+UPCOMING_CAP = 100_000
+"""`--all`: every scheduled run (a bound, not a page)."""
+
+scheduled_option = click.option(
+    "--scheduled",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="How many of the next scheduled runs to list after the past ones.",
+)
+all_option = click.option(
+    "--all", "show_all", is_flag=True, help="List every scheduled run (not only the next 5)."
+)
 
 
 @click.command("run")
@@ -33,6 +52,7 @@ WATCH_POLL_SECONDS = 0.1
 @click.option("--watch", is_flag=True, help="Follow the run's logs until it ends.")
 @store_option
 @server_option
+@output_option
 @user_errors
 def deployment_run(
     key: str,
@@ -41,9 +61,10 @@ def deployment_run(
     job_variables: tuple[str, ...],
     watch: bool,
     store_url: str | None,
+    output: str = "table",
     server_url: str | None = None,
 ) -> None:
-    """Create a flow run of a deployment, now."""
+    """Create a flow run of a deployment, now (`-o json`: the run as JSON)."""
     from reconciler.worker.create_run import create_run, parse_assignments, parse_json_object
 
     parameters = {
@@ -54,12 +75,15 @@ def deployment_run(
     if server_url:
         refuse_both(store_url, server_url)
         made = remote.deployment_run(server_url, key, parameters, overrides)
-        click.echo(
-            printable(
-                f"Created flow run {made['name']!r} ({made['id']}) of {key} in "
-                f"{made['work_pool']}/{made['work_queue']}."
+        if output == "json":
+            echo_json(with_iso_times(made))
+        else:
+            click.echo(
+                printable(
+                    f"Created flow run {made['name']!r} ({made['id']}) of {key} in "
+                    f"{made['work_pool']}/{made['work_queue']}."
+                )
             )
-        )
         if watch:
             sys.exit(remote.flow_run_logs(server_url, made["id"], True, None))
         return
@@ -68,9 +92,14 @@ def deployment_run(
         run = create_run(store, key, parameters=parameters, job_variables=overrides)
     finally:
         store.close()
-    click.echo(
-        printable(f"Created flow run {run.name!r} ({run.id}) of {key} in {run.pool}/{run.queue}.")
-    )
+    if output == "json":
+        echo_json(run_json(run))
+    else:
+        click.echo(
+            printable(
+                f"Created flow run {run.name!r} ({run.id}) of {key} in {run.pool}/{run.queue}."
+            )
+        )
     if watch:
         sys.exit(_watch(store_url, run.id))
 
@@ -117,7 +146,9 @@ def flow_run() -> None:
     type=click.Choice([s.value for s in RunState]),
     help="Only runs in these states.",
 )
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, help="At most this many past runs.")
+@scheduled_option
+@all_option
 @store_option
 @server_option
 @output_option
@@ -126,17 +157,32 @@ def flow_run_ls(
     deployment: str | None,
     states: tuple[str, ...],
     limit: int,
+    scheduled: int,
+    show_all: bool,
     store_url: str | None,
     output: str,
     server_url: str | None = None,
 ) -> None:
-    """Flow runs, newest scheduled first."""
+    """Flow runs: the most recent past ones first, then the next scheduled ones (5 unless
+    --scheduled N or --all)."""
     if server_url:
         refuse_both(store_url, server_url)
         return remote.list_runs(
-            server_url, output, deployment=deployment, states=states, limit=limit
+            server_url,
+            output,
+            deployment=deployment,
+            states=states,
+            limit=limit,
+            upcoming=None if show_all else scheduled,
         )
-    _list_runs(store_url, output, deployment=deployment, states=states, limit=limit)
+    _list_runs(
+        store_url,
+        output,
+        deployment=deployment,
+        states=states,
+        limit=limit,
+        upcoming=None if show_all else scheduled,
+    )
 
 
 @flow_run.command("cancel")
@@ -145,6 +191,7 @@ def flow_run_ls(
 @server_option
 @user_errors
 def flow_run_cancel(run_id: str, store_url: str | None, server_url: str | None = None) -> None:
+    """Cancel a flow run (by id, id prefix or name): a running one is stopped by its worker."""
     if server_url:
         refuse_both(store_url, server_url)
         return remote.flow_run_cancel(server_url, run_id)
@@ -167,17 +214,24 @@ def _one(store: Store, run_id: str) -> FlowRun:
     run = store.get_run(run_id)
     if run is not None:
         return run
-    found = store.find_runs(run_id) if len(run_id) >= 4 else []
+    found = store.find_runs(run_id) if len(run_id) >= 4 else []  # id prefix, or name
     if len(found) == 1:
         return found[0]
     if found:
         raise UserError(f"{run_id!r} matches several flow runs", "give more of the id")
-    raise UserError(f"no flow run {run_id!r}", "`reconcile flow-run ls` lists them")
+    raise UserError(
+        f"no flow run {run_id!r} (by id, id prefix or name)", "`reconcile flow-run ls` lists them"
+    )
 
 
 def _when(timestamp: float) -> str:
     moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
     return moment.isoformat(timespec="seconds")
+
+
+def run_json(run: FlowRun) -> dict[str, object]:
+    """A run as the CLI prints it in JSON: times as ISO 8601 UTC (no epoch seconds)."""
+    return with_iso_times(run.to_json())
 
 
 @click.group("worker")
@@ -191,13 +245,33 @@ def worker() -> None:
 @click.option("--name", "-n", help="Worker name (default: host name and a random suffix).")
 @click.option("--limit", "-l", type=click.IntRange(min=1), help="Runs at once (default: no limit).")
 @click.option("--run-once", is_flag=True, help="Claim once, wait for those runs, exit.")
-@click.option("--prefetch-seconds", type=float, default=10.0, show_default=True)
-@click.option("--poll-interval", type=click.FloatRange(min=0.01), default=0.1, show_default=True)
 @click.option(
-    "--heartbeat-seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True
+    "--prefetch-seconds",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Claim runs scheduled up to this many seconds ahead (to start them on time).",
 )
 @click.option(
-    "--cancel-grace-seconds", type=click.FloatRange(min=0), default=10.0, show_default=True
+    "--poll-interval",
+    type=click.FloatRange(min=0.01),
+    default=0.1,
+    show_default=True,
+    help="Seconds between looks for runs to claim.",
+)
+@click.option(
+    "--heartbeat-seconds",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between heartbeats (3 missed: the worker shows OFFLINE).",
+)
+@click.option(
+    "--cancel-grace-seconds",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds a cancelled run gets to stop after SIGTERM, before SIGKILL.",
 )
 @click.option(
     "--work-dir", type=click.Path(file_okay=False), help="Where runs get their directories."
@@ -211,7 +285,13 @@ def worker() -> None:
 )
 @click.option("--no-schedule", is_flag=True, help="Leave turning schedules into runs to others.")
 @click.option("--with-healthcheck", is_flag=True, help="Serve GET /health.")
-@click.option("--healthcheck-listen", default="127.0.0.1:8080", show_default=True)
+@click.option(
+    "--healthcheck-listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where --with-healthcheck serves GET /health.",
+)
 @click.option(
     "--python",
     "python",
@@ -294,19 +374,42 @@ def worker_start(**options: object) -> None:
 
 @click.command("runs")
 @click.argument("key", metavar="FLOW/DEPLOYMENT")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, help="At most this many past runs.")
+@scheduled_option
+@all_option
 @store_option
 @server_option
 @output_option
 @user_errors
 def deployment_runs(
-    key: str, limit: int, store_url: str | None, output: str, server_url: str | None = None
+    key: str,
+    limit: int,
+    scheduled: int,
+    show_all: bool,
+    store_url: str | None,
+    output: str,
+    server_url: str | None = None,
 ) -> None:
-    """The runs of one deployment, newest scheduled first (scheduled and manual ones)."""
+    """The runs of one deployment (scheduled and manual ones): the most recent past ones
+    first, then the next scheduled ones (5 unless --scheduled N or --all)."""
     if server_url:
         refuse_both(store_url, server_url)
-        return remote.list_runs(server_url, output, deployment=key, states=(), limit=limit)
-    _list_runs(store_url, output, deployment=key, states=(), limit=limit)
+        return remote.list_runs(
+            server_url,
+            output,
+            deployment=key,
+            states=(),
+            limit=limit,
+            upcoming=None if show_all else scheduled,
+        )
+    _list_runs(
+        store_url,
+        output,
+        deployment=key,
+        states=(),
+        limit=limit,
+        upcoming=None if show_all else scheduled,
+    )
 
 
 def _list_runs(
@@ -316,32 +419,53 @@ def _list_runs(
     deployment: str | None,
     states: tuple[str, ...],
     limit: int,
+    upcoming: int | None,
 ) -> None:
+    """Past runs (scheduled up to now), most recent first, then the runs scheduled later,
+    soonest first: `upcoming` of them (None: all); a line on stderr says how many more."""
+    wanted = [RunState(s) for s in states] or None
+    now = time.time()
     store = open_for_reading(store_url)
     try:
-        runs = store.list_runs(
-            deployment=deployment, states=[RunState(s) for s in states] or None, limit=limit
+        past = store.list_runs(
+            deployment=deployment, states=wanted, limit=limit, scheduled_until=now
+        )
+        later = store.list_runs(
+            deployment=deployment,
+            states=wanted,
+            limit=UPCOMING_CAP if upcoming is None else upcoming + 1,
+            scheduled_after=now,
+            oldest_first=True,
         )
     finally:
         store.close()
+    more = upcoming is not None and len(later) > upcoming
+    if upcoming is not None:
+        later = later[:upcoming]
+    runs = [*past, *later]
     if output == "json":
-        echo_json([run.to_json() for run in runs])
-        return
-    echo_table(
-        ["id", "name", "deployment", "state", "scheduled", "by", "worker"],
-        [
+        echo_json([run_json(run) for run in runs])
+    else:
+        echo_table(
+            ["id", "name", "deployment", "state", "scheduled", "by", "worker"],
             [
-                r.id,
-                r.name,
-                r.deployment,
-                r.state.value,
-                _when(r.scheduled_time),
-                "schedule" if r.schedule_id else "hand",
-                r.worker or "-",
-            ]
-            for r in runs
-        ],
-    )
+                [
+                    r.id,
+                    r.name,
+                    r.deployment,
+                    r.state.value,
+                    _when(r.scheduled_time),
+                    "schedule" if r.schedule_id else "hand",
+                    r.worker or "-",
+                ]
+                for r in runs
+            ],
+        )
+    if more:
+        click.echo(
+            f"(more runs are scheduled after these {upcoming}: --scheduled N or --all lists them)",
+            err=True,
+        )
 
 
 @worker.command("ls")

@@ -43,6 +43,7 @@ def variable() -> None:
 @store_option
 @user_errors
 def variable_set(name: str, value: str, as_json: bool, store_url: str | None) -> None:
+    """Set variable NAME to VALUE (a string, or JSON with --json)."""
     parsed = _parse_value(value, as_json)
     store = settings_for_store(store_url).open_store()
     try:
@@ -54,11 +55,19 @@ def variable_set(name: str, value: str, as_json: bool, store_url: str | None) ->
 
 
 @variable.command("ls")
-@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people, or JSON for scripts.",
+)
 @store_option
 @server_option
 @user_errors
 def variable_ls(output: str, store_url: str | None, server_url: str | None = None) -> None:
+    """Variables and their values."""
     if server_url:
         refuse_both(store_url, server_url)
         return remote.variable_ls(server_url, output)
@@ -78,6 +87,7 @@ def variable_ls(output: str, store_url: str | None, server_url: str | None = Non
 @store_option
 @user_errors
 def variable_rm(name: str, store_url: str | None) -> None:
+    """Remove variable NAME."""
     store = settings_for_store(store_url).open_store()
     try:
         with store.transaction() as tx:
@@ -129,7 +139,14 @@ def secret_set(ref: str, value: str | None, as_json: bool, store_url: str | None
 
 
 @secret.command("ls")
-@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people, or JSON for scripts.",
+)
 @store_option
 @user_errors
 def secret_ls(output: str, store_url: str | None) -> None:
@@ -154,6 +171,7 @@ def secret_ls(output: str, store_url: str | None) -> None:
 @store_option
 @user_errors
 def secret_rm(ref: str, store_url: str | None) -> None:
+    """Remove a secret (`NAME`, or `SLUG/NAME` for another block type)."""
     slug, name = _split_ref(ref)
     store = settings_for_store(store_url).open_store()
     try:

@@ -403,6 +403,8 @@ class _Builder:
         )
         if loaded is None:
             return _FileOutcome(problems, [])
+        if loaded.invalid:
+            return _FileOutcome(self._more_problems(loaded, job.snapshot, problems), [])
         snapshot: Snapshot = job.snapshot
         if job.blob is not None:
             from reconciler.desired.build_cache import RecordingSnapshot
@@ -414,6 +416,28 @@ class _Builder:
         ]
         reads = frozenset(getattr(snapshot, "reads", ()))
         return _FileOutcome(problems, deployments, reads)
+
+    def _more_problems(
+        self, loaded: PrefectFile, snapshot: Snapshot, problems: list[Diagnostic]
+    ) -> list[Diagnostic]:
+        """A file with errors builds nothing, but its deployments are still checked (entry
+        points, parameters, pools...), so that every error of the file is reported at once;
+        an error at the place of one already reported is left out (one mistake, one message).
+        A deployment too broken to check adds nothing."""
+        found = list(problems)
+        places = {(d.location.line, d.location.column) for d in problems if d.location}
+        for draft in loaded.deployments:
+            try:
+                built = _DeploymentBuilder(self, snapshot, loaded, draft).build()
+            except Exception:
+                continue
+            for diagnostic in [*built.problems, *built.notes]:
+                where = diagnostic.location
+                if where is not None and (where.line, where.column) in places:
+                    continue
+                if diagnostic not in found:
+                    found.append(diagnostic)
+        return found
 
     # -- the per-file cache (reconciler/desired/build_cache.py) ---------------------------
 
@@ -743,6 +767,37 @@ class _DeploymentBuilder:
             spec = with_pull_step_positions(spec, positions)
         return spec
 
+    def _check_working_directories(self, job_variables: dict[str, Any]) -> None:
+        """`set_working_directory` to an absolute path (what `prefect init` writes: the
+        project's directory on the machine it ran on) makes runs use whatever is in that
+        directory of the machine they run on, uncommitted edits included, not the planned
+        commit. A warning (an error with --strict), except where runs use an image (built here,
+        or named in `job_variables`), in which the path is that of the image."""
+        if self.draft.build or job_variables.get("image"):
+            return
+        for placed in self.draft.pull or []:
+            directory = placed.step.body.get("directory")
+            if not placed.step.name.endswith(".set_working_directory"):
+                continue
+            if not isinstance(directory, str) or "{{" in directory:
+                continue
+            if not (directory.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", directory)):
+                continue
+            message = (
+                f"set_working_directory to the absolute path {directory!r}: runs would use that "
+                "directory of the machine they run on (with its uncommitted files), not the "
+                "repository at the planned commit"
+            )
+            hint = (
+                "use a path relative to the repository (e.g. `.`), or drop the pull steps: runs "
+                "then clone the planned commit"
+            )
+            where = self.document.location((*placed.path, placed.step.name, "directory"))
+            if self.run.options.strict:
+                self.problems.append(error(message, where, hint))
+            else:
+                self.run.note_once(warning(message, where, hint))
+
     # -- templating -----------------------------------------------------------------------
 
     def _resolve_store_references(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -1063,6 +1118,7 @@ class _DeploymentBuilder:
                     warning(generated.warning, self.document.location(()), generated.hint)
                 )
             return generated.steps
+        self._check_working_directories(job_variables)
         steps = [placed.step.to_json() for placed in self.draft.pull]
         if not self.file.has_placeholders:
             return steps

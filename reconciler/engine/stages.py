@@ -16,6 +16,8 @@ and changes nothing; it is opened from the request's `Settings` (reconciler/sett
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -36,7 +38,7 @@ from reconciler.desired.build import (
     build_desired,
 )
 from reconciler.desired.build_cache import BuildCache
-from reconciler.desired.state import DEFAULT_PREFECT_GLOB
+from reconciler.desired.state import DEFAULT_PREFECT_GLOB, POOLS_FILE_NAME, matches_glob
 from reconciler.engine.overrides import lay_overrides
 from reconciler.model.observed import Fence, ObservedState
 from reconciler.model.resources import Kind
@@ -85,6 +87,10 @@ class ReconcileRequest:
     """Apply only while this lease is held (the daemon's leadership)."""
     cache: BuildCache | None = None
     """Results of files already read, by git blob id (the daemon keeps one per repository)."""
+    gate: Callable[[Planned], bool] | None = None
+    """Asked with the plan before any step runs or anything is written (not for a dry-run):
+    False stops there, nothing applied (`reconcile apply` asking for confirmation); it may
+    raise (a saved plan that no longer matches)."""
 
 
 @dataclass
@@ -98,6 +104,10 @@ class ReconcileOutcome:
     """Repositories whose steps failed: nothing of them was applied; the others were."""
     scheduled: int = 0
     """Runs the scheduler created right after the apply (new or changed schedules)."""
+    declined: bool = False
+    """The request's gate said no: nothing was run or applied."""
+    fingerprint: str = ""
+    """`observed_fingerprint` of what the plan was made against (for saved plans)."""
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -173,6 +183,9 @@ def _reconcile(request: ReconcileRequest, environ: Mapping[str, str] | None) -> 
             if outcome.errors:
                 return outcome
             _refuse_other_revision(planned, request)
+            if request.gate is not None and not request.gate(planned):
+                outcome.declined = True
+                return outcome
             if planned.desired.built.build_plans and not request.skip_build:
                 ran = steps(planned, store, request, loaded.environ)
                 if not ran.applying:
@@ -198,7 +211,31 @@ def _reconcile(request: ReconcileRequest, environ: Mapping[str, str] | None) -> 
 
 
 def _outcome(planned: Planned, attempt: int) -> ReconcileOutcome:
-    return ReconcileOutcome(planned.plan, planned.masker, attempts=attempt)
+    return ReconcileOutcome(
+        planned.plan, planned.masker, attempts=attempt, fingerprint=fingerprint_of(planned)
+    )
+
+
+def fingerprint_of(planned: Planned) -> str:
+    """A digest of what the store held, for the plan's repositories, when it was planned:
+    every object they own and every object the plan touches (kind, key, content, owner,
+    commit), and the variables and blocks files can read. Two plans made against the same
+    digest at the same commits are the same plan; a saved plan is refused when it moved."""
+    observed = planned.desired.observed
+    repos = {source.repo for source in planned.plan.sources}
+    touched = {(change.kind, change.key) for change in planned.plan.changes}
+    digest = hashlib.sha256()
+    for (kind, key), resource in sorted(
+        observed.resources.items(), key=lambda i: (i[0][0].value, i[0][1])
+    ):
+        owned = resource.owner is not None and resource.owner.repo in repos
+        if owned or (kind, key) in touched:
+            owner = str(resource.owner) if resource.owner else ""
+            fields = (kind.value, key, resource.hash, owner, resource.source_commit or "")
+            digest.update(json.dumps(fields).encode())
+    values = {"variables": dict(observed.variables), "blocks": sorted(map(list, observed.blocks))}
+    digest.update(json.dumps(values, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
 
 
 def _previewed(
@@ -406,3 +443,26 @@ def _hiding_replaced_secrets(plan: Plan, masker: Masker) -> Masker:
         for text in strings_in(diff.before)
     ]
     return masker.with_secrets(replaced) if replaced else masker
+
+
+def validate_files(
+    request: ReconcileRequest, observed: ObservedState | None = None
+) -> tuple[list[Diagnostic], list[str]]:
+    """`reconcile validate`: read and check every file of the request's repositories, as a
+    plan would, against `observed` (default: an empty store; no store is opened here):
+    every diagnostic of every file, and the files read (`repo-location/file`). Raises
+    SourceError for an unreadable repository."""
+    loaded = load(request, dict(os.environ))
+    built = build_desired(
+        loaded.inputs,
+        observed or ObservedState(revision=0),
+        BuildOptions(environ=loaded.environ, strict=request.strict, build_outputs_known=True),
+    )
+    files: list[str] = []
+    for item in loaded.inputs:
+        root = item.snapshot.display_root.rstrip("/")
+        for name in item.snapshot.files():
+            if matches_glob(name, item.prefect_glob) or matches_glob(name, POOLS_FILE_NAME):
+                files.append(name if root in ("", ".") else f"{root}/{name}")
+    masker = Masker(built.secrets)
+    return [masker.diagnostic(d) for d in built.diagnostics], sorted(files)

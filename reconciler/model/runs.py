@@ -178,6 +178,10 @@ _NOUNS = ("otter", "heron", "lynx", "falcon", "badger", "marten", "ibis", "puffi
 
 
 def run_name(run_id: str) -> str:
-    """A readable name for a run, stable for its id (Prefect names runs like this too)."""
-    number = int(run_id.replace("-", "")[:8], 16)
-    return f"{_ADJECTIVES[number % len(_ADJECTIVES)]}-{_NOUNS[(number // 7) % len(_NOUNS)]}"
+    """A readable name for a run, stable for its id (Prefect names runs like this too), and
+    unique as the id is: two words from the id's first 8 hex digits, then its next 6
+    (`eager-badger-1f4efd`). Two words alone (81 pairs) repeated within seconds."""
+    digits = run_id.replace("-", "")
+    number = int(digits[:8], 16)
+    words = f"{_ADJECTIVES[number % len(_ADJECTIVES)]}-{_NOUNS[(number // 7) % len(_NOUNS)]}"
+    return f"{words}-{digits[8:14]}" if len(digits) >= 14 else words

@@ -61,6 +61,9 @@ class PrefectFile:
     deployments: list[DeploymentDraft]
     has_placeholders: bool = True
     """False when the file has no `{{` at all: every templating pass can be skipped."""
+    invalid: bool = False
+    """The file has errors: its deployments are read only to report theirs too (all at
+    once); nothing built from it may be applied."""
 
     @property
     def base_dir(self) -> str:
@@ -90,12 +93,31 @@ def parse_prefect_file(
     diagnostics.extend(validate_document(document, SCHEMA, strict=strict))
     if "deployments" not in document.data:
         diagnostics.append(_no_deployments(document))
-    if any(d.is_error for d in diagnostics):
+    schema_errors = any(d.is_error for d in diagnostics)
+    if schema_errors and not isinstance(document.data.get("deployments"), list):
         return None, diagnostics
-    actions = {key: _wrap(_json_dates(document.data.get(key))) for key in ("build", "push", "pull")}
+    # With schema errors, the deployments are still read, so that every error of the file is
+    # reported at once (a misspelt schedule key and a misspelt parameter together); where the
+    # shape is too broken to read further, the schema's errors are all there is.
+    try:
+        drafts, problems = _drafts(document)
+    except Exception:
+        if not schema_errors:
+            raise
+        return None, diagnostics
+    diagnostics.extend(_new_problems(problems, diagnostics))
+    if any(d.is_error for d in diagnostics):
+        return PrefectFile(path, document, drafts, b"{{" in content, invalid=True), diagnostics
+    return PrefectFile(path, document, drafts, b"{{" in content), diagnostics
+
+
+def _drafts(document: LoadedDocument) -> tuple[list[DeploymentDraft], list[Diagnostic]]:
+    data = document.data
+    actions = {key: _wrap(_json_dates(data.get(key))) for key in ("build", "push", "pull")}
     top = _TopSteps(actions)
     drafts = []
-    for index, raw in enumerate(document.data["deployments"]):
+    diagnostics: list[Diagnostic] = []
+    for index, raw in enumerate(data["deployments"]):
         draft, problems = _draft(index, raw, top, document)
         diagnostics.extend(problems)
         if draft is not None:
@@ -104,9 +126,18 @@ def parse_prefect_file(
     for draft in drafts:
         diagnostics.extend(_step_name_problems(draft, document, reported))
         diagnostics.extend(_trigger_problems(draft, document))
-    if any(d.is_error for d in diagnostics):
-        return None, diagnostics
-    return PrefectFile(path, document, drafts, b"{{" in content), diagnostics
+    return drafts, diagnostics
+
+
+def _new_problems(found: list[Diagnostic], known: list[Diagnostic]) -> list[Diagnostic]:
+    """`found`, without the errors at a place an error of `known` already points to (one
+    mistake, one message)."""
+    places = {(d.location.line, d.location.column) for d in known if d.is_error and d.location}
+    return [
+        d
+        for d in found
+        if not (d.is_error and d.location and (d.location.line, d.location.column) in places)
+    ]
 
 
 def _trigger_problems(draft: DeploymentDraft, document: LoadedDocument) -> list[Diagnostic]:

@@ -43,6 +43,13 @@ class DefaultPull:
     hint: str | None = None
 
 
+UNCOMMITTED_WARNING = (
+    "no pull steps: runs will clone the head of the repository's default branch, "
+    "since the files planned are uncommitted"
+)
+"""A plan of uncommitted files (`--worktree`) that would store the default pull steps."""
+
+
 def default_pull_steps(
     *,
     repository: str,
@@ -69,10 +76,7 @@ def default_pull_steps(
     clone: dict[str, Any] = {"id": CLONE_STEP_ID, "repository": repository}
     warning = None
     if commit is None:
-        warning = (
-            "no pull steps: runs will clone the head of the repository's default branch, "
-            "since the files planned are uncommitted"
-        )
+        warning = UNCOMMITTED_WARNING
     steps: list[dict[str, Any]] = [{GIT_CLONE: clone}]
     if base_dir:
         steps.append(_work_in(f"{{{{ {CLONE_STEP_ID}.directory }}}}/{base_dir}"))

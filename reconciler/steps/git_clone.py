@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,11 +48,16 @@ def git_clone(
     git = _Git(context, _Source(repository, userinfo, include_submodules))
     destination = context.cwd / (clone_directory_name or default_directory_name(repository, branch))
     checkout = _Checkout(git, destination, branch, commit_sha, include_submodules, directories)
-    if (destination / ".git").exists():
+    updated = (destination / ".git").exists()
+    if updated:
         checkout.update()
     else:
         checkout.clone()
-    return {"directory": os.path.relpath(destination, context.cwd)}
+    directory = os.path.relpath(destination, context.cwd)
+    head = git.run("rev-parse", "--short=12", "HEAD", cwd=destination, show=False).stdout.strip()
+    verb = "updated the clone of" if updated else "cloned"
+    context.output.note(f"{verb} {git.source.clean_url} at {head or '?'} into {directory}")
+    return {"directory": directory}
 
 
 def _check_arguments(
@@ -178,8 +184,11 @@ class _Git:
         return run_process(command, context=self.context, cwd=cwd, env=self.env, show=show)
 
     def check(self, *args: str, cwd: Path | None = None, action: str) -> None:
-        result = self.run(*args, cwd=cwd)
+        # Not shown: a clone is one line in the run's log (`_Checkout.say_done`); git's own
+        # lines (and its warnings) are kept for the error when it fails.
+        result = self.run(*args, cwd=cwd, show=False)
         if result.exit_code != 0:
+            self.context.output.note(f"$ {shlex.join(['git', *args])}")  # masked when shown
             raise StepError(
                 f"{action} {self.source.clean_url!r} failed",
                 exit_code=result.exit_code,
@@ -247,7 +256,7 @@ class _Checkout:
         if self.include_submodules:
             commands.append(["submodule", "update", "--init", "--recursive"])
         for command in commands:
-            if self.git.run(*command, cwd=self.destination).exit_code != 0:
+            if self.git.run(*command, cwd=self.destination, show=False).exit_code != 0:
                 return False
         self._check_out_directories()
         return True

@@ -195,7 +195,9 @@ def run_step(
 ) -> dict[str, Any] | None:
     """Run one step; returns its own output (None when it returned no mapping)."""
     step = placed.step
-    context.open_output(step.id or step.short_name).note(f"> running {step.name}")
+    output = context.open_output(step.id or step.short_name)
+    if not step.name.endswith(_SELF_REPORTING):  # these say what they did in one line
+        output.note(f"> running {step.name}")
     try:
         inputs = render_inputs(step, outputs, _hiding_blocks(values, context), context.env)
     except TemplateError as exc:
@@ -224,6 +226,9 @@ def _hiding_blocks(values: TemplateValues | None, context: StepContext) -> Templ
         return data
 
     return dataclasses.replace(values, blocks=masked_lookup)
+
+
+_SELF_REPORTING = (".git_clone", ".agit_clone")
 
 
 def _failure(

@@ -289,7 +289,7 @@ class RunStore(PrefectRecordStore, Protocol):
     def get_run(self, run_id: str) -> FlowRun | None: ...
 
     def find_runs(self, prefix: str) -> list[FlowRun]:
-        """Runs whose id starts with `prefix` (at most 5)."""
+        """Runs whose id starts with `prefix`, or named `prefix` (at most 5)."""
         ...
 
     def list_runs(
@@ -299,8 +299,12 @@ class RunStore(PrefectRecordStore, Protocol):
         states: Iterable[RunState] | None = None,
         pool: str | None = None,
         limit: int = 100,
+        scheduled_after: float | None = None,
+        scheduled_until: float | None = None,
+        oldest_first: bool = False,
     ) -> list[FlowRun]:
-        """Newest scheduled first."""
+        """Newest scheduled first (`oldest_first`: the other way); `scheduled_after` and
+        `scheduled_until` (epoch seconds) keep runs scheduled in (after, until]."""
         ...
 
     def has_claimable_runs(self, pool: str, scheduled_before: float) -> bool:

@@ -228,11 +228,12 @@ class SqlRuns(SqlStoreBase):
         return run_from_row(rows[0]) if rows else None
 
     def find_runs(self, prefix: str) -> list[FlowRun]:
-        """Runs whose id starts with `prefix` (ids are long; people type the start)."""
+        """Runs whose id starts with `prefix` (ids are long; people type the start), or whose
+        name is `prefix`."""
         pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = self._read(
-            f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id LIKE ? ESCAPE '\\' LIMIT 5",
-            (pattern,),
+            f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id LIKE ? ESCAPE '\\' OR name = ? LIMIT 5",
+            (pattern, prefix),
         )
         return [run_from_row(row) for row in rows]
 
@@ -243,6 +244,9 @@ class SqlRuns(SqlStoreBase):
         states: Iterable[RunState] | None = None,
         pool: str | None = None,
         limit: int = 100,
+        scheduled_after: float | None = None,
+        scheduled_until: float | None = None,
+        oldest_first: bool = False,
     ) -> list[FlowRun]:
         where: list[str] = []
         params: list[Any] = []
@@ -256,10 +260,17 @@ class SqlRuns(SqlStoreBase):
             wanted, values = self.dialect.in_list("state", [s.value for s in states])
             where.append(wanted)
             params.extend(values)
+        if scheduled_after is not None:
+            where.append("scheduled_time > ?")
+            params.append(scheduled_after)
+        if scheduled_until is not None:
+            where.append("scheduled_time <= ?")
+            params.append(scheduled_until)
         sql = f"SELECT {RUN_COLUMNS} FROM flow_runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY scheduled_time DESC, created_at DESC LIMIT ?"
+        order = "ASC" if oldest_first else "DESC"
+        sql += f" ORDER BY scheduled_time {order}, created_at {order} LIMIT ?"
         return [run_from_row(row) for row in self._read(sql, (*params, limit))]
 
     def has_claimable_runs(self, pool: str, scheduled_before: float) -> bool:

@@ -24,6 +24,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar
 
 from reconciler.core.errors import StoreUrlError
+from reconciler.core.repo_root import ignore_store_directory
 from reconciler.store.prefect_records import PrefectRecords
 from reconciler.store.sql import SQLITE_DIALECT, Conn, Dialect
 from reconciler.store.sql_runs import SqlRuns
@@ -78,6 +79,7 @@ class SqliteStore(SqlStore, SqlRuns, PrefectRecords, WebRecords):
                 raise StoreUrlError(
                     f"cannot create the store directory {directory}: {exc}"
                 ) from None
+            ignore_store_directory(path)
         try:
             self._conn = sqlite3.connect(
                 path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False

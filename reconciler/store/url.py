@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from reconciler.core.errors import StoreUrlError
+from reconciler.core.repo_root import default_store_path
 from reconciler.store.base import Store
 
 DEFAULT_STORE_PATH = os.path.join(".reconciler", "state.db")
@@ -17,9 +18,15 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 PREFECT_SCHEMES = ("prefect+http://", "prefect+https://")
 
 
+def default_store_url() -> str:
+    """`.reconciler/state.db` at the root of the repository the current directory is in (any
+    subdirectory finds the same one), else under the current directory."""
+    return f"sqlite:///{default_store_path()}"
+
+
 def resolve_store_url(url: str | None) -> str:
-    """The flag, else $RECONCILER_STORE, else the default file under the current directory."""
-    return url or os.environ.get(STORE_ENV) or f"sqlite:///{DEFAULT_STORE_PATH}"
+    """The flag, else $RECONCILER_STORE, else the default (`default_store_url`)."""
+    return url or os.environ.get(STORE_ENV) or default_store_url()
 
 
 def is_postgres_url(url: str) -> bool:

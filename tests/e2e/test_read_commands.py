@@ -61,13 +61,17 @@ def test_deployment_ls_table_and_json(run_cli: Run, applied: Applied) -> None:
         "POOL/QUEUE",
         "PAUSED",
         "SCHEDULES",
+        "LAST",
+        "RUN",
+        "NEXT",
+        "RUN",
         "OWNER",
         "COMMIT",
     ]
-    assert [line.split() for line in lines[1:]] == [
-        ["build-reports/reports-emea", "etl/default", "no", "2", owner, short],
-        ["ingest-orders/orders-backfill", "etl/backfill", "yes", "0", owner, short],
-        ["ingest-orders/orders-nightly", "etl/default", "no", "1", owner, short],
+    assert [line.split() for line in lines[1:]] == [  # no runs yet: "-" for last and next
+        ["build-reports/reports-emea", "etl/default", "no", "2", "-", "-", owner, short],
+        ["ingest-orders/orders-backfill", "etl/backfill", "yes", "0", "-", "-", owner, short],
+        ["ingest-orders/orders-nightly", "etl/default", "no", "1", "-", "-", owner, short],
     ]
     listed = json.loads(as_json.stdout)
     assert [d["key"] for d in listed] == [line.split()[0] for line in lines[1:]]

@@ -3,6 +3,7 @@ daemon` on 127.0.0.1, or read from a local path."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -113,6 +114,12 @@ def test_a_local_path_can_be_cloned(steps: Steps, project: GitRepo) -> None:
     outputs = steps.run(clone_step(repository=str(project.path), branch="main"))
     assert outputs["directory"] == "src-main"
     assert (steps.cwd / "src-main" / "flow.py").read_text() == "v2\n"
+    # One line in the run's log, and none of git's own (its "--depth is ignored in local
+    # clones" warning included): they are kept for the error when a clone fails.
+    shown = steps.lines
+    assert len(shown) == 1, steps.lines
+    assert re.search(r"cloned .* at [0-9a-f]{12} into src-main$", shown[0]), shown
+    assert not any("warning" in line for line in steps.lines)
 
 
 def test_a_failed_clone_names_the_exit_code_and_never_prints_the_token(steps: Steps) -> None:

@@ -13,7 +13,10 @@ from reconciler.scheduling.policy import SchedulingPolicy
 from reconciler.settings import DEFAULT_STORE_URL, Settings, resolve_settings
 
 
-def test_each_layer_overrides_the_one_below() -> None:
+def test_each_layer_overrides_the_one_below(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # outside any git repository: the default is relative
     file = {"store": "sqlite:///file.db", "log_format": "json"}
     environ = {"RECONCILER_STORE": "sqlite:///env.db"}
     assert resolve_settings({}).store_url == DEFAULT_STORE_URL
@@ -22,6 +25,17 @@ def test_each_layer_overrides_the_one_below() -> None:
     flags = {"store": "sqlite:///flag.db"}
     both = resolve_settings(environ, file=file, flags=flags)
     assert (both.store_url, both.log_format) == ("sqlite:///flag.db", "json")
+
+
+def test_the_default_store_is_at_the_repository_root_from_any_subdirectory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    deep = tmp_path / "repo" / "flows" / "etl"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    expected = f"sqlite:///{tmp_path / 'repo' / '.reconciler' / 'state.db'}"
+    assert resolve_settings({}).store_url == expected
 
 
 def test_a_flag_not_given_or_empty_leaves_the_environment() -> None:

@@ -43,7 +43,11 @@ def test_a_run_completes_with_its_parameters_logs_and_history(project: Project) 
     logs = project.logs(run_id)
     assert logs.count("hello reconciler") == 2 and "to stderr" in logs
     shown = project.cli("flow-run", "logs", run_id[:8], "--store", project.store_url)
-    assert "hello reconciler" in shown.stdout and "to stderr" in shown.stderr
+    # Everything on stdout, each line with its time and stream (a pipe sees all of it).
+    lines = [line.split(maxsplit=2) for line in shown.stdout.splitlines()]
+    assert [rest for _, stream, rest in lines if stream == "stdout"].count("hello reconciler")
+    assert any(stream == "stderr" and "to stderr" in rest for _, stream, rest in lines)
+    assert shown.stderr == ""
 
 
 def test_a_flow_that_raises_fails_with_its_traceback(project: Project) -> None:
