@@ -23,9 +23,20 @@ def event() -> None:
 @event.command("ls")
 @click.option("--event", "name", help="Only events with this name (`*` matches any text).")
 @click.option("--resource", help="Only events about this resource id (`*` matches any text).")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option(
-    "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="At most this many events (the newest).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table, or every field as JSON.",
 )
 @store_option
 @user_errors

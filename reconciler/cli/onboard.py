@@ -30,7 +30,14 @@ from reconciler.onboard.secrets import Needed
     type=click.Path(path_type=Path),
     help="With --from-prefect2: JSON or YAML file of block documents (infrastructure, storage).",
 )
-@click.option("--out", "out", default=".", show_default=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out",
+    default=".",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Directory to write prefect.yaml and work-pools.yaml into.",
+)
 @click.option("--pool", "pools", multiple=True, help="Only deployments of this pool (repeatable).")
 @click.option("--tag", "tags", multiple=True, help="Only deployments with this tag (repeatable).")
 @click.option("--deployment", "globs", multiple=True, help="Only deployments matching GLOB.")
