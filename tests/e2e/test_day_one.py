@@ -55,7 +55,7 @@ def test_plan_json_stays_clean_and_quiet_prints_the_summary_only(
 ) -> None:
     repo = make_repo(project())
     as_json = run_cli("plan", "-o", "json", cwd=repo.path)
-    assert json.loads(as_json.stdout)["summary"] == {"add": 5, "change": 0, "destroy": 0}
+    assert json.loads(as_json.stdout)["summary"] == {"add": 5, "change": 0, "destroy": 0, "adopt": 0}
     quiet = run_cli("plan", "-q", cwd=repo.path)
     assert quiet.stdout.strip() == "Plan: 5 to add, 0 to change, 0 to destroy."
 
@@ -178,7 +178,7 @@ def test_saved_plan_applies_exactly_once(
     assert made.code == 0, made.output
     document = json.loads(saved.read_text())
     assert document["sources"][0]["commit"] == repo.git("rev-parse", "HEAD")
-    assert document["plan"]["summary"] == {"add": 5, "change": 0, "destroy": 0}
+    assert document["plan"]["summary"] == {"add": 5, "change": 0, "destroy": 0, "adopt": 0}
     assert len(document["fingerprint"]) == 64
     assert not (repo.path / ".reconciler").exists()
 
