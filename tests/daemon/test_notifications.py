@@ -219,4 +219,4 @@ def test_notifications_are_read_from_the_config(tmp_path: Path) -> None:
     first, second = settings.notifications
     assert first.url.value == "json://hooks.internal/abc" and first.events == {"drift"}
     assert "hooks.internal" not in repr(first)
-    assert second.events == {"error", "stalled", "drift", "run_failed", "run_crashed"}
+    assert second.events == {"error", "stalled", "drift", "run_failed", "run_crashed", "automation"}
