@@ -55,7 +55,12 @@ def test_plan_json_stays_clean_and_quiet_prints_the_summary_only(
 ) -> None:
     repo = make_repo(project())
     as_json = run_cli("plan", "-o", "json", cwd=repo.path)
-    assert json.loads(as_json.stdout)["summary"] == {"add": 5, "change": 0, "destroy": 0, "adopt": 0}
+    assert json.loads(as_json.stdout)["summary"] == {
+        "add": 5,
+        "change": 0,
+        "destroy": 0,
+        "adopt": 0,
+    }
     quiet = run_cli("plan", "-q", cwd=repo.path)
     assert quiet.stdout.strip() == "Plan: 5 to add, 0 to change, 0 to destroy."
 
