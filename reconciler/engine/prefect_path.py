@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from reconciler.apply.transaction import ApplyResult
-from reconciler.core.diagnostics import Location
+from reconciler.core.diagnostics import Diagnostic, Location, error, warning
 from reconciler.core.errors import ConfigError, UserError
 from reconciler.core.masking import Masker
 from reconciler.desired.build import BuildOptions, RepoInput, build_desired
@@ -70,6 +70,8 @@ def reconcile_prefect(
         locate = _locator(desired, loaded.inputs)
         if not request.adopt:  # `reconcile adopt` / --adopt: shown as `adopt`, then taken over
             plan = refuse_collisions(plan, desired, locate)
+        if unsupported := _not_applied_to_prefect(built.desired, locate):
+            plan = replace(plan, diagnostics=(*plan.diagnostics, *unsupported))
         masker = Masker(built.secrets)
         outcome = ReconcileOutcome(plan, masker)
         if request.dry_run or outcome.errors or not plan.has_changes:
@@ -81,6 +83,36 @@ def reconcile_prefect(
         return outcome
     finally:
         target.close()
+
+
+def _not_applied_to_prefect(desired: DesiredState, locate: _Locate) -> list[Diagnostic]:
+    """What this path does not write into Prefect, said rather than dropped: automations of
+    automations.yaml (an error: nothing of the plan is applied) and deployment `triggers:`
+    (a warning: Prefect keeps them as automations of its own, which `prefect deploy` makes)."""
+    found: list[Diagnostic] = []
+    for resource in desired.resources:
+        where = locate(resource.owner, resource.kind, resource.key)
+        if resource.kind is Kind.AUTOMATION:
+            found.append(
+                error(
+                    f'automation "{resource.key}" cannot be applied to a Prefect server',
+                    where,
+                    "automations.yaml is run by reconciler's own daemon and workers; with a "
+                    "Prefect server, make the automation in Prefect (UI or its API) and remove "
+                    "it from automations.yaml, or apply to a reconciler store",
+                )
+            )
+        elif resource.kind is Kind.DEPLOYMENT and resource.deployment_spec().triggers:
+            found.append(
+                warning(
+                    f'the triggers of deployment "{resource.key}" are not applied to the '
+                    "Prefect server",
+                    where,
+                    "Prefect runs deployment triggers as its own automations: `prefect deploy` "
+                    "makes them from the same file",
+                )
+            )
+    return found
 
 
 def _locator(desired: DesiredState, inputs: tuple[RepoInput, ...]) -> _Locate:

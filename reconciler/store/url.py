@@ -40,8 +40,9 @@ def is_prefect_store(url: str | None) -> bool:
 
 def store_exists(url: str) -> bool:
     """Whether the store at `url` exists before anything opens it: a SQLite file exists; a
-    PostgreSQL database is taken as there (opening it says so when it is not)."""
-    return is_postgres_url(url) or os.path.exists(sqlite_path(url))
+    PostgreSQL database, or a Prefect server, is taken as there (reaching it says so when it
+    is not)."""
+    return is_postgres_url(url) or is_prefect_store(url) or os.path.exists(sqlite_path(url))
 
 
 def sqlite_path(url: str) -> str:

@@ -597,3 +597,41 @@ def test_rate_limits_are_waited_out(
     assert proxy.limited >= 3
     assert "No changes." in again.stdout
     assert sorted(deployments(prefect_server, names.flow_name)) == [d["name"] for d in deps]
+
+
+def test_triggers_and_automations_are_said_not_applied_rather_than_dropped(
+    run_cli: Callable[..., CliResult],
+    make_repo: Callable[..., GitRepo],
+    prefect_server: PrefectServer,
+    target: str,
+    names: Names,
+) -> None:
+    files = project(names.pool, names.flow, [{"name": "nightly"}])
+    files["prefect.yaml"] += (
+        "    triggers:\n"
+        "      - expect: [prefect.flow-run.Completed]\n"
+        "        match_related: {prefect.resource.role: deployment}\n"
+    )
+    repo = make_repo(files)
+    planned = reconcile(run_cli, repo, target, "--dry-run")
+    assert planned.code == 0, planned.output
+    assert (
+        f'warning: the triggers of deployment "{names.key("nightly")}" are not applied to the '
+        "Prefect server" in planned.stderr
+    )
+    assert "Plan: 4 to add" in planned.stdout
+
+    automation = (
+        "automations:\n  - name: after-nightly\n    trigger:\n"
+        "      expect: [prefect.flow-run.Completed]\n    actions:\n"
+        f"      - {{type: run-deployment, deployment: {names.key('nightly')}}}\n"
+    )
+    repo.commit({"automations.yaml": automation}, "an automation")
+    before = snapshot(prefect_server)
+    refused = reconcile(run_cli, repo, target)
+    assert refused.code == 1, refused.output
+    assert 'automations.yaml: error: automation "after-nightly" cannot be applied to a Prefect' in (
+        refused.stderr
+    )
+    assert "nothing was applied" in refused.stderr
+    assert snapshot(prefect_server) == before
