@@ -8,8 +8,14 @@ import sys
 import click
 
 from reconciler.cli import remote
-from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
-from reconciler.cli.read import output_option, store_option
+from reconciler.cli.output import (
+    echo_json,
+    echo_table,
+    open_for_reading,
+    output_option,
+    user_errors,
+)
+from reconciler.cli.read import store_option
 from reconciler.cli.remote import refuse_both, server_option
 from reconciler.core.terminal_text import printable
 

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import click
 
-from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
+from reconciler.cli.output import (
+    echo_json,
+    echo_table,
+    open_for_reading,
+    output_option,
+    user_errors,
+)
 from reconciler.cli.read import store_option
 from reconciler.store.run_events import list_events
 
@@ -30,14 +36,7 @@ def event() -> None:
     show_default=True,
     help="At most this many events (the newest).",
 )
-@click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="A table, or every field as JSON.",
-)
+@output_option
 @store_option
 @user_errors
 def event_ls(

@@ -23,6 +23,26 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+output_option = click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people, or JSON for scripts (never cut; times in ISO 8601 UTC).",
+)
+"""`-o table|json` of every read command that lists."""
+inspect_output_option = click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["json"]),
+    default="json",
+    show_default=True,
+    help="Inspect prints JSON (accepted for scripts that pass -o json everywhere).",
+)
+"""`-o json` of every `inspect`: JSON is all it prints, and scripts may say so."""
+
+
 def echo_diagnostics(
     diagnostics: Sequence[Diagnostic], mask: Callable[[str], str] = str, *, quiet: bool = False
 ) -> None:

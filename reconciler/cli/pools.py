@@ -16,8 +16,15 @@ from typing import Any
 import click
 
 from reconciler.cli import remote
-from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
-from reconciler.cli.read import output_option, owner_text, resource_json
+from reconciler.cli.output import (
+    echo_json,
+    echo_table,
+    inspect_output_option,
+    open_for_reading,
+    output_option,
+    user_errors,
+)
+from reconciler.cli.read import owner_text, resource_json
 from reconciler.cli.remote import refuse_both, server_option
 from reconciler.core.errors import StaleStateError, UserError
 from reconciler.core.terminal_text import printable
@@ -236,14 +243,7 @@ def _limit(value: int | None) -> str:
 
 @work_pool.command("inspect")
 @click.argument("name")
-@click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["json"]),
-    default="json",
-    show_default=True,
-    help="Inspect prints JSON (accepted for scripts that pass -o json everywhere).",
-)
+@inspect_output_option
 @store_option
 @user_errors
 def work_pool_inspect(name: str, output: str, store_url: str | None) -> None:
@@ -532,14 +532,7 @@ def work_queue_ls(
 @work_queue.command("inspect")
 @click.argument("name", metavar="QUEUE")
 @pool_name_option
-@click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["json"]),
-    default="json",
-    show_default=True,
-    help="Inspect prints JSON (accepted for scripts that pass -o json everywhere).",
-)
+@inspect_output_option
 @store_option
 @user_errors
 def work_queue_inspect(name: str, pool: str | None, output: str, store_url: str | None) -> None:

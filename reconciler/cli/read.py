@@ -9,7 +9,15 @@ from typing import Any
 import click
 
 from reconciler.cli import remote
-from reconciler.cli.output import echo_json, echo_table, iso_time, open_for_reading, user_errors
+from reconciler.cli.output import (
+    echo_json,
+    echo_table,
+    inspect_output_option,
+    iso_time,
+    open_for_reading,
+    output_option,
+    user_errors,
+)
 from reconciler.cli.remote import refuse_both, server_option
 from reconciler.core.errors import UserError
 from reconciler.model.resources import Kind, Resource
@@ -22,22 +30,6 @@ store_option = click.option(
     metavar="URL",
     help="Store URL (default $RECONCILER_STORE, else .reconciler/state.db at the root of the "
     "git repository the current directory is in).",
-)
-output_option = click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="A table for people, or JSON for scripts (never cut; times in ISO 8601 UTC).",
-)
-inspect_output_option = click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["json"]),
-    default="json",
-    show_default=True,
-    help="Inspect prints JSON (accepted for scripts that pass -o json everywhere).",
 )
 
 

@@ -14,7 +14,13 @@ import sys
 import click
 
 from reconciler.cli import remote
-from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
+from reconciler.cli.output import (
+    echo_json,
+    echo_table,
+    open_for_reading,
+    output_option,
+    user_errors,
+)
 from reconciler.cli.read import store_option
 from reconciler.cli.remote import refuse_both, server_option
 from reconciler.cli.runs import _one, _watch, flow_run, run_json
@@ -33,14 +39,7 @@ def task_run() -> None:
 
 @task_run.command("ls")
 @click.option("--flow-run", "flow_run_id", required=True, help="The flow run (id or prefix).")
-@click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="A table for people, or JSON for scripts.",
-)
+@output_option
 @store_option
 @server_option
 @user_errors

@@ -16,10 +16,11 @@ from reconciler.cli.output import (
     echo_json,
     echo_table,
     open_for_reading,
+    output_option,
     user_errors,
     with_iso_times,
 )
-from reconciler.cli.read import output_option, store_option
+from reconciler.cli.read import store_option
 from reconciler.cli.remote import refuse_both, server_option
 from reconciler.core.errors import UserError
 from reconciler.core.terminal_text import printable

@@ -14,7 +14,13 @@ from typing import Any
 import click
 
 from reconciler.cli import remote
-from reconciler.cli.output import echo_json, echo_table, open_for_reading, user_errors
+from reconciler.cli.output import (
+    echo_json,
+    echo_table,
+    open_for_reading,
+    output_option,
+    user_errors,
+)
 from reconciler.cli.remote import refuse_both, server_option
 from reconciler.core.errors import UserError
 from reconciler.settings import settings_for_store
@@ -55,14 +61,7 @@ def variable_set(name: str, value: str, as_json: bool, store_url: str | None) ->
 
 
 @variable.command("ls")
-@click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="A table for people, or JSON for scripts.",
-)
+@output_option
 @store_option
 @server_option
 @user_errors
@@ -139,14 +138,7 @@ def secret_set(ref: str, value: str | None, as_json: bool, store_url: str | None
 
 
 @secret.command("ls")
-@click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="A table for people, or JSON for scripts.",
-)
+@output_option
 @store_option
 @user_errors
 def secret_ls(output: str, store_url: str | None) -> None:
