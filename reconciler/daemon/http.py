@@ -92,16 +92,9 @@ class DaemonEndpoints:
             return json_response(
                 404, {"error": f"repository {name!r} has no webhook_secret: webhooks are off"}
             )
-        try:
-            body = await read_body(request)
-        except BodyRefused as refused:
-            return refused.response
-        except ClientDisconnect:
-            return json_response(400, {"error": "the client went away"})
-        problem = authenticate(secret, body, request.headers)
-        if problem is not None:
-            log.warning("webhook for repo=%s refused: %s", name, problem)
-            return json_response(401, {"error": problem})
+        body = await signed_body(request, secret, f"webhook for repo={name}")
+        if isinstance(body, Response):
+            return body
         await run_in_threadpool(self.trigger, name, "webhook")
         return json_response(202, {"accepted": name})
 
@@ -114,22 +107,31 @@ class DaemonEndpoints:
         if hook is None or self.store_event is None:
             return json_response(404, {"error": f"no event webhook {name!r}"})
         secret, template = hook
-        try:
-            body = await read_body(request)
-        except BodyRefused as refused:
-            return refused.response
-        except ClientDisconnect:
-            return json_response(400, {"error": "the client went away"})
-        problem = authenticate(secret, body, request.headers)
-        if problem is not None:
-            log.warning("event webhook %s refused: %s", name, problem)
-            return json_response(401, {"error": problem})
+        body = await signed_body(request, secret, f"event webhook {name}")
+        if isinstance(body, Response):
+            return body
         try:
             event = webhook_event(template, body, request.headers, now=utc_now_iso())
         except EventShapeError as exc:
             return json_response(422, {"error": str(exc)})
         await run_in_threadpool(self.store_event, event)
         return json_response(201, {"id": event.id, "event": event.event})
+
+
+async def signed_body(request: Request, secret: str, what: str) -> bytes | Response:
+    """The body of a webhook whose HMAC signature checks out (constant time), or the error
+    response to send: a body too large or too slow, a client gone, a bad signature (401)."""
+    try:
+        body = await read_body(request)
+    except BodyRefused as refused:
+        return refused.response
+    except ClientDisconnect:
+        return json_response(400, {"error": "the client went away"})
+    problem = authenticate(secret, body, request.headers)
+    if problem is not None:
+        log.warning("%s refused: %s", what, problem)
+        return json_response(401, {"error": problem})
+    return body
 
 
 async def read_body(request: Request) -> bytes:
