@@ -23,10 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.core.diagnostics import Diagnostic, error, warning
+from reconciler.core.diagnostics import Diagnostic, error
 from reconciler.prefect_rules.triggers import automation_problems
 from reconciler.prefect_rules.validation import validate_document
 from reconciler.prefect_rules.yamlload import LoadedDocument, Path, YamlLoadError, load_yaml
+from reconciler.project.declarations import declared_twice, placed
 from reconciler.sources.base import (
     LinkOutsideRepository,
     Snapshot,
@@ -73,23 +74,10 @@ def load_automations_file(
     for index, raw in enumerate(document.data["automations"]):
         at: Path = ("automations", index)
         name = raw["name"]
-        if name in seen:
-            first = document.location(seen[name])
-            diagnostics.append(
-                error(
-                    f'automation "{name}" is declared twice in this file (first at line '
-                    f"{first.line})",
-                    document.location((*at, "name")),
-                )
-            )
+        if twice := declared_twice(document, seen, "automation", name, at):
+            diagnostics.append(twice)
             continue
-        seen[name] = (*at, "name")
-        for problem in automation_problems(raw):
-            where = (*at, *problem.path)
-            unknown = problem.message.startswith("unknown key")
-            location = document.key_location(where) if unknown else document.location(where)
-            make = error if problem.is_error else warning
-            diagnostics.append(make(problem.message, location, problem.hint))
+        diagnostics.extend(placed(document, at, automation_problems(raw)))
         spec = {
             "name": name,
             "description": raw.get("description", ""),

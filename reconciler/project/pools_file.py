@@ -30,6 +30,7 @@ from reconciler.prefect_rules.job_templates import (
 )
 from reconciler.prefect_rules.validation import validate_document
 from reconciler.prefect_rules.yamlload import LoadedDocument, Path, YamlLoadError, load_yaml
+from reconciler.project.declarations import declared_twice
 from reconciler.sources.base import (
     LinkOutsideRepository,
     Snapshot,
@@ -82,17 +83,9 @@ def load_pools_file(
     for index, raw in enumerate(document.data["work_pools"]):
         at: Path = ("work_pools", index)
         name = raw["name"]
-        if name in seen:
-            first = document.location(seen[name])
-            diagnostics.append(
-                error(
-                    f'work pool "{name}" is declared twice in this file (first at line '
-                    f"{first.line})",
-                    document.location((*at, "name")),
-                )
-            )
+        if twice := declared_twice(document, seen, "work pool", name, at):
+            diagnostics.append(twice)
             continue
-        seen[name] = (*at, "name")
         declaration, problems = _declaration(raw, at, document)
         diagnostics.extend(problems)
         if declaration is not None:

@@ -21,6 +21,7 @@ from reconciler.prefect_rules.schedules import is_empty_schedule
 from reconciler.prefect_rules.triggers import parse_triggers
 from reconciler.prefect_rules.validation import validate_document
 from reconciler.prefect_rules.yamlload import LoadedDocument, Path, YamlLoadError, load_yaml
+from reconciler.project.declarations import placed as placed_problems
 from reconciler.steps.spec import PlacedStep, step_from_mapping, step_problem
 
 SCHEMA = "prefect.schema.json"
@@ -147,14 +148,7 @@ def _trigger_problems(draft: DeploymentDraft, document: LoadedDocument) -> list[
     if not isinstance(raw, list):
         return []
     _, problems = parse_triggers(str(draft.config.get("name") or draft.index), raw)
-    found = []
-    for problem in problems:
-        path = draft.at("triggers", *problem.path)
-        unknown = problem.message.startswith("unknown key")
-        where = document.key_location(path) if unknown else document.location(path)
-        make = error if problem.is_error else warning
-        found.append(make(problem.message, where, problem.hint))
-    return found
+    return placed_problems(document, draft.at("triggers"), problems)
 
 
 def _json_dates(value: Any) -> Any:
