@@ -173,6 +173,17 @@ class Daemon:
             return "this daemon is a standby: the active daemon syncs"
         return None
 
+    def git_dir_of(self, repo: str) -> str | None:
+        """The local cache of the remote repository whose objects record `repo` as owner
+        (for the web API's owner lines); None for any other."""
+        from reconciler.daemon.sources import RemoteSource
+
+        for controller in self.controllers.values():
+            source = controller.source
+            if isinstance(source, RemoteSource) and source.remote.repo_id == repo:
+                return source.location
+        return None
+
     def plan_ref(self, name: str, ref: str) -> dict[str, Any]:
         """The web API's plan of any ref of a watched repository (daemon/ref_plans.py)."""
         from reconciler.core.errors import UserError

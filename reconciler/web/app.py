@@ -35,8 +35,15 @@ def web_routes(
     dashboard: bool = True,
     plan_ref: PlanRef | None = None,
     rollback_to: RollbackTo | None = None,
+    git_dir_of: Callable[[str], str | None] | None = None,
 ) -> tuple[list[BaseRoute], WebService]:
-    service = WebService(open_store, sync_now=sync_now, plan_ref=plan_ref, rollback_to=rollback_to)
+    service = WebService(
+        open_store,
+        sync_now=sync_now,
+        plan_ref=plan_ref,
+        rollback_to=rollback_to,
+        git_dir_of=git_dir_of,
+    )
     api = Api(service, tokens, openapi_document())
     api_app = Starlette(routes=api.routes(), exception_handlers={404: not_found, 405: not_found})
     routes: list[BaseRoute] = [Mount(API_PREFIX, app=api_app)]

@@ -46,6 +46,7 @@ def web_for_daemon(
             sync_now=daemon.sync_now,
             plan_ref=daemon.plan_ref,
             rollback_to=daemon.rollback_to,
+            git_dir_of=daemon.git_dir_of,
         )
         return routes
 

@@ -1,11 +1,12 @@
 """The line of a deployment in the file that owns it, for the web API and dashboard
 (`owner_file_line`: `repo:prefect.yaml:12`).
 
-The store records a deployment's owner (repository and file) and commit, not its line. When the
-repository is a git repository on this machine (a daemon's local repository), the file is
-read at that commit and the deployment found by name, as the loader reads it (positions from
-reconciler/prefect_rules/yamlload.py). Otherwise (a remote repository) the line is unknown: None.
-Results are cached by (repository, commit, file, name): a commit never changes.
+The store records a deployment's owner (repository and file) and commit, not its line. The
+file is read at that commit from a git directory on this machine and the deployment found by
+name, as the loader reads it (positions from reconciler/prefect_rules/yamlload.py): a local
+repository's own, or for a remote repository the daemon's cache of it (`git_dir` given by the
+caller). Without either (a `reconcile server` that never fetched it) the line is None.
+Results are cached by (git directory, commit, file, name): a commit never changes.
 """
 
 from __future__ import annotations
@@ -20,9 +21,16 @@ GIT_TIMEOUT_SECONDS = 5.0
 
 
 @functools.lru_cache(maxsize=1024)
-def deployment_line(repo: str, commit: str | None, file: str, name: str) -> int | None:
-    if not commit or not Path(repo, ".git").exists():
+def deployment_line(
+    repo: str, commit: str | None, file: str, name: str, git_dir: str | None = None
+) -> int | None:
+    """The line of deployment `name` in `file` at `commit`, read from `git_dir` when given,
+    else from `repo` when it is a repository on this machine."""
+    if git_dir is None and Path(repo, ".git").exists():
+        git_dir = repo
+    if not commit or git_dir is None:
         return None
+    repo = git_dir
     try:
         shown = subprocess.run(
             ["git", "-C", repo, "show", f"{commit}:{file}"],

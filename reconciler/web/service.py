@@ -102,8 +102,11 @@ class WebService:
         sync_now: SyncNow | None = None,
         plan_ref: PlanRef | None = None,
         rollback_to: RollbackTo | None = None,
+        git_dir_of: Callable[[str], str | None] | None = None,
     ):
         self._stores = _StorePerThread(open_store)
+        self.git_dir_of = git_dir_of
+        """The daemon's cache of a remote repository (by the owner it records), for lines."""
         self.sync_now = sync_now
         self.plan_ref = plan_ref
         self.rollback_to = rollback_to
@@ -281,7 +284,13 @@ class WebService:
         return {
             **resource_json(resource),
             "owner_file": f"{owner.repo}:{owner.file}" if owner else None,
-            "owner_line": deployment_line(owner.repo, resource.source_commit, owner.file, spec.name)
+            "owner_line": deployment_line(
+                owner.repo,
+                resource.source_commit,
+                owner.file,
+                spec.name,
+                self.git_dir_of(owner.repo) if self.git_dir_of else None,
+            )
             if owner
             else None,
             "parameter_schema": spec.parameter_openapi_schema,

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import Callable
 
 import pytest
 
 from tests.conftest import CliResult, GitRepo, store_dump
 from tests.daemon.conftest import DaemonProcess, StartDaemon
-from tests.e2e.helpers import TWO_DEPLOYMENTS, assert_refused, project
+from tests.e2e.helpers import PREFECT, TWO_DEPLOYMENTS, assert_refused, project
 from tests.infra.git_servers import HttpGitServer, Remote
 from tests.web.conftest import ADMIN, READ
 
@@ -261,6 +262,15 @@ def test_plan_of_a_remote_branch_fetches_it_and_leaves_the_branch(
     )
     main = remote.head()
     daemon.wait_for(lambda s: s.get("flows", {}).get("applied_commit") == main)
+    # The deployment's line in its file, read from the daemon's cache of the remote.
+    call = urllib.request.Request(
+        f"{daemon.url}/api/v1/deployments/ingest/nightly",
+        headers={"Authorization": f"Bearer {READ}"},
+    )
+    with urllib.request.urlopen(call, timeout=30) as answer:
+        shown = json.loads(answer.read())
+    assert shown["owner_file"].endswith(":prefect.yaml")
+    assert shown["owner_line"] == PREFECT.splitlines().index("  - name: nightly") + 1
     pushed = remote.commit({"prefect.yaml": TWO_DEPLOYMENTS}, "add hourly", branch="pr-1")
     env = {"RECONCILER_TOKEN": READ}
     base = ("plan", "--server", daemon.url, "--repository", "flows", "-o", "json")
