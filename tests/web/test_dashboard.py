@@ -190,3 +190,27 @@ def test_the_events_page_lists_run_state_events(
     assert f"prefect.flow-run.{run.id}" in page and "prefect.flow-run.Running" in page
     assert "prefect.flow-run.Scheduled" not in page
     assert "deployment:</span> hello" in page
+
+
+def test_the_run_list_filters_by_scheduled_time(
+    client: TestClient, web_project: WebProject
+) -> None:
+    store = web_project.store()
+    try:
+        day = 86400.0
+        start = 1_780_000_000.0  # 2026-05-28T20:26:40Z
+        early, late = (
+            store.create_run(NewRun("hello/hello", "hello", "local", "default", at))
+            for at in (start, start + 3 * day)
+        )
+    finally:
+        store.close()
+    _sign_in(client, READ)
+    listed = client.get("/flow-runs", params={"since": "2026-05-30T00:00"}).text
+    assert late.name in listed and early.name not in listed
+    listed = client.get(
+        "/flow-runs", params={"since": "2026-05-28T00:00", "until": "2026-05-29T00:00"}
+    ).text
+    assert early.name in listed and late.name not in listed
+    assert 'value="2026-05-28T00:00"' in listed, "the form keeps what was asked"
+    _refusal(client.get("/flow-runs", params={"until": "yesterday"}), 400, "not a date and time")

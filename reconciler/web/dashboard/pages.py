@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -311,9 +312,12 @@ class Dashboard:
     async def runs(self, request: Request, role: Role) -> Response:
         params = request.query_params
         states = states_of(params.getlist("state"))
+        since, until = (params.get("since") or "", params.get("until") or "")
         query = RunQuery(
             deployment=params.get("deployment") or None,
             states=states,
+            scheduled_after=_utc_seconds(since, "from"),
+            scheduled_before=_utc_seconds(until, "until"),
             after=parse_cursor(params["cursor"]) if params.get("cursor") else None,
             limit=PAGE_SIZE,
         )
@@ -325,6 +329,8 @@ class Dashboard:
             role=role,
             page=page,
             chosen=[s.value for s in states],
+            since=since,
+            until=until,
             deployment=query.deployment,
             next_query=urlencode([*base.items(), ("cursor", page["next_cursor"] or "")]),
         )
@@ -476,3 +482,19 @@ def dashboard_routes(service: WebService, tokens: Tokens, api: Api) -> list[Base
             name="static",
         ),
     ]
+
+
+def _utc_seconds(text: str, field: str) -> float | None:
+    """A time of the run list's filter (`2026-12-07T14:30`, as a datetime-local input sends
+    it; read as UTC unless it names its zone) in seconds since the epoch; '' is no bound."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise WebError(
+            400, f"{field}: not a date and time: {text!r}", "write it as 2026-12-07T14:30 (UTC)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
