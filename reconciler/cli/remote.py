@@ -124,14 +124,31 @@ def deployment_ls(server_url: str, output: str) -> None:
     if output == "json":
         echo_json(rows)
         return
+
+    def when(run: dict[str, Any] | None, with_state: bool) -> str:
+        if not run:
+            return "-"
+        return f"{run['state']} {run['scheduled_at']}" if with_state else run["scheduled_at"]
+
     echo_table(
-        ["deployment", "pool/queue", "paused", "schedules", "owner", "commit"],
+        [
+            "deployment",
+            "pool/queue",
+            "paused",
+            "schedules",
+            "last run",
+            "next run",
+            "owner",
+            "commit",
+        ],
         [
             [
                 r["key"],
                 f"{r['work_pool']}/{r['work_queue']}",
                 "yes" if r["paused"] else "no",
                 r["schedules"],
+                when(r.get("last_run"), True),
+                when(r.get("next_run"), False),
                 f"{r['owner']['repo']}:{r['owner']['file']}" if r["owner"] else "(made by hand)",
                 (r["source_commit"] or "")[:8],
             ]

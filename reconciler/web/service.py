@@ -263,8 +263,11 @@ class WebService:
     def deployments(self, *, after: str | None, limit: int, search: str | None) -> dict[str, Any]:
         rows = self.store.deployment_page(after=after, limit=limit + 1, search=search)
         page = rows[:limit]
+        now = time.time()
         return {
-            "deployments": [_deployment_row(r) for r in page],
+            "deployments": [
+                _deployment_row(r, self.store.last_and_next_runs(r.key, now)) for r in page
+            ],
             "next_cursor": page[-1].key if len(rows) > limit else None,
         }
 
@@ -572,8 +575,9 @@ def _as_web_error(exc: UserError) -> WebError:
     return WebError(status, text, exc.hint)
 
 
-def _deployment_row(resource: Resource) -> dict[str, Any]:
+def _deployment_row(resource: Resource, runs: tuple[FlowRun | None, ...]) -> dict[str, Any]:
     spec = resource.deployment_spec()
+    last, upcoming = runs
     return {
         "key": resource.key,
         "flow_name": spec.flow_name,
@@ -583,6 +587,20 @@ def _deployment_row(resource: Resource) -> dict[str, Any]:
         "schedules": len(spec.schedules),
         "owner": resource.owner.to_json() if resource.owner else None,
         "source_commit": resource.source_commit,
+        "last_run": _brief_run(last),
+        "next_run": _brief_run(upcoming),
+    }
+
+
+def _brief_run(run: FlowRun | None) -> dict[str, Any] | None:
+    """A run in a list: enough to show and to follow (id, name, state, when; ISO 8601 UTC)."""
+    if run is None:
+        return None
+    return {
+        "id": run.id,
+        "name": run.name,
+        "state": run.state.value,
+        "scheduled_at": iso(run.scheduled_time),
     }
 
 

@@ -469,7 +469,7 @@ def test_audit_log_pages(client: TestClient) -> None:
 
 def test_openapi_lists_every_endpoint_and_is_valid(client: TestClient) -> None:
     doc = client.get("/api/v1/openapi.json", headers=auth(READ)).json()
-    assert doc["openapi"].startswith("3.1") and doc["info"]["version"] == "1.2.0"
+    assert doc["openapi"].startswith("3.1") and doc["info"]["version"] == "1.3.0"
     listed = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert listed == {(e.method, e.path) for e in ENDPOINTS}
     for ops in doc["paths"].values():

@@ -39,9 +39,13 @@ def test_read_commands_and_actions_through_the_api(web_project: WebProject, run_
         url = server.url
         read = {"RECONCILER_TOKEN": READ}
         listed = run_cli("deployment", "ls", "--server", url, "-o", "json", env=read)
-        assert [d["key"] for d in json.loads(listed.stdout)] == ["hello/hello", "typed/typed"]
+        deployments = json.loads(listed.stdout)
+        assert [d["key"] for d in deployments] == ["hello/hello", "typed/typed"]
+        assert deployments[0]["last_run"]["id"] == run.id, "the run just made is the last one"
+        assert deployments[1]["last_run"] is None
         table = run_cli("deployment", "ls", "--server", url, env=read)
         assert "hello/hello" in table.stdout and "local/default" in table.stdout
+        assert "LAST RUN" in table.stdout.upper() and "SCHEDULED " in table.stdout
         inspected = json.loads(
             run_cli("deployment", "inspect", "typed/typed", "--server", url, env=read).stdout
         )

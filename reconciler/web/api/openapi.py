@@ -12,7 +12,7 @@ from typing import Any
 
 from reconciler.web.api.routes import ENDPOINTS, Endpoint
 
-API_VERSION = "1.2.0"
+API_VERSION = "1.3.0"
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -27,6 +27,23 @@ ERROR_SCHEMA: dict[str, Any] = {
 
 _STR = {"type": "string"}
 _STR_OR_NULL = {"type": ["string", "null"]}
+_BRIEF_RUN: dict[str, Any] = {
+    "description": "The most recent run scheduled up to now (last_run), or the next waiting "
+    "one (next_run); null when there is none.",
+    "anyOf": [
+        {
+            "type": "object",
+            "required": ["id", "name", "state", "scheduled_at"],
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "state": {"type": "string"},
+                "scheduled_at": {"type": "string", "format": "date-time"},
+            },
+        },
+        {"type": "null"},
+    ],
+}
 _OWNER = {
     "type": ["object", "null"],
     "properties": {"repo": _STR, "file": _STR},
@@ -123,6 +140,8 @@ COMPONENT_SCHEMAS: dict[str, Any] = {
                         "schedules": {"type": "integer"},
                         "owner": _OWNER,
                         "source_commit": _STR_OR_NULL,
+                        "last_run": _BRIEF_RUN,
+                        "next_run": _BRIEF_RUN,
                     },
                 },
             },
