@@ -308,6 +308,9 @@ def test_import_from_prefect_round_trips_and_adoption_takes_ownership(
     owner_tag = f"reconciler:owner={repo.path}::prefect.yaml"
     assert all(owner_tag in d["tags"] for d in owned.values()), owned
     assert owned["etl-nightly"]["job_variables"]["env"]["DB_PASSWORD"] == SECRET
+    assert "etl" in owned["etl-nightly"]["tags"]  # its own tags kept beside the owner's
+    hand = prefect_server.request("GET", f"/work_pools/{pools.hand}")
+    assert hand["description"] == f"[reconciler:owner={repo.path}::work-pools.yaml]"
 
     again = run_cli("--dry-run", "--store", target, "--no-color", str(repo.path), env=env)
     assert again.code == 0, again.output

@@ -88,3 +88,12 @@ def test_the_imported_file_has_no_owner_tag_and_says_who_owned_it() -> None:
     assert "reconciler:owner" not in text
     assert "owned by https://git.example/org/flows (prefect.yaml)" in text
     assert "Europe/Lisbon" in text
+
+
+def test_a_deployment_made_through_the_api_without_entrypoint_gets_a_note() -> None:
+    view = observed_deployment({**RAW, "entrypoint": None, "tags": []}, "etl")
+    spec = Resource.of(Kind.DEPLOYMENT, view.key, deployment_spec(view.spec), None)
+    result = export_state(ObservedState(0, {spec.ident: spec}), "prefect+http://h/api")
+    assert any("has no entrypoint" in note for note in result.notes)
+    assert result.entry_files == []
+    assert "made by hand" in result.prefect_files["prefect.yaml"]
