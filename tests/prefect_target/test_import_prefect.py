@@ -51,7 +51,8 @@ def report(kind: str = "daily") -> str:
 """
 
 # Shapes from ../shared/corpus/prefect-yaml: a shared pull section, several deployments per
-# file, cron with a time zone, interval, parameters, tags, job variables (one credential).
+# file, cron with a time zone, interval, rrule, parameters, tags, job variables (one
+# credential), a concurrency limit.
 ETL_YAML = """\
 name: data-platform
 prefect-version: 3.9.1
@@ -93,6 +94,7 @@ deployments:
   - interval: 3600
 - name: ingest-orders
   entrypoint: flows/etl.py:ingest
+  concurrency_limit: 2
   parameters:
     table: orders
   work_pool:
@@ -124,6 +126,8 @@ deployments:
   schedules:
   - cron: 0 8 * * 1
     timezone: UTC
+  - rrule: FREQ=MONTHLY;BYMONTHDAY=1;BYHOUR=6;BYMINUTE=0
+    timezone: Europe/Berlin
 - name: adhoc-report
   entrypoint: flows/report.py:report
   pull:
@@ -264,6 +268,8 @@ def test_import_from_prefect_round_trips_and_adoption_takes_ownership(
     assert SECRET not in imported.output
     # made by hand, and said so; the owner tag is never written
     assert "made by hand" in texts["prefect.yaml"]
+    assert "concurrency_limit: 2" in texts["prefect.yaml"]
+    assert "FREQ=MONTHLY" in texts["prefect.yaml"]
     assert "reconciler:owner" not in texts["prefect.yaml"] + texts["work-pools.yaml"]
     pools_yaml = texts["work-pools.yaml"]
     assert f"name: {pools.hand}" in pools_yaml
