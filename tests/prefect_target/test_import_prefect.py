@@ -22,6 +22,7 @@ import pytest
 
 from tests.conftest import CliResult, GitRepo
 from tests.infra.prefect_server import PrefectServer, prefect_executable
+from tests.prefect_target.test_prefect_target import Names, project
 
 pytestmark = pytest.mark.prefect
 SECRET = "hunter2-in-clear"
@@ -393,3 +394,30 @@ def test_import_with_a_refused_key_writes_nothing_and_never_prints_it(
     assert "401" in keyed.stderr
     assert "pnu_not-a-key" not in keyed.output
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_import_of_what_reconciler_applied_into_its_own_repository_changes_nothing(
+    run_cli: Callable[..., CliResult],
+    make_repo: Callable[..., GitRepo],
+    target: str,
+) -> None:
+    names = Names()
+    deployments = [
+        {"name": "nightly", "schedule": "0 2 * * *", "tags": ["etl"], "queue": "backfill"},
+        {"name": "hourly", "parameters": {"days": 2}, "job_variables": {"env": {"A": "1"}}},
+    ]
+    repo = make_repo(project(names.pool, names.flow, deployments))
+    applied = run_cli("--store", target, "--no-color", str(repo.path))
+    assert applied.code == 0, applied.output
+
+    imported = run_cli(
+        "import", "--from", target, "--out", str(repo.path), "--pool", names.pool, "--force"
+    )
+    assert imported.code == 0, imported.output
+    text = (repo.path / "prefect.yaml").read_text()
+    assert f"owned by {repo.path} (prefect.yaml)" in text
+    assert "reconciler:owner" not in text
+    repo.commit(message="imported over the originals")
+    again = run_cli("--dry-run", "--store", target, "--no-color", str(repo.path))
+    assert again.code == 0, again.output
+    assert "No changes." in again.stdout, again.stdout
