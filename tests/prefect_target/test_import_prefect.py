@@ -360,7 +360,12 @@ def test_import_from_an_unreachable_server_writes_nothing(
     result = run_cli("import", "--from", f"prefect+http://127.0.0.1:{port}/api", "--out", str(out))
     assert result.code == 1
     assert f"cannot reach the Prefect API at http://127.0.0.1:{port}/api" in result.stderr
+    assert "hint: check that the server is running" in result.stderr
     assert "Traceback" not in result.output
+    assert not out.exists() or not any(out.iterdir())
+    no_host = run_cli("import", "--from", "prefect+http:///api", "--out", str(out))
+    assert no_host.code == 1
+    assert "names no host" in no_host.stderr
     assert not out.exists() or not any(out.iterdir())
 
 
