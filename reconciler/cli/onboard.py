@@ -15,7 +15,10 @@ from reconciler.onboard.secrets import Needed
 @click.command("import")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path), metavar="[FILE]...")
 @click.option(
-    "--from", "source_url", metavar="URL", help="Store to import from (sqlite, postgresql)."
+    "--from",
+    "source_url",
+    metavar="URL",
+    help="Store or Prefect server to import from (sqlite, postgresql, prefect+http(s)://).",
 )
 @click.option(
     "--from-prefect2",
@@ -58,6 +61,7 @@ def import_command(
 
     \b
     reconcile import --from sqlite:///state.db --out repo/
+    reconcile import --from prefect+http://127.0.0.1:4200/api --out repo/
     reconcile import --from-prefect2 deployment.yaml [--blocks blocks.json]
 
     Secrets are written as placeholders; the values to provide are listed.

@@ -122,6 +122,7 @@ def export_state(
                 posixpath.join(directory, d.deployment_spec().entrypoint.split(":", 1)[0])
                 for directory, members in by_directory.items()
                 for d in members
+                if d.deployment_spec().entrypoint
             }
         ),
     )
@@ -394,6 +395,11 @@ def _deployment_entry(resource: Resource, rule: SecretRule, notes: list[str]) ->
     spec = resource.deployment_spec()
     where = f"deployment {resource.key}"
     body: dict[str, Any] = {"name": spec.name, "entrypoint": spec.entrypoint}
+    if not spec.entrypoint:
+        notes.append(
+            f"{where}: it has no entrypoint (made through the API?); add `entrypoint: "
+            "FILE:FUNCTION` before planning"
+        )
     if spec.description is not None:
         body["description"] = spec.description
     if spec.version is not None:

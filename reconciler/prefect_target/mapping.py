@@ -147,7 +147,7 @@ def _deployment_view(spec: Mapping[str, Any]) -> dict[str, Any]:
     view["tags"] = sorted({str(t) for t in view["tags"] or []})
     view["parameters"] = view["parameters"] or {}
     view["job_variables"] = view["job_variables"] or {}
-    view["parameter_openapi_schema"] = view["parameter_openapi_schema"] or EMPTY_PARAMETER_SCHEMA
+    view["parameter_openapi_schema"] = _parameter_schema(view["parameter_openapi_schema"])
     view["enforce_parameter_schema"] = bool(
         True if spec.get("enforce_parameter_schema") is None else spec["enforce_parameter_schema"]
     )
@@ -166,6 +166,16 @@ def _deployment_view(spec: Mapping[str, Any]) -> dict[str, Any]:
     if view["work_pool_name"] and not view["work_queue_name"]:
         view["work_queue_name"] = "default"
     return view
+
+
+def _parameter_schema(schema: Any) -> Any:
+    """A parameter schema written one way: `prefect deploy` leaves out an empty `definitions`
+    and an empty `required`, which our build writes; both mean the same schema."""
+    if not schema:
+        return EMPTY_PARAMETER_SCHEMA
+    if not isinstance(schema, Mapping):
+        return schema
+    return {k: v for k, v in schema.items() if not (k in ("definitions", "required") and not v)}
 
 
 def _schedule_view(raw: Mapping[str, Any]) -> dict[str, Any]:
