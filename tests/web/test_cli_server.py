@@ -58,6 +58,8 @@ def test_read_commands_and_actions_through_the_api(web_project: WebProject, run_
         assert run.id in deployment_runs.stdout
         shown = run_cli("flow-run", "inspect", run.id[:8], "--server", url, "-o", "table", env=read)
         assert run.name in shown.stdout
+        by_name = run_cli("flow-run", "inspect", run.name, "--server", url, "-o", "json", env=read)
+        assert json.loads(by_name.stdout)["id"] == run.id, "a run is found by its name too"
         logs = run_cli("flow-run", "logs", run.id, "--server", url, env=read)
         assert logs.stdout.rstrip("\n").split(maxsplit=2)[1:] == ["stdout", "a line from the run"]
         assert "worker-a" in run_cli("worker", "ls", "--server", url, env=read).stdout
