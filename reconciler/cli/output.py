@@ -23,6 +23,17 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+DEPLOYMENT_COLUMNS = (
+    "deployment",
+    "pool/queue",
+    "paused",
+    "schedules",
+    "last run",
+    "next run",
+    "owner",
+    "commit",
+)
+"""The table of `deployment ls`, read from the store or through --server."""
 output_option = click.option(
     "--output",
     "-o",

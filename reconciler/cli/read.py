@@ -10,6 +10,7 @@ import click
 
 from reconciler.cli import remote
 from reconciler.cli.output import (
+    DEPLOYMENT_COLUMNS,
     echo_json,
     echo_table,
     inspect_output_option,
@@ -118,16 +119,7 @@ def deployment_ls(store_url: str | None, output: str, server_url: str | None = N
             ]
         )
     echo_table(
-        [
-            "deployment",
-            "pool/queue",
-            "paused",
-            "schedules",
-            "last run",
-            "next run",
-            "owner",
-            "commit",
-        ],
+        DEPLOYMENT_COLUMNS,
         table,
     )
 

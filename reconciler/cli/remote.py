@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import click
 
-from reconciler.cli.output import echo_json, echo_table, with_iso_times
+from reconciler.cli.output import DEPLOYMENT_COLUMNS, echo_json, echo_table, with_iso_times
 from reconciler.core.errors import UserError
 from reconciler.core.terminal_text import printable
 
@@ -131,16 +131,7 @@ def deployment_ls(server_url: str, output: str) -> None:
         return f"{run['state']} {run['scheduled_at']}" if with_state else run["scheduled_at"]
 
     echo_table(
-        [
-            "deployment",
-            "pool/queue",
-            "paused",
-            "schedules",
-            "last run",
-            "next run",
-            "owner",
-            "commit",
-        ],
+        DEPLOYMENT_COLUMNS,
         [
             [
                 r["key"],
