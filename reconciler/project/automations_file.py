@@ -23,16 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.core.diagnostics import Diagnostic, error
+from reconciler.core.diagnostics import Diagnostic
 from reconciler.prefect_rules.triggers import automation_problems
-from reconciler.prefect_rules.validation import validate_document
-from reconciler.prefect_rules.yamlload import LoadedDocument, Path, YamlLoadError, load_yaml
-from reconciler.project.declarations import declared_twice, placed
+from reconciler.prefect_rules.yamlload import LoadedDocument, Path
+from reconciler.project.declarations import declared_twice, load_our_file, placed
 from reconciler.sources.base import (
-    LinkOutsideRepository,
     Snapshot,
-    link_diagnostic,
-    read_following_links,
 )
 
 SCHEMA = "automations.schema.json"
@@ -54,20 +50,8 @@ class AutomationsFile:
 def load_automations_file(
     snapshot: Snapshot, path: str, *, display: str | None = None
 ) -> tuple[AutomationsFile | None, list[Diagnostic]]:
-    try:
-        document = load_yaml(read_following_links(snapshot, path), display or path)
-    except YamlLoadError as exc:
-        return None, [exc.diagnostic]
-    except LinkOutsideRepository as exc:
-        return None, [link_diagnostic(exc, display or path)]
-    diagnostics = list(document.diagnostics)
-    if not isinstance(document.data, dict):
-        diagnostics.append(
-            error("the file must be a mapping with an `automations` list", document.location(()))
-        )
-        return None, diagnostics
-    diagnostics.extend(validate_document(document, SCHEMA, strict=True))  # ours: strict
-    if any(d.is_error for d in diagnostics):
+    document, diagnostics = load_our_file(snapshot, path, display, SCHEMA, "automations")
+    if document is None:
         return None, diagnostics
     found: list[AutomationDeclaration] = []
     seen: dict[str, Path] = {}

@@ -1,13 +1,47 @@
-"""What the readers of our files and of prefect.yaml share (reconciler/project): a name
-declared twice in one file, and the problems of Prefect's rules placed at their lines."""
+"""What the readers of our files and of prefect.yaml share (reconciler/project): reading one
+of our own files against its schema, a name declared twice in one file, and the problems of
+Prefect's rules placed at their lines."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from reconciler.core.diagnostics import Diagnostic, error, warning
 from reconciler.prefect_rules.triggers import Problem
-from reconciler.prefect_rules.yamlload import LoadedDocument, Path
+from reconciler.prefect_rules.validation import validate_document
+from reconciler.prefect_rules.yamlload import LoadedDocument, Path, YamlLoadError, load_yaml
+from reconciler.sources.base import (
+    LinkOutsideRepository,
+    Snapshot,
+    link_diagnostic,
+    read_following_links,
+)
+
+
+def load_our_file(
+    snapshot: Snapshot, path: str, display: str | None, schema: Any, key: str
+) -> tuple[LoadedDocument | None, list[Diagnostic]]:
+    """One of our files (work-pools.yaml, automations.yaml) read and checked against its
+    schema, strictly (the file is ours: unknown keys are errors): the document when it has
+    no error, and every diagnostic. `key` names the list the file must hold."""
+    try:
+        document = load_yaml(read_following_links(snapshot, path), display or path)
+    except YamlLoadError as exc:
+        return None, [exc.diagnostic]
+    except LinkOutsideRepository as exc:
+        return None, [link_diagnostic(exc, display or path)]
+    diagnostics = list(document.diagnostics)
+    if not isinstance(document.data, dict):
+        article = "an" if key[0] in "aeiou" else "a"
+        diagnostics.append(
+            error(f"the file must be a mapping with {article} `{key}` list", document.location(()))
+        )
+        return None, diagnostics
+    diagnostics.extend(validate_document(document, schema, strict=True))
+    if any(d.is_error for d in diagnostics):
+        return None, diagnostics
+    return document, diagnostics
 
 
 def declared_twice(

@@ -28,14 +28,10 @@ from reconciler.prefect_rules.job_templates import (
     template_problems,
     with_job_variable_defaults,
 )
-from reconciler.prefect_rules.validation import validate_document
-from reconciler.prefect_rules.yamlload import LoadedDocument, Path, YamlLoadError, load_yaml
-from reconciler.project.declarations import declared_twice
+from reconciler.prefect_rules.yamlload import LoadedDocument, Path
+from reconciler.project.declarations import declared_twice, load_our_file
 from reconciler.sources.base import (
-    LinkOutsideRepository,
     Snapshot,
-    link_diagnostic,
-    read_following_links,
 )
 
 SCHEMA = "work-pools.schema.json"
@@ -59,24 +55,8 @@ class PoolsFile:
 def load_pools_file(
     snapshot: Snapshot, path: str, *, strict: bool = False, display: str | None = None
 ) -> tuple[PoolsFile | None, list[Diagnostic]]:
-    try:
-        document = load_yaml(read_following_links(snapshot, path), display or path)
-    except YamlLoadError as exc:
-        return None, [exc.diagnostic]
-    except LinkOutsideRepository as exc:
-        return None, [link_diagnostic(exc, display or path)]
-    diagnostics = list(document.diagnostics)
-    if not isinstance(document.data, dict):
-        diagnostics.append(
-            error(
-                "the file must be a mapping with a `work_pools` list",
-                document.location(()),
-            )
-        )
-        return None, diagnostics
-    # The pool file is ours: unknown keys are always errors.
-    diagnostics.extend(validate_document(document, SCHEMA, strict=True))
-    if any(d.is_error for d in diagnostics):
+    document, diagnostics = load_our_file(snapshot, path, display, SCHEMA, "work_pools")
+    if document is None:
         return None, diagnostics
     pools = []
     seen: dict[str, Path] = {}
