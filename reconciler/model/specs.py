@@ -156,32 +156,31 @@ class ScheduleSpec:
 
 # --- deployments ----------------------------------------------------------------------------
 
-_DEPLOYMENT_KEYS = frozenset(
-    {
-        "name",
-        "flow_name",
-        "entrypoint",
-        "path",
-        "flow_path",
-        "description",
-        "version",
-        "tags",
-        "parameters",
-        "parameter_openapi_schema",
-        "enforce_parameter_schema",
-        "paused",
-        "schedules",
-        "concurrency_limit",
-        "concurrency_options",
-        "work_pool_name",
-        "work_queue_name",
-        "job_variables",
-        "pull_steps",
-        "triggers",
-        "sensitive_job_variables",
-        POSITIONS_KEY,
-    }
+DEPLOYMENT_FIELDS = (
+    "name",
+    "flow_name",
+    "entrypoint",
+    "path",
+    "flow_path",
+    "description",
+    "version",
+    "tags",
+    "parameters",
+    "parameter_openapi_schema",
+    "enforce_parameter_schema",
+    "paused",
+    "schedules",
+    "concurrency_limit",
+    "concurrency_options",
+    "work_pool_name",
+    "work_queue_name",
+    "job_variables",
+    "pull_steps",
+    "triggers",
+    "sensitive_job_variables",
 )
+"""A stored deployment spec's fields, in the order Prefect lists a deployment's."""
+_DEPLOYMENT_KEYS = frozenset({*DEPLOYMENT_FIELDS, POSITIONS_KEY})
 
 
 @dataclass(frozen=True)

@@ -24,32 +24,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.model.resources import Kind, Owner, Resource
+from reconciler.model.specs import DEPLOYMENT_FIELDS as SPEC_FIELDS
 from reconciler.steps.default_pull import CLONE_STEP_ID, GIT_CLONE
 
 OWNER_TAG_PREFIX = "reconciler:owner="
 OWNER_LINE_PREFIX = "[reconciler:owner="
 _SEPARATOR = "::"
 
-DEPLOYMENT_FIELDS = (
-    "name",
-    "flow_name",
-    "entrypoint",
-    "path",
-    "description",
-    "version",
-    "tags",
-    "parameters",
-    "parameter_openapi_schema",
-    "enforce_parameter_schema",
-    "paused",
-    "schedules",
-    "concurrency_limit",
-    "concurrency_options",
-    "work_pool_name",
-    "work_queue_name",
-    "job_variables",
-    "pull_steps",
-)
+OURS_ONLY = ("flow_path", "triggers", "sensitive_job_variables")
+DEPLOYMENT_FIELDS = tuple(k for k in SPEC_FIELDS if k not in OURS_ONLY)
 """What a deployment's view holds: what Prefect stores of it. Our spec's `flow_path`,
 `triggers` and `sensitive_job_variables` have no place in Prefect's deployment."""
 
