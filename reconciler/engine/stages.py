@@ -16,6 +16,7 @@ and changes nothing; it is opened from the request's `Settings` (reconciler/sett
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -106,8 +107,15 @@ class ReconcileOutcome:
     """Runs the scheduler created right after the apply (new or changed schedules)."""
     declined: bool = False
     """The request's gate said no: nothing was run or applied."""
-    fingerprint: str = ""
-    """`observed_fingerprint` of what the plan was made against (for saved plans)."""
+    planned: Planned | None = field(default=None, repr=False)
+    """The stage value the plan came from (None on a Prefect target)."""
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """`fingerprint_of` what the plan was made against (for saved plans; "" on a Prefect
+        target). Computed when first asked: a digest of every owned object costs ~30 ms per
+        10,000, which a daemon's or a dry-run's plan does not need."""
+        return "" if self.planned is None else fingerprint_of(self.planned)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -211,9 +219,7 @@ def _reconcile(request: ReconcileRequest, environ: Mapping[str, str] | None) -> 
 
 
 def _outcome(planned: Planned, attempt: int) -> ReconcileOutcome:
-    return ReconcileOutcome(
-        planned.plan, planned.masker, attempts=attempt, fingerprint=fingerprint_of(planned)
-    )
+    return ReconcileOutcome(planned.plan, planned.masker, attempts=attempt, planned=planned)
 
 
 def fingerprint_of(planned: Planned) -> str:

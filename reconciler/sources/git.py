@@ -60,18 +60,29 @@ class _Repository:
             raise SourceError(f"{path}: no such file or directory", "check the repository path")
         if not os.path.isdir(path):
             raise SourceError(f"{path} is a file, not a repository directory")
-        probe = _run(["git", "-C", path, "rev-parse", "--is-bare-repository", "--absolute-git-dir"])
-        if probe.returncode != 0:
+        # One call: a bare repository answers the first two and fails on the third.
+        probe = _run(
+            [
+                "git",
+                "-C",
+                path,
+                "rev-parse",
+                "--is-bare-repository",
+                "--absolute-git-dir",
+                "--show-toplevel",
+            ]
+        )
+        lines = probe.stdout.splitlines()
+        bare = len(lines) >= 2 and lines[0].strip() == "true"
+        if bare:
+            return cls(Path(lines[1]).resolve(), True)
+        if probe.returncode != 0 or len(lines) < 3:
             raise SourceError(
                 f"{path} is not a git repository",
                 "pass the root of a git clone (the directory holding .git), or run `git init` "
                 "and commit your prefect.yaml",
             )
-        bare_text, git_dir = probe.stdout.splitlines()[:2]
-        bare = bare_text.strip() == "true"
-        if bare:
-            return cls(Path(git_dir).resolve(), True)
-        top = _run(["git", "-C", path, "rev-parse", "--show-toplevel"]).stdout.strip()
+        top = lines[2].strip()
         root = Path(top).resolve()
         if root != Path(path).resolve():
             raise SourceError(
