@@ -356,14 +356,6 @@ def test_a_work_dir_that_cannot_be_created_is_refused_clearly(project: Project) 
     assert project.get(run_id).state is RunState.SCHEDULED
 
 
-@pytest.mark.xfail(
-    reason="known bug, under investigation: with 4 workers and 32 runs at once, a writer was "
-    "sometimes starved past SQLite's 60 s busy timeout, and a few runs ended CRASHED with "
-    "'database is locked' (no run has been seen to start twice). Since writers of one process "
-    "queue on a lock of their own (store/sqlite.py) it has passed every run here; kept until "
-    "CI has shown it on more machines",
-    strict=False,
-)
 def test_four_workers_and_500_runs_run_each_exactly_once(project: Project) -> None:
     store = open_store(project.store_url)
     try:
