@@ -18,7 +18,7 @@ from reconciler.core.errors import UserError
 from reconciler.core.masking import Masker
 from reconciler.model.resources import Kind, Owner
 from reconciler.plan.model import Action, Change, Plan
-from reconciler.prefect_target.client import PrefectClient, PrefectError
+from reconciler.prefect_target.client import PrefectAuthError, PrefectClient, PrefectError
 from reconciler.prefect_target.mapping import (
     deployment_body,
     pool_body,
@@ -43,6 +43,7 @@ class PrefectApplyError(UserError):
         failures: Sequence[tuple[Change, str]],
         applied: Sequence[Change],
         skipped: Sequence[Change],
+        hint: str | None = None,
     ) -> None:
         lines = [f"{len(failures)} change(s) failed on the Prefect server:"]
         lines += [f"  {message}" for _, message in failures]
@@ -53,7 +54,8 @@ class PrefectApplyError(UserError):
             lines += [f"  {_line(c)}" for c in skipped]
         super().__init__(
             "\n".join(lines),
-            "fix the cause and run again: the next plan starts from what the server now holds",
+            hint
+            or "fix the cause and run again: the next plan starts from what the server now holds",
         )
         self.failures = list(failures)
         self.applied = list(applied)
@@ -73,6 +75,8 @@ class Applier:
         self.masker = masker
         self.locate = locate
         self._flows = dict(observed.flows)
+        self._auth_hint: str | None = None
+        """What to do about a refused key (401/403), when one was: the error's hint."""
 
     def apply(self, plan: Plan) -> PrefectApplyResult:
         changes = list(plan.changes)
@@ -97,15 +101,19 @@ class Applier:
             failures = [(c, message) for c, message in zip(phase, outcomes, strict=True) if message]
             done.extend(c for c, message in zip(phase, outcomes, strict=True) if not message)
             if failures:
-                raise PrefectApplyError(failures, done, [c for p in phases[index + 1 :] for c in p])
+                skipped = [c for p in phases[index + 1 :] for c in p]
+                raise PrefectApplyError(failures, done, skipped, self._auth_hint)
         return PrefectApplyResult(done)
 
     def _attempt(self, change: Change) -> str | None:
         """None when applied, else the message saying why not."""
         try:
             self._apply(change)
+        except PrefectAuthError as exc:  # the key, not the change: say so, and what to do
+            self._auth_hint = exc.hint
+            return self.masker(f"{_line(change)}: {exc.message}")
         except PrefectError as exc:
-            if exc.status is None or exc.status in (401, 403):
+            if exc.status is None:
                 where = ""
             else:
                 found = self.locate(change.owner, change.kind, change.key)

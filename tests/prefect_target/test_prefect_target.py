@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import CliResult, GitRepo
 from tests.infra.prefect_server import PrefectServer, prefect_executable
+from tests.prefect_target.proxy import ForwardingProxy, Verdict
 
 pytestmark = pytest.mark.prefect
 AUTH = "admin:s3cret"
@@ -519,63 +520,21 @@ def test_the_daemon_applies_into_prefect_and_reverts_drift_there(
     assert deployments(prefect_server, names.flow_name)["nightly"]["parameters"] == {"days": 1}
 
 
-class _RateLimitingProxy:
-    """A proxy on 127.0.0.1 in front of the real server that answers `429 Too Many Requests`
-    (with `Retry-After: 0`) to every third request, as a rate-limited Prefect Cloud would."""
+class _RateLimitingProxy(ForwardingProxy):
+    """The real server behind a proxy that answers `429 Too Many Requests` (with
+    `Retry-After: 0`) to every third request, as a rate-limited Prefect Cloud would."""
 
     def __init__(self, upstream: str) -> None:
-        import http.server
-        import threading
-        import urllib.error
-        import urllib.request
-
         self.limited = 0
         self.seen = 0
-        proxy = self
+        super().__init__(upstream, answer_first=self._limit)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *_: Any) -> None:
-                pass
-
-            def _any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                proxy.seen += 1
-                if proxy.seen % 3 == 0:
-                    proxy.limited += 1
-                    self.send_response(429)
-                    self.send_header("Retry-After", "0")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                call = urllib.request.Request(
-                    upstream + self.path.removeprefix("/api"),
-                    data=body,
-                    method=self.command,
-                    headers={"Content-Type": "application/json"},
-                )
-                try:
-                    with urllib.request.urlopen(call, timeout=60) as answer:
-                        status, payload = answer.status, answer.read()
-                except urllib.error.HTTPError as exc:
-                    status, payload = exc.code, exc.read()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = do_PATCH = do_DELETE = _any
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
+    def _limit(self, _request: object) -> Verdict:
+        self.seen += 1
+        if self.seen % 3:
+            return None
+        self.limited += 1
+        return 429, None, {"Retry-After": "0"}
 
 
 def test_rate_limits_are_waited_out(
