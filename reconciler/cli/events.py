@@ -15,6 +15,7 @@ from reconciler.cli.output import (
     user_errors,
 )
 from reconciler.cli.read import store_option
+from reconciler.cli.remote import refuse_both, server_option
 from reconciler.store.run_events import list_events
 
 HEADERS = ("OCCURRED", "EVENT", "RESOURCE", "ID")
@@ -38,20 +39,37 @@ def event() -> None:
 )
 @output_option
 @store_option
+@server_option
 @user_errors
 def event_ls(
-    name: str | None, resource: str | None, limit: int, output: str, store_url: str | None
+    name: str | None,
+    resource: str | None,
+    limit: int,
+    output: str,
+    store_url: str | None,
+    server_url: str | None = None,
 ) -> None:
     """Events, newest first."""
-    store = open_for_reading(store_url)
-    try:
-        found = list_events(store, event=name, resource=resource, limit=limit)
-    finally:
-        store.close()
+    if server_url:
+        refuse_both(store_url, server_url)
+        from reconciler.cli import remote
+
+        shown = remote.event_ls(server_url, name, resource, limit)
+    else:
+        store = open_for_reading(store_url)
+        try:
+            shown = [
+                s.to_json() for s in list_events(store, event=name, resource=resource, limit=limit)
+            ]
+        finally:
+            store.close()
     if output == "json":
-        echo_json([stored.to_json() for stored in found])
+        echo_json(shown)
         return
     echo_table(
         HEADERS,
-        [(s.event.occurred, s.event.event, s.event.resource_id, s.event.id) for s in found],
+        [
+            (e["occurred"], e["event"], e["resource"].get("prefect.resource.id", ""), e["id"])
+            for e in shown
+        ],
     )

@@ -350,6 +350,15 @@ def flow_run_cancel(server_url: str, run_id: str) -> None:
         click.echo(f"Flow run {done['flow_run']} is {done['state']}.")
 
 
+def event_ls(
+    server_url: str, event: str | None, resource: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """The events the API lists, in `event ls -o json`'s shape (the caller renders them)."""
+    answer = ApiClient(server_url).get("/events", limit=limit, event=event, resource=resource)
+    found: list[dict[str, Any]] = answer["events"]
+    return found
+
+
 def _owner(resource: dict[str, Any]) -> str:
     owner = resource.get("owner")
     return f"{owner['repo']}:{owner['file']}" if owner else "(made by hand)"

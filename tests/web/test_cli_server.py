@@ -73,11 +73,18 @@ def test_read_commands_and_actions_through_the_api(web_project: WebProject, run_
             ("flow-run", "ls"),
             ("worker", "ls", "-o", "json"),
             ("task-run", "ls", "--flow-run", run.id),
+            ("event", "ls"),
+            ("event", "ls", "-o", "json", "--event", "prefect.flow-run.*", "--limit", "1"),
+            ("event", "ls", "--resource", f"prefect.flow-run.{run.id}"),
         ):
             direct = run_cli(*command, "--store", store_path)
             through = run_cli(*command, "--server", url, env=read)
             assert direct.code == through.code == 0, through.output
             assert through.stdout == direct.stdout, command
+        events = json.loads(run_cli("event", "ls", "-o", "json", "--server", url, env=read).stdout)
+        assert f"prefect.flow-run.{run.id}" in [
+            e["resource"]["prefect.resource.id"] for e in events
+        ]
 
         before = web_project.dump()
         _refused(
