@@ -28,6 +28,10 @@ from reconciler.prefect_target.mapping import (
 from reconciler.prefect_target.reader import Observed, segment
 
 Locate = Callable[[Owner | None, Kind, str], Location | None]
+DEPLOYMENT_DELETIONS = 3
+"""The place of the deployments' deletions among the phases of `Applier.apply`."""
+BULK_DELETE_SIZE = 50
+"""Deployments deleted by one `/deployments/bulk_delete` (the most Prefect's server takes)."""
 
 
 @dataclass
@@ -97,7 +101,10 @@ class Applier:
                 failed = self._ensure_flows(phase)
                 if failed:
                     raise PrefectApplyError(failed, done, [c for p in phases[index:] for c in p])
-            outcomes = self.client.gather(self._attempt, phase)
+            if index == DEPLOYMENT_DELETIONS:
+                outcomes = self._delete_deployments(phase)
+            else:
+                outcomes = self.client.gather(self._attempt, phase)
             failures = [(c, message) for c, message in zip(phase, outcomes, strict=True) if message]
             done.extend(c for c, message in zip(phase, outcomes, strict=True) if not message)
             if failures:
@@ -109,23 +116,54 @@ class Applier:
         """None when applied, else the message saying why not."""
         try:
             self._apply(change)
-        except PrefectAuthError as exc:  # the key, not the change: say so, and what to do
+        except PrefectError as exc:
+            return self._attempt_failed(change, exc)
+        return None
+
+    def _attempt_failed(self, change: Change, exc: PrefectError) -> str:
+        """What to say of a change Prefect did not make."""
+        if isinstance(exc, PrefectAuthError):  # the key, not the change: say so, and what to do
             self._auth_hint = exc.hint
             return self.masker(f"{_line(change)}: {exc.message}")
-        except PrefectError as exc:
-            if exc.status is None:
-                where = ""
-            else:
-                found = self.locate(change.owner, change.kind, change.key)
-                where = f"{found}: " if found else ""
-            text = exc.detail if exc.status and exc.detail else exc.message
-            status = f" ({exc.status})" if exc.status else ""
-            return self.masker(
-                f"{where}{_line(change)}: Prefect refused it{status}: {text}"
-                if exc.status
-                else f"{_line(change)}: {text}"
-            )
-        return None
+        if exc.status is None:  # no answer: nothing to say of the change's own values
+            return self.masker(f"{_line(change)}: {exc.message}")
+        found = self.locate(change.owner, change.kind, change.key)
+        where = f"{found}: " if found else ""
+        text = exc.detail or exc.message
+        return self.masker(f"{where}{_line(change)}: Prefect refused it ({exc.status}): {text}")
+
+    def _delete_deployments(self, phase: Sequence[Change]) -> list[str | None]:
+        """Deployments pruned BULK_DELETE_SIZE to a request (`/deployments/bulk_delete`, as
+        Prefect 3.9 has it): a prune of 500 is 10 requests, not 500. A server without that
+        endpoint (404/405) gets one request per deployment, as does a lone deletion. Returns each
+        change's failure message (None: deleted, or gone already)."""
+        if len(phase) < 2:
+            return self.client.gather(self._attempt, phase)
+        chunks = [phase[i : i + BULK_DELETE_SIZE] for i in range(0, len(phase), BULK_DELETE_SIZE)]
+        unsupported: list[Sequence[Change]] = []
+
+        def delete(chunk: Sequence[Change]) -> list[str | None]:
+            ids = [self.observed.deployments[c.key].id for c in chunk]
+            body = {"deployments": {"id": {"any_": ids}}, "limit": len(ids)}
+            try:
+                self.client.post("deployments/bulk_delete", body)
+            except PrefectError as exc:
+                if exc.status in (404, 405):
+                    unsupported.append(chunk)
+                    return [None] * len(chunk)  # done one by one below
+                return [self._attempt_failed(c, exc) for c in chunk]
+            return [None] * len(chunk)  # an id not deleted was gone already
+
+        # One after the other: each is one transaction over many rows, which a SQLite-backed
+        # server would only refuse as busy (503) if they came at once.
+        outcomes = [o for chunk in chunks for o in delete(chunk)]
+        by_change = dict(zip(map(id, phase), outcomes, strict=True))
+        for chunk in unsupported:
+            for change, outcome in zip(
+                chunk, self.client.gather(self._attempt, chunk), strict=True
+            ):
+                by_change[id(change)] = outcome
+        return [by_change[id(c)] for c in phase]
 
     def _ensure_flows(self, phase: Sequence[Change]) -> list[tuple[Change, str]]:
         wanted = sorted(

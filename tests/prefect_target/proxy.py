@@ -1,7 +1,7 @@
 """A small HTTP proxy on 127.0.0.1 in front of the real Prefect server, for the faults and URL
 shapes a local server does not have: a rate limit (429), and Prefect Cloud's workspace URL
-(`/api/accounts/A/workspaces/W/...`) with its Bearer API keys. `answer_first(handler)` may
-answer a request itself (status, body) before it is forwarded; anything else goes to the
+(`/api/accounts/A/workspaces/W/...`) with its Bearer API keys. `answer_first(handler, body)`
+may answer a request itself (status, body) before it is forwarded; anything else goes to the
 server unchanged, with the server's answer returned as it came."""
 
 from __future__ import annotations
@@ -24,11 +24,14 @@ class ForwardingProxy:
         upstream: str,
         *,
         prefix: str = "/api",
-        answer_first: Callable[[http.server.BaseHTTPRequestHandler], Verdict] | None = None,
+        answer_first: Callable[[http.server.BaseHTTPRequestHandler, bytes | None], Verdict]
+        | None = None,
     ) -> None:
-        decide = answer_first or (lambda _handler: None)
+        decide = answer_first or (lambda _handler, _body: None)
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # connections kept open, as a real server does
+
             def log_message(self, *_: Any) -> None:
                 pass
 
@@ -43,7 +46,7 @@ class ForwardingProxy:
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                verdict = decide(self)
+                verdict = decide(self, body)
                 if verdict is not None:
                     status, document, headers = verdict
                     payload = b"" if document is None else json.dumps(document).encode()

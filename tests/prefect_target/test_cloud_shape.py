@@ -32,7 +32,7 @@ READER_KEY = "pnu_reader0123456789abcdefghijklmnopqrstu"
 READS = ("/filter", "/count", "/paginate")
 
 
-def _as_cloud(handler: http.server.BaseHTTPRequestHandler) -> Verdict:
+def _as_cloud(handler: http.server.BaseHTTPRequestHandler, _body: bytes | None) -> Verdict:
     key = handler.headers.get("Authorization", "").removeprefix("Bearer ")
     if key not in (WRITER_KEY, READER_KEY):
         return 401, {"detail": "Invalid authentication credentials"}, {}

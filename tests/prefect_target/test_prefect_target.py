@@ -529,7 +529,7 @@ class _RateLimitingProxy(ForwardingProxy):
         self.seen = 0
         super().__init__(upstream, answer_first=self._limit)
 
-    def _limit(self, _request: object) -> Verdict:
+    def _limit(self, _request: object, _body: bytes | None) -> Verdict:
         self.seen += 1
         if self.seen % 3:
             return None
