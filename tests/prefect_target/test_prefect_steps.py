@@ -157,7 +157,8 @@ def test_step_cache_option_names_the_store_and_skip_build_runs_no_step(
     skipped = apply(run_cli, repo, target, "--skip-build", env=env)
     assert skipped.code == 0, skipped.output
     assert not runs.exists(), "--skip-build runs no step"
-    assert "env.VERSION" in skipped.stderr  # its placeholder removed, with a warning
+    # its placeholder removed, with a warning at its place
+    assert f"{repo.path}/prefect.yaml:15:38: warning: placeholder" in skipped.stderr
     assert "VERSION" not in deployments(prefect_server, names.flow_name)["nightly"].get(
         "job_variables", {}
     ).get("env", {})
@@ -291,7 +292,8 @@ def test_a_docker_build_and_push_reach_prefect_and_the_registry_once(
     planned = apply(run_cli, repo, target, "--dry-run", *cache)
     assert planned.code == 0, planned.output
     assert "would run          build-image (build_docker_image) in prefect.yaml" in planned.stdout
-    assert "would run          push_docker_image in prefect.yaml" in planned.stdout
+    push = "prefect_docker.deployments.steps.push_docker_image"
+    assert f"would run          {push} in prefect.yaml" in planned.stdout
     assert "[build-image]" not in planned.stderr, "a dry-run builds nothing"
     assert snapshot(prefect_server) == before
 
@@ -307,7 +309,12 @@ def test_a_docker_build_and_push_reach_prefect_and_the_registry_once(
     assert "No changes." in again.stdout
     assert "step build-image (prefect.yaml): unchanged" in again.stderr
     assert "push_docker_image (prefect.yaml): unchanged" in again.stderr
-    assert "[build-image]" not in again.stderr, "no build ran"
+    built_lines = [line for line in again.stderr.splitlines() if line.startswith("[build-image]")]
+    assert built_lines == [
+        "[build-image] = prefect_docker.deployments.steps.build_docker_image: inputs unchanged, "
+        "not run again"
+    ], "no build ran"
+    assert registry_tags(registry, repository) == [image.rsplit(":", 1)[1]]
 
     previewed = apply(run_cli, repo, target, "--dry-run", "-o", "json", *cache)
     assert previewed.code == 0, previewed.output
@@ -345,3 +352,36 @@ def test_a_failing_docker_build_applies_nothing_to_prefect(
     assert f'{repo.path}/prefect.yaml:4:5: step "build-image"' in result.stderr
     assert "Traceback" not in result.output
     assert snapshot(prefect_server) == before, "nothing of the repository reached Prefect"
+
+
+def test_a_saved_plan_with_steps_applies_into_prefect_exactly_once(
+    run_cli: Callable[..., CliResult],
+    make_repo: Callable[..., GitRepo],
+    prefect_server: PrefectServer,
+    target: str,
+    names: Names,
+    tmp_path: Path,
+) -> None:
+    """`reconcile plan -out FILE` then `reconcile apply FILE`: the steps run at apply, and the
+    saved plan is checked against what Prefect holds (the same gate as with our store)."""
+    runs = tmp_path / "runs.log"
+    env = {"COUNT_FILE": str(runs)}
+    cache = ("--step-cache", f"sqlite:///{tmp_path / 'steps.db'}")
+    repo = make_repo(files(names, SHELL_BUILD, '{env: {VERSION: "{{ version.stdout }}"}}'))
+    saved = tmp_path / "plan.json"
+    made = run_cli("plan", str(repo.path), "--store", target, *cache, "-out", str(saved), env=env)
+    assert made.code == 0, made.output
+    assert not runs.exists()
+
+    applied = run_cli("apply", str(saved), "--store", target, *cache, env=env)
+    assert applied.code == 0, applied.output
+    assert runs.read_text().splitlines() == ["ran"]
+    held = deployments(prefect_server, names.flow_name)["nightly"]
+    assert held["job_variables"]["env"] == {"VERSION": "v1"}
+
+    before = snapshot(prefect_server)
+    again = run_cli("apply", str(saved), "--store", target, *cache, env=env)
+    assert again.code == 1, again.output
+    assert "is stale: the store changed since it was planned" in again.stderr
+    assert snapshot(prefect_server) == before
+    assert runs.read_text().splitlines() == ["ran"]
