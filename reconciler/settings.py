@@ -40,6 +40,11 @@ class Settings:
     """Where the store is: `--store`, else $RECONCILER_STORE, else `store:` of daemon.yaml,
     else `.reconciler/state.db` at the root of the git repository the current directory is in
     (found from any subdirectory), else under the current directory."""
+    step_cache_url: str | None = None
+    """Where the results of build and push steps are kept when `store_url` is a Prefect server
+    (which has no place for them): `--step-cache`, else $RECONCILER_STEP_CACHE, else, for the
+    daemon, its `store:`, else the default store path (see `open_step_cache`). With our
+    own store as the target, the store itself keeps them and this is not used."""
     log_format: str = "text"
     scheduling: SchedulingPolicy = field(default_factory=_default_policy)
     """The policy this process stores (the daemon, from `scheduler:` of daemon.yaml); every
@@ -51,6 +56,22 @@ class Settings:
         from reconciler.store.url import open_store
 
         return open_store(self.store_url, readonly=readonly)
+
+    def open_step_cache(self, *, readonly: bool = False) -> Store:
+        """The store keeping the results of build and push steps when `store_url` is a Prefect
+        server: `step_cache_url`, else `.reconciler/state.db` at the root of the current
+        directory's repository (the store `reconcile` uses by default), used for the step
+        cache only. With `readonly`, as `open_store`."""
+        from reconciler.store.url import is_prefect_store, open_store
+
+        url = self.step_cache_url or default_store_url()
+        if is_prefect_store(url):
+            raise UserError(
+                f"the step cache {url} is a Prefect server, which has no place for step results",
+                "give --step-cache (or RECONCILER_STEP_CACHE) a reconciler store: "
+                "sqlite:///path/to/state.db or postgresql://...",
+            )
+        return open_store(url, readonly=readonly)
 
 
 @dataclass(frozen=True)
@@ -87,11 +108,13 @@ def resolve_settings(
     `log_format`); `flags` the command's options by the same names (None: not given)."""
     layers = Layers(os.environ if environ is None else environ, file or {}, file_name, flags or {})
     store, _ = layers.pick("store")
+    step_cache, _ = layers.pick("step_cache")
     log_format, where = layers.pick("log_format")
     if log_format not in (None, *LOG_FORMATS):
         raise UserError(f"{where} must be text or json, not {log_format!r}")
     return Settings(
         store_url=str(store) if store else default_store_url(),
+        step_cache_url=str(step_cache) if step_cache else None,
         log_format=log_format or "text",
         scheduling=scheduling or _default_policy(),
     )

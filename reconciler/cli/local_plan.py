@@ -78,7 +78,9 @@ def _request(
         "ref": options.get("ref") or "HEAD",
         "worktree": options["worktree"],
         "prefect_glob": options["prefect_glob"],
-        "settings": resolve_settings(flags={"store": options["store_url"]}),
+        "settings": resolve_settings(
+            flags={"store": options["store_url"], "step_cache": options.get("step_cache_url")}
+        ),
         "dry_run": options["dry_run"],
         "strict": options["strict"],
         "skip_build": options["skip_build"],

@@ -148,6 +148,14 @@ def plan_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--skip-build", is_flag=True, help="Apply without running build and push steps."
         ),
         click.option(
+            "--step-cache",
+            "step_cache_url",
+            metavar="URL",
+            help="With a Prefect server as --store: the store keeping the results of build "
+            "and push steps (default $RECONCILER_STEP_CACHE, else "
+            "sqlite:///<repository root>/.reconciler/state.db).",
+        ),
+        click.option(
             "--allow-install", is_flag=True, help="Let a step install the packages it `requires`."
         ),
         click.option("--no-prune", is_flag=True, help="Never delete objects that left the files."),

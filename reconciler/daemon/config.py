@@ -135,10 +135,13 @@ class DaemonSettings:
 
     @property
     def plan_settings(self) -> Settings:
-        """The settings a reconcile runs with: the target's URL in place of the store's."""
+        """The settings a reconcile runs with: the target's URL in place of the store's, and
+        the daemon's `store:` keeping the results of build and push steps (unless
+        $RECONCILER_STEP_CACHE names another store)."""
         if self.target_url is None:
             return self.settings
-        return replace(self.settings, store_url=self.target_url)
+        step_cache = self.settings.step_cache_url or self.settings.store_url
+        return replace(self.settings, store_url=self.target_url, step_cache_url=step_cache)
 
     @property
     def store_url(self) -> str:

@@ -1,26 +1,31 @@
-"""The engine's path for a Prefect server as the target (`--store prefect+http(s)://...`).
+"""The engine's target for a Prefect server (`--store prefect+http(s)://...`): `PrefectPath`.
 
-The same stages as for our own store (reconciler/engine/stages.py): load, validate + desired
-state, plan (the same pure planner, over the Prefect view of each object), then apply, here
-through Prefect's REST API (reconciler/prefect_target). What differs: the observed state is
-read from the server; declaring an object made by hand is an error (`refuse_collisions`)
-unless the run adopts (`reconcile adopt`, `--adopt`: the plan shows it as `adopt` first);
-there is no store revision to check (Prefect has no transactions: the applier orders its
-requests and reports what it did); build and push steps are not run by this path (run them in
-CI and apply with --skip-build); operator overrides live in our own store only."""
+The same stages as for our own store, run by the same code (reconciler/engine/stages.py
+`run_stages`): load, validate + desired state, plan (the same pure planner, over the Prefect
+view of each object), the build and push steps (the same `steps` stage, with their outputs
+templated into a second plan), then apply, here through Prefect's REST API
+(reconciler/prefect_target). What differs: the observed state is read from the server;
+declaring an object made by hand is an error (`refuse_collisions`) unless the run adopts
+(`reconcile adopt`, `--adopt`: the plan shows it as `adopt` first); there is no store revision
+to check (Prefect has no transactions: the applier orders its requests and reports what it
+did); the step cache, for which Prefect has no place, is kept in a store of ours
+(`Settings.open_step_cache`: `--step-cache`, else the default `.reconciler/state.db`, or
+the daemon's `store:`), opened only when the files have steps; operator overrides live in our
+own store only."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Any
 
 from reconciler.apply.transaction import ApplyResult
 from reconciler.core.diagnostics import Diagnostic, Location, error, warning
-from reconciler.core.errors import ConfigError, UserError
+from reconciler.core.errors import ConfigError
 from reconciler.core.masking import Masker
-from reconciler.desired.build import BuildOptions, RepoInput, build_desired
+from reconciler.desired.build import BuildOptions, DraftKey, RepoInput, build_desired
 from reconciler.desired.state import DesiredState
+from reconciler.engine.stages import Desired, Planned, ReconcileRequest, hiding_replaced_secrets
 from reconciler.model.resources import Kind, Owner
 from reconciler.plan.planner import PlanOptions, make_plan
 from reconciler.prefect_target.target import (
@@ -30,59 +35,84 @@ from reconciler.prefect_target.target import (
     refuse_collisions,
 )
 from reconciler.prefect_target.url import parse_prefect_url
-
-if TYPE_CHECKING:
-    from reconciler.engine.stages import Loaded, ReconcileOutcome, ReconcileRequest
+from reconciler.store.base import Store
 
 
-def reconcile_prefect(
-    loaded: Loaded, request: ReconcileRequest, environ: Mapping[str, str]
-) -> ReconcileOutcome:
-    from reconciler.engine.stages import ReconcileOutcome
+class PrefectPath:
+    """A Prefect server as the target of `run_stages` (reconciler/engine/stages.py)."""
 
-    target = PrefectTarget(parse_prefect_url(request.settings.store_url, environ))
-    try:
-        observed = target.observe()
+    def __init__(self, request: ReconcileRequest, environ: Mapping[str, str]) -> None:
+        self.request = request
+        self.target = PrefectTarget(parse_prefect_url(request.settings.store_url, environ))
+        self._cache: Store | None = None
+
+    def desired_state(
+        self,
+        inputs: Sequence[RepoInput],
+        request: ReconcileRequest,
+        env: Mapping[str, str],
+        step_outputs: Mapping[DraftKey, Mapping[str, Any]] | None = None,
+    ) -> Desired:
+        """Read and validate every file against what the server holds now (observed again
+        after the steps, which may take minutes)."""
+        observed = self.target.observe().state
         built = build_desired(
-            loaded.inputs,
-            observed.state,
+            inputs,
+            observed,
             BuildOptions(
-                environ=loaded.environ,
+                environ=env,
                 strict=request.strict,
                 build_outputs_known=request.skip_build,
+                step_outputs=step_outputs or {},
                 cache=request.cache,
             ),
         )
         if built.desired is None:
             masker = Masker(built.secrets)
             raise ConfigError([masker.diagnostic(d) for d in built.diagnostics])
-        if built.build_plans and not request.skip_build and not request.dry_run:
-            raise UserError(
-                "build and push steps are not run when the store is a Prefect server",
-                "run them in CI, then apply with --skip-build",
-            )
-        desired = desired_in_prefect_view(built.desired)
-        plan = make_plan(
-            desired,
-            observed.state,
+        return Desired(built, observed, tuple(inputs))
+
+    def plan(self, desired: Desired, request: ReconcileRequest) -> Planned:
+        """The plan over the Prefect view of the desired objects, with this target's refusals
+        (objects made by hand, what Prefect does not take) as diagnostics."""
+        assert desired.built.desired is not None  # desired_state refuses an invalid one
+        view = desired_in_prefect_view(desired.built.desired)
+        made = make_plan(
+            view,
+            desired.observed,
             PlanOptions(prune=request.prune, allow_empty=request.allow_empty, adopt=request.adopt),
         )
-        locate = _locator(desired, loaded.inputs)
+        locate = _locator(view, desired.inputs)
         if not request.adopt:  # `reconcile adopt` / --adopt: shown as `adopt`, then taken over
-            plan = refuse_collisions(plan, desired, locate)
-        if unsupported := _not_applied_to_prefect(built.desired, locate):
-            plan = replace(plan, diagnostics=(*plan.diagnostics, *unsupported))
-        masker = Masker(built.secrets)
-        outcome = ReconcileOutcome(plan, masker)
-        if request.dry_run or outcome.errors or not plan.has_changes:
-            if not request.dry_run and not outcome.errors:
-                outcome.applied = ApplyResult(0, None)
-            return outcome
-        target.apply(plan, masker, locate)
-        outcome.applied = ApplyResult(0, None)
-        return outcome
-    finally:
-        target.close()
+            made = refuse_collisions(made, view, locate)
+        if unsupported := _not_applied_to_prefect(desired.built.desired, locate):
+            made = replace(made, diagnostics=(*made.diagnostics, *unsupported))
+        masker = hiding_replaced_secrets(made, Masker(desired.built.secrets))
+        return Planned(desired, made, masker)
+
+    def apply(self, planned: Planned, request: ReconcileRequest) -> tuple[ApplyResult, int]:
+        """The plan through Prefect's REST API (Prefect makes the runs of new schedules
+        itself: no runs are counted here)."""
+        if planned.plan.has_changes:
+            assert planned.desired.built.desired is not None
+            view = desired_in_prefect_view(planned.desired.built.desired)
+            locate = _locator(view, planned.desired.inputs)
+            self.target.apply(planned.plan, planned.masker, locate)
+        return ApplyResult(0, None), 0
+
+    def step_cache(self) -> Store:
+        """Our store that keeps the step results for this server, opened on first use."""
+        if self._cache is None:
+            settings = self.request.settings
+            self._cache = settings.open_step_cache(readonly=self.request.dry_run)
+        return self._cache
+
+    def close(self) -> None:
+        try:
+            self.target.close()
+        finally:
+            if self._cache is not None:
+                self._cache.close()
 
 
 def _not_applied_to_prefect(desired: DesiredState, locate: _Locate) -> list[Diagnostic]:

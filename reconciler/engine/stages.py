@@ -11,6 +11,13 @@ after them the desired state and plan stages run again with the outputs; a plan 
 store changed under it (another writer) starts again from the desired state, up to
 MAX_PLAN_ATTEMPTS times. The store is opened read-only for a dry-run, which therefore creates
 and changes nothing; it is opened from the request's `Settings` (reconciler/settings.py).
+
+Where the plan is applied is a `Target`: our own store (`StoreTarget`, here) or a Prefect
+server (`PrefectPath`, reconciler/engine/prefect_path.py). A target observes, builds the desired
+state, plans and applies in its own way; the run around them (`run_stages`: the dry-run's step
+preview, the gate, the steps stage and planning again with their outputs, step failures) is
+one piece of code for both. A target also names the store that keeps the step cache: our store
+itself, or for a Prefect server, a store of ours kept for that alone.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.apply.transaction import ApplyResult, apply_plan
 from reconciler.core.diagnostics import Diagnostic
@@ -177,45 +184,107 @@ def reconcile(
 
 def _reconcile(request: ReconcileRequest, environ: Mapping[str, str] | None) -> ReconcileOutcome:
     loaded = load(request, dict(os.environ if environ is None else environ))
+    target: Target
     if is_prefect_url(request.settings.store_url):
-        from reconciler.engine.prefect_path import reconcile_prefect
+        from reconciler.engine.prefect_path import PrefectPath
 
-        return reconcile_prefect(loaded, request, loaded.environ)
-    store = request.settings.open_store(readonly=request.dry_run)
+        target = PrefectPath(request, loaded.environ)
+    else:
+        target = StoreTarget(request.settings.open_store(readonly=request.dry_run))
     try:
-        for attempt in range(1, MAX_PLAN_ATTEMPTS + 1):
-            planned = plan(desired_state(loaded.inputs, store, request, loaded.environ), request)
+        return run_stages(loaded, target, request)
+    finally:
+        target.close()
+
+
+class Target(Protocol):
+    """Where plans are applied: the stages that differ between our store and a Prefect
+    server. Each returns the same frozen values as the module's stage functions."""
+
+    def desired_state(
+        self,
+        inputs: Sequence[RepoInput],
+        request: ReconcileRequest,
+        env: Mapping[str, str],
+        step_outputs: Mapping[DraftKey, Mapping[str, Any]] | None = None,
+    ) -> Desired: ...
+
+    def plan(self, desired: Desired, request: ReconcileRequest) -> Planned: ...
+
+    def apply(self, planned: Planned, request: ReconcileRequest) -> tuple[ApplyResult, int]:
+        """Raises StaleStateError when the target changed since it was observed."""
+        ...
+
+    def step_cache(self) -> Store:
+        """The store keeping the results of build and push steps (read-only for a dry-run)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class StoreTarget:
+    """Our own store as the target: the stage functions below, over one open store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def desired_state(
+        self,
+        inputs: Sequence[RepoInput],
+        request: ReconcileRequest,
+        env: Mapping[str, str],
+        step_outputs: Mapping[DraftKey, Mapping[str, Any]] | None = None,
+    ) -> Desired:
+        return desired_state(inputs, self.store, request, env, step_outputs)
+
+    def plan(self, desired: Desired, request: ReconcileRequest) -> Planned:
+        return plan(desired, request)
+
+    def apply(self, planned: Planned, request: ReconcileRequest) -> tuple[ApplyResult, int]:
+        return apply(planned, self.store, request)
+
+    def step_cache(self) -> Store:
+        return self.store
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def run_stages(loaded: Loaded, target: Target, request: ReconcileRequest) -> ReconcileOutcome:
+    """desired state -> plan -> (dry-run: the steps it would run) -> gate -> steps -> desired
+    state and plan again with their outputs -> apply, into `target`."""
+    env = loaded.environ
+    for attempt in range(1, MAX_PLAN_ATTEMPTS + 1):
+        planned = target.plan(target.desired_state(loaded.inputs, request, env), request)
+        outcome = _outcome(planned, attempt)
+        if request.dry_run:
+            return _previewed(planned, target, request, env, attempt)
+        if outcome.errors:
+            return outcome
+        _refuse_other_revision(planned, request)
+        if request.gate is not None and not request.gate(planned):
+            outcome.declined = True
+            return outcome
+        if planned.desired.built.build_plans and not request.skip_build:
+            ran = steps(planned, target.step_cache(), request, env)
+            if not ran.applying:
+                raise next(iter(ran.failures.values()))
+            again = target.desired_state(ran.applying, request, env, ran.outputs)
+            planned = target.plan(again, request)
             outcome = _outcome(planned, attempt)
-            if request.dry_run:
-                return _previewed(planned, store, request, loaded.environ, attempt)
+            outcome.steps = list(ran.records)
+            outcome.step_failures = list(ran.failures.values())
             if outcome.errors:
                 return outcome
-            _refuse_other_revision(planned, request)
-            if request.gate is not None and not request.gate(planned):
-                outcome.declined = True
-                return outcome
-            if planned.desired.built.build_plans and not request.skip_build:
-                ran = steps(planned, store, request, loaded.environ)
-                if not ran.applying:
-                    raise next(iter(ran.failures.values()))
-                again = desired_state(ran.applying, store, request, loaded.environ, ran.outputs)
-                planned = plan(again, request)
-                outcome = _outcome(planned, attempt)
-                outcome.steps = list(ran.records)
-                outcome.step_failures = list(ran.failures.values())
-                if outcome.errors:
-                    return outcome
-            try:
-                outcome.applied, outcome.scheduled = apply(planned, store, request)
-                return outcome
-            except StaleStateError:
-                continue  # another writer got there first: plan again from what it wrote
-        raise StaleStateError(
-            f"the store kept changing while planning ({MAX_PLAN_ATTEMPTS} attempts)",
-            "try again when the other writers are done",
-        )
-    finally:
-        store.close()
+        try:
+            outcome.applied, outcome.scheduled = target.apply(planned, request)
+            return outcome
+        except StaleStateError:
+            continue  # another writer got there first: plan again from what it wrote
+    raise StaleStateError(
+        f"the store kept changing while planning ({MAX_PLAN_ATTEMPTS} attempts)",
+        "try again when the other writers are done",
+    )
 
 
 def _outcome(planned: Planned, attempt: int) -> ReconcileOutcome:
@@ -245,16 +314,20 @@ def fingerprint_of(planned: Planned) -> str:
 
 
 def _previewed(
-    planned: Planned, store: Store, request: ReconcileRequest, env: Mapping[str, str], attempt: int
+    planned: Planned,
+    target: Target,
+    request: ReconcileRequest,
+    env: Mapping[str, str],
+    attempt: int,
 ) -> ReconcileOutcome:
     """A dry-run's outcome: the plan, with the steps apply would run (none is run)."""
     built = planned.desired.built
     if not built.build_plans or request.skip_build:
         return _outcome(planned, attempt)
-    previewed, known = _preview_steps(planned.desired, store, env)
+    previewed, known = _preview_steps(planned.desired, target.step_cache(), env)
     if known:  # unchanged builds: plan with their recorded outputs
-        again = desired_state(planned.desired.inputs, store, request, env, known)
-        planned = plan(again, request)
+        again = target.desired_state(planned.desired.inputs, request, env, known)
+        planned = target.plan(again, request)
     outcome = _outcome(planned, attempt)
     outcome.plan = replace(outcome.plan, steps=tuple(previewed))
     return outcome
@@ -313,14 +386,15 @@ def plan(desired: Desired, request: ReconcileRequest) -> Planned:
         desired.observed,
         PlanOptions(prune=request.prune, allow_empty=request.allow_empty, adopt=request.adopt),
     )
-    return Planned(desired, made, _hiding_replaced_secrets(made, Masker(desired.built.secrets)))
+    return Planned(desired, made, hiding_replaced_secrets(made, Masker(desired.built.secrets)))
 
 
 def steps(
-    planned: Planned, store: Store, request: ReconcileRequest, env: Mapping[str, str]
+    planned: Planned, cache: Store, request: ReconcileRequest, env: Mapping[str, str]
 ) -> Stepped:
-    """Stage 4: build and push, in a checkout of each repository at the planned commit. A
-    repository whose steps fail is left out (nothing of it is applied); the others go on."""
+    """Stage 4: build and push, in a checkout of each repository at the planned commit; a
+    step whose inputs `cache` has a result for is not run again. A repository whose steps
+    fail is left out (nothing of it is applied); the others go on."""
     from reconciler.engine.build_pass import run_build_steps
     from reconciler.steps.runner import StepFailed
 
@@ -337,7 +411,7 @@ def steps(
                     [p for p in built.build_plans if p.draft[0] == repo],
                     checkouts,
                     commits,
-                    store,
+                    cache,
                     environ=dict(env),
                     values=_template_values(desired.observed),
                     masker=planned.masker,
@@ -394,9 +468,10 @@ def _refuse_repeated_repositories(inputs: Sequence[RepoInput]) -> None:
 
 
 def _preview_steps(
-    desired: Desired, store: Store, env: Mapping[str, str]
+    desired: Desired, cache: Store, env: Mapping[str, str]
 ) -> tuple[list[PlannedStep], dict[DraftKey, dict[str, Any]]]:
-    """Which steps apply would run: hashes computed in a checkout, nothing run."""
+    """Which steps apply would run: hashes computed in a checkout and looked up in `cache`,
+    nothing run."""
     from reconciler.engine.build_pass import preview_build_steps
 
     built, inputs = desired.built, desired.inputs
@@ -405,7 +480,7 @@ def _preview_steps(
             built.build_plans,
             checkouts,
             {item.snapshot.repo_id: item.snapshot.commit for item in inputs},
-            store,
+            cache,
             environ=dict(env),
             values=_template_values(desired.observed),
         )
@@ -436,7 +511,7 @@ def _template_values(observed: ObservedState) -> TemplateValues:
     )
 
 
-def _hiding_replaced_secrets(plan: Plan, masker: Masker) -> Masker:
+def hiding_replaced_secrets(plan: Plan, masker: Masker) -> Masker:
     """A field that holds a secret now held one before, so its old value is hidden too: a
     rotated password must not show on the left of `old -> (sensitive value)`."""
     replaced = [

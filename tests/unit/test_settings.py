@@ -82,3 +82,36 @@ def test_the_daemon_settings_carry_the_shared_settings_and_the_policy(tmp_path: 
     assert policy.look_ahead.max_seconds == 3600.0
     assert (policy.late.after_seconds, policy.late.skip) == (60.0, True)
     assert SchedulingPolicy.from_json(policy.to_json()) == policy
+
+
+def test_the_step_cache_of_a_prefect_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a Prefect target's step results are kept: --step-cache, else
+    RECONCILER_STEP_CACHE, else the default store; the daemon's own store; never Prefect."""
+    (tmp_path / ".git").mkdir()
+    monkeypatch.chdir(tmp_path)
+    target = "prefect+http://127.0.0.1:4200/api"
+    assert resolve_settings({}, flags={"store": target}).step_cache_url is None
+    environ = {"RECONCILER_STEP_CACHE": "sqlite:///env.db"}
+    assert resolve_settings(environ).step_cache_url == "sqlite:///env.db"
+    flags = {"store": target, "step_cache": "sqlite:///flag.db"}
+    assert resolve_settings(environ, flags=flags).step_cache_url == "sqlite:///flag.db"
+
+    default = Settings(store_url=target).open_step_cache()
+    default.close()
+    assert (tmp_path / ".reconciler" / "state.db").exists(), "the default store's path"
+
+    with pytest.raises(UserError, match="is a Prefect server, which has no place"):
+        Settings(store_url=target, step_cache_url=target).open_step_cache()
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    config = tmp_path / "daemon.yaml"
+    config.write_text(
+        f"store: sqlite:///daemon.db\ntarget: {target}\n"
+        f"repositories:\n  - {{name: r, path: {repo}}}\n"
+    )
+    daemon = load_settings(str(config), {})
+    assert daemon.plan_settings.store_url == target
+    assert daemon.plan_settings.step_cache_url == "sqlite:///daemon.db"
