@@ -3,9 +3,10 @@ Prefect 2 deployment.yaml files that name their infrastructure and storage block
 block documents read from a real `prefect server` (the session's, tests/infra/prefect_server.py).
 
 Prefect 3 has no Process / DockerContainer block types any more: the test registers `process`,
-`docker-container` and `github` block types and schemas shaped like Prefect 2's (a secret
-field in each: an env entry, a SecretStr-like token), then block documents, and runs the
-import as a user would (a subprocess). The written files plan without errors; secrets never
+`docker-container`, `kubernetes-job` and `github` block types and schemas shaped like Prefect
+2's (secret fields: env entries, a SecretStr-like token), then block documents, and runs the
+import as a user would (a subprocess). The written files plan without errors (a kubernetes
+deployment against the server, once its pool is made as the report says); secrets never
 leave the server (read masked) and come out as placeholders to provide; a --blocks file wins
 over the server; an unreachable server, a refused key and a missing block write nothing."""
 
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.prefect_rules.job_templates import default_base_job_template
 from reconciler.prefect_rules.yamlload import load_yaml
 from tests.conftest import CliResult, GitRepo
 from tests.infra.prefect_server import PrefectRequestFailed, PrefectServer
@@ -71,6 +73,30 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "memswap_limit": {"type": "string"},
             "mem_limit": {"type": "string"},
             "privileged": {"type": "boolean", "default": False},
+        },
+        "secret_fields": [],
+        "block_schema_references": {},
+    },
+    "kubernetes-job": {
+        "title": "KubernetesJob",
+        "type": "object",
+        "properties": {
+            "type": {"type": "string", "enum": ["kubernetes-job"]},
+            "env": {"type": "object", "additionalProperties": {"type": "string"}},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "name": {"type": "string"},
+            "command": {"type": "array", "items": {"type": "string"}},
+            "image": {"type": "string"},
+            "namespace": {"type": "string", "default": "default"},
+            "service_account_name": {"type": "string"},
+            "image_pull_policy": {"enum": ["IfNotPresent", "Always", "Never"]},
+            "finished_job_ttl": {"type": "integer"},
+            "job_watch_timeout_seconds": {"type": "integer"},
+            "pod_watch_timeout_seconds": {"type": "integer", "default": 60},
+            "stream_output": {"type": "boolean", "default": True},
+            "job": {"type": "object"},
+            "customizations": {"type": "array", "items": {"type": "object"}},
+            "cluster_config": {"type": "object"},
         },
         "secret_fields": [],
         "block_schema_references": {},
@@ -312,6 +338,66 @@ def test_named_blocks_are_read_from_the_server_and_the_files_plan(
     assert planned.code == 0, planned.output
     assert "error" not in planned.output
     assert "Plan: 6 to add, 0 to change, 0 to destroy." in planned.stdout
+
+
+def test_a_kubernetes_job_block_from_the_server_plans_against_a_kubernetes_pool(
+    run_cli: Callable[..., CliResult],
+    make_repo: Callable[..., GitRepo],
+    prefect_server: PrefectServer,
+    tmp_path: Path,
+) -> None:
+    name = f"orders-k8s-{uuid.uuid4().hex[:8]}"
+    make_block(
+        prefect_server,
+        "kubernetes-job",
+        name,
+        {
+            "type": "kubernetes-job",
+            "image": "registry.local/orders:2023.10",
+            "namespace": "flows",
+            "image_pull_policy": "Always",
+            "finished_job_ttl": 3600,
+            "pod_watch_timeout_seconds": 60,
+            "command": ["python", "-m", "prefect.engine"],
+            "customizations": [{"op": "add", "path": "/spec/backoffLimit", "value": 2}],
+            "job": {"apiVersion": "batch/v1", "kind": "Job"},
+        },
+    )
+    source = tmp_path / "k8s.yaml"
+    source.write_text(
+        deployment_yaml("orders-k8s", "flows/etl.py:ingest", f"kubernetes-job/{name}", "null")
+    )
+    out = tmp_path / "out"
+    url = f"prefect+{prefect_server.api_url}"
+    done = run_cli(
+        "import", "--from-prefect2", str(source), "--blocks-from", url, "--out", str(out)
+    )
+    assert done.code == 0, done.output
+    assert f"`prefect work-pool create {name} --type kubernetes`" in done.stdout
+    assert 'infrastructure setting "customizations" has no job variable' in done.stdout
+    assert not (out / "work-pools.yaml").exists()
+    (entry,) = parsed(out / "prefect.yaml")["deployments"]
+    assert entry["work_pool"]["job_variables"] == {
+        "image": "registry.local/orders:2023.10",
+        "namespace": "flows",
+        "image_pull_policy": "Always",
+        "finished_job_ttl": 3600,
+        "command": "python -m prefect.engine",
+    }
+
+    # the pool made by hand, as the report says; then the files plan against the server
+    template = default_base_job_template("kubernetes")
+    prefect_server.request(
+        "POST", "/work_pools/", {"name": name, "type": "kubernetes", "base_job_template": template}
+    )
+    repo = make_repo({})
+    shutil.copytree(FLOWS, repo.path / "flows")
+    shutil.copy(out / "prefect.yaml", repo.path / "prefect.yaml")
+    repo.commit(message="translated")
+    planned = run_cli("--dry-run", "--store", url, "--no-color", str(repo.path))
+    assert planned.code == 0, planned.output
+    assert "error" not in planned.output
+    assert "Plan: 1 to add, 0 to change, 0 to destroy." in planned.stdout
 
 
 def test_a_blocks_file_wins_over_the_server(
