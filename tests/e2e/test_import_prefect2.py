@@ -186,3 +186,15 @@ def test_existing_files_are_kept_without_force(
     assert_refused(done, "prefect.yaml already exists; nothing was written")
     assert (out / "prefect.yaml").read_text() == "mine\n"
     assert not (out / "work-pools.yaml").exists()
+
+
+def test_blocks_from_without_from_prefect2_is_refused(
+    run_cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    done = run_cli(
+        "import", "--from", f"sqlite:///{tmp_path / 'state.db'}",
+        "--blocks-from", "prefect+http://127.0.0.1:4200/api", "--out", str(out),
+    )  # fmt: skip
+    assert_refused(done, "FILE arguments, --blocks and --blocks-from go with --from-prefect2 only")
+    assert not out.exists()
