@@ -34,6 +34,13 @@ from reconciler.onboard.secrets import Needed
     help="With --from-prefect2: JSON or YAML file of block documents (infrastructure, storage).",
 )
 @click.option(
+    "--blocks-from",
+    "blocks_from",
+    metavar="URL",
+    help="With --from-prefect2: Prefect server (prefect+http(s)://HOST/api) to read the named "
+    "blocks no --blocks file gives from.",
+)
+@click.option(
     "--out",
     "out",
     default=".",
@@ -51,6 +58,7 @@ def import_command(
     source_url: str | None,
     prefect2: bool,
     blocks_files: tuple[Path, ...],
+    blocks_from: str | None,
     out: Path,
     pools: tuple[str, ...],
     tags: tuple[str, ...],
@@ -63,6 +71,7 @@ def import_command(
     reconcile import --from sqlite:///state.db --out repo/
     reconcile import --from prefect+http://127.0.0.1:4200/api --out repo/
     reconcile import --from-prefect2 deployment.yaml [--blocks blocks.json]
+        [--blocks-from prefect+http://127.0.0.1:4200/api]
 
     Secrets are written as placeholders; the values to provide are listed.
     Plan the result with `reconcile --dry-run --adopt` to see what would be adopted."""
@@ -72,10 +81,10 @@ def import_command(
 
     if prefect2 == bool(source_url):
         raise UserError("give either --from URL or --from-prefect2 FILE...", "see --help")
-    if source_url and (files or blocks_files):
-        raise UserError("FILE arguments and --blocks go with --from-prefect2 only")
+    if source_url and (files or blocks_files or blocks_from):
+        raise UserError("FILE arguments, --blocks and --blocks-from go with --from-prefect2 only")
     if prefect2:
-        _import_prefect2(files, blocks_files, out, force)
+        _import_prefect2(files, blocks_files, blocks_from, out, force)
         return
     assert source_url is not None
     filters = ImportFilters(pools=pools, tags=tags, deployments=globs)
@@ -137,14 +146,31 @@ def _echo_needed(needed: list[Needed]) -> None:
 
 
 def _import_prefect2(
-    files: tuple[Path, ...], blocks_files: tuple[Path, ...], out: Path, force: bool
+    files: tuple[Path, ...],
+    blocks_files: tuple[Path, ...],
+    blocks_from: str | None,
+    out: Path,
+    force: bool,
 ) -> None:
     from reconciler.onboard.prefect2 import translate_files
     from reconciler.onboard.write import write_files
 
     if not files:
         raise UserError("--from-prefect2 needs at least one deployment.yaml FILE")
-    result = translate_files(files, blocks_files)
+    if blocks_from is None:
+        result = translate_files(files, blocks_files)
+    else:
+        from reconciler.prefect_target.blocks import BlockReader
+
+        with BlockReader(blocks_from) as reader:
+
+            def read_block(
+                slug: str, name: str
+            ) -> tuple[dict[str, object], tuple[str, ...]] | None:
+                found = reader.read(slug, name)
+                return None if found is None else (found.data, found.secret_fields)
+
+            result = translate_files(files, blocks_files, read_block, reader.api_url)
     texts = {"prefect.yaml": result.prefect_yaml}
     if result.pools_yaml is not None:
         texts["work-pools.yaml"] = result.pools_yaml

@@ -3,10 +3,12 @@
 does it by hand:
 
 - the infrastructure block becomes a work pool of the matching type (`process` -> `process`,
-  `docker-container` -> `docker`; `kubernetes-job` and others have no pool type here and are
-  reported) and its settings become the deployment's job variables, where the pool type's
-  base job template declares them (reconciler/prefect_rules/job_templates.py), together with
-  `infra_overrides`;
+  `docker-container` -> `docker`, `kubernetes-job` -> `kubernetes`; others have no pool type
+  and are reported) and its settings become the deployment's job variables, where the pool
+  type's base job template declares them (reconciler/prefect_rules/job_templates.py),
+  together with `infra_overrides`; a kubernetes job's `job` manifest, `customizations`
+  (JSON patches) and `cluster_config` have no job variable and are reported. work-pools.yaml
+  declares process and docker pools: a kubernetes pool is reported, to be made in Prefect;
 - the storage block becomes pull steps: none (local) -> `set_working_directory` to the path
   the deployment was built in; `local-file-system` -> its basepath; `github` / `gitlab` /
   `git` repository blocks -> `git_clone`; `s3`, `gcs`, `azure` -> the `pull_from_*` step of
@@ -17,14 +19,19 @@ does it by hand:
 
 An infrastructure or storage block is given inline (as the build wrote it) or by name only,
 its document then read from a `--blocks` file: JSON or YAML, a mapping
-`{"SLUG/NAME": {fields}}` or a list of `{block_type_slug, name, data}`. Whatever has no
+`{"SLUG/NAME": {fields}}` or a list of `{block_type_slug, name, data}`, or else from a Prefect
+server (`--blocks-from`, `read_block`: reconciler/prefect_target/blocks.py). A `--blocks` file
+wins over the server: the server is asked only for blocks no file gives, and a block it does
+not have either is an error naming the block and the deployment file. Whatever has no
 Prefect 3 equivalent is listed in the result (`untranslated`), never dropped silently.
-Secrets follow the import's rule (reconciler/onboard/secrets.py)."""
+Secrets follow the import's rule (reconciler/onboard/secrets.py); a block's secret fields
+from the server (masked there) are written as placeholders to provide."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import shlex
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +43,18 @@ from reconciler.onboard.secrets import Needed, SecretRule
 from reconciler.onboard.yaml_emit import Commented, emit
 from reconciler.prefect_rules.job_templates import default_base_job_template
 
-POOL_TYPES = {"process": "process", "docker-container": "docker"}
+POOL_TYPES = {"process": "process", "docker-container": "docker", "kubernetes-job": "kubernetes"}
+DECLARED_POOL_TYPES = frozenset({"process", "docker"})
+"""Pool types work-pools.yaml declares; a pool of another type is made in Prefect by hand."""
+_NO_JOB_VARIABLE = {
+    "job": "a whole Kubernetes job manifest: carry what differs from the kubernetes pool's "
+    "`job_manifest` into its base job template by hand",
+    "customizations": "JSON patches of the job manifest: apply them to the kubernetes pool's "
+    "base job template (`job_manifest`) by hand",
+    "cluster_config": "give the kubernetes pool's workers their cluster (in-cluster config, or a "
+    "Prefect 3 kubernetes-cluster-config block)",
+}
+"""Prefect 2 infrastructure settings that no worker job variable takes, and what to do."""
 _IGNORED_INFRA_KEYS = frozenset({"type", "block_type_slug"})
 _PULL_POLICIES = {"IF_NOT_PRESENT": "IfNotPresent", "ALWAYS": "Always", "NEVER": "Never"}
 """Prefect 2's DockerContainer spelling -> the docker worker's."""
@@ -85,18 +103,54 @@ class _Pool:
     queues: list[str] = field(default_factory=list)
 
 
-def translate_files(files: Sequence[Path], blocks_files: Sequence[Path]) -> Prefect2Result:
+ReadBlock = Callable[[str, str], tuple[dict[str, Any], tuple[str, ...]] | None]
+"""(slug, name) -> (fields, secret field paths) of a block a server holds; None: no such block."""
+
+
+def translate_files(
+    files: Sequence[Path],
+    blocks_files: Sequence[Path],
+    read_block: ReadBlock | None = None,
+    server: str = "",
+) -> Prefect2Result:
+    """Translate `files`; named blocks come from `blocks_files`, then from `read_block` (the
+    Prefect server `server`) for those no file gives."""
     blocks: dict[tuple[str, str], Any] = {}
     for path in blocks_files:
         blocks.update(_read_blocks(path))
     documents = [(path, _read_mapping(path)) for path in files]
-    return translate(documents, blocks)
+    fetched: dict[tuple[str, str], tuple[dict[str, Any], tuple[str, ...]]] = {}
+    if read_block is not None:
+        for path, document in documents:
+            for kind in ("infrastructure", "storage"):
+                ref = _reference(document.get(kind))
+                if ref is None or ref in blocks or ref in fetched:
+                    continue
+                found = read_block(*ref)
+                if found is None:
+                    raise UserError(
+                        f"{kind} block {ref[0]}/{ref[1]} named by {path} does not exist on "
+                        f"the Prefect server at {server}",
+                        "create it there, give it in a --blocks file, or correct its name in "
+                        f"{path}",
+                    )
+                fetched[ref] = found
+    return translate(documents, blocks, fetched)
 
 
 def translate(
-    documents: Sequence[tuple[Path, Mapping[str, Any]]], blocks: Mapping[tuple[str, str], Any]
+    documents: Sequence[tuple[Path, Mapping[str, Any]]],
+    blocks: Mapping[tuple[str, str], Any],
+    server_blocks: Mapping[tuple[str, str], tuple[dict[str, Any], tuple[str, ...]]] | None = None,
 ) -> Prefect2Result:
+    """`server_blocks`: (fields, secret field paths) of blocks read from a server; their secret
+    fields become placeholders to provide."""
     rule = SecretRule({k: v for k, v in blocks.items() if k[0] in ("secret", "string")})
+    if server_blocks:
+        blocks = dict(blocks)
+        for (slug, name), (data, secret_fields) in sorted(server_blocks.items()):
+            ref = f"{slug}/{name}"
+            blocks[(slug, name)] = rule.hide_fields(data, secret_fields, f"block {ref}", ref)
     untranslated: list[str] = []
     pools: dict[str, _Pool] = {}
     entries: list[Any] = []
@@ -188,6 +242,23 @@ def _read_mapping_or_list(path: Path) -> Any:
     if not isinstance(data, dict | list):
         raise UserError(f"{path}: the blocks file is a mapping or a list of blocks")
     return data
+
+
+def _reference(value: Any) -> tuple[str, str] | None:
+    """(slug, name) of a block the deployment file names without giving its fields."""
+    if isinstance(value, str):
+        slug, _, name = value.partition("/")
+        return (slug, name) if slug and name else None
+    if not isinstance(value, dict):
+        return None
+    kind: Any = value.get("_block_type_slug") or value.get("block_type_slug") or value.get("type")
+    title: Any = value.get("_block_document_name")
+    fields = {k for k in value if not str(k).startswith("_")}
+    if fields - {"block_type_slug", "type"} or value.get("_is_anonymous"):
+        return None
+    if isinstance(kind, str) and isinstance(title, str) and not title.startswith("anonymous-"):
+        return kind, title
+    return None
 
 
 def _block(
@@ -319,14 +390,22 @@ def _work_pool(
     named = document.get("work_pool_name")
     if pool_type is None:
         untranslated.append(
-            f'{where}: infrastructure "{slug}" has no work-pool type here (process, docker); '
-            "the deployment names a pool you must make"
+            f'{where}: infrastructure "{slug}" has no work-pool type here (process, docker, '
+            "kubernetes); the deployment names a pool you must make"
         )
         pool_name = named or f"{slug}-pool"
         block = {"name": pool_name, "work_queue_name": queue}
         return block
     pool_name = named or block_name or f"{pool_type}-pool"
-    pool = pools.setdefault(pool_name, _Pool(pool_name, pool_type))
+    if pool_type in DECLARED_POOL_TYPES:
+        pool = pools.setdefault(pool_name, _Pool(pool_name, pool_type))
+    else:
+        pool = _Pool(pool_name, pool_type)
+        untranslated.append(
+            f'{where}: work pool "{pool_name}" is of type {pool_type}, which work-pools.yaml '
+            f"does not declare: make it in Prefect, `prefect work-pool create {pool_name} "
+            f"--type {pool_type}`" + (f', and its queue "{queue}"' if queue != "default" else "")
+        )
     if pool.type != pool_type:
         untranslated.append(
             f'{where}: pool "{pool_name}" is used with types {pool.type} and {pool_type}; '
@@ -347,6 +426,14 @@ def _work_pool(
                 "docker-registry-credentials block instead"
             )
             continue
+        if key in _NO_JOB_VARIABLE and key not in declared:
+            untranslated.append(
+                f'{where}: infrastructure setting "{key}" has no job variable in {pool.type} '
+                f"pools: {_NO_JOB_VARIABLE[key]}"
+            )
+            continue
+        if key == "command" and isinstance(value, list):  # Prefect 2: argv; workers: a text
+            value = shlex.join(str(part) for part in value)
         default = declared.get(key, {}).get("default") if isinstance(declared, dict) else None
         if key not in declared:
             untranslated.append(

@@ -14,13 +14,17 @@ A value is written as a placeholder, never in clear, when:
    value gets a number: `DB_PASSWORD_2`). Each such name is listed as a value to provide (an
    environment variable when planning).
 
+3. it is a field a block document's schema marks secret (`secret_fields`: `password`,
+   `env.*`), as a Prefect server answers it (masked): written `{{ $NAME }}` as in 2
+   (`hide_fields`); the same field of the same block gets the same NAME wherever it is used.
+
 A text that already is a placeholder is kept as it is. Variables (`{{ prefect.variables.X }}`)
 are plain in our stores (plans show them), so they are not secrets."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +98,33 @@ class SecretRule:
         if path in sensitive or (key is not None and looks_secret(key)):
             return self._env(where, path, key, value)
         return value
+
+    def hide_fields(
+        self, data: Mapping[str, Any], secret_fields: Iterable[str], where: str, block: str
+    ) -> dict[str, Any]:
+        """`data` (a block document's fields) with each field `secret_fields` names (a
+        dotted path; `*` stands for any key from there on) written `{{ $NAME }}`; `block`
+        ("SLUG/NAME") tells one block's field from the same field of another."""
+        patterns = [tuple(f.split(".")) for f in secret_fields]
+
+        def secret(path: tuple[str, ...]) -> bool:
+            for pattern in patterns:
+                stop = pattern.index("*") if "*" in pattern else len(pattern)
+                if path[:stop] == pattern[:stop] and len(path) >= stop:
+                    return True
+            return False
+
+        def walk(value: Any, path: tuple[str, ...]) -> Any:
+            if isinstance(value, Mapping):
+                return {k: walk(v, (*path, str(k))) for k, v in value.items()}
+            if value is None or (isinstance(value, str) and _is_placeholder(value)):
+                return value
+            if secret(path) or value == "*" * 8:  # masked by the server: a secret too
+                dotted = ".".join(path)
+                return self._env(where, dotted, path[-1] if path else None, f"{block}:{dotted}")
+            return value
+
+        return dict(walk(data, ()))
 
     def _env(self, where: str, path: str, key: str | None, value: Any) -> str:
         """`{{ $NAME }}`; a NAME already standing for another value gets a number

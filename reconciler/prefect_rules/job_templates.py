@@ -33,7 +33,8 @@ class JobTemplateError(UserError, ValueError):
     """A base job template, or a request about one, that we cannot work with."""
 
 
-# --- Prefect's default templates (Prefect 3.9.1 process worker, prefect-docker 0.7.4) --------
+# --- Prefect's default templates (Prefect 3.9.1 process worker, prefect-docker 0.7.4; a
+# kubernetes one written from prefect-kubernetes' documented variables) ----------------------
 
 _PROCESS_TEMPLATE: Final[dict[str, Any]] = {
     "job_configuration": {
@@ -237,9 +238,148 @@ _DOCKER_TEMPLATE: Final[dict[str, Any]] = {
     },
 }
 
+_KUBERNETES_TEMPLATE: Final[dict[str, Any]] = {
+    # The variables Prefect documents for its kubernetes worker (prefect-kubernetes), with a
+    # job manifest using them. work-pools.yaml does not declare kubernetes pools (POOL_TYPES):
+    # this template is what `reconcile import --from-prefect2` checks job variables against.
+    "job_configuration": {
+        "command": "{{ command }}",
+        "env": "{{ env }}",
+        "labels": "{{ labels }}",
+        "name": "{{ name }}",
+        "namespace": "{{ namespace }}",
+        "job_manifest": {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "generateName": "{{ name }}-",
+                "labels": "{{ labels }}",
+                "namespace": "{{ namespace }}",
+            },
+            "spec": {
+                "backoffLimit": "{{ backoff_limit }}",
+                "ttlSecondsAfterFinished": "{{ finished_job_ttl }}",
+                "template": {
+                    "spec": {
+                        "completions": 1,
+                        "parallelism": 1,
+                        "restartPolicy": "Never",
+                        "serviceAccountName": "{{ service_account_name }}",
+                        "containers": [
+                            {
+                                "name": "prefect-job",
+                                "args": "{{ command }}",
+                                "env": "{{ env }}",
+                                "image": "{{ image }}",
+                                "imagePullPolicy": "{{ image_pull_policy }}",
+                            }
+                        ],
+                    }
+                },
+            },
+        },
+        "cluster_config": "{{ cluster_config }}",
+        "job_watch_timeout_seconds": "{{ job_watch_timeout_seconds }}",
+        "pod_watch_timeout_seconds": "{{ pod_watch_timeout_seconds }}",
+        "stream_output": "{{ stream_output }}",
+    },
+    "variables": {
+        "type": "object",
+        "description": "Settings of flow runs on a kubernetes work pool (one Kubernetes job each).",
+        "properties": {
+            "name": {
+                "anyOf": [{"type": "string"}, {"type": "null"}],
+                "default": None,
+                "title": "Name",
+                "description": "Prefix of the job's name.",
+            },
+            "env": {
+                "type": "object",
+                "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                "title": "Environment Variables",
+            },
+            "labels": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "title": "Labels",
+            },
+            "command": {
+                "anyOf": [{"type": "string"}, {"type": "null"}],
+                "default": None,
+                "title": "Command",
+                "description": "The container's command; blank lets the worker choose it.",
+            },
+            "namespace": {
+                "type": "string",
+                "default": "default",
+                "title": "Namespace",
+                "description": "The Kubernetes namespace the job runs in.",
+            },
+            "image": {
+                "type": "string",
+                "title": "Image",
+                "description": "The container image; blank: Prefect's image of the worker's "
+                "Prefect version.",
+                "examples": ["docker.io/prefecthq/prefect:3-latest"],
+            },
+            "service_account_name": {
+                "anyOf": [{"type": "string"}, {"type": "null"}],
+                "default": None,
+                "title": "Service Account Name",
+            },
+            "image_pull_policy": {
+                "type": "string",
+                "enum": ["IfNotPresent", "Always", "Never"],
+                "default": "IfNotPresent",
+                "title": "Image Pull Policy",
+            },
+            "backoff_limit": {
+                "type": "integer",
+                "minimum": 0,
+                "default": 0,
+                "title": "Backoff Limit",
+                "description": "Times Kubernetes retries a failed pod of the job.",
+            },
+            "finished_job_ttl": {
+                "anyOf": [{"type": "integer"}, {"type": "null"}],
+                "default": None,
+                "title": "Finished Job TTL",
+                "description": "Seconds a finished job is kept before Kubernetes removes it; "
+                "blank keeps it.",
+            },
+            "job_watch_timeout_seconds": {
+                "anyOf": [{"type": "integer"}, {"type": "null"}],
+                "default": None,
+                "title": "Job Watch Timeout",
+                "description": "Seconds the worker watches the job; blank: no limit.",
+            },
+            "pod_watch_timeout_seconds": {
+                "type": "integer",
+                "default": 60,
+                "title": "Pod Watch Timeout",
+                "description": "Seconds the worker waits for the job's pod to start.",
+            },
+            "stream_output": {
+                "type": "boolean",
+                "default": True,
+                "title": "Stream Output",
+                "description": "Whether the worker copies the pod's output to its own.",
+            },
+            "cluster_config": {
+                "anyOf": [{"type": "object"}, {"type": "null"}],
+                "default": None,
+                "title": "Cluster Config",
+                "description": "A kubernetes-cluster-config block; blank: in-cluster or the "
+                "worker's kube config.",
+            },
+        },
+    },
+}
+
 _DEFAULT_TEMPLATES: Final[dict[str, dict[str, Any]]] = {
     "process": _PROCESS_TEMPLATE,
     "docker": _DOCKER_TEMPLATE,
+    "kubernetes": _KUBERNETES_TEMPLATE,
 }
 
 
@@ -249,7 +389,7 @@ def default_base_job_template(pool_type: str) -> dict[str, Any]:
     if template is None:
         raise JobTemplateError(
             f"there is no default base job template for work-pool type {pool_type!r}; "
-            f"supported types: {', '.join(POOL_TYPES)}",
+            f"supported types: {', '.join(_DEFAULT_TEMPLATES)}",
             hint="use one of the supported types, or give the pool a base_job_template",
         )
     return copy.deepcopy(template)

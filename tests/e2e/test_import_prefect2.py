@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "prefect2"
 PROCESS = DATA / "process-deployment.yaml"
 DOCKER = DATA / "docker-deployment.yaml"
+KUBERNETES = DATA / "kubernetes-deployment.yaml"
 BLOCKS = DATA / "blocks.json"
 FLOWS = ROOT / "examples" / "01-data-project" / "flows"
 SECRETS = ("p2-process-secret", "p2-docker-token-value", "ghp_p2-github-token-value")
@@ -97,24 +98,57 @@ def test_process_and_docker_deployments_translate_and_plan(
 def test_what_cannot_be_translated_is_reported(
     run_cli: Callable[..., CliResult], tmp_path: Path
 ) -> None:
-    kubernetes = tmp_path / "k8s.yaml"
-    kubernetes.write_text(
+    ecs = tmp_path / "ecs.yaml"
+    ecs.write_text(
         PROCESS.read_text()
-        .replace("type: process\n", "type: kubernetes-job\n  namespace: flows\n", 1)
-        .replace("_block_type_slug: process", "_block_type_slug: kubernetes-job")
-        .replace("block_type_slug: process", "block_type_slug: kubernetes-job")
+        .replace("type: process\n", "type: ecs-task\n  cluster: flows\n", 1)
+        .replace("_block_type_slug: process", "_block_type_slug: ecs-task")
+        .replace("block_type_slug: process", "block_type_slug: ecs-task")
     )
     named_only = tmp_path / "named.yaml"
     named_only.write_text(DOCKER.read_text())  # its block is in no --blocks file
     out = tmp_path / "out"
-    done = run_cli("import", "--from-prefect2", str(kubernetes), str(named_only), "--out", str(out))
+    done = run_cli("import", "--from-prefect2", str(ecs), str(named_only), "--out", str(out))
     assert done.code == 0, done.output
     assert "not translated (do these by hand):" in done.stdout
-    assert 'infrastructure "kubernetes-job" has no work-pool type here' in done.stdout
+    assert 'infrastructure "ecs-task" has no work-pool type here' in done.stdout
     assert "infrastructure block docker-container/reports-docker is not in any --blocks file" in (
         done.stdout
     )
     assert "p2-process-secret" not in (out / "prefect.yaml").read_text()
+
+
+def test_kubernetes_job_translates_to_a_kubernetes_pools_job_variables(
+    run_cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    done = run_cli("import", "--from-prefect2", str(KUBERNETES), "--out", str(out))
+    assert done.code == 0, done.output
+    assert "translated 1 deployment(s)" in done.stdout
+    assert "p2-k8s-secret" not in done.output + (out / "prefect.yaml").read_text()
+    (entry,) = parsed(out / "prefect.yaml")["deployments"]  # type: ignore[misc]
+    assert entry["work_pool"] == {
+        "name": "orders-k8s",
+        "work_queue_name": "cluster",
+        "job_variables": {
+            "env": {"DB_PASSWORD": "{{ $DB_PASSWORD }}", "LOG_LEVEL": "DEBUG"},
+            "labels": {"team": "data"},
+            "command": "python -m prefect.engine",
+            "image": "registry.local/orders:2023.10",
+            "namespace": "flows",
+            "service_account_name": "prefect-runner",
+            "pod_watch_timeout_seconds": 120,
+            "finished_job_ttl": 3600,
+        },
+    }
+    assert not (out / "work-pools.yaml").exists()  # it declares process and docker pools
+    report = done.stdout.split("not translated (do these by hand):", 1)[1]
+    assert 'infrastructure setting "customizations" has no job variable in kubernetes' in report
+    assert 'infrastructure setting "job" has no job variable in kubernetes' in report
+    assert (
+        "make it in Prefect, `prefect work-pool create orders-k8s --type kubernetes`, and its "
+        'queue "cluster"'
+    ) in report
 
 
 @pytest.mark.parametrize(
@@ -152,3 +186,15 @@ def test_existing_files_are_kept_without_force(
     assert_refused(done, "prefect.yaml already exists; nothing was written")
     assert (out / "prefect.yaml").read_text() == "mine\n"
     assert not (out / "work-pools.yaml").exists()
+
+
+def test_blocks_from_without_from_prefect2_is_refused(
+    run_cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    done = run_cli(
+        "import", "--from", f"sqlite:///{tmp_path / 'state.db'}",
+        "--blocks-from", "prefect+http://127.0.0.1:4200/api", "--out", str(out),
+    )  # fmt: skip
+    assert_refused(done, "FILE arguments, --blocks and --blocks-from go with --from-prefect2 only")
+    assert not out.exists()

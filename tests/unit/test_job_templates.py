@@ -126,8 +126,16 @@ def test_default_template_is_a_fresh_copy_each_time() -> None:
 
 
 def test_unknown_pool_type_names_the_supported_types() -> None:
-    with pytest.raises(ValueError, match=r"'kubernetes'.*process, docker"):
-        default_base_job_template("kubernetes")
+    with pytest.raises(ValueError, match=r"'ecs'.*process, docker, kubernetes"):
+        default_base_job_template("ecs")
+
+
+def test_kubernetes_template_passes_template_checks_but_is_not_declarable() -> None:
+    template = default_base_job_template("kubernetes")
+    assert template_problems(template) == []
+    assert "kubernetes" not in POOL_TYPES  # work-pools.yaml declares process and docker
+    assert job_variable_problems(template, {"namespace": "flows", "finished_job_ttl": 60}) == []
+    assert job_variable_problems(template, {"image_pull_policy": "ALWAYS"}) != []
 
 
 @pytest.mark.parametrize("pool_type", POOL_TYPES)
