@@ -115,12 +115,12 @@ class ReconcileOutcome:
     declined: bool = False
     """The request's gate said no: nothing was run or applied."""
     planned: Planned | None = field(default=None, repr=False)
-    """The stage value the plan came from (None on a Prefect target)."""
+    """The stage value the plan came from."""
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """`fingerprint_of` what the plan was made against (for saved plans; "" on a Prefect
-        target). Computed when first asked: a digest of every owned object costs ~30 ms per
+        """`fingerprint_of` what the plan was made against (for saved plans). Computed when
+        first asked: a digest of every owned object costs ~30 ms per
         10,000, which a daemon's or a dry-run's plan does not need."""
         return "" if self.planned is None else fingerprint_of(self.planned)
 
