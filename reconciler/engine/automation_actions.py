@@ -3,7 +3,7 @@ write: pause or resume a deployment (an override, as `reconcile deployment pause
 pause or resume a work pool made by hand, and send a notification through the daemon's
 Apprise targets. `run-deployment` is not here: the evaluator creates that run in the same
 write as the firing (reconciler/scheduling/triggers.py), so it happens exactly once; these
-happen after that write commits, at most once.
+happen after that write commits, from the trigger row's outbox: at least once.
 """
 
 from __future__ import annotations

@@ -15,6 +15,13 @@ one run whatever happens, and an event is taken once.
 The folding is Prefect's (prefect/server/events/triggers.py, summarised in the design notes):
 Reactive triggers fire when `threshold` events came within `within`, Proactive ones when fewer
 came by the end of the window; composite triggers fire on their children's firings.
+
+An automation's other actions (pause, resume, notify: reconciler/engine/automation_actions.py)
+act outside the store's write, so they go through an outbox in the same row: the firing's
+write adds a `pending` entry (the firing's key, its event's id, when it was taken); after the
+commit the evaluator does the actions and then removes the entry in a second write. An entry
+still there ACTION_RETRY_SECONDS after it was taken (its evaluator died in between) is taken
+again: the actions happen at least once, and once in every run without a crash.
 """
 
 from __future__ import annotations
@@ -56,6 +63,9 @@ LOOKBACK_SECONDS = 15.0
 order around it count (Prefect's preceding-event lookback)."""
 BATCH = 2000
 """Events one evaluation of a trigger takes at most; the next takes the rest."""
+ACTION_RETRY_SECONDS = 30.0
+"""An automation's actions taken by an evaluator that has not said they are done after this
+long (it died between its write and them) are taken again by the next evaluation."""
 DEFAULT_RETENTION_SECONDS = 7 * 86400.0
 DAEMON_LEADER_LEASE = "daemon-leader"
 """The lease the active daemon holds (reconciler/daemon/runner.py): while it is held, workers
@@ -426,7 +436,7 @@ def evaluate_trigger(
     store: Store, armed: Armed, now: float | None = None, act: Act | None = None
 ) -> list[FlowRun]:
     """One evaluation of one trigger, in one write (see the module docstring); then, for an
-    automation, its other actions through `act` (at most once: after the write)."""
+    automation, its other actions through `act`, from the row's outbox (at least once)."""
     hooks = _hooks(store)
     trigger = armed.trigger
     with hooks._write() as conn:
@@ -452,6 +462,7 @@ def evaluate_trigger(
         cursor = str(state.get("cursor") or min(since, now_iso()))
         seen: dict[str, str] = dict(state.get("seen") or {})
         nodes: dict[str, Any] = state.get("nodes") or {}
+        pending: list[dict[str, Any]] = list(state.get("pending") or [])
         again = _events(
             conn,
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE received_at >= ? AND received_at <= ? "
@@ -473,11 +484,15 @@ def evaluate_trigger(
             firings.extend(feed(trigger.trigger, nodes, event))
         firings.extend(tick(trigger.trigger, nodes, wall))
         floor = _iso(_epoch(cursor) - OVERLAP_SECONDS)
+        later = [a for a in armed.actions if a.get("type") != "run-deployment"]
+        taken = _take_pending(pending, firings, wall, act is not None) if later else []
         state = {
             "cursor": cursor,
             "seen": {k: v for k, v in seen.items() if v >= floor},
             "nodes": nodes,
         }
+        if pending:
+            state["pending"] = pending
         runs = [run for firing in firings for run in _runs_of(conn, armed, firing, wall)]
         created = insert_runs(conn, runs, now_iso()) if runs else []
         if created:
@@ -487,18 +502,78 @@ def evaluate_trigger(
             (json.dumps(state, sort_keys=True), now_iso(), trigger.id),
         )
     armed.due = next_due(trigger.trigger, nodes)
+    if act is not None and pending:  # an entry left by a dead evaluator: taken again then
+        retry = min(float(p["at"]) for p in pending) + ACTION_RETRY_SECONDS
+        armed.due = retry if armed.due is None else min(armed.due, retry)
     if len(fresh) >= BATCH:
         armed.due = 0.0  # more to read
     for run in created:
         log.info("%s of %s: run %s created", trigger.name, armed.owner_key, run.id)
-    later = [a for a in armed.actions if a.get("type") != "run-deployment"]
-    for firing in firings if later else []:
+    if act is None:
+        for _ in firings if later else []:
+            log.warning("automation %s: its actions wait for the daemon", armed.resource.key)
+        return created
+    events = {f.event.id: f.event for f in firings if f.event is not None}
+    for entry in taken:
+        event_id = entry["event"]
+        cause = None if event_id is None else events.get(event_id) or _event_by_id(hooks, event_id)
         for action in later:
-            if act is None:
-                log.warning("automation %s: %s needs the daemon", armed.resource.key, action)
-            else:
-                act(store, armed.resource.key, action, firing.event)
+            act(store, armed.resource.key, action, cause)
+    if taken:
+        _done(hooks, trigger.id, {str(entry["key"]) for entry in taken})
     return created
+
+
+def _take_pending(
+    pending: list[dict[str, Any]], firings: list[Firing], wall: float, can_act: bool
+) -> list[dict[str, Any]]:
+    """The outbox entries this evaluation does after its write: the new firings', and those
+    a dead evaluator took more than ACTION_RETRY_SECONDS ago (taken again now). An evaluator
+    that cannot act (a worker) leaves new entries for the daemon, marked as never taken."""
+    taken = []
+    if can_act:
+        for entry in pending:
+            if float(entry["at"]) + ACTION_RETRY_SECONDS <= wall:
+                entry["at"] = wall
+                taken.append(entry)
+    for firing in firings:
+        entry = {
+            "key": firing.key,
+            "event": firing.event.id if firing.event is not None else None,
+            "at": wall if can_act else 0.0,
+        }
+        pending.append(entry)
+        if can_act:
+            taken.append(entry)
+    return taken
+
+
+def _done(hooks: SqlStoreBase, trigger_id: str, keys: set[str]) -> None:
+    """Remove the outbox entries whose actions were done."""
+    with hooks._write() as conn:
+        row = conn.one(
+            "SELECT state FROM trigger_states WHERE trigger_id = ? FOR UPDATE", (trigger_id,)
+        )
+        if row is None:  # the trigger went in the meantime
+            return
+        state = json.loads(row[0])
+        left = [p for p in state.get("pending") or [] if str(p["key"]) not in keys]
+        if left:
+            state["pending"] = left
+        else:
+            state.pop("pending", None)
+        conn.execute(
+            "UPDATE trigger_states SET state = ? WHERE trigger_id = ?",
+            (json.dumps(state, sort_keys=True), trigger_id),
+        )
+
+
+def _event_by_id(hooks: SqlStoreBase, event_id: str) -> EventRecord | None:
+    """A stored event (None: pruned since); for the actions of an outbox entry taken again."""
+    rows = hooks._read(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,))
+    for r in rows:
+        return EventRecord(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), json.loads(r[5]))
+    return None
 
 
 class Evaluator:

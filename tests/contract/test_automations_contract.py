@@ -12,7 +12,7 @@ from reconciler.model.prefect_records import EventRecord
 from reconciler.model.resources import Kind, Owner, Resource
 from reconciler.model.runs import NewRun, RunState
 from reconciler.pools.manual import create_pool, pool_spec
-from reconciler.scheduling.triggers import Evaluator
+from reconciler.scheduling.triggers import ACTION_RETRY_SECONDS, Evaluator
 from reconciler.store import Store
 from reconciler.store.overrides import overrides
 from tests.contract.backends import deployment, put_all
@@ -112,3 +112,74 @@ def test_pool_actions_touch_hand_made_pools_only(store: Store) -> None:
     assert owned.startswith("refused")
     note = {"type": "send-notification", "body": "x"}
     assert "none runs here" in perform(store, "a", note, None, None)
+
+
+class _Died(BaseException):
+    """An evaluator killed between the firing's write and its actions (not an Exception:
+    nothing in the evaluator may catch it, as nothing catches a SIGKILL)."""
+
+
+def test_actions_of_an_evaluator_that_died_after_its_write_happen_once_later(
+    store: Store,
+) -> None:
+    setup_pool(store)
+    put_all(
+        store,
+        deployment("etl", "nightly"),
+        automation(
+            "on-crash",
+            ON_CRASH,
+            {"type": "send-notification", "subject": "crash", "body": "{{ event.resource.id }}"},
+        ),
+    )
+    sent: list[str] = []
+
+    def dies(on: Store, name: str, action: Any, event: EventRecord | None) -> None:
+        raise _Died
+
+    def act(on: Store, name: str, action: Any, event: EventRecord | None) -> None:
+        outcome = perform(on, name, action, event, lambda *m: sent.append(m[2]))
+        assert outcome.startswith("notification sent"), outcome
+
+    first = Evaluator(store, act=dies)
+    first.tick()
+    crashed = _crash_nightly(store)
+    fired_at = time.time()
+    try:
+        first.tick(fired_at)
+    except _Died:
+        pass
+    else:
+        raise AssertionError("the automation did not fire")
+    # Another evaluator (a standby daemon taking over) sees the firing's write: the run's
+    # event is taken, the actions are in the outbox, claimed by the dead one for a while.
+    second = Evaluator(store, act=act)
+    second.tick(fired_at + 1)
+    assert sent == [], "taken again while its first evaluator may still be acting"
+    second.tick(fired_at + ACTION_RETRY_SECONDS + 1)
+    assert sent == [f"prefect.flow-run.{crashed}"], "done once, with the firing's event"
+    for later in (2, 3, 120):
+        second.tick(fired_at + ACTION_RETRY_SECONDS + later)
+    assert len(sent) == 1, "and never again"
+
+
+def test_actions_of_a_live_evaluator_happen_once(store: Store) -> None:
+    setup_pool(store)
+    put_all(
+        store,
+        deployment("etl", "nightly"),
+        automation("on-crash", ON_CRASH, {"type": "send-notification", "body": "crashed"}),
+    )
+    sent: list[str] = []
+
+    def act(on: Store, name: str, action: Any, event: EventRecord | None) -> None:
+        perform(on, name, action, event, lambda *m: sent.append(m[2]))
+
+    evaluator = Evaluator(store, act=act)
+    evaluator.tick()
+    _crash_nightly(store)
+    now = time.time()
+    for later in (0, 1, ACTION_RETRY_SECONDS + 1, 3 * ACTION_RETRY_SECONDS):
+        evaluator.tick(now + later)
+        Evaluator(store, act=act).tick(now + later)  # a second evaluator, racing
+    assert sent == ["crashed"]
