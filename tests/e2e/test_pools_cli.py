@@ -353,6 +353,7 @@ def test_hand_made_pools_have_exactly_the_shape_of_reconciled_ones(
             "work-pools.yaml": "work_pools:\n"
             "  - {name: rec-process, type: process}\n"
             "  - {name: rec-docker, type: docker, concurrency_limit: 2, paused: true}\n"
+            "  - {name: rec-kubernetes, type: kubernetes}\n"
         }
     )
     apply_in_process(store_url, repo)
@@ -362,11 +363,24 @@ def test_hand_made_pools_have_exactly_the_shape_of_reconciled_ones(
         ["work-pool", "create", "hand-process", "--type", "process", *store],
         ["work-pool", "create", "hand-docker", "-t", "docker", "--concurrency-limit", "2",
          "--paused", *store],
+        ["work-pool", "create", "hand-kubernetes", "--type", "kubernetes", *store],
     ):  # fmt: skip
         ok(result)
+        if "hand-kubernetes" in result.stdout:  # said plainly: our worker does not run it
+            assert result.stdout.splitlines() == [
+                'Created work pool "hand-kubernetes" (kubernetes) with its queue "default"',
+                "Note: reconciler's worker does not run kubernetes pools (process, docker): "
+                "their runs wait for Prefect's kubernetes worker, which runs against a Prefect "
+                "server (`--store prefect+http://HOST/api`)",
+            ]
+        else:
+            assert "Note:" not in result.stdout
     pools = resources(store_url, Kind.WORK_POOL)
     queues = resources(store_url, Kind.WORK_QUEUE)
-    for kind in ("process", "docker"):
+    assert pools["hand-kubernetes"].spec["base_job_template"] == default_base_job_template(
+        "kubernetes"
+    )
+    for kind in ("process", "docker", "kubernetes"):
         hand, reconciled = pools[f"hand-{kind}"], pools[f"rec-{kind}"]
         assert hand.owner is None and reconciled.owner is not None
         assert {**hand.spec, "name": None} == {**reconciled.spec, "name": None}
@@ -375,8 +389,10 @@ def test_hand_made_pools_have_exactly_the_shape_of_reconciled_ones(
         assert {**hand_queue.spec, "pool": None} == {**rec_queue.spec, "pool": None}
     assert sorted(queues) == [
         "hand-docker/default",
+        "hand-kubernetes/default",
         "hand-process/default",
         "rec-docker/default",
+        "rec-kubernetes/default",
         "rec-process/default",
     ]
 
