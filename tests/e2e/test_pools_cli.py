@@ -609,3 +609,33 @@ def assert_untouched(plan_text: str, *pools: str) -> None:
     for pool in pools:
         assert f'work-pool "{pool}"' not in plan_text, plan_text
         assert f'work-queue "{pool}/' not in plan_text, plan_text
+
+
+def test_a_kubernetes_pool_applies_to_our_store_with_a_warning_at_its_type(
+    make_repo: Callable[..., GitRepo], run_cli: Run, store_url: str
+) -> None:
+    repo = make_repo(
+        {
+            "flows/etl.py": FLOW,
+            "work-pools.yaml": "work_pools:\n  - name: k8s\n    type: kubernetes\n",
+            "prefect.yaml": "deployments:\n  - name: nightly\n    entrypoint: flows/etl.py:ingest\n"
+            "    work_pool: {name: k8s, job_variables: {namespace: flows}}\n",
+        }
+    )
+    warning = (
+        'work-pools.yaml:3:11: warning: work pool "k8s" is of type kubernetes, which '
+        "reconciler's worker does not run (docker, process)"
+    )
+    planned = ok(run_cli("--dry-run", "--store", store_url, "--no-color", str(repo.path)))
+    assert warning in " ".join(planned.output.split())
+    assert "Prefect's kubernetes worker" in planned.output
+    assert "Plan: 3 to add, 0 to change, 0 to destroy." in planned.stdout
+
+    validated = ok(run_cli("validate", str(repo.path)))
+    assert warning in " ".join(validated.output.split())
+
+    ok(run_cli("--store", store_url, "--no-color", str(repo.path)))
+    assert spec(store_url, Kind.WORK_POOL, "k8s")["type"] == "kubernetes"
+    assert spec(store_url, Kind.DEPLOYMENT, "ingest/nightly")["job_variables"] == {
+        "namespace": "flows"
+    }
