@@ -161,7 +161,7 @@ def _refusals(m: Mixed) -> list[tuple[list[str], list[str]]]:
             [f'work pool "etl" already exists (it belongs to {repo}:work-pools.yaml)'],
         ),
         (["work-pool", "create", "a/b", "--type", "process"], ["cannot contain / % & > <"]),
-        (["work-pool", "create", "x", "--type", "kubernetes"], ["Invalid value for '--type'"]),
+        (["work-pool", "create", "x", "--type", "ecs"], ["Invalid value for '--type'"]),
         (["work-pool", "create", "x"], ["Missing option '--type'"]),
         (
             ["work-pool", "create", "x", "--type", "process", "--base-job-template", "/nope.json"],
