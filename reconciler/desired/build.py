@@ -48,7 +48,7 @@ from reconciler.model.resources import (
 from reconciler.model.specs import StepSpec, with_pull_step_positions
 from reconciler.prefect_rules import sensitive
 from reconciler.prefect_rules import templating as tpl
-from reconciler.prefect_rules.job_templates import job_variable_problems
+from reconciler.prefect_rules.job_templates import WORKER_POOL_TYPES, job_variable_problems
 from reconciler.prefect_rules.parameters import NON_FINITE_HINT, check_storable
 from reconciler.prefect_rules.schedules import ScheduleError, normalize_schedule
 from reconciler.prefect_rules.validation import did_you_mean, show_value, type_name
@@ -119,6 +119,10 @@ class BuildOptions:
     """What the build and push steps of each deployment returned, once they ran (apply)."""
     cache: BuildCache | None = None
     """Each file's result by git blob id, from earlier runs (reconciler/desired/build_cache.py)."""
+    worker_types: frozenset[str] | None = frozenset(WORKER_POOL_TYPES)
+    """Pool types the target's workers run: a declared pool of another type is a warning (our
+    store: reconciler's worker runs process and docker). None: every type (a Prefect server,
+    whose own workers run the pools)."""
 
 
 DraftKey = tuple[str, str, int]
@@ -313,6 +317,7 @@ class _Builder:
             return
         owner = Owner(snapshot.repo_id, path)
         for declaration in loaded.pools:
+            self._warn_unrun_type(declaration.spec, loaded.document, declaration.path)
             name_path: Path = (*declaration.path, "name")
             pool = Resource.of(
                 Kind.WORK_POOL, declaration.spec["name"], declaration.spec, owner, snapshot.commit
@@ -322,6 +327,23 @@ class _Builder:
                 key = queue_key(queue["pool"], queue["name"])
                 resource = Resource.of(Kind.WORK_QUEUE, key, queue, owner, snapshot.commit)
                 self._declare(self.queues, _Declared(resource, loaded.document, name_path))
+
+    def _warn_unrun_type(self, spec: dict[str, Any], document: LoadedDocument, at: Path) -> None:
+        """A pool no worker of the target runs is applied, but its runs would wait forever."""
+        runs = self.options.worker_types
+        if runs is None or spec["type"] in runs:
+            return
+        self.diagnostics.append(
+            warning(
+                f'work pool "{spec["name"]}" is of type {spec["type"]}, which reconciler\'s '
+                f"worker does not run ({', '.join(sorted(runs))}): it is applied, but its flow "
+                "runs wait until a worker for that type takes them",
+                document.location((*at, "type")),
+                f"apply into a Prefect server (`--store prefect+http://HOST/api`) and run "
+                f"Prefect's {spec['type']} worker there; or give the pool a type reconciler's "
+                "worker runs",
+            )
+        )
 
     def _add_automations_file(self, snapshot: Snapshot, path: str) -> None:
         loaded, problems = load_automations_file(snapshot, path, display=_display(snapshot, path))

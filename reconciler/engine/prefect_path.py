@@ -65,6 +65,7 @@ class PrefectPath:
                 build_outputs_known=request.skip_build,
                 step_outputs=step_outputs or {},
                 cache=request.cache,
+                worker_types=None,  # Prefect's workers run every type of pool
             ),
         )
         if built.desired is None:

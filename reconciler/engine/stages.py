@@ -52,6 +52,7 @@ from reconciler.model.observed import Fence, ObservedState
 from reconciler.model.resources import Kind
 from reconciler.plan.model import Plan, PlannedStep
 from reconciler.plan.planner import PlanOptions, make_plan
+from reconciler.prefect_rules.job_templates import WORKER_POOL_TYPES
 from reconciler.prefect_target.url import is_prefect_url
 from reconciler.settings import Settings
 from reconciler.sources.git import open_repository
@@ -534,10 +535,16 @@ def validate_files(
     every diagnostic of every file, and the files read (`repo-location/file`). Raises
     SourceError for an unreadable repository."""
     loaded = load(request, dict(os.environ))
+    on_prefect = is_prefect_url(request.settings.store_url)  # Prefect's workers run every type
     built = build_desired(
         loaded.inputs,
         observed or ObservedState(revision=0),
-        BuildOptions(environ=loaded.environ, strict=request.strict, build_outputs_known=True),
+        BuildOptions(
+            environ=loaded.environ,
+            strict=request.strict,
+            build_outputs_known=True,
+            worker_types=None if on_prefect else frozenset(WORKER_POOL_TYPES),
+        ),
     )
     files: list[str] = []
     for item in loaded.inputs:

@@ -7,8 +7,8 @@ does it by hand:
   and are reported) and its settings become the deployment's job variables, where the pool
   type's base job template declares them (reconciler/prefect_rules/job_templates.py),
   together with `infra_overrides`; a kubernetes job's `job` manifest, `customizations`
-  (JSON patches) and `cluster_config` have no job variable and are reported. work-pools.yaml
-  declares process and docker pools: a kubernetes pool is reported, to be made in Prefect;
+  (JSON patches) and `cluster_config` have no job variable and are reported. Every pool
+  (kubernetes ones too, run by Prefect's kubernetes worker) is written to work-pools.yaml;
 - the storage block becomes pull steps: none (local) -> `set_working_directory` to the path
   the deployment was built in; `local-file-system` -> its basepath; `github` / `gitlab` /
   `git` repository blocks -> `git_clone`; `s3`, `gcs`, `azure` -> the `pull_from_*` step of
@@ -44,8 +44,7 @@ from reconciler.onboard.yaml_emit import Commented, emit
 from reconciler.prefect_rules.job_templates import default_base_job_template
 
 POOL_TYPES = {"process": "process", "docker-container": "docker", "kubernetes-job": "kubernetes"}
-DECLARED_POOL_TYPES = frozenset({"process", "docker"})
-"""Pool types work-pools.yaml declares; a pool of another type is made in Prefect by hand."""
+"""Prefect 2 infrastructure block type -> the work-pool type (all declared in work-pools.yaml)."""
 _NO_JOB_VARIABLE = {
     "job": "a whole Kubernetes job manifest: carry what differs from the kubernetes pool's "
     "`job_manifest` into its base job template by hand",
@@ -397,15 +396,7 @@ def _work_pool(
         block = {"name": pool_name, "work_queue_name": queue}
         return block
     pool_name = named or block_name or f"{pool_type}-pool"
-    if pool_type in DECLARED_POOL_TYPES:
-        pool = pools.setdefault(pool_name, _Pool(pool_name, pool_type))
-    else:
-        pool = _Pool(pool_name, pool_type)
-        untranslated.append(
-            f'{where}: work pool "{pool_name}" is of type {pool_type}, which work-pools.yaml '
-            f"does not declare: make it in Prefect, `prefect work-pool create {pool_name} "
-            f"--type {pool_type}`" + (f', and its queue "{queue}"' if queue != "default" else "")
-        )
+    pool = pools.setdefault(pool_name, _Pool(pool_name, pool_type))
     if pool.type != pool_type:
         untranslated.append(
             f'{where}: pool "{pool_name}" is used with types {pool.type} and {pool_type}; '

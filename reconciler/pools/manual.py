@@ -31,6 +31,7 @@ from reconciler.model.resources import Kind, Resource, is_unknown, queue_key
 from reconciler.model.specs import PoolSpec, QueueSpec
 from reconciler.prefect_rules.job_templates import (
     POOL_TYPES,
+    WORKER_POOL_TYPES,
     default_base_job_template,
     job_variable_problems,
     template_problems,
@@ -314,10 +315,14 @@ def create_pool(observed: ObservedState, spec: dict[str, Any]) -> Edit:
     default = queue_spec(name, DEFAULT_QUEUE, 1)
     queue = Resource.of(Kind.WORK_QUEUE, queue_key(name, DEFAULT_QUEUE), default, None)
     state = " (paused)" if typed.paused else ""
-    return Edit(
-        f'Created work pool "{name}" ({typed.type}){state} with its queue "{DEFAULT_QUEUE}"',
-        puts=(pool, queue),
-    )
+    message = f'Created work pool "{name}" ({typed.type}){state} with its queue "{DEFAULT_QUEUE}"'
+    if typed.type not in WORKER_POOL_TYPES:
+        message += (
+            f"\nNote: reconciler's worker does not run {typed.type} pools "
+            f"({', '.join(WORKER_POOL_TYPES)}): their runs wait for Prefect's {typed.type} "
+            "worker, which runs against a Prefect server (`--store prefect+http://HOST/api`)"
+        )
+    return Edit(message, puts=(pool, queue))
 
 
 def update_pool(

@@ -23,7 +23,13 @@ if TYPE_CHECKING:  # imported on first use: jsonschema costs ~0.1 s of start-up
 from reconciler.core.errors import UserError
 from reconciler.prefect_rules.templating import PLACEHOLDER_PATTERN, KnownAfterBuild
 
-POOL_TYPES: Final[tuple[str, ...]] = ("process", "docker")
+POOL_TYPES: Final[tuple[str, ...]] = ("process", "docker", "kubernetes")
+"""Types a work pool may have: what work-pools.yaml declares, `reconcile work-pool create
+--type` makes and `reconcile import` writes. Each has a default base job template here."""
+WORKER_POOL_TYPES: Final[tuple[str, ...]] = ("process", "docker")
+"""Types whose runs reconciler's own worker starts (reconciler/worker/backends/). A pool of
+another type (kubernetes) is run by Prefect's worker for that type, against a Prefect server
+as the target (`--store prefect+http://...`)."""
 
 # Placeholder prefixes that a job configuration cannot use (they are not declared variables).
 _RESOLVED_ELSEWHERE: Final = ("prefect.blocks.", "prefect.variables.", "$", "ctx.")
@@ -240,8 +246,8 @@ _DOCKER_TEMPLATE: Final[dict[str, Any]] = {
 
 _KUBERNETES_TEMPLATE: Final[dict[str, Any]] = {
     # The variables Prefect documents for its kubernetes worker (prefect-kubernetes), with a
-    # job manifest using them. work-pools.yaml does not declare kubernetes pools (POOL_TYPES):
-    # this template is what `reconcile import --from-prefect2` checks job variables against.
+    # job manifest using them. Prefect's kubernetes worker runs these pools (not ours:
+    # WORKER_POOL_TYPES); plans check job variables against this template.
     "job_configuration": {
         "command": "{{ command }}",
         "env": "{{ env }}",

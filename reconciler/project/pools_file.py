@@ -5,7 +5,7 @@ of ours (schema: schemas/work-pools.schema.json):
 
     work_pools:
       - name: etl
-        type: process             # process | docker
+        type: process             # process | docker | kubernetes (Prefect's worker runs it)
         concurrency_limit: 4
         job_variables: {env: {LOG_LEVEL: INFO}}   # defaults over the type's base job template
         queues:

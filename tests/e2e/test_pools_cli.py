@@ -161,7 +161,7 @@ def _refusals(m: Mixed) -> list[tuple[list[str], list[str]]]:
             [f'work pool "etl" already exists (it belongs to {repo}:work-pools.yaml)'],
         ),
         (["work-pool", "create", "a/b", "--type", "process"], ["cannot contain / % & > <"]),
-        (["work-pool", "create", "x", "--type", "kubernetes"], ["Invalid value for '--type'"]),
+        (["work-pool", "create", "x", "--type", "ecs"], ["Invalid value for '--type'"]),
         (["work-pool", "create", "x"], ["Missing option '--type'"]),
         (
             ["work-pool", "create", "x", "--type", "process", "--base-job-template", "/nope.json"],
@@ -353,6 +353,7 @@ def test_hand_made_pools_have_exactly_the_shape_of_reconciled_ones(
             "work-pools.yaml": "work_pools:\n"
             "  - {name: rec-process, type: process}\n"
             "  - {name: rec-docker, type: docker, concurrency_limit: 2, paused: true}\n"
+            "  - {name: rec-kubernetes, type: kubernetes}\n"
         }
     )
     apply_in_process(store_url, repo)
@@ -362,11 +363,24 @@ def test_hand_made_pools_have_exactly_the_shape_of_reconciled_ones(
         ["work-pool", "create", "hand-process", "--type", "process", *store],
         ["work-pool", "create", "hand-docker", "-t", "docker", "--concurrency-limit", "2",
          "--paused", *store],
+        ["work-pool", "create", "hand-kubernetes", "--type", "kubernetes", *store],
     ):  # fmt: skip
         ok(result)
+        if "hand-kubernetes" in result.stdout:  # said plainly: our worker does not run it
+            assert result.stdout.splitlines() == [
+                'Created work pool "hand-kubernetes" (kubernetes) with its queue "default"',
+                "Note: reconciler's worker does not run kubernetes pools (process, docker): "
+                "their runs wait for Prefect's kubernetes worker, which runs against a Prefect "
+                "server (`--store prefect+http://HOST/api`)",
+            ]
+        else:
+            assert "Note:" not in result.stdout
     pools = resources(store_url, Kind.WORK_POOL)
     queues = resources(store_url, Kind.WORK_QUEUE)
-    for kind in ("process", "docker"):
+    assert pools["hand-kubernetes"].spec["base_job_template"] == default_base_job_template(
+        "kubernetes"
+    )
+    for kind in ("process", "docker", "kubernetes"):
         hand, reconciled = pools[f"hand-{kind}"], pools[f"rec-{kind}"]
         assert hand.owner is None and reconciled.owner is not None
         assert {**hand.spec, "name": None} == {**reconciled.spec, "name": None}
@@ -375,8 +389,10 @@ def test_hand_made_pools_have_exactly_the_shape_of_reconciled_ones(
         assert {**hand_queue.spec, "pool": None} == {**rec_queue.spec, "pool": None}
     assert sorted(queues) == [
         "hand-docker/default",
+        "hand-kubernetes/default",
         "hand-process/default",
         "rec-docker/default",
+        "rec-kubernetes/default",
         "rec-process/default",
     ]
 
@@ -593,3 +609,33 @@ def assert_untouched(plan_text: str, *pools: str) -> None:
     for pool in pools:
         assert f'work-pool "{pool}"' not in plan_text, plan_text
         assert f'work-queue "{pool}/' not in plan_text, plan_text
+
+
+def test_a_kubernetes_pool_applies_to_our_store_with_a_warning_at_its_type(
+    make_repo: Callable[..., GitRepo], run_cli: Run, store_url: str
+) -> None:
+    repo = make_repo(
+        {
+            "flows/etl.py": FLOW,
+            "work-pools.yaml": "work_pools:\n  - name: k8s\n    type: kubernetes\n",
+            "prefect.yaml": "deployments:\n  - name: nightly\n    entrypoint: flows/etl.py:ingest\n"
+            "    work_pool: {name: k8s, job_variables: {namespace: flows}}\n",
+        }
+    )
+    warning = (
+        'work-pools.yaml:3:11: warning: work pool "k8s" is of type kubernetes, which '
+        "reconciler's worker does not run (docker, process)"
+    )
+    planned = ok(run_cli("--dry-run", "--store", store_url, "--no-color", str(repo.path)))
+    assert warning in " ".join(planned.output.split())
+    assert "Prefect's kubernetes worker" in planned.output
+    assert "Plan: 3 to add, 0 to change, 0 to destroy." in planned.stdout
+
+    validated = ok(run_cli("validate", str(repo.path)))
+    assert warning in " ".join(validated.output.split())
+
+    ok(run_cli("--store", store_url, "--no-color", str(repo.path)))
+    assert spec(store_url, Kind.WORK_POOL, "k8s")["type"] == "kubernetes"
+    assert spec(store_url, Kind.DEPLOYMENT, "ingest/nightly")["job_variables"] == {
+        "namespace": "flows"
+    }

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from reconciler.prefect_rules.job_templates import default_base_job_template
 from tests.conftest import CliResult, GitRepo
 from tests.infra.prefect_server import PrefectServer, prefect_executable
-from tests.prefect_target.test_prefect_target import Names, project
+from tests.prefect_target.test_prefect_target import Names, kubernetes_project, project
 
 pytestmark = pytest.mark.prefect
 SECRET = "hunter2-in-clear"
@@ -423,6 +425,61 @@ def test_import_of_what_reconciler_applied_into_its_own_repository_changes_nothi
     assert f"owned by {repo.path} (prefect.yaml)" in text
     assert "reconciler:owner" not in text
     repo.commit(message="imported over the originals")
+    again = run_cli("--dry-run", "--store", target, "--no-color", str(repo.path))
+    assert again.code == 0, again.output
+    assert "No changes." in again.stdout, again.stdout
+
+
+def test_kubernetes_pools_are_imported_into_work_pools_yaml_and_round_trip(
+    run_cli: Callable[..., CliResult],
+    make_repo: Callable[..., GitRepo],
+    prefect_server: PrefectServer,
+    target: str,
+) -> None:
+    """A kubernetes pool applied by reconciler (our template, a namespace default) and one
+    made by hand with a template of its own (as prefect-kubernetes' worker installs one): both
+    are written to work-pools.yaml, and the files plan back without a change."""
+    names = Names()
+    variables = {"image": "registry.local/etl:1", "backoff_limit": 2}
+    repo = make_repo(kubernetes_project(names, variables))
+    applied = run_cli("--store", target, "--no-color", str(repo.path))
+    assert applied.code == 0, applied.output
+    hand = f"hand-k8s-{uuid.uuid4().hex[:8]}"
+    own = default_base_job_template("kubernetes")
+    own["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["nodeSelector"] = {
+        "pool": "flows"
+    }
+    prefect_server.request(
+        "POST", "/work_pools/", {"name": hand, "type": "kubernetes", "base_job_template": own}
+    )
+
+    args = ["--out", str(repo.path), "--pool", names.pool, "--pool", hand, "--force"]
+    imported = run_cli("import", "--from", target, *args)
+    assert imported.code == 0, imported.output
+    assert "work-pools.yaml does not declare" not in imported.stdout
+    declared = {
+        p["name"]: p
+        for p in yaml.safe_load((repo.path / "work-pools.yaml").read_text())["work_pools"]
+    }
+    assert declared[names.pool]["type"] == "kubernetes"
+    assert declared[names.pool]["job_variables"] == {"namespace": "flows"}
+    assert "base_job_template" not in declared[names.pool]  # ours: only what differs
+    assert declared[hand]["type"] == "kubernetes"
+    assert declared[hand]["base_job_template"] == own  # not ours: written whole
+    repo.commit(message="imported over the originals")
+
+    shown = run_cli("--dry-run", "--adopt", "--store", target, "--no-color", str(repo.path))
+    assert shown.code == 0, shown.output
+    assert "warning" not in shown.output
+    assert f'work-pool "{hand}" will be adopted' in shown.stdout
+    diffs = [
+        line.strip()
+        for line in shown.stdout.splitlines()
+        if line.strip().startswith(("+", "-", "~")) and not line.strip().startswith("~ owner")
+    ]
+    assert diffs == [], shown.stdout
+    adopted = run_cli("adopt", "-y", "--store", target, "--no-color", str(repo.path))
+    assert adopted.code == 0, adopted.output
     again = run_cli("--dry-run", "--store", target, "--no-color", str(repo.path))
     assert again.code == 0, again.output
     assert "No changes." in again.stdout, again.stdout

@@ -340,7 +340,7 @@ def test_named_blocks_are_read_from_the_server_and_the_files_plan(
     assert "Plan: 6 to add, 0 to change, 0 to destroy." in planned.stdout
 
 
-def test_a_kubernetes_job_block_from_the_server_plans_against_a_kubernetes_pool(
+def test_a_kubernetes_job_block_from_the_server_becomes_a_kubernetes_pool_applied_there(
     run_cli: Callable[..., CliResult],
     make_repo: Callable[..., GitRepo],
     prefect_server: PrefectServer,
@@ -373,9 +373,9 @@ def test_a_kubernetes_job_block_from_the_server_plans_against_a_kubernetes_pool(
         "import", "--from-prefect2", str(source), "--blocks-from", url, "--out", str(out)
     )
     assert done.code == 0, done.output
-    assert f"`prefect work-pool create {name} --type kubernetes`" in done.stdout
+    assert "prefect work-pool create" not in done.stdout  # declared, not left to be made
     assert 'infrastructure setting "customizations" has no job variable' in done.stdout
-    assert not (out / "work-pools.yaml").exists()
+    assert parsed(out / "work-pools.yaml") == {"work_pools": [{"name": name, "type": "kubernetes"}]}
     (entry,) = parsed(out / "prefect.yaml")["deployments"]
     assert entry["work_pool"]["job_variables"] == {
         "image": "registry.local/orders:2023.10",
@@ -385,19 +385,24 @@ def test_a_kubernetes_job_block_from_the_server_plans_against_a_kubernetes_pool(
         "command": "python -m prefect.engine",
     }
 
-    # the pool made by hand, as the report says; then the files plan against the server
-    template = default_base_job_template("kubernetes")
-    prefect_server.request(
-        "POST", "/work_pools/", {"name": name, "type": "kubernetes", "base_job_template": template}
-    )
+    # the files apply into the server: the kubernetes pool (with our template), then again
     repo = make_repo({})
     shutil.copytree(FLOWS, repo.path / "flows")
     shutil.copy(out / "prefect.yaml", repo.path / "prefect.yaml")
+    shutil.copy(out / "work-pools.yaml", repo.path / "work-pools.yaml")
     repo.commit(message="translated")
-    planned = run_cli("--dry-run", "--store", url, "--no-color", str(repo.path))
-    assert planned.code == 0, planned.output
-    assert "error" not in planned.output
-    assert "Plan: 1 to add, 0 to change, 0 to destroy." in planned.stdout
+    applied = run_cli("--store", url, "--no-color", str(repo.path))
+    assert applied.code == 0, applied.output
+    assert "error" not in applied.output
+    assert "warning" not in applied.output  # Prefect's workers run kubernetes pools
+    assert "Apply complete! Resources: 3 added, 0 changed, 0 destroyed." in applied.stdout
+    pool = prefect_server.request("GET", f"/work_pools/{name}")
+    assert pool["type"] == "kubernetes"
+    template = default_base_job_template("kubernetes")
+    assert pool["base_job_template"]["job_configuration"] == template["job_configuration"]
+    again = run_cli("--store", url, "--no-color", str(repo.path))
+    assert again.code == 0, again.output
+    assert "No changes." in again.stdout
 
 
 def test_a_blocks_file_wins_over_the_server(

@@ -324,6 +324,66 @@ def test_a_job_variable_the_pools_schema_rejects_is_refused_before_anything_is_a
     assert snapshot(prefect_server) == before
 
 
+def kubernetes_project(names: Names, job_variables: dict[str, Any]) -> dict[str, str]:
+    """`project` with its pool declared as a kubernetes pool, with a job-variable default."""
+    files = project(names.pool, names.flow, [{"name": "k8s", "job_variables": job_variables}])
+    files["work-pools.yaml"] = files["work-pools.yaml"].replace(
+        "type: process\n", "type: kubernetes\n    job_variables: {namespace: flows}\n"
+    )
+    return files
+
+
+def test_a_kubernetes_pool_and_its_deployments_are_applied_into_prefect(
+    run_cli: Callable[..., CliResult],
+    make_repo: Callable[..., GitRepo],
+    prefect_server: PrefectServer,
+    target: str,
+    names: Names,
+) -> None:
+    """Prefect's server takes a kubernetes pool without prefect-kubernetes installed: the
+    pool's base job template (ours, with the declared defaults) is sent with it."""
+    variables = {"image": "registry.local/etl:1", "backoff_limit": 2, "env": {"A": "1"}}
+    repo = make_repo(kubernetes_project(names, variables))
+    planned = reconcile(run_cli, repo, target, "--dry-run")
+    assert planned.code == 0, planned.output
+    assert "warning" not in planned.output  # Prefect's kubernetes worker runs it there
+    assert "Plan: 4 to add, 0 to change, 0 to destroy." in planned.stdout
+
+    applied = reconcile(run_cli, repo, target)
+    assert applied.code == 0, applied.output
+    assert "Apply complete! Resources: 4 added, 0 changed, 0 destroyed." in applied.stdout
+    pool = prefect_server.request("GET", f"/work_pools/{names.pool}")
+    assert pool["type"] == "kubernetes"
+    properties = pool["base_job_template"]["variables"]["properties"]
+    assert properties["namespace"]["default"] == "flows"
+    assert pool["base_job_template"]["job_configuration"]["job_manifest"]["kind"] == "Job"
+    held = deployments(prefect_server, names.flow_name)
+    assert held["k8s"]["job_variables"] == variables
+    assert held["k8s"]["work_pool_name"] == names.pool
+
+    again = reconcile(run_cli, repo, target)
+    assert again.code == 0, again.output
+    assert "No changes." in again.stdout
+
+    # a job variable the kubernetes template rejects: refused at its line, nothing applied
+    files = kubernetes_project(names, {**variables, "image_pull_policy": "ALWAYS"})
+    repo.commit(files)
+    before = snapshot(prefect_server)
+    refused = reconcile(run_cli, repo, target)
+    assert refused.code == 1, refused.output
+    line = next(
+        number
+        for number, text in enumerate(files["prefect.yaml"].splitlines(), start=1)
+        if "ALWAYS" in text
+    )
+    assert f"prefect.yaml:{line}:" in refused.stderr
+    assert 'job variable "image_pull_policy" must be one of "IfNotPresent", "Always", "Never"' in (
+        refused.stderr
+    )
+    assert "Traceback" not in refused.output
+    assert snapshot(prefect_server) == before
+
+
 def test_a_deployment_prefect_refuses_is_named_with_its_line_and_what_was_applied(
     run_cli: Callable[..., CliResult],
     make_repo: Callable[..., GitRepo],

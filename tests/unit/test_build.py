@@ -411,6 +411,87 @@ def test_job_variables_the_pool_schema_rejects_are_errors_at_their_line() -> Non
     ]
 
 
+K8S_POOLS = """\
+work_pools:
+  - name: etl
+    type: kubernetes
+    job_variables: {namespace: flows}
+"""
+
+
+def build_k8s(prefect_yaml: str, *, worker_types: frozenset[str] | None) -> BuildResult:
+    content = {"flows/etl.py": FLOWS, "work-pools.yaml": K8S_POOLS, "prefect.yaml": prefect_yaml}
+    options = BuildOptions(build_outputs_known=True, worker_types=worker_types)
+    return build_desired([RepoInput(MemorySnapshot(content))], ObservedState(0), options)
+
+
+def test_a_kubernetes_pool_is_declared_with_its_template_and_job_variable_defaults() -> None:
+    result = build_k8s(one_deployment(ON_ETL), worker_types=None)
+    assert result.diagnostics == []
+    assert result.desired is not None
+    pool = next(r.spec for r in result.desired.resources if r.kind is Kind.WORK_POOL)
+    assert pool["type"] == "kubernetes"
+    variables = pool["base_job_template"]["variables"]["properties"]
+    assert variables["namespace"]["default"] == "flows"
+    assert "job_manifest" in pool["base_job_template"]["job_configuration"]
+
+
+def test_job_variables_of_a_kubernetes_pool_are_checked_against_its_template() -> None:
+    result = build_k8s(
+        one_deployment(
+            """
+            work_pool:
+              name: etl
+              job_variables:
+                backoff_limit: "twice"
+                image_pull_policy: ALWAYS
+            """
+        ),
+        worker_types=None,
+    )
+    assert errors(result) == [
+        'memory/prefect.yaml:7:24: job variable "backoff_limit" must be an integer or null, '
+        'got "twice" (string) (work pool "etl")',
+        'memory/prefect.yaml:8:28: job variable "image_pull_policy" must be one of '
+        '"IfNotPresent", "Always", "Never", got "ALWAYS" (string) (work pool "etl")',
+    ]
+
+
+def test_an_unknown_default_of_a_kubernetes_pool_is_an_error_with_did_you_mean() -> None:
+    pools = K8S_POOLS.replace("namespace: flows", "namespce: flows")
+    content = {
+        "flows/etl.py": FLOWS,
+        "work-pools.yaml": pools,
+        "prefect.yaml": one_deployment(ON_ETL),
+    }
+    options = BuildOptions(build_outputs_known=True, worker_types=None)
+    result = build_desired([RepoInput(MemorySnapshot(content))], ObservedState(0), options)
+    assert result.desired is None
+    assert errors(result)[0] == (
+        'memory/work-pools.yaml:4:20: "namespce" is not a job variable of this base job '
+        'template (did you mean "namespace"?)'
+    )
+
+
+def test_a_kubernetes_pool_for_our_store_is_a_warning_at_its_type_not_an_error() -> None:
+    result = build_k8s(one_deployment(ON_ETL), worker_types=frozenset({"process", "docker"}))
+    assert result.desired is not None  # applied all the same
+    assert errors(result) == []
+    assert warnings(result) == [
+        'memory/work-pools.yaml:3:11: work pool "etl" is of type kubernetes, which '
+        "reconciler's worker does not run (docker, process): it is applied, but its flow runs "
+        "wait until a worker for that type takes them"
+    ]
+    hint = result.diagnostics[0].hint
+    assert hint is not None and "--store prefect+http://HOST/api" in hint
+    assert "Prefect's kubernetes worker" in hint
+
+
+def test_the_default_build_options_are_our_stores_and_warn_about_kubernetes_pools() -> None:
+    assert BuildOptions().worker_types == frozenset({"process", "docker"})
+    assert warnings(build(one_deployment(ON_ETL))) == []  # process and docker pools: no warning
+
+
 def test_queue_defaults_to_default_and_a_pool_name_can_come_from_the_environment() -> None:
     result = build(
         one_deployment('work_pool: {name: "{{ $POOL }}", work_queue_name: null}'),

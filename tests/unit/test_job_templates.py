@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from reconciler.core.errors import UserError
 from reconciler.prefect_rules.job_templates import (
     POOL_TYPES,
+    WORKER_POOL_TYPES,
     JobTemplateError,
     JobVariableProblem,
     default_base_job_template,
@@ -46,8 +49,21 @@ def small_template(variables: dict[str, Any]) -> dict[str, Any]:
 # --- default_base_job_template ----------------------------------------------------------------
 
 
-def test_pool_types_are_process_and_docker() -> None:
-    assert POOL_TYPES == ("process", "docker")
+def test_pools_may_be_process_docker_or_kubernetes_and_our_worker_runs_two() -> None:
+    assert POOL_TYPES == ("process", "docker", "kubernetes")
+    assert WORKER_POOL_TYPES == ("process", "docker")
+    assert set(WORKER_POOL_TYPES) <= set(POOL_TYPES)
+
+
+def test_the_worker_has_a_backend_for_each_type_it_runs_and_no_other() -> None:
+    from reconciler.worker.backends import BACKENDS
+
+    assert set(BACKENDS) == set(WORKER_POOL_TYPES)
+
+
+def test_the_pools_schema_allows_exactly_the_pool_types() -> None:
+    schema = json.loads((Path(__file__).parents[2] / "schemas/work-pools.schema.json").read_text())
+    assert schema["$defs"]["work_pool"]["properties"]["type"]["enum"] == list(POOL_TYPES)
 
 
 def test_process_job_configuration_is_prefects(process: dict[str, Any]) -> None:
@@ -130,10 +146,11 @@ def test_unknown_pool_type_names_the_supported_types() -> None:
         default_base_job_template("ecs")
 
 
-def test_kubernetes_template_passes_template_checks_but_is_not_declarable() -> None:
+def test_kubernetes_template_passes_template_checks_and_is_declarable() -> None:
     template = default_base_job_template("kubernetes")
     assert template_problems(template) == []
-    assert "kubernetes" not in POOL_TYPES  # work-pools.yaml declares process and docker
+    assert "kubernetes" in POOL_TYPES  # work-pools.yaml declares it
+    assert "kubernetes" not in WORKER_POOL_TYPES  # Prefect's kubernetes worker runs it
     assert job_variable_problems(template, {"namespace": "flows", "finished_job_ttl": 60}) == []
     assert job_variable_problems(template, {"image_pull_policy": "ALWAYS"}) != []
 

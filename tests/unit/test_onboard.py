@@ -165,6 +165,25 @@ def test_pool_templates_are_reduced_to_what_differs() -> None:
     assert by_name["own"]["base_job_template"] == custom
 
 
+def test_kubernetes_pools_are_written_and_other_types_left_out_with_a_note() -> None:
+    k8s = with_job_variable_defaults(default_base_job_template("kubernetes"), {"namespace": "jobs"})
+    observed = ObservedState(
+        revision=1,
+        resources={
+            p.ident: p for p in (pool("k8s", k8s, "kubernetes"), pool("fargate", {}, "ecs"))
+        },
+    )
+    exported = export_state(observed, "test")
+    pools = reread(exported.pools_yaml or "")["work_pools"]
+    assert pools == [
+        {"name": "k8s", "type": "kubernetes", "job_variables": {"namespace": "jobs"}, "queues": []}
+    ]
+    assert exported.notes == [
+        'work pool "fargate" has type "ecs", which work-pools.yaml does not declare (process, '
+        "docker, kubernetes): left out; its deployments still name it"
+    ]
+
+
 def test_one_environment_name_never_stands_for_two_values() -> None:
     rule = SecretRule({})
     first = rule.scrub({"env": {"DB_PASSWORD": "one"}}, "deployment a")

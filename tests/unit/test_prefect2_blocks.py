@@ -74,13 +74,17 @@ def test_kubernetes_job_becomes_a_kubernetes_pools_job_variables() -> None:
     template = default_base_job_template("kubernetes")
     assert template_problems(template) == []
     assert job_variable_problems(template, variables) == []
-    # no equivalent: reported, never dropped silently; the pool is made by hand
+    # no equivalent: reported, never dropped silently
     report = "\n".join(result.untranslated)
     assert 'infrastructure setting "customizations" has no job variable' in report
     assert 'infrastructure setting "job" has no job variable' in report
-    assert 'work pool "etl-k8s" is of type kubernetes' in report
-    assert "prefect work-pool create etl-k8s --type kubernetes" in report
-    assert result.pools_yaml is None  # work-pools.yaml declares process and docker pools
+    assert "work-pools.yaml does not declare" not in report
+    assert "prefect work-pool create" not in report
+    # the pool is declared in work-pools.yaml, as process and docker pools are
+    assert result.pools_yaml is not None
+    assert yaml.safe_load(result.pools_yaml) == {
+        "work_pools": [{"name": "etl-k8s", "type": "kubernetes"}]
+    }
 
 
 def test_kubernetes_settings_no_template_declares_are_reported() -> None:

@@ -35,6 +35,22 @@ def test_an_unknown_type_names_the_types_there_are() -> None:
     assert refused.value.hint is not None and "work-pools.yaml" in refused.value.hint
 
 
+def test_a_kubernetes_pool_is_refused_with_what_to_do_instead() -> None:
+    with pytest.raises(UserError) as refused:
+        backend_for("kubernetes", pool="k8s")
+
+    assert refused.value.message == (
+        "work pool 'k8s' is of type 'kubernetes', which no worker backend here runs "
+        "(backends exist for: docker, process)"
+    )
+    assert refused.value.hint == (
+        "run this pool's flows with Prefect's kubernetes worker (`prefect worker start --pool "
+        "NAME --type kubernetes`) against a Prefect server, and apply into that server with "
+        "`--store prefect+http://HOST/api` (docs/prefect-target.md); or give the pool type "
+        "docker or process in work-pools.yaml"
+    )
+
+
 @pytest.mark.parametrize(
     ("steps", "on_the_worker"),
     [([], True), ([CLONE], True), ([CLONE, IN_IMAGE], True), ([IN_IMAGE], False)],

@@ -311,7 +311,8 @@ def test_an_unknown_pool_is_refused_clearly(project: Project) -> None:
 def test_a_pool_of_a_type_no_backend_runs_is_refused_clearly_and_nothing_changes(
     project: Project,
 ) -> None:
-    # A store shared with another tool (or a newer reconciler) may hold such a pool.
+    # work-pools.yaml declares kubernetes pools (for Prefect's kubernetes worker, against a
+    # Prefect server); applied to our store, no worker of ours runs them.
     body = {"name": "k8s", "type": "kubernetes", "paused": False, "concurrency_limit": None}
     store = open_store(project.store_url)
     try:
@@ -329,6 +330,9 @@ def test_a_pool_of_a_type_no_backend_runs_is_refused_clearly_and_nothing_changes
         "work pool 'k8s' is of type 'kubernetes', which no worker backend here runs "
         "(backends exist for: docker, process)"
     ) in log
+    assert "Prefect's kubernetes worker (`prefect worker start --pool NAME --type kubernetes`)" in (
+        " ".join(log.split())
+    )
     assert "Traceback" not in log
     assert store_dump(project.store_url) == before
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 from reconciler.core.errors import UserError
+from reconciler.prefect_rules.job_templates import POOL_TYPES
 from reconciler.worker.backends.interface import Backend
 
 
@@ -29,7 +30,8 @@ def _docker() -> Backend:
 
 
 BACKENDS: Final[Mapping[str, Callable[[], Backend]]] = {"process": _process, "docker": _docker}
-"""Pool type -> the factory of its backend."""
+"""Pool type -> the factory of its backend: one for each of WORKER_POOL_TYPES
+(reconciler/prefect_rules/job_templates.py, the types reconciler's worker runs)."""
 
 
 def backend_for(pool_type: str, pool: str | None = None) -> Backend:
@@ -44,9 +46,19 @@ def backend_for(pool_type: str, pool: str | None = None) -> Backend:
                 f"work pool {pool!r} is of type {pool_type!r}, which no worker backend here "
                 f"runs {known}"
             )
-        raise UserError(
-            message,
-            "give the pool one of those types in work-pools.yaml, or run its flows with a "
-            "worker for that type",
-        )
+        raise UserError(message, _hint(pool_type))
     return make()
+
+
+def _hint(pool_type: str) -> str:
+    if pool_type in POOL_TYPES:  # a type pools may have, run by Prefect's worker only
+        return (
+            f"run this pool's flows with Prefect's {pool_type} worker (`prefect worker start "
+            f"--pool NAME --type {pool_type}`) against a Prefect server, and apply into that "
+            "server with `--store prefect+http://HOST/api` (docs/prefect-target.md); or give "
+            f"the pool type {' or '.join(sorted(BACKENDS))} in work-pools.yaml"
+        )
+    return (
+        "give the pool one of those types in work-pools.yaml, or run its flows with a "
+        "worker for that type"
+    )
