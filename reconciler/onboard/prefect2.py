@@ -475,6 +475,14 @@ def _pull_steps(
         if fields.get("reference"):
             clone["branch"] = fields["reference"]
         credentials = fields.get("access_token") or fields.get("credentials")
+        if isinstance(credentials, Mapping):  # a credentials block (GitHubCredentials...)
+            token = credentials.get("token") or credentials.get("access_token")
+            if token is None and credentials:
+                untranslated.append(
+                    f"{where}: {slug} credentials without a token: give git_clone its "
+                    "`credentials` block by hand"
+                )
+            credentials = token
         if credentials:
             clone["access_token"] = credentials
         steps: list[Any] = [{"prefect.deployments.steps.git_clone": scrub(clone)}]

@@ -101,6 +101,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "secret_fields": [],
         "block_schema_references": {},
     },
+    "github-credentials": {
+        "title": "GitHubCredentials",
+        "type": "object",
+        "properties": {"token": {"type": "string", "format": "password", "writeOnly": True}},
+        "secret_fields": ["token"],
+        "block_schema_references": {},
+    },
     "github": {
         "title": "GitHub",
         "type": "object",
@@ -132,13 +139,14 @@ def ensure_block_type(server: PrefectServer, slug: str) -> tuple[str, str]:
     return block_type["id"], schema["id"]
 
 
-def make_block(server: PrefectServer, slug: str, name: str, data: dict[str, Any]) -> None:
+def make_block(server: PrefectServer, slug: str, name: str, data: dict[str, Any]) -> str:
+    """The new block document's id."""
     type_id, schema_id = ensure_block_type(server, slug)
-    server.request(
+    return server.request(  # type: ignore[no-any-return]
         "POST",
         "/block_documents/",
         {"name": name, "data": data, "block_type_id": type_id, "block_schema_id": schema_id},
-    )
+    )["id"]
 
 
 def deployment_yaml(name: str, entrypoint: str, infrastructure: str, storage: str) -> str:
@@ -500,3 +508,49 @@ def test_a_refused_key_is_refused_and_nothing_written_nor_printed(
     assert "hint: set PREFECT_API_KEY" in done.stderr
     assert "nope-x" not in done.output
     assert not out.exists()
+
+
+def test_a_nested_credentials_block_comes_out_as_a_placeholder_token(
+    run_cli: Callable[..., CliResult],
+    prefect_server: PrefectServer,
+    blocks: Blocks,
+    tmp_path: Path,
+) -> None:
+    """A GitHub storage block whose token sits in a credentials block of its own: the server
+    inlines the child (its own secret field masked, which the parent's schema does not list);
+    the token still comes out as a placeholder, never as the mask or the value."""
+    secret = "ghp_nested-credentials-secret"
+    credentials = make_block(
+        prefect_server, "github-credentials", f"creds-{blocks.repo}", {"token": secret}
+    )
+    nested = f"nested-{blocks.repo}"
+    make_block(
+        prefect_server,
+        "github",
+        nested,
+        {
+            "repository": "https://github.com/acme/data-project.git",
+            "credentials": {"$ref": {"block_document_id": credentials}},
+        },
+    )
+    work = tmp_path / "p2"
+    work.mkdir()
+    source = work / "nested.yaml"
+    source.write_text(
+        deployment_yaml(
+            "orders-nested", "flows/etl.py:ingest", f"process/{blocks.process}", f"github/{nested}"
+        )
+    )
+    out = tmp_path / "out"
+    done = run_cli(
+        "import", "--from-prefect2", str(source),
+        "--blocks-from", f"prefect+{prefect_server.api_url}", "--out", str(out),
+    )  # fmt: skip
+    assert done.code == 0, done.output
+    text = (out / "prefect.yaml").read_text()
+    assert secret not in text + done.output
+    assert "********" not in text
+    (deployment,) = parsed(out / "prefect.yaml")["deployments"]
+    (clone,) = [step["prefect.deployments.steps.git_clone"] for step in deployment["pull"]]
+    assert clone["access_token"] == "{{ $TOKEN }}"
+    assert "{{ $TOKEN }}: environment variable TOKEN" in done.stdout
