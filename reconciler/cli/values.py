@@ -2,7 +2,8 @@
 `{{ prefect.variables.NAME }}` and `{{ prefect.blocks.SLUG.NAME }}` placeholders resolve to.
 
 Variables are plain (their values appear in plans). Secrets are block documents: their values
-are never printed, and plans show the placeholder, not the value.
+are never printed, and plans show the placeholder, not the value. With a Prefect server as the
+store, variables are that server's own (reconciler/prefect_target/variables.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,21 @@ from reconciler.cli.remote import refuse_both, server_option
 from reconciler.core.errors import UserError
 from reconciler.settings import settings_for_store
 
-store_option = click.option("--store", "store_url", help="Store URL (default $RECONCILER_STORE).")
+store_option = click.option(
+    "--store",
+    "store_url",
+    help="Store URL (default $RECONCILER_STORE); for variables also a Prefect server "
+    "(prefect+http(s)://HOST/api).",
+)
+
+
+def _prefect_target(store_url: str | None) -> str | None:
+    """The Prefect server `--store` (or $RECONCILER_STORE) names, if it names one: variables
+    then live in that server (reconciler/prefect_target/variables.py)."""
+    from reconciler.store.url import is_prefect_store
+
+    url = settings_for_store(store_url).store_url
+    return url if is_prefect_store(url) else None
 
 
 def _parse_value(text: str, as_json: bool) -> Any:
@@ -51,6 +66,13 @@ def variable() -> None:
 def variable_set(name: str, value: str, as_json: bool, store_url: str | None) -> None:
     """Set variable NAME to VALUE (a string, or JSON with --json)."""
     parsed = _parse_value(value, as_json)
+    target = _prefect_target(store_url)
+    if target is not None:
+        from reconciler.prefect_target.variables import set_variable
+
+        set_variable(target, name, parsed)
+        click.echo(f'variable "{name}" set')
+        return
     store = settings_for_store(store_url).open_store()
     try:
         with store.transaction() as tx:
@@ -70,11 +92,17 @@ def variable_ls(output: str, store_url: str | None, server_url: str | None = Non
     if server_url:
         refuse_both(store_url, server_url)
         return remote.variable_ls(server_url, output)
-    store = open_for_reading(store_url)
-    try:
-        found = store.variables()
-    finally:
-        store.close()
+    target = _prefect_target(store_url)
+    if target is not None:
+        from reconciler.prefect_target.variables import list_variables
+
+        found = list_variables(target)
+    else:
+        store = open_for_reading(store_url)
+        try:
+            found = store.variables()
+        finally:
+            store.close()
     if output == "json":
         echo_json(found)
         return
@@ -87,12 +115,18 @@ def variable_ls(output: str, store_url: str | None, server_url: str | None = Non
 @user_errors
 def variable_rm(name: str, store_url: str | None) -> None:
     """Remove variable NAME."""
-    store = settings_for_store(store_url).open_store()
-    try:
-        with store.transaction() as tx:
-            existed = tx.delete_variable(name)
-    finally:
-        store.close()
+    target = _prefect_target(store_url)
+    if target is not None:
+        from reconciler.prefect_target.variables import delete_variable
+
+        existed = delete_variable(target, name)
+    else:
+        store = settings_for_store(store_url).open_store()
+        try:
+            with store.transaction() as tx:
+                existed = tx.delete_variable(name)
+        finally:
+            store.close()
     if not existed:
         raise UserError(f'variable "{name}" does not exist', "`reconcile variable ls` lists them")
     click.echo(f'variable "{name}" removed')
