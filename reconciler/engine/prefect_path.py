@@ -33,6 +33,7 @@ from reconciler.prefect_target.target import (
     deployment_line,
     desired_in_prefect_view,
     refuse_collisions,
+    refuse_type_changes,
 )
 from reconciler.prefect_target.url import parse_prefect_url
 from reconciler.store.base import Store
@@ -86,6 +87,7 @@ class PrefectPath:
         locate = _locator(view, desired.inputs)
         if not request.adopt:  # `reconcile adopt` / --adopt: shown as `adopt`, then taken over
             made = refuse_collisions(made, view, locate)
+        made = refuse_type_changes(made, locate)
         if unsupported := _not_applied_to_prefect(desired.built.desired, locate):
             made = replace(made, diagnostics=(*made.diagnostics, *unsupported))
         masker = hiding_replaced_secrets(made, Masker(desired.built.secrets))
@@ -151,7 +153,8 @@ def _locator(desired: DesiredState, inputs: tuple[RepoInput, ...]) -> _Locate:
 
 
 class _Locate:
-    """Where an object is declared: its file, and for a deployment the line of its name."""
+    """Where an object is declared: its file, and for a deployment or a pool the line of its
+    name."""
 
     def __init__(self, desired: DesiredState, inputs: Mapping[str, RepoInput]) -> None:
         self.desired = desired
@@ -159,7 +162,7 @@ class _Locate:
 
     def __call__(self, owner: Owner | None, kind: Kind, key: str) -> Location | None:
         where = self.desired.file_location(owner)
-        if where is None or owner is None or kind is not Kind.DEPLOYMENT:
+        if where is None or owner is None or kind not in (Kind.DEPLOYMENT, Kind.WORK_POOL):
             return where
         source = self.inputs.get(owner.repo)
         if source is None:
@@ -168,5 +171,5 @@ class _Locate:
             text = source.snapshot.read(owner.file).decode("utf-8", errors="replace")
         except (OSError, KeyError, ValueError):
             return where
-        line = deployment_line(text, key.split("/", 1)[1])
+        line = deployment_line(text, key.split("/", 1)[1] if kind is Kind.DEPLOYMENT else key)
         return replace(where, line=line) if line else where

@@ -124,8 +124,36 @@ def _owned_pool(plan: Plan, desired: DesiredState, pool: str) -> bool:
     )
 
 
+def refuse_type_changes(
+    plan: Plan, locate: Callable[[Owner | None, Kind, str], Location | None]
+) -> Plan:
+    """The plan without changes of a work pool's type, each an error: Prefect keeps a pool's
+    type for its life (its update takes no type), so such a change could never be applied."""
+    kept: list[Change] = []
+    problems: list[Diagnostic] = []
+    for change in plan.changes:
+        typed = [d for d in change.diffs if d.path == ("type",)]
+        if change.kind is not Kind.WORK_POOL or change.action is not Action.UPDATE or not typed:
+            kept.append(change)
+            continue
+        assert change.desired is not None
+        problems.append(
+            error(
+                f'work pool "{change.key}" is of type {typed[0].before} in Prefect, which '
+                f"cannot change a pool's type to {typed[0].after}",
+                locate(change.desired.owner, change.kind, change.key),
+                "give the pool a new name (and its deployments' work_pool), or delete it in "
+                f"Prefect first (`prefect work-pool delete {change.key}`) and apply again",
+            )
+        )
+    if not problems:
+        return plan
+    return replace(plan, changes=tuple(kept), diagnostics=(*plan.diagnostics, *problems))
+
+
 def deployment_line(text: str, name: str) -> int | None:
-    """The line where a deployment named `name` is declared in a prefect.yaml's text."""
+    """The line where a deployment (or a pool, in work-pools.yaml) named `name` is declared
+    in a file's text."""
     pattern = re.compile(
         r"^\s*(?:-\s*)?name\s*:\s*['\"]?" + re.escape(name) + r"['\"]?\s*(?:#.*)?$"
     )

@@ -654,3 +654,29 @@ def test_triggers_and_automations_are_said_not_applied_rather_than_dropped(
     )
     assert "nothing was applied" in refused.stderr
     assert snapshot(prefect_server) == before
+
+
+def test_a_pools_type_change_is_a_plan_error_at_its_line_and_nothing_is_applied(
+    run_cli: Callable[..., CliResult],
+    make_repo: Callable[..., GitRepo],
+    prefect_server: PrefectServer,
+    target: str,
+    names: Names,
+) -> None:
+    files = project(names.pool, names.flow, [{"name": "nightly"}])
+    repo = make_repo(files)
+    assert reconcile(run_cli, repo, target).code == 0
+    pools = files["work-pools.yaml"].replace("type: process", "type: docker")
+    pools = pools.replace("description: Test pool.", "description: Now for Docker.")
+    repo.commit({"work-pools.yaml": pools}, "the pool becomes a docker pool")
+    before = snapshot(prefect_server)
+    refused = reconcile(run_cli, repo, target)
+    assert refused.code == 1, refused.output
+    assert (
+        f'work-pools.yaml:2: error: work pool "{names.pool}" is of type process in Prefect, '
+        "which cannot change a pool's type to docker"
+    ) in refused.output
+    assert f"prefect work-pool delete {names.pool}" in refused.output
+    assert snapshot(prefect_server) == before
+    pool = prefect_server.request("GET", f"/work_pools/{names.pool}")
+    assert pool["type"] == "process" and pool["description"].startswith("Test pool.")
