@@ -4,6 +4,9 @@ changed, pruned; an automation made by hand is never touched."""
 
 from __future__ import annotations
 
+import datetime
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +44,31 @@ def with_trigger(names: Names, threshold: int | None) -> dict[str, str]:
             '          note: "{{ event.event }}"\n'
         )
     return files
+
+
+def runs_after_event(
+    server: PrefectServer, deployment_id: str, pool: str, seconds: float = 45
+) -> list[dict[str, Any]]:
+    """The flow runs of a deployment after the trigger's event was sent (again every few
+    seconds: the server's triggers service loads a new automation a moment after it is made)."""
+    deadline = time.monotonic() + seconds
+    sent = 0.0
+    while time.monotonic() < deadline:
+        if time.monotonic() - sent > 5:
+            event = {
+                "id": str(uuid.uuid4()),
+                "occurred": datetime.datetime.now(datetime.UTC).isoformat(),
+                "event": f"upstream.{pool}.done",
+                "resource": {"prefect.resource.id": f"upstream.{pool}"},
+            }
+            server.request("POST", "/events", [event])
+            sent = time.monotonic()
+        body = {"deployments": {"id": {"any_": [deployment_id]}}}
+        runs: list[dict[str, Any]] = server.request("POST", "/flow_runs/filter", body)
+        if runs:
+            return runs
+        time.sleep(0.5)
+    return []
 
 
 def automations(server: PrefectServer) -> list[dict[str, Any]]:
@@ -85,6 +113,12 @@ def test_a_deployment_trigger_becomes_an_owned_automation_changed_and_pruned(
         "GET", f"/automations/related-to/prefect.deployment.{deployment['id']}"
     )
     assert [a["id"] for a in related] == [made["id"]]  # owned by the deployment, as Prefect does
+
+    # Prefect's own automations engine (the server's triggers service) runs what was applied:
+    # a matching event makes a flow run of the deployment, its parameter templated from it.
+    runs = runs_after_event(prefect_server, deployment["id"], names.pool)
+    assert runs, "no flow run of the deployment within 45 s of the event"
+    assert runs[0]["parameters"] == {"days": 1, "note": f"upstream.{names.pool}.done"}
 
     # an automation made by hand (in the UI, or by `prefect deploy`) for the same deployment
     hand_made = prefect_server.request(
@@ -134,3 +168,64 @@ def test_a_deployment_trigger_becomes_an_owned_automation_changed_and_pruned(
     assert hand_made["id"] in left  # never touched
     assert "nightly" in deployments(prefect_server, names.flow_name)
     assert "No changes." in reconcile(run_cli, repo, target).stdout
+
+
+COMPOSITE = """\
+    triggers:
+      - name: {pool}-both
+        enabled: false
+        require: all
+        within: PT5M
+        schedule_after: 30
+        job_variables: {{env: {{MODE: triggered}}}}
+        triggers:
+          - expect: [b.done, a.done]
+            match_related: [{{prefect.resource.role: flow, prefect.resource.name: [x, y]}}]
+          - triggers:
+              - expect: first
+              - posture: Proactive
+                expect: [second]
+                for_each: [prefect.resource.id]
+      - expect: [plain]
+"""
+
+
+def test_composite_triggers_plan_no_change_once_applied_and_duplicate_names_are_refused(
+    run_cli: Callable[..., CliResult],
+    make_repo: Callable[..., GitRepo],
+    prefect_server: PrefectServer,
+    target: str,
+    names: Names,
+) -> None:
+    files = project(names.pool, names.flow, [{"name": "nightly"}])
+    files["prefect.yaml"] += COMPOSITE.format(pool=names.pool)
+    repo = make_repo(files)
+    applied = reconcile(run_cli, repo, target)
+    assert applied.code == 0, applied.output
+    assert "Apply complete! Resources: 6 added" in applied.stdout
+    made = {a["name"]: a for a in automations(prefect_server)}
+    both = made[f"{names.pool}-both"]
+    assert both["enabled"] is False
+    assert both["trigger"]["type"] == "compound"
+    assert both["trigger"]["within"] == 300.0
+    assert both["trigger"]["triggers"][1]["type"] == "sequence"
+    assert both["trigger"]["triggers"][1]["triggers"][1]["within"] == 10.0  # Prefect's default
+    assert both["actions"][0]["schedule_after"] == 30.0
+    assert both["actions"][0]["job_variables"] == {"env": {"MODE": "triggered"}}
+    assert "nightly__automation_2" in made  # Prefect's default name: DEPLOYMENT__automation_N
+
+    again = reconcile(run_cli, repo, target)
+    assert again.code == 0, again.output
+    assert "No changes." in again.stdout
+
+    files["prefect.yaml"] += "      - name: nightly__automation_2\n        expect: [other]\n"
+    repo.commit(files, "two triggers named alike")
+    before = automations(prefect_server)
+    refused = reconcile(run_cli, repo, target)
+    assert refused.code == 1, refused.output
+    assert (
+        f'two triggers of deployment "{names.key("nightly")}" are named "nightly__automation_2"'
+        in refused.stderr
+    )
+    assert "give each trigger of the deployment its own `name:`" in refused.stderr
+    assert automations(prefect_server) == before
