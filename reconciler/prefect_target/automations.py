@@ -17,8 +17,9 @@ Ownership: a last line `[reconciler:owner=REPO::FILE]` of the automation's descr
 which Prefect keeps through every update (as for pools and queues, reconciler/prefect_target/
 mapping.py). An automation without it (made by hand, in the UI, or by `prefect deploy`) is
 not read at all: a plan never shows, updates or prunes it. Like `prefect deploy`, the
-automation is created with `owner_resource: prefect.deployment.ID`, so Prefect deletes it with
-its deployment, and a `prefect deploy` of the same deployment replaces it.
+automation is created with `owner_resource: prefect.deployment.ID` (a `prefect deploy` of the
+same deployment then deletes it; Prefect 3.9 does not delete it with the deployment: the
+applier deletes it first).
 
 The view is written one way (`trigger_view`): the trigger's type made explicit, every key of
 Prefect's trigger present with its default, durations in seconds, label patterns as lists,
