@@ -236,8 +236,9 @@ def automation_body(
 
 def trigger_problems(deployment: Resource, where: Location | None) -> list[Diagnostic]:
     """Errors of a deployment's triggers that only a Prefect target has: two triggers of one
-    deployment named alike would be one automation."""
-    return [
+    deployment named alike (each is one automation, found by its name), and a Proactive
+    `within` under 10 s (our evaluator takes it, Prefect's server refuses it)."""
+    found = [
         error(
             f'two triggers of deployment "{deployment.key}" are named "{name}": each is an '
             "automation in Prefect, found by its name",
@@ -246,3 +247,32 @@ def trigger_problems(deployment: Resource, where: Location | None) -> list[Diagn
         )
         for name in duplicate_names(deployment)
     ]
+    for automation in deployment_automations(deployment):
+        short = _short_proactive(automation.view().get("trigger"))
+        if short is not None:
+            found.append(
+                error(
+                    f'trigger "{automation.view()["name"]}" of deployment "{deployment.key}" is '
+                    f"Proactive with `within` {short:g} s: Prefect refuses under "
+                    f"{PROACTIVE_MINIMUM_SECONDS:g} s",
+                    where,
+                    "set `within` to 10 s or more to apply it to a Prefect server",
+                )
+            )
+    return found
+
+
+def _short_proactive(trigger: Any) -> float | None:
+    """The `within` of a Proactive event trigger (at any depth) that Prefect would refuse."""
+    if not isinstance(trigger, Mapping):
+        return None
+    if trigger.get("type") == "event":
+        within = float(trigger.get("within") or 0.0)
+        if trigger.get("posture") == "Proactive" and within < PROACTIVE_MINIMUM_SECONDS:
+            return within
+        return None
+    for child in trigger.get("triggers") or []:
+        short = _short_proactive(child)
+        if short is not None:
+            return short
+    return None

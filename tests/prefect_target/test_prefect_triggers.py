@@ -229,3 +229,54 @@ def test_composite_triggers_plan_no_change_once_applied_and_duplicate_names_are_
     )
     assert "give each trigger of the deployment its own `name:`" in refused.stderr
     assert automations(prefect_server) == before
+
+
+def test_a_proactive_trigger_prefect_would_refuse_is_a_plan_error_and_nothing_is_applied(
+    run_cli: Callable[..., CliResult],
+    make_repo: Callable[..., GitRepo],
+    prefect_server: PrefectServer,
+    target: str,
+    names: Names,
+) -> None:
+    files = project(names.pool, names.flow, [{"name": "nightly"}])
+    files["prefect.yaml"] += (
+        "    triggers:\n      - name: quick\n        posture: Proactive\n"
+        "        expect: [heartbeat]\n        within: 5\n"
+    )
+    repo = make_repo(files)
+    refused = reconcile(run_cli, repo, target)
+    assert refused.code == 1, refused.output
+    assert (
+        f'error: trigger "quick" of deployment "{names.key("nightly")}" is Proactive with '
+        "`within` 5 s: Prefect refuses under 10 s" in refused.stderr
+    )
+    assert "set `within` to 10 s or more to apply it to a Prefect server" in refused.stderr
+    assert "nothing was applied" in refused.stderr
+    assert deployments(prefect_server, names.flow_name) == {}
+    assert not [a for a in automations(prefect_server) if a["name"] == "quick"]
+
+
+def test_a_deployment_deleted_by_hand_gets_its_automation_again_and_the_old_one_pruned(
+    run_cli: Callable[..., CliResult],
+    make_repo: Callable[..., GitRepo],
+    prefect_server: PrefectServer,
+    target: str,
+    names: Names,
+) -> None:
+    repo = make_repo(with_trigger(names, threshold=2))
+    assert reconcile(run_cli, repo, target).code == 0
+    old = deployments(prefect_server, names.flow_name)["nightly"]
+    (first,) = [a for a in automations(prefect_server) if a["name"] == f"{names.pool}-on-upstream"]
+    prefect_server.request("DELETE", f"/deployments/{old['id']}")  # Prefect keeps its automation
+
+    again = reconcile(run_cli, repo, target)
+    assert again.code == 0, again.output
+    assert f'- automation "deployment-trigger:?/{old["id"]}/{names.pool}-on-upstream"' in (
+        again.stdout
+    )
+    assert "Plan: 2 to add, 0 to change, 1 to destroy." in again.stdout
+    new = deployments(prefect_server, names.flow_name)["nightly"]
+    (second,) = [a for a in automations(prefect_server) if a["name"] == f"{names.pool}-on-upstream"]
+    assert second["id"] != first["id"]
+    assert second["actions"][0]["deployment_id"] == new["id"]
+    assert "No changes." in reconcile(run_cli, repo, target).stdout
