@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from reconciler.apply.transaction import ApplyResult
-from reconciler.core.diagnostics import Diagnostic, Location, error, warning
+from reconciler.core.diagnostics import Diagnostic, Location, error
 from reconciler.core.errors import ConfigError
 from reconciler.core.masking import Masker
 from reconciler.desired.build import BuildOptions, DraftKey, RepoInput, build_desired
@@ -28,6 +28,7 @@ from reconciler.desired.state import DesiredState
 from reconciler.engine.stages import Desired, Planned, ReconcileRequest, hiding_replaced_secrets
 from reconciler.model.resources import Kind, Owner
 from reconciler.plan.planner import PlanOptions, make_plan
+from reconciler.prefect_target.automations import trigger_problems
 from reconciler.prefect_target.target import (
     PrefectTarget,
     deployment_line,
@@ -120,8 +121,8 @@ class PrefectPath:
 
 def _not_applied_to_prefect(desired: DesiredState, locate: _Locate) -> list[Diagnostic]:
     """What this path does not write into Prefect, said rather than dropped: automations of
-    automations.yaml (an error: nothing of the plan is applied) and deployment `triggers:`
-    (a warning: Prefect keeps them as automations of its own, which `prefect deploy` makes)."""
+    automations.yaml (an error: nothing of the plan is applied). Deployment `triggers:` are
+    applied, as Prefect automations (reconciler/prefect_target/automations.py)."""
     found: list[Diagnostic] = []
     for resource in desired.resources:
         where = locate(resource.owner, resource.kind, resource.key)
@@ -135,16 +136,7 @@ def _not_applied_to_prefect(desired: DesiredState, locate: _Locate) -> list[Diag
                     "it from automations.yaml, or apply to a reconciler store",
                 )
             )
-        elif resource.kind is Kind.DEPLOYMENT and resource.deployment_spec().triggers:
-            found.append(
-                warning(
-                    f'the triggers of deployment "{resource.key}" are not applied to the '
-                    "Prefect server",
-                    where,
-                    "Prefect runs deployment triggers as its own automations: `prefect deploy` "
-                    "makes them from the same file",
-                )
-            )
+        found.extend(trigger_problems(resource, where))
     return found
 
 

@@ -1,11 +1,12 @@
 """Apply a plan to a Prefect server, in a safe order, reporting exactly what was done.
 
 Prefect has no transactions. The order keeps every state in between usable: work pools, then
-work queues, then deployments (created or changed); then deletions, deployments before their
-queues before their pools. Inside a phase, requests run concurrently (bounded by the client).
-When a request fails, the phase finishes what it started and the apply stops; the error names
-every change that was applied and every one that was not, and the next run converges (a plan
-is made from what the server then holds)."""
+work queues, then deployments, then the automations of their triggers (created or changed:
+an automation names its deployment's id); then deletions, automations before their
+deployments before their queues before their pools. Inside a phase, requests run
+concurrently (bounded by the client). When a request fails, the phase finishes what it
+started and the apply stops; the error names every change that was applied and every one that
+was not, and the next run converges (a plan is made from what the server then holds)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from reconciler.core.errors import UserError
 from reconciler.core.masking import Masker
 from reconciler.model.resources import Kind, Owner
 from reconciler.plan.model import Action, Change, Plan
+from reconciler.prefect_target.automations import automation_body
 from reconciler.prefect_target.client import PrefectAuthError, PrefectClient, PrefectError
 from reconciler.prefect_target.mapping import (
     deployment_body,
@@ -28,7 +30,9 @@ from reconciler.prefect_target.mapping import (
 from reconciler.prefect_target.reader import Observed, segment
 
 Locate = Callable[[Owner | None, Kind, str], Location | None]
-DEPLOYMENT_DELETIONS = 3
+WRITES = (Kind.WORK_POOL, Kind.WORK_QUEUE, Kind.DEPLOYMENT, Kind.AUTOMATION)
+DELETIONS = (Kind.AUTOMATION, Kind.DEPLOYMENT, Kind.WORK_QUEUE, Kind.WORK_POOL)
+DEPLOYMENT_DELETIONS = len(WRITES) + DELETIONS.index(Kind.DEPLOYMENT)
 """The place of the deployments' deletions among the phases of `Applier.apply`."""
 BULK_DELETE_SIZE = 50
 """Deployments deleted by one `/deployments/bulk_delete` (the most Prefect's server takes)."""
@@ -79,21 +83,24 @@ class Applier:
         self.masker = masker
         self.locate = locate
         self._flows = dict(observed.flows)
+        self._deployment_ids = {key: ids.id for key, ids in observed.deployments.items()}
+        """FLOW/NAME -> id, with the deployments this apply creates (for their automations)."""
         self._auth_hint: str | None = None
         """What to do about a refused key (401/403), when one was: the error's hint."""
 
     def apply(self, plan: Plan) -> PrefectApplyResult:
         changes = list(plan.changes)
         phases: list[list[Change]] = []
-        for kind in (Kind.WORK_POOL, Kind.WORK_QUEUE, Kind.DEPLOYMENT):
+        for kind in WRITES:
             phases.append([c for c in changes if c.kind is kind and c.action is not Action.DELETE])
-        for kind in (Kind.DEPLOYMENT, Kind.WORK_QUEUE, Kind.WORK_POOL):
+        for kind in DELETIONS:
             phases.append([c for c in changes if c.kind is kind and c.action is Action.DELETE])
         done: list[Change] = []
         # A pool that goes takes its queues with it (and Prefect refuses to delete a pool's
         # default queue on its own): those queue deletions are done by the pool's.
-        pools_gone = {c.key for c in phases[5]}
-        phases[4] = [c for c in phases[4] if c.key.split("/", 1)[0] not in pools_gone]
+        queues = len(WRITES) + DELETIONS.index(Kind.WORK_QUEUE)
+        pools_gone = {c.key for c in phases[len(WRITES) + DELETIONS.index(Kind.WORK_POOL)]}
+        phases[queues] = [c for c in phases[queues] if c.key.split("/", 1)[0] not in pools_gone]
         for index, phase in enumerate(phases):
             if not phase:
                 continue
@@ -213,8 +220,22 @@ class Applier:
                     if exc.status != 409:  # a pool's default queue: Prefect made it with the pool
                         raise
             client.patch(f"work_pools/{pool}/queues/{segment(view['name'])}", body)
+        elif change.kind is Kind.AUTOMATION:
+            self._put_automation(change, view, owner)
         else:
             self._put_deployment(change, view, owner)
+
+    def _put_automation(self, change: Change, view: Any, owner: Owner | None) -> None:
+        deployment_id = self._deployment_ids.get(view["deployment"])
+        if deployment_id is None:  # made in this apply, but its id was not given back
+            raise PrefectError(f'deployment "{view["deployment"]}" is not in the Prefect server')
+        automation_id = self.observed.automations.get(change.key)
+        if change.action is Action.CREATE or automation_id is None:
+            body = automation_body(view, owner, deployment_id, create=True)
+            self.client.post("automations/", body)
+            return
+        body = automation_body(view, owner, deployment_id, create=False)
+        self.client.request("PUT", f"automations/{automation_id}", body)
 
     def _put_deployment(self, change: Change, view: Any, owner: Owner | None) -> None:
         body = deployment_body(view, owner)
@@ -222,10 +243,12 @@ class Applier:
         ids = self.observed.deployments.get(change.key)
         if change.action is Action.CREATE or ids is None:
             flow_id = self._flows[view["flow_name"]]
-            self.client.post(
+            made = self.client.post(
                 "deployments/",
                 {"name": view["name"], "flow_id": flow_id, "schedules": schedules, **body},
             )
+            if isinstance(made, dict) and made.get("id"):
+                self._deployment_ids[change.key] = str(made["id"])
             return
         self.client.patch(f"deployments/{ids.id}", body)
         if any(d.path and d.path[0] == "schedules" for d in change.diffs):
@@ -241,6 +264,8 @@ class Applier:
             if change.kind is Kind.DEPLOYMENT:
                 ids = self.observed.deployments[change.key]
                 self.client.delete(f"deployments/{ids.id}")
+            elif change.kind is Kind.AUTOMATION:
+                self.client.delete(f"automations/{self.observed.automations[change.key]}")
             elif change.kind is Kind.WORK_QUEUE:
                 pool, name = segment(view["pool"]), segment(view["name"])
                 self.client.delete(f"work_pools/{pool}/queues/{name}")

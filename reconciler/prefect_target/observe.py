@@ -42,6 +42,8 @@ def observe_url(url: str) -> ObservedState:
         observed = read_observed(client).state
     resources: dict[tuple[Kind, str], Resource] = {}
     for ident, resource in observed.resources.items():
+        if resource.kind is Kind.AUTOMATION:
+            continue  # a deployment trigger's automation: not (yet) written back as `triggers:`
         if resource.kind is Kind.DEPLOYMENT:
             resource = Resource.of(
                 resource.kind, resource.key, deployment_spec(resource.spec), resource.owner

@@ -3,7 +3,8 @@
 Every work pool, work queue and deployment is read (their owners decide what a plan may touch:
 an object without reconciler's marker is made by hand, and only its name matters, for the
 collision error), with the ids the applier needs to change them, and the variables (for
-`{{ prefect.variables.NAME }}`)."""
+`{{ prefect.variables.NAME }}`). Of the automations, only those reconciler made for deployment
+triggers are read (reconciler/prefect_target/automations.py): any other is never touched."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from urllib.parse import quote
 
 from reconciler.model.observed import ObservedState
 from reconciler.model.resources import Kind, Resource
+from reconciler.prefect_target.automations import observed_automation
 from reconciler.prefect_target.client import PrefectClient
 from reconciler.prefect_target.mapping import observed_deployment, observed_pool, observed_queue
 
@@ -33,6 +35,8 @@ class Observed:
     deployments: dict[str, DeploymentIds] = field(default_factory=dict)
     flows: dict[str, str] = field(default_factory=dict)
     """flow name -> id"""
+    automations: dict[str, str] = field(default_factory=dict)
+    """our automations: key -> id"""
 
 
 def segment(name: str) -> str:
@@ -48,9 +52,10 @@ def read_observed(client: PrefectClient) -> Observed:
         lambda: client.filter_all("work_pools/filter"),
         lambda: client.filter_all("flows/filter"),
         lambda: client.filter_all("variables/filter"),
+        lambda: client.filter_all("automations/filter"),
         *client.filter_pages("deployments/filter", total),
     ]
-    pools, flows, variables, *pages = client.gather(lambda call: call(), calls)
+    pools, flows, variables, automations, *pages = client.gather(lambda call: call(), calls)
     deployments = _unique(raw for page in pages for raw in page)
     names = [str(p["name"]) for p in pools]
     queue_lists = client.gather(
@@ -78,11 +83,23 @@ def read_observed(client: PrefectClient) -> Observed:
             str(raw["flow_id"]),
             tuple(str(s["id"]) for s in raw.get("schedules") or [] if s.get("id")),
         )
+    keys = {deployment_ids.id: key for key, deployment_ids in ids.items()}
+    automation_ids: dict[str, str] = {}
+    for raw in automations:
+        automation = observed_automation(raw, keys)
+        if automation is None:
+            continue
+        if automation.ident in resources:  # ours twice (an apply cut short): the later is extra
+            extra = f"{automation.key} [{raw['id']}]"
+            automation = Resource.of(Kind.AUTOMATION, extra, automation.spec, automation.owner)
+        resources[automation.ident] = automation
+        automation_ids[automation.key] = str(raw["id"])
     values: dict[str, Any] = {str(v["name"]): v.get("value") for v in variables}
     return Observed(
         ObservedState(revision=0, resources=resources, variables=values),
         ids,
         {name: fid for fid, name in flow_names.items()},
+        automation_ids,
     )
 
 

@@ -22,6 +22,7 @@ from reconciler.desired.state import DesiredState
 from reconciler.model.resources import Kind, Owner
 from reconciler.plan.model import Action, Change, Plan
 from reconciler.prefect_target.applier import Applier, PrefectApplyResult
+from reconciler.prefect_target.automations import deployment_automations
 from reconciler.prefect_target.client import PrefectClient
 from reconciler.prefect_target.mapping import desired_view
 from reconciler.prefect_target.reader import Observed, read_observed
@@ -55,11 +56,11 @@ class PrefectTarget:
 
 def desired_in_prefect_view(desired: DesiredState) -> DesiredState:
     """The desired state as Prefect would hold it, pull steps pinned to each repository's
-    commit."""
+    commit, each deployment trigger an automation of its own."""
     commits = {scope.repo: scope.commit for scope in desired.scopes}
     resources = tuple(
         desired_view(r, commits.get(r.owner.repo) if r.owner else None) for r in desired.resources
-    )
+    ) + tuple(a for r in desired.resources for a in deployment_automations(r))
     return replace(desired, resources=resources)
 
 

@@ -618,7 +618,7 @@ def test_rate_limits_are_waited_out(
     assert sorted(deployments(prefect_server, names.flow_name)) == [d["name"] for d in deps]
 
 
-def test_triggers_and_automations_are_said_not_applied_rather_than_dropped(
+def test_triggers_are_planned_as_automations_and_automations_yaml_is_refused(
     run_cli: Callable[..., CliResult],
     make_repo: Callable[..., GitRepo],
     prefect_server: PrefectServer,
@@ -634,11 +634,10 @@ def test_triggers_and_automations_are_said_not_applied_rather_than_dropped(
     repo = make_repo(files)
     planned = reconcile(run_cli, repo, target, "--dry-run")
     assert planned.code == 0, planned.output
-    assert (
-        f'warning: the triggers of deployment "{names.key("nightly")}" are not applied to the '
-        "Prefect server" in planned.stderr
-    )
-    assert "Plan: 4 to add" in planned.stdout
+    assert "not applied" not in planned.stderr  # triggers are Prefect automations now
+    trigger_key = f"deployment-trigger:{names.key('nightly')}/nightly__automation_1"
+    assert f'+ automation "{trigger_key}" {{' in planned.stdout
+    assert "Plan: 5 to add" in planned.stdout
 
     automation = (
         "automations:\n  - name: after-nightly\n    trigger:\n"
