@@ -15,8 +15,11 @@ from the server by mapping the action's id to the deployment's key.
 
 Ownership: a last line `[reconciler:owner=REPO::FILE]` of the automation's description,
 which Prefect keeps through every update (as for pools and queues, reconciler/prefect_target/
-mapping.py). An automation without it (made by hand, in the UI, or by `prefect deploy`) is
-not read at all: a plan never shows, updates or prunes it. Like `prefect deploy`, the
+mapping.py). An automation without it is never updated or pruned. Those that run a deployment
+on the server (as `prefect deploy` makes them, or by hand) are read as made by hand, keyed by
+that deployment and their name: a file declaring a trigger of the same name gets a collision
+error, or with `--adopt` takes the automation over (`adopt` in the plan), instead of making a
+second one that fires beside it. Any other automation is not read at all. Like `prefect deploy`, the
 automation is created with `owner_resource: prefect.deployment.ID` (a `prefect deploy` of the
 same deployment then deletes it; Prefect 3.9 does not delete it with the deployment: the
 applier deletes it first).
@@ -170,18 +173,24 @@ def _mapping_or_none(raw: Any) -> dict[str, Any] | None:
 
 
 def observed_automation(raw: Mapping[str, Any], deployments: Mapping[str, str]) -> Resource | None:
-    """Our automation from Prefect's JSON (`deployments`: id -> FLOW/NAME), None when it is not
-    ours (no owner line) or not a deployment trigger's (one `run-deployment` of a selected
-    deployment)."""
+    """A deployment trigger's automation from Prefect's JSON (`deployments`: id -> FLOW/NAME):
+    one `run-deployment` of a selected deployment; None for any other. One without our owner
+    line (made by `prefect deploy`, or by hand) is read only when its deployment is on the
+    server, without an owner: declaring a trigger of the same name for that deployment is then
+    a collision, or an `adopt` with `--adopt`, rather than a second automation firing beside
+    it; any other of its kind is never updated or pruned."""
     owner, description = owner_of_description(raw.get("description"))
     actions = raw.get("actions") or []
-    if owner is None or len(actions) != 1 or not isinstance(actions[0], Mapping):
+    if len(actions) != 1 or not isinstance(actions[0], Mapping):
         return None
     action = actions[0]
     if action.get("type") != RUN_DEPLOYMENT or action.get("source") != "selected":
         return None
     deployment_id = str(action.get("deployment_id"))
-    # A deployment gone from the server (deleted by hand): a key of its own, so prune removes it.
+    if owner is None and deployment_id not in deployments:
+        return None
+    # Ours, of a deployment gone from the server (deleted by hand): a key of its own, so prune
+    # removes it.
     deployment = deployments.get(deployment_id, f"?/{deployment_id}")
     trigger = raw.get("trigger")
     name = str(raw.get("name"))

@@ -280,3 +280,40 @@ def test_a_deployment_deleted_by_hand_gets_its_automation_again_and_the_old_one_
     assert second["id"] != first["id"]
     assert second["actions"][0]["deployment_id"] == new["id"]
     assert "No changes." in reconcile(run_cli, repo, target).stdout
+
+
+def test_an_automation_prefect_deploy_made_is_a_collision_then_adopted_not_doubled(
+    run_cli: Callable[..., CliResult],
+    make_repo: Callable[..., GitRepo],
+    prefect_server: PrefectServer,
+    target: str,
+    names: Names,
+) -> None:
+    """`prefect deploy` made the deployment and its trigger's automation; the same file applied
+    by reconciler is refused until adopted, and then takes that automation over rather than
+    making a second one that would start every run twice."""
+    from tests.prefect_target.test_import_prefect import prefect_cli
+
+    repo = make_repo(with_trigger(names, threshold=1))
+    prefect_server.request("POST", "/work_pools/", {"name": names.pool, "type": "process"})
+    prefect_cli(prefect_server, repo.path, "--no-prompt", "deploy", "--all")
+    (deployment,) = deployments(prefect_server, names.flow_name).values()
+    related = f"/automations/related-to/prefect.deployment.{deployment['id']}"
+    (theirs,) = prefect_server.request("GET", related)
+    key = f"deployment-trigger:{names.flow_name}/nightly/{names.pool}-on-upstream"
+
+    refused = reconcile(run_cli, repo, target)
+    assert refused.code == 1, refused.output
+    assert f'automation "{key}" already exists in Prefect and was not made by reconciler' in (
+        refused.output
+    )
+    assert prefect_server.request("GET", related) == [theirs]
+
+    adopted = reconcile(run_cli, repo, target, "--adopt")
+    assert adopted.code == 0, adopted.output
+    assert f'# automation "{key}" will be adopted' in adopted.stdout
+    (now,) = prefect_server.request("GET", related)
+    assert now["id"] == theirs["id"], "taken over, not made again"
+    assert now["description"].endswith(f"[reconciler:owner={repo.path}::prefect.yaml]")
+    again = reconcile(run_cli, repo, target)
+    assert "No changes." in again.stdout, again.output
