@@ -10,7 +10,10 @@ where the two differ, so that the files written plan back to the same view (the 
   left out (the view reads a missing one as UTC);
 - everything else a deployment's view holds already has our spec's keys (`work_pool_name`,
   `work_queue_name`, `job_variables`, `pull_steps`, `tags` without the owner tag, ...);
-- pools and queues: the view is our spec (the owner line is out of the description).
+- pools and queues: the view is our spec (the owner line is out of the description);
+- the automations of deployment triggers (reconciler/prefect_target/automations.py: ours,
+  and those `prefect deploy` made) go back into their deployment's `triggers:`, each named,
+  without Prefect's defaults.
 
 Objects reconciler did not make have `owner=None` (the owner marker is read as for a plan).
 An unreachable server or a refused key is a `UserError` with a hint (the client's errors)."""
@@ -40,14 +43,19 @@ def observe_url(url: str) -> ObservedState:
     with PrefectClient(target.api_url, target.api_key, auth_string=target.auth_string) as client:
         client.health()
         observed = read_observed(client).state
+    triggers: dict[str, list[dict[str, Any]]] = {}
+    for resource in sorted(observed.of_kind(Kind.AUTOMATION), key=lambda r: r.key):
+        view = resource.view()
+        triggers.setdefault(str(view["deployment"]), []).append(trigger_entry(view))
     resources: dict[tuple[Kind, str], Resource] = {}
     for ident, resource in observed.resources.items():
         if resource.kind is Kind.AUTOMATION:
-            continue  # a deployment trigger's automation: not (yet) written back as `triggers:`
+            continue  # written back into its deployment's `triggers:`
         if resource.kind is Kind.DEPLOYMENT:
-            resource = Resource.of(
-                resource.kind, resource.key, deployment_spec(resource.spec), resource.owner
-            )
+            spec = deployment_spec(resource.spec)
+            if resource.key in triggers:
+                spec["triggers"] = triggers[resource.key]
+            resource = Resource.of(resource.kind, resource.key, spec, resource.owner)
         resources[ident] = resource
     return ObservedState(revision=0, resources=resources, variables=observed.variables)
 
@@ -59,6 +67,60 @@ def deployment_spec(view: Mapping[str, Any]) -> dict[str, Any]:
     if not spec.get("concurrency_options"):
         spec.pop("concurrency_options", None)
     return spec
+
+
+def trigger_entry(view: Mapping[str, Any]) -> dict[str, Any]:
+    """A deployment trigger's automation (its view: reconciler/prefect_target/automations.py)
+    as the entry of `triggers:` that applies back to the same view, without Prefect's
+    defaults (always named: the name is the automation's key)."""
+    entry: dict[str, Any] = {"name": view["name"]}
+    if view.get("description"):
+        entry["description"] = view["description"]
+    if view.get("enabled") is False:
+        entry["enabled"] = False
+    entry.update(_trigger_fields(view.get("trigger") or {}))
+    for key in ("parameters", "job_variables"):
+        if view.get(key):
+            entry[key] = view[key]
+    if view.get("schedule_after"):
+        entry["schedule_after"] = view["schedule_after"]
+    return entry
+
+
+def _trigger_fields(trigger: Mapping[str, Any]) -> dict[str, Any]:
+    """A trigger's view without what is its default (and labels of one value unlisted)."""
+    kind = trigger.get("type", "event")
+    if kind in ("compound", "sequence"):
+        fields: dict[str, Any] = {"type": kind}
+        if kind == "compound":
+            fields["require"] = trigger.get("require")
+        if trigger.get("within") is not None:
+            fields["within"] = trigger["within"]
+        fields["triggers"] = [_trigger_fields(child) for child in trigger.get("triggers") or []]
+        return fields
+    fields = {}
+    if trigger.get("match"):
+        fields["match"] = _labels(trigger["match"])
+    related = [_labels(r) for r in trigger.get("match_related") or []]
+    if related:
+        fields["match_related"] = related[0] if len(related) == 1 else related
+    for key in ("after", "expect", "for_each"):
+        if trigger.get(key):
+            fields[key] = list(trigger[key])
+    if trigger.get("posture", "Reactive") != "Reactive":
+        fields["posture"] = trigger["posture"]
+    if trigger.get("threshold", 1) != 1:
+        fields["threshold"] = trigger["threshold"]
+    if trigger.get("within"):
+        fields["within"] = trigger["within"]
+    return fields
+
+
+def _labels(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        label: values[0] if isinstance(values, list) and len(values) == 1 else values
+        for label, values in spec.items()
+    }
 
 
 def schedule_spec(view: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import datetime
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -315,5 +316,60 @@ def test_an_automation_prefect_deploy_made_is_a_collision_then_adopted_not_doubl
     (now,) = prefect_server.request("GET", related)
     assert now["id"] == theirs["id"], "taken over, not made again"
     assert now["description"].endswith(f"[reconciler:owner={repo.path}::prefect.yaml]")
+    again = reconcile(run_cli, repo, target)
+    assert "No changes." in again.stdout, again.output
+
+
+def test_import_writes_the_automations_back_as_triggers_and_adoption_round_trips(
+    run_cli: Callable[..., CliResult],
+    make_repo: Callable[..., GitRepo],
+    prefect_server: PrefectServer,
+    target: str,
+    names: Names,
+    tmp_path: Path,
+) -> None:
+    """`prefect deploy` of a deployment with an event trigger and a compound one; `reconcile
+    import --from` writes both back into the deployment's `triggers:`; the imported files,
+    adopted, plan every automation as adopted with no field to change, then "No changes."."""
+    from tests.prefect_target.test_import_prefect import prefect_cli
+
+    files = with_trigger(names, threshold=2)
+    files["prefect.yaml"] += (
+        "      - name: both-done\n"
+        "        type: compound\n"
+        "        require: all\n"
+        "        within: 300\n"
+        "        triggers:\n"
+        f"          - expect: [a.{names.pool}.done]\n"
+        f"          - expect: [b.{names.pool}.done]\n"
+        "            posture: Proactive\n"
+        "            within: 120\n"
+    )
+    deployed = make_repo(files, name="deployed")
+    prefect_server.request("POST", "/work_pools/", {"name": names.pool, "type": "process"})
+    prefect_cli(prefect_server, deployed.path, "--no-prompt", "deploy", "--all")
+
+    repo = make_repo(name="gitops")
+    out = run_cli("import", "--from", target, "--out", str(repo.path), "--pool", names.pool)
+    assert out.code == 0, out.output
+    written = (repo.path / "prefect.yaml").read_text()
+    assert f"name: {names.pool}-on-upstream" in written and "name: both-done" in written
+    assert "threshold: 2" in written and "require: all" in written
+    repo.commit({f"flows/{names.flow}.py": files[f"flows/{names.flow}.py"]}, "import")
+
+    adopted = reconcile(run_cli, repo, target, "--adopt")
+    assert adopted.code == 0, adopted.output
+    for name in (f"{names.pool}-on-upstream", "both-done"):
+        key = f"deployment-trigger:{names.flow_name}/nightly/{name}"
+        assert f'# automation "{key}" will be adopted' in adopted.stdout
+        block = adopted.stdout.split(f'= automation "{key}" {{\n', 1)[1].split("\n    }", 1)[0]
+        assert block.strip().startswith("~ owner = null -> "), block  # nothing else differs
+        assert len(block.strip().splitlines()) == 1, block
+    assert "0 to add, 0 to change, 0 to destroy" in adopted.stdout, adopted.stdout
+    (deployment,) = deployments(prefect_server, names.flow_name).values()
+    related = prefect_server.request(
+        "GET", f"/automations/related-to/prefect.deployment.{deployment['id']}"
+    )
+    assert len(related) == 2, "taken over, not made again"
     again = reconcile(run_cli, repo, target)
     assert "No changes." in again.stdout, again.output
