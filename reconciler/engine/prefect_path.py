@@ -21,11 +21,16 @@ from typing import Any
 
 from reconciler.apply.transaction import ApplyResult
 from reconciler.core.diagnostics import Diagnostic, Location, error
-from reconciler.core.errors import ConfigError
 from reconciler.core.masking import Masker
-from reconciler.desired.build import BuildOptions, DraftKey, RepoInput, build_desired
+from reconciler.desired.build import DraftKey, RepoInput
 from reconciler.desired.state import DesiredState
-from reconciler.engine.stages import Desired, Planned, ReconcileRequest, hiding_replaced_secrets
+from reconciler.engine.stages import (
+    Desired,
+    Planned,
+    ReconcileRequest,
+    build_valid,
+    hiding_replaced_secrets,
+)
 from reconciler.model.resources import Kind, Owner
 from reconciler.plan.planner import PlanOptions, make_plan
 from reconciler.prefect_target.automations import trigger_problems
@@ -58,21 +63,8 @@ class PrefectPath:
         """Read and validate every file against what the server holds now (observed again
         after the steps, which may take minutes)."""
         observed = self.target.observe().state
-        built = build_desired(
-            inputs,
-            observed,
-            BuildOptions(
-                environ=env,
-                strict=request.strict,
-                build_outputs_known=request.skip_build,
-                step_outputs=step_outputs or {},
-                cache=request.cache,
-                worker_types=None,  # Prefect's workers run every type of pool
-            ),
-        )
-        if built.desired is None:
-            masker = Masker(built.secrets)
-            raise ConfigError([masker.diagnostic(d) for d in built.diagnostics])
+        # Prefect's workers run every type of pool: no warning for a type ours does not run.
+        built = build_valid(inputs, observed, request, env, step_outputs, worker_types=None)
         return Desired(built, observed, tuple(inputs))
 
     def plan(self, desired: Desired, request: ReconcileRequest) -> Planned:

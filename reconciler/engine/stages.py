@@ -361,6 +361,22 @@ def desired_state(
     """Stage 2: read and validate every file, build the desired state against what the store
     holds. Raises ConfigError (every problem, masked) when a file is invalid."""
     observed = store.observe()
+    built = build_valid(inputs, observed, request, env, step_outputs)
+    built = lay_overrides(built, store)  # operator overrides (reconciler/overrides.py)
+    return Desired(built, observed, tuple(inputs))
+
+
+def build_valid(
+    inputs: Sequence[RepoInput],
+    observed: ObservedState,
+    request: ReconcileRequest,
+    env: Mapping[str, str],
+    step_outputs: Mapping[DraftKey, Mapping[str, Any]] | None = None,
+    worker_types: frozenset[str] | None = BuildOptions.worker_types,
+) -> BuildResult:
+    """The files built against `observed` with the request's options (`worker_types`: the
+    pool types the target's workers run; None: every type). Raises ConfigError (every
+    problem, masked) when a file is invalid."""
     built = build_desired(
         inputs,
         observed,
@@ -370,13 +386,13 @@ def desired_state(
             build_outputs_known=request.skip_build,
             step_outputs=step_outputs or {},
             cache=request.cache,
+            worker_types=worker_types,
         ),
     )
     if built.desired is None:
         masker = Masker(built.secrets)
         raise ConfigError([masker.diagnostic(d) for d in built.diagnostics])
-    built = lay_overrides(built, store)  # operator overrides (reconciler/overrides.py)
-    return Desired(built, observed, tuple(inputs))
+    return built
 
 
 def plan(desired: Desired, request: ReconcileRequest) -> Planned:

@@ -32,8 +32,6 @@ from reconciler.prefect_target.reader import Observed, segment
 Locate = Callable[[Owner | None, Kind, str], Location | None]
 WRITES = (Kind.WORK_POOL, Kind.WORK_QUEUE, Kind.DEPLOYMENT, Kind.AUTOMATION)
 DELETIONS = (Kind.AUTOMATION, Kind.DEPLOYMENT, Kind.WORK_QUEUE, Kind.WORK_POOL)
-DEPLOYMENT_DELETIONS = len(WRITES) + DELETIONS.index(Kind.DEPLOYMENT)
-"""The place of the deployments' deletions among the phases of `Applier.apply`."""
 BULK_DELETE_SIZE = 50
 """Deployments deleted by one `/deployments/bulk_delete` (the most Prefect's server takes)."""
 
@@ -108,7 +106,7 @@ class Applier:
                 failed = self._ensure_flows(phase)
                 if failed:
                     raise PrefectApplyError(failed, done, [c for p in phases[index:] for c in p])
-            if index == DEPLOYMENT_DELETIONS:
+            if phase[0].kind is Kind.DEPLOYMENT and phase[0].action is Action.DELETE:
                 outcomes = self._delete_deployments(phase)
             else:
                 outcomes = self.client.gather(self._attempt, phase)
@@ -146,31 +144,23 @@ class Applier:
         change's failure message (None: deleted, or gone already)."""
         if len(phase) < 2:
             return self.client.gather(self._attempt, phase)
-        chunks = [phase[i : i + BULK_DELETE_SIZE] for i in range(0, len(phase), BULK_DELETE_SIZE)]
-        unsupported: list[Sequence[Change]] = []
-
-        def delete(chunk: Sequence[Change]) -> list[str | None]:
+        outcomes: list[str | None] = []
+        # One request after the other: each is one transaction over many rows, which a
+        # SQLite-backed server would only refuse as busy (503) if they came at once.
+        for start in range(0, len(phase), BULK_DELETE_SIZE):
+            chunk = phase[start : start + BULK_DELETE_SIZE]
             ids = [self.observed.deployments[c.key].id for c in chunk]
             body = {"deployments": {"id": {"any_": ids}}, "limit": len(ids)}
             try:
                 self.client.post("deployments/bulk_delete", body)
             except PrefectError as exc:
-                if exc.status in (404, 405):
-                    unsupported.append(chunk)
-                    return [None] * len(chunk)  # done one by one below
-                return [self._attempt_failed(c, exc) for c in chunk]
-            return [None] * len(chunk)  # an id not deleted was gone already
-
-        # One after the other: each is one transaction over many rows, which a SQLite-backed
-        # server would only refuse as busy (503) if they came at once.
-        outcomes = [o for chunk in chunks for o in delete(chunk)]
-        by_change = dict(zip(map(id, phase), outcomes, strict=True))
-        for chunk in unsupported:
-            for change, outcome in zip(
-                chunk, self.client.gather(self._attempt, chunk), strict=True
-            ):
-                by_change[id(change)] = outcome
-        return [by_change[id(c)] for c in phase]
+                if exc.status in (404, 405):  # no bulk endpoint: these one by one
+                    outcomes += self.client.gather(self._attempt, chunk)
+                else:
+                    outcomes += [self._attempt_failed(c, exc) for c in chunk]
+                continue
+            outcomes += [None] * len(chunk)  # an id not deleted was gone already
+        return outcomes
 
     def _ensure_flows(self, phase: Sequence[Change]) -> list[tuple[Change, str]]:
         wanted = sorted(

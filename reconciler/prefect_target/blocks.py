@@ -40,9 +40,7 @@ class BlockReader:
     def __init__(self, url: str, client: PrefectClient | None = None) -> None:
         target = parse_prefect_url(url)
         self.api_url = target.api_url
-        self.client = client or PrefectClient(
-            target.api_url, target.api_key, auth_string=target.auth_string
-        )
+        self.client = client or PrefectClient.of(target)
 
     def close(self) -> None:
         self.client.close()

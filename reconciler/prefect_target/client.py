@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import httpx
 
 from reconciler.core.errors import UserError
+from reconciler.prefect_target.url import PrefectTargetUrl
 
 DEFAULT_CONCURRENCY = 16
 DEFAULT_ATTEMPTS = 8
@@ -91,6 +92,11 @@ class PrefectClient:
         self._gate = _Gate(self.concurrency)
         self.retries = 0
         """Requests tried again (busy server, rate limit, dropped connection): for benchmarks."""
+
+    @classmethod
+    def of(cls, target: PrefectTargetUrl) -> PrefectClient:
+        """The client of a parsed `prefect+...` URL, with its key or auth string."""
+        return cls(target.api_url, target.api_key, auth_string=target.auth_string)
 
     def close(self) -> None:
         if self._pool is not None:

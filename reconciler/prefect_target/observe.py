@@ -40,7 +40,7 @@ _FLAT_KEYS = {
 def observe_url(url: str) -> ObservedState:
     """Everything the Prefect server at `url` holds, as our specs (read-only)."""
     target = parse_prefect_url(url)
-    with PrefectClient(target.api_url, target.api_key, auth_string=target.auth_string) as client:
+    with PrefectClient.of(target) as client:
         client.health()
         observed = read_observed(client).state
     triggers: dict[str, list[dict[str, Any]]] = {}

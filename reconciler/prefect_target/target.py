@@ -34,7 +34,7 @@ WORKER_HINT = "start Prefect's own worker instead: `prefect worker start --pool 
 class PrefectTarget:
     def __init__(self, url: PrefectTargetUrl, client: PrefectClient | None = None) -> None:
         self.url = url
-        self.client = client or PrefectClient(url.api_url, url.api_key, auth_string=url.auth_string)
+        self.client = client or PrefectClient.of(url)
         self._observed: Observed | None = None
 
     def close(self) -> None:

@@ -15,8 +15,7 @@ from reconciler.prefect_target.url import parse_prefect_url
 
 
 def _client(url: str) -> PrefectClient:
-    target = parse_prefect_url(url)
-    return PrefectClient(target.api_url, target.api_key, auth_string=target.auth_string)
+    return PrefectClient.of(parse_prefect_url(url))
 
 
 def _refused(name: str, exc: PrefectError) -> UserError:

@@ -413,20 +413,19 @@ def _runs_of(conn: Conn, armed: Armed, firing: Firing, now: float) -> list[NewRu
 
 
 def _events(conn: Conn, sql: str, params: tuple[Any, ...]) -> list[tuple[EventRecord, str]]:
-    return [
-        (
-            EventRecord(
-                id=row[0],
-                occurred=row[1],
-                event=row[2],
-                resource=json.loads(row[3]),
-                related=json.loads(row[4]),
-                payload=json.loads(row[5]),
-            ),
-            row[6],
-        )
-        for row in conn.all(sql, params)
-    ]
+    return [(_record(row), row[6]) for row in conn.all(sql, params)]
+
+
+def _record(row: Any) -> EventRecord:
+    """An event from a row of _EVENT_COLUMNS."""
+    return EventRecord(
+        id=row[0],
+        occurred=row[1],
+        event=row[2],
+        resource=json.loads(row[3]),
+        related=json.loads(row[4]),
+        payload=json.loads(row[5]),
+    )
 
 
 _EVENT_COLUMNS = "id, occurred, event, resource, related, payload, received_at"
@@ -510,7 +509,7 @@ def evaluate_trigger(
     for run in created:
         log.info("%s of %s: run %s created", trigger.name, armed.owner_key, run.id)
     if act is None:
-        for _ in firings if later else []:
+        if later and firings:
             log.warning("automation %s: its actions wait for the daemon", armed.resource.key)
         return created
     events = {f.event.id: f.event for f in firings if f.event is not None}
@@ -571,9 +570,7 @@ def _done(hooks: SqlStoreBase, trigger_id: str, keys: set[str]) -> None:
 def _event_by_id(hooks: SqlStoreBase, event_id: str) -> EventRecord | None:
     """A stored event (None: pruned since); for the actions of an outbox entry taken again."""
     rows = hooks._read(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,))
-    for r in rows:
-        return EventRecord(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), json.loads(r[5]))
-    return None
+    return _record(rows[0]) if rows else None
 
 
 class Evaluator:
@@ -625,11 +622,7 @@ class Evaluator:
             "ORDER BY received_at, id LIMIT ?",
             (floor, BATCH),
         )
-        news = [
-            EventRecord(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), json.loads(r[5]))
-            for r in rows
-            if r[0] not in self._known
-        ]
+        news = [_record(r) for r in rows if r[0] not in self._known]
         if rows:
             newest = _epoch(str(rows[-1][6]))
             # a full batch moves on without the overlap, or a burst would be read forever
